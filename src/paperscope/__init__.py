@@ -1,0 +1,59 @@
+"""paperscope: explore a corpus of research papers by meaning, offline.
+
+    >>> import paperscope
+    >>> ex = paperscope.build()                 # bundled corpus -> default store
+    >>> ex = paperscope.open()                  # later: open the store
+    >>> ex.related("Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer", k=5)
+    >>> ex.search("learning-rate transfer across model widths")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__version__ = "0.1.0"
+
+from paperscope.errors import (  # noqa: E402
+    InputError,
+    ModelLockError,
+    PaperscopeError,
+    StoreError,
+    StoreLockedError,
+    UnknownPaperError,
+)
+from paperscope.paper import Hit, Paper  # noqa: E402
+
+
+def build(paths: Iterable[str | Path] | None = None, store: str | Path | None = None, **options: Any) -> "Explorer":
+    """Index ``paths`` (default: the bundled corpus) into ``store`` and return an Explorer on it.
+
+    Options are those of :func:`paperscope.build.build` (``prune``, ``rebuild``, ``lock``,
+    ``embedder``, ``chunk_size``, ``progress``).
+    """
+    from paperscope.build import build as _build
+    from paperscope.explorer import Explorer
+
+    _build(paths, store, **options)
+    return Explorer(store, embedder=options.get("embedder"))
+
+
+def open(store: str | Path | None = None, **options: Any) -> "Explorer":  # noqa: A001 - the API's verb
+    """Open an existing store (default: ``$PAPERSCOPE_HOME`` or ``~/.local/share/paperscope``)."""
+    from paperscope.explorer import Explorer
+
+    return Explorer(store, **options)
+
+
+def __getattr__(name: str) -> Any:
+    # Explorer imports FAISS; keep `import paperscope` itself light.
+    if name == "Explorer":
+        from paperscope.explorer import Explorer
+
+        return Explorer
+    raise AttributeError(name)
+
+
+__all__ = ["Explorer", "Hit", "InputError", "ModelLockError", "Paper", "PaperscopeError", "StoreError",
+           "StoreLockedError", "UnknownPaperError", "build", "open", "__version__"]

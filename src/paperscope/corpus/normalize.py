@@ -1,0 +1,42 @@
+"""Text clean-up and stable paper ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_NON_WORD = re.compile(r"[\W_]+")
+_SPACE = re.compile(r"\s+")
+# C0/C1 control characters other than tab/newline carry no meaning in a title or abstract.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters and collapse runs of whitespace (arXiv abstracts wrap lines)."""
+    return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
+
+
+def normalise_title(title: str) -> str:
+    """Case- and punctuation-insensitive form of a title, used for ids and exact-title lookup.
+
+    NFKC folds compatibility characters (full-width letters, ligatures) so that the same
+    title typed on two systems normalises alike; ``μ`` and ``µ`` (micro sign) both become ``μ``.
+    """
+    t = unicodedata.normalize("NFKC", title).casefold()
+    return _NON_WORD.sub(" ", t).strip()
+
+
+def title_id(title: str) -> str:
+    """A stable id for a paper that has no arXiv id: ``t-`` + 12 hex digits of the title's hash."""
+    digest = hashlib.sha256(normalise_title(title).encode("utf-8")).hexdigest()
+    return "t-" + digest[:12]
+
+
+_ARXIV_NEW = re.compile(r"^\d{4}\.\d{4,5}(v\d+)?$")
+_ARXIV_OLD = re.compile(r"^[a-z\-]+(\.[A-Z]{2})?/\d{7}(v\d+)?$")
+
+
+def is_arxiv_id(value: str) -> bool:
+    """True for arXiv identifiers in either scheme (``2203.03466``, ``math/0601001``)."""
+    return bool(_ARXIV_NEW.match(value) or _ARXIV_OLD.match(value))

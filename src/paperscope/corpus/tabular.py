@@ -1,0 +1,99 @@
+"""Row-based inputs: JSON Lines (including the arXiv metadata snapshot) and CSV, streamed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from paperscope.corpus.normalize import clean_text, title_id
+from paperscope.corpus.records import ReadReport
+from paperscope.errors import InputError
+from paperscope.paper import Paper
+
+_AUTHOR_SPLIT = re.compile(r",\s*|\s+and\s+")
+
+
+def _authors(value: object) -> tuple[str, ...]:
+    """A list of names, or the arXiv snapshot's single string ``"A. One, B. Two and C. Three"``."""
+    if isinstance(value, list):
+        names = [clean_text(str(v)) for v in value]
+    elif isinstance(value, str):
+        names = [clean_text(v) for v in _AUTHOR_SPLIT.split(value)]
+    else:
+        return ()
+    return tuple(n for n in names if n)
+
+
+def row_to_paper(row: Mapping[str, object], source: str, where: str, report: ReadReport) -> Paper | None:
+    """Map one JSON object or CSV row to a Paper; None (counted as skipped) if it lacks text."""
+    title = clean_text(str(row.get("title") or ""))
+    abstract = clean_text(str(row.get("abstract") or ""))
+    if not title or not abstract:
+        report.skip(where, "no title" if not title else "no abstract")
+        return None
+    raw_id = clean_text(str(row.get("id") or ""))
+    authors = _authors(row.get("authors"))
+    count = row.get("authors_count")
+    authors_count = int(count) if isinstance(count, (int, str)) and str(count).isdigit() else None
+    if authors_count is None and authors:
+        authors_count = len(authors)
+    # arXiv snapshot rows carry update_date, generic rows may carry date; kept as written.
+    date = clean_text(str(row.get("date") or row.get("update_date") or "")) or None
+    cats = row.get("categories")
+    categories = tuple(str(cats).split()) if isinstance(cats, str) else ()
+    return Paper(
+        id=raw_id or title_id(title),
+        title=title,
+        abstract=abstract,
+        authors=authors,
+        authors_count=authors_count,
+        date=date,
+        categories=categories,
+        sources=(source,),
+    )
+
+
+def _decoded_lines(path: Path, raw: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    for lineno, line in enumerate(raw, 1):
+        try:
+            yield lineno, line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {line[e.start]:#04x} at column {e.start + 1})") from None
+
+
+def read_jsonl(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[Paper]:
+    """Stream JSON Lines; a line that is not a JSON object is an error naming file and line."""
+    for lineno, line in _decoded_lines(path, raw):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        report.entries += 1
+        if (paper := row_to_paper(obj, path.name, f"{path}:{lineno}", report)) is not None:
+            yield paper
+
+
+def read_csv(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[Paper]:
+    """Stream a CSV file with a header row naming at least ``title`` and ``abstract``."""
+    lines = (text for _, text in _decoded_lines(path, raw))
+    try:
+        reader = csv.DictReader(lines)
+        header = reader.fieldnames or []
+        missing = {"title", "abstract"} - {h.strip().lower() for h in header}
+        if missing:
+            raise InputError(f"{path}:1: CSV header lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(header)})")
+        for row in reader:
+            report.entries += 1
+            norm = {(k or "").strip().lower(): v for k, v in row.items()}
+            if (paper := row_to_paper(norm, path.name, f"{path}:{reader.line_num}", report)) is not None:
+                yield paper
+    except csv.Error as e:
+        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+

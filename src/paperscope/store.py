@@ -1,0 +1,301 @@
+"""The store: one directory, the only code that touches it.
+
+Layout::
+
+    STORE/
+      CURRENT                    name of the live generation; replaced atomically
+      .writer.lock               flock()ed by the one process that may write
+      staging.sqlite             vectors embedded by an unfinished build (the checkpoint)
+      generations/g000007/       one complete, immutable generation:
+        papers.sqlite            papers and metadata; papers.row is the vector row
+        vectors.npy              float32 (n, dim), L2-normalised, never pickled
+        index.faiss              FAISS index over vectors.npy, labels = rows
+        manifest.json            written last: versions, model, counts, sha256 per file
+
+A build writes ``generations/.tmp-*`` and renames it into place, then swaps CURRENT, so a
+reader sees the previous complete generation or the next one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paperscope.errors import StoreError, StoreLockedError
+from paperscope.paper import Paper
+
+SCHEMA_VERSION = 1
+HOME_ENV = "PAPERSCOPE_HOME"
+FILES = ("papers.sqlite", "vectors.npy", "index.faiss")
+# Readers may still hold the previous generation open; anything older is deleted.
+KEEP_GENERATIONS = 2
+
+PAPERS_DDL = """
+CREATE TABLE papers (
+    row INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    title TEXT NOT NULL,
+    norm_title TEXT NOT NULL,
+    abstract TEXT NOT NULL,
+    authors TEXT NOT NULL,
+    authors_count INTEGER,
+    date TEXT,
+    upvotes INTEGER,
+    organisation TEXT,
+    categories TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+);
+CREATE INDEX papers_norm_title ON papers(norm_title);
+CREATE INDEX papers_content_hash ON papers(content_hash);
+"""
+PAPER_COLUMNS = ("id", "title", "abstract", "authors", "authors_count", "date", "upvotes",
+                 "organisation", "categories", "sources")
+
+
+def default_store() -> Path:
+    """``$PAPERSCOPE_HOME``, else ``$XDG_DATA_HOME/paperscope``, else ``~/.local/share/paperscope``."""
+    if home := os.environ.get(HOME_ENV):
+        return Path(home).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "paperscope"
+
+
+def paper_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Paper:
+    """Columns in PAPER_COLUMNS order to a Paper."""
+    (pid, title, abstract, authors, authors_count, date, upvotes, organisation, categories, sources) = row
+    return Paper(id=pid, title=title, abstract=abstract, authors=tuple(json.loads(authors)),
+                 authors_count=authors_count, date=date, upvotes=upvotes, organisation=organisation,
+                 categories=tuple(json.loads(categories)), sources=tuple(json.loads(sources)))
+
+
+def paper_values(p: Paper) -> tuple[Any, ...]:
+    """A Paper as values in PAPER_COLUMNS order."""
+    return (p.id, p.title, p.abstract, json.dumps(list(p.authors), ensure_ascii=False), p.authors_count,
+            p.date, p.upvotes, p.organisation, json.dumps(list(p.categories)),
+            json.dumps(list(p.sources), ensure_ascii=False))
+
+
+def sha256_file(path: Path) -> str:
+    from paperscope.embed.lock import sha256_file as _sha
+
+    return _sha(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Write a small text file so that readers see the old content or the new, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One complete generation directory and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def connect(self) -> sqlite3.Connection:
+        """Read-only SQLite connection; ``immutable`` because a generation never changes."""
+        uri = f"file:{self.file('papers.sqlite')}?mode=ro&immutable=1"
+        try:
+            con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            con.execute("SELECT count(*) FROM papers").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.file('papers.sqlite')}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+        return con
+
+    def load_vectors(self, mmap: bool = True) -> np.ndarray:
+        """vectors.npy, checked for dtype, shape and dimension before anything uses it."""
+        path = self.file("vectors.npy")
+        try:
+            vectors = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+        n, dim = self.manifest["counts"]["papers"], self.manifest["model"]["dimension"]
+        if vectors.dtype != np.float32 or vectors.shape != (n, dim):
+            raise StoreError(f"{path}: expected float32 {(n, dim)}, found {vectors.dtype} {vectors.shape}; "
+                             "re-index to repair: paperscope index --rebuild")
+        return vectors
+
+
+class Store:
+    """A store directory. Readers call :meth:`current`; a build uses :meth:`writer`."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path).expanduser() if path is not None else default_store()
+
+    # ---- reading -------------------------------------------------------------------------
+    @property
+    def generations_dir(self) -> Path:
+        return self.path / "generations"
+
+    def current(self) -> Generation | None:
+        """The live generation, or None for a store that has never been built."""
+        pointer = self.path / "CURRENT"
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text(encoding="utf-8").strip()
+        gen_dir = self.generations_dir / name
+        manifest_path = gen_dir / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StoreError(f"{manifest_path}: missing; re-index to repair: paperscope index --rebuild") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StoreError(f"{manifest_path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+        if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
+            found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+            raise StoreError(f"{manifest_path}: store schema {found!r}, this paperscope reads {SCHEMA_VERSION}; "
+                             "re-index into a new store")
+        return Generation(gen_dir, manifest)
+
+    def require_current(self) -> Generation:
+        gen = self.current()
+        if gen is None:
+            raise StoreError(f"{self.path}: no paperscope store here; build one with: paperscope index --store {self.path}")
+        return gen
+
+    # ---- writing -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the single-writer lock; a second writer fails at once with a clear message."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / ".writer.lock"
+        fh = open(lock_path, "a+")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise StoreLockedError(f"{self.path}: another paperscope index is writing this store ({holder}); "
+                                       "wait for it to finish") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            yield
+        finally:
+            fh.close()  # closing releases the flock, also when the process is killed
+
+    def new_generation(self) -> tuple[str, Path]:
+        """A fresh temporary directory for the next generation (stale ones from crashes removed)."""
+        self.generations_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.generations_dir.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        numbers = [int(p.name[1:]) for p in self.generations_dir.glob("g[0-9]*") if p.name[1:].isdigit()]
+        name = f"g{max(numbers, default=0) + 1:06d}"
+        tmp = self.generations_dir / f".tmp-{name}"
+        tmp.mkdir()
+        return name, tmp
+
+    def commit(self, name: str, tmp: Path, manifest: dict[str, Any]) -> Generation:
+        """Write the manifest last, rename the generation into place and swap CURRENT to it."""
+        files: dict[str, dict[str, Any]] = {}
+        for f in FILES:
+            path = tmp / f
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            files[f] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        manifest = {**manifest, "generation": name, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with open(tmp / "manifest.json", "rb+") as fh:
+            os.fsync(fh.fileno())
+        final = self.generations_dir / name
+        os.replace(tmp, final)
+        _fsync_dir(self.generations_dir)
+        write_atomic(self.path / "CURRENT", name + "\n")
+        self._drop_old(keep=name)
+        return Generation(final, manifest)
+
+    def discard(self, tmp: Path) -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def _drop_old(self, keep: str) -> None:
+        gens = sorted(p for p in self.generations_dir.glob("g[0-9]*") if p.is_dir())
+        for old in gens[:-KEEP_GENERATIONS]:
+            if old.name != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    # ---- checkpoint of embedded vectors ---------------------------------------------------
+    def staging(self) -> Staging:
+        return Staging(self.path / "staging.sqlite")
+
+
+class Staging:
+    """Vectors embedded by a build that has not committed yet, keyed by (fingerprint, content hash).
+
+    Each chunk is one SQLite transaction, so a build killed at any moment loses at most the
+    chunk it was embedding; the next run reuses everything committed here.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.con = sqlite3.connect(path)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, hash TEXT, vec BLOB, "
+                         "PRIMARY KEY (fingerprint, hash))")
+
+    def has(self, fingerprint: str) -> set[str]:
+        return {h for (h,) in self.con.execute("SELECT hash FROM vectors WHERE fingerprint=?", (fingerprint,))}
+
+    def put(self, fingerprint: str, hashes: Iterable[str], vectors: np.ndarray) -> None:
+        with self.con:
+            self.con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                                 [(fingerprint, h, v.tobytes()) for h, v in zip(hashes, vectors, strict=True)])
+
+    def get(self, fingerprint: str, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(hashes), 500):
+            part = hashes[i:i + 500]
+            q = f"SELECT hash, vec FROM vectors WHERE fingerprint=? AND hash IN ({','.join('?' * len(part))})"
+            for h, blob in self.con.execute(q, (fingerprint, *part)):
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape == (dim,) and np.isfinite(vec).all():
+                    out[h] = vec
+        return out
+
+    def clear(self) -> None:
+        with self.con:
+            self.con.execute("DELETE FROM vectors")
+        self.con.execute("VACUUM")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

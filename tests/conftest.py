@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny deterministic fake embedder for fast tests, and real-model stores."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paperscope.corpus import bundled_corpus
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite must never reach the hub
+
+TENSOR_PROGRAMS_V = "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer"
+
+
+class FakeEmbedder:
+    """Hashed bag of words, L2-normalised: deterministic, instant, and texts sharing words are close."""
+
+    dimension = 64
+
+    def __init__(self, tag: str = "fake-v1"):
+        self.tag = tag
+        self.calls: list[int] = []
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.tag.encode()).hexdigest()[:16]
+
+    def text(self, title: str, abstract: str) -> str:
+        return f"{title}. {abstract}"
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t.lower()):
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dimension] += 1.0
+        out[:, 0] += 1e-3  # never a zero vector
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    @property
+    def embedded(self) -> int:
+        return sum(self.calls)
+
+
+@pytest.fixture
+def fake() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    return bundled_corpus()
+
+
+@pytest.fixture(scope="session")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled corpus indexed once with the real pinned model (shared by e2e tests)."""
+    from paperscope.build import build
+
+    store = tmp_path_factory.mktemp("real") / "store"
+    build(None, store)
+    return store
