@@ -261,13 +261,15 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
     """Embed every distinct text that has no vector in the previous generation or the checkpoint."""
     where = ("WHERE p.content_hash NOT IN (SELECT content_hash FROM old.papers)"
              if reuse_previous and _has_old(con) else "")
-    # Longest first: similar lengths share a batch (less padding) and the ETA errs on the safe side.
-    todo = con.execute(
-        f"SELECT p.content_hash, min(p.title), min(p.abstract) FROM papers p {where} "
-        "GROUP BY p.content_hash ORDER BY max(length(p.title) + length(p.abstract)) DESC, p.content_hash").fetchall()
+    # Only hashes are held in memory; texts are fetched chunk by chunk. Longest first: similar
+    # lengths share a batch (less padding) and the ETA errs on the safe side.
+    hashes = [h for (h,) in con.execute(
+        f"SELECT p.content_hash FROM papers p {where} "
+        "GROUP BY p.content_hash ORDER BY max(length(p.title) + length(p.abstract)) DESC, p.content_hash")]
     staged = staging.has(fingerprint)
-    report.resumed = sum(1 for h, _, _ in todo if h in staged)
-    todo = [row for row in todo if row[0] not in staged]
+    report.resumed = sum(1 for h in hashes if h in staged)
+    todo = [h for h in hashes if h not in staged]
+    del hashes, staged
     if not todo:
         return
     model = embedder
@@ -282,9 +284,12 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
     try:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]
-            texts = [model.text(t, a) for _, t, a in chunk]
+            found = dict(con.execute(
+                f"SELECT content_hash, min(title || char(0) || abstract) FROM papers "
+                f"WHERE content_hash IN ({','.join('?' * len(chunk))}) GROUP BY content_hash", chunk).fetchall())
+            texts = [model.text(*found[h].split("\0", 1)) for h in chunk]
             vectors = check_vectors(model.embed_batch(texts), len(texts), model.dimension)
-            staging.put(fingerprint, [h for h, _, _ in chunk], vectors)
+            staging.put(fingerprint, chunk, vectors)
             report.embedded += len(chunk)
             bar.update(len(chunk))
     finally:
