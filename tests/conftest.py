@@ -61,7 +61,7 @@ def corpus_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled corpus indexed once with the real pinned model (shared by e2e tests)."""
-    from paperscope.build import build
+    from paperscope.pipeline import build
 
     store = tmp_path_factory.mktemp("real") / "store"
     build(None, store)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import FakeEmbedder
-from paperscope.build import build
+from paperscope.pipeline import build
 from paperscope.corpus import read_corpus
 from paperscope.errors import InputError, StoreError, StoreLockedError
 from paperscope.explorer import Explorer

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import TENSOR_PROGRAMS_V
-from paperscope.build import build
+from paperscope.pipeline import build
 from paperscope.corpus import bundled_corpus
 from paperscope.explorer import Explorer
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
-from paperscope.build import build
+from paperscope.pipeline import build
 from paperscope.errors import StoreError, UnknownPaperError
 from paperscope.explorer import Explorer
 
@@ -74,3 +74,14 @@ def test_tiny_store_returns_fewer_only_when_corpus_has_fewer(tmp_path: Path, fak
 def test_opening_a_missing_store_says_how_to_build(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="paperscope index --store"):
         Explorer(tmp_path / "nothing")
+
+
+def test_top_level_api_build_then_open(tmp_path: Path, fake: FakeEmbedder) -> None:
+    import paperscope
+
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "title": "A", "abstract": "alpha text"}\n'
+                                      '{"id": "b", "title": "B", "abstract": "beta text"}\n')
+    for _ in range(2):  # the second call must still find the function, not a submodule
+        ex = paperscope.build([tmp_path / "p.jsonl"], store=tmp_path / "s", embedder=fake)
+        assert isinstance(ex, paperscope.Explorer) and len(ex) == 2
+    assert paperscope.open(tmp_path / "s", embedder=fake).paper("b").title == "B"

@@ -29,10 +29,10 @@ from paperscope.paper import Hit, Paper  # noqa: E402
 def build(paths: Iterable[str | Path] | None = None, store: str | Path | None = None, **options: Any) -> "Explorer":
     """Index ``paths`` (default: the bundled corpus) into ``store`` and return an Explorer on it.
 
-    Options are those of :func:`paperscope.build.build` (``prune``, ``rebuild``, ``lock``,
+    Options are those of :func:`paperscope.pipeline.build` (``prune``, ``rebuild``, ``lock``,
     ``embedder``, ``chunk_size``, ``progress``).
     """
-    from paperscope.build import build as _build
+    from paperscope.pipeline import build as _build
     from paperscope.explorer import Explorer
 
     _build(paths, store, **options)

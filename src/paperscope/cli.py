@@ -67,7 +67,7 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
     """
-    from paperscope.build import build, default_progress
+    from paperscope.pipeline import build, default_progress
 
     report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
                    chunk_size=chunk_size, progress=default_progress(quiet or as_json))
