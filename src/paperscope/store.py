@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from paperscope.embed.lock import sha256_file
 from paperscope.errors import StoreError, StoreLockedError
 from paperscope.paper import Paper
 
@@ -85,12 +86,6 @@ def paper_values(p: Paper) -> tuple[Any, ...]:
     return (p.id, p.title, p.abstract, json.dumps(list(p.authors), ensure_ascii=False), p.authors_count,
             p.date, p.upvotes, p.organisation, json.dumps(list(p.categories)),
             json.dumps(list(p.sources), ensure_ascii=False))
-
-
-def sha256_file(path: Path) -> str:
-    from paperscope.embed.lock import sha256_file as _sha
-
-    return _sha(path)
 
 
 def _fsync_dir(path: Path) -> None:
