@@ -152,6 +152,40 @@ def info(store: Path | None, as_json: bool) -> None:
         click.echo(f"{key:>11}  {value}")
 
 
+@main.command("map")
+@store_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for map.png, map.html and topics.json (default: STORE/map).")
+@click.option("--refit", is_flag=True, help="Fit afresh instead of keeping the previous layout.")
+@click.option("--topics", "fine_topics", type=click.IntRange(min=2), default=None,
+              help="Number of fine topics (default: about sqrt(papers)).")
+@click.option("--themes", "coarse_topics", type=click.IntRange(min=1), default=None,
+              help="Number of coarse themes (default: about topics / 2.5).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed for UMAP and k-means.")
+@json_option
+def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
+                coarse_topics: int | None, seed: int, as_json: bool) -> None:
+    """Draw the topic map: map.png, a self-contained map.html and topics.json."""
+    from paperscope.explorer import Explorer
+    from paperscope.map import MapParams
+
+    params = MapParams(seed=seed, fine_topics=fine_topics, coarse_topics=coarse_topics)
+    with Explorer(store) as ex:
+        tm = ex.topic_map(out, params=params, refit=refit)
+    if as_json:
+        click.echo(json.dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2,
+                              ensure_ascii=False))
+        return
+    s = tm.stats
+    how = "kept from the saved map" if s.get("reused_fit") else "fitted"
+    click.echo(f"map of {len(tm)} papers ({how}; {s['placed']} newly placed): {s['topics']['theme']} themes, "
+               f"{s['topics']['topic']} topics, {s['low_confidence']} papers low-confidence; {s['seconds']:.1f}s")
+    for t in sorted((t for t in tm.topics if t.level == 1), key=lambda t: -t.size):
+        click.echo(f"  topic {t.id:>3}  {t.size:>5}  {t.label}")
+    for kind, path in s["outputs"].items():
+        click.echo(f"{kind:>7}: {path}")
+
+
 @main.group()
 def model() -> None:
     """The pinned embedding model (models.lock)."""

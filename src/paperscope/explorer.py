@@ -6,7 +6,7 @@ import difflib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from paperscope.embed.lock import ModelLock
 from paperscope.errors import StoreError, UnknownPaperError
 from paperscope.paper import Hit, Paper
 from paperscope.store import PAPER_COLUMNS, Generation, Store, paper_from_row
+
+if TYPE_CHECKING:
+    from paperscope.map import MapParams, TopicMap
 
 _COLS = ", ".join(PAPER_COLUMNS)
 # Above this many papers, suggestions for an unknown title come from a prefix match in SQLite
@@ -154,6 +157,62 @@ class Explorer:
             raise StoreError(f"{self.generation.file('manifest.json')}: lock fingerprint {lock.fingerprint} "
                              f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
         return load_embedder(lock)
+
+    # ---- the topic map ------------------------------------------------------------------
+    def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
+                  render: bool = True, related_k: int = 5) -> TopicMap:
+        """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
+
+        An up-to-date saved map (same generation, same parameters) is returned as it is. After a
+        re-index, papers already on the map keep their place and topic (see
+        :func:`paperscope.map.compute_map`); ``refit=True`` starts afresh. With ``render`` the
+        PNG, the HTML page and topics.json are written to ``out`` (default: ``STORE/map``);
+        their paths are in ``result.stats["outputs"]``.
+        """
+        from paperscope.map import MapParams, compute_map, from_record, to_record
+
+        params = params or MapParams()
+        previous = None if refit else self.saved_map()
+        if previous is not None and previous.stats.get("fingerprint") != self.fingerprint:
+            previous = None  # other vectors: nothing of the old layout carries over
+        if previous is not None and previous.generation == self.generation.name and previous.params == params:
+            tm = previous
+        else:
+            ids, titles, texts, hashes = [], [], [], []
+            for start in range(0, self._n, 5000):
+                for pid, title, abstract, chash in self._query(
+                        "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
+                        (start, start + 5000)):
+                    ids.append(pid), titles.append(title), texts.append(f"{title}. {abstract}"), hashes.append(chash)
+            tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
+                             previous)
+            tm.stats["fingerprint"] = self.fingerprint
+            with self.store.writer():
+                self.store.write_map(*to_record(tm))
+        if render:
+            tm.stats["outputs"] = self._render_map(tm, Path(out) if out is not None else self.store.map_dir, related_k)
+        return tm
+
+    def saved_map(self) -> TopicMap | None:
+        """The last map saved in the store (possibly of an older generation), or None."""
+        from paperscope.map import from_record
+
+        record = self.store.read_map()
+        if record is None:
+            return None
+        try:
+            return from_record(*record)
+        except (KeyError, ValueError, TypeError) as e:
+            raise StoreError(f"{self.store.map_dir}: damaged map ({e}); re-run: paperscope map --refit") from None
+
+    def _render_map(self, tm: TopicMap, out: Path, related_k: int) -> dict[str, str]:
+        from paperscope.render import write_html, write_png, write_topics_json
+
+        out.mkdir(parents=True, exist_ok=True)
+        related = {pid: [h.paper.id for h in self.related(pid, k=related_k)] for pid in tm.ids}
+        return {"png": str(write_png(tm, out / "map.png")),
+                "html": str(write_html(tm, out / "map.html", related)),
+                "topics": str(write_topics_json(tm, out / "topics.json"))}
 
     # ---- about the store ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -244,6 +244,50 @@ class Store:
             if old.name != keep:
                 shutil.rmtree(old, ignore_errors=True)
 
+    # ---- the topic map ------------------------------------------------------------------
+    @property
+    def map_dir(self) -> Path:
+        return self.path / "map"
+
+    def write_map(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Path:
+        """Save the latest map as ``map/state-N/`` (map.json + arrays.npz) and point ``map/CURRENT`` at it.
+
+        Same discipline as generations: written beside the old one, swapped atomically.
+        """
+        self.map_dir.mkdir(parents=True, exist_ok=True)
+        numbers = [int(p.name[6:]) for p in self.map_dir.glob("state-[0-9]*") if p.name[6:].isdigit()]
+        name = f"state-{max(numbers, default=0) + 1:06d}"
+        tmp = self.map_dir / f".tmp-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        with open(tmp / "arrays.npz", "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        meta = {**meta, "arrays_sha256": sha256_file(tmp / "arrays.npz")}
+        (tmp / "map.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, self.map_dir / name)
+        write_atomic(self.map_dir / "CURRENT", name + "\n")
+        for old in sorted(self.map_dir.glob("state-[0-9]*"))[:-KEEP_GENERATIONS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.map_dir / name
+
+    def read_map(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """The latest saved map (metadata, arrays), None if there is none; StoreError if damaged."""
+        pointer = self.map_dir / "CURRENT"
+        if not pointer.is_file():
+            return None
+        state = self.map_dir / pointer.read_text(encoding="utf-8").strip()
+        try:
+            meta = json.loads((state / "map.json").read_text(encoding="utf-8"))
+            if sha256_file(state / "arrays.npz") != meta.get("arrays_sha256"):
+                raise ValueError("arrays.npz does not match its sha256 in map.json")
+            with np.load(state / "arrays.npz", allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise StoreError(f"{state}: damaged map ({e}); re-run: paperscope map --refit") from None
+        return meta, arrays
+
     # ---- checkpoint of embedded vectors ---------------------------------------------------
     def staging(self) -> Staging:
         return Staging(self.path / "staging.sqlite")

@@ -1,0 +1,76 @@
+"""Two levels of topics: fine topics by k-means, coarse themes by Ward linkage of their centroids.
+
+Every paper belongs to one topic at every level (no outlier bucket). A paper is
+*low-confidence* when its nearest fine centroid is barely nearer than the second nearest
+(margin below ``LOW_MARGIN``); the map reports how many there are instead of hiding them.
+k-means on the reduced space scales to millions of papers, and the coarse level only ever
+clusters the k fine centroids, so it is cheap at any size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import AgglomerativeClustering, KMeans
+
+LOW_MARGIN = 0.1
+
+
+def auto_sizes(n: int, fine: int | None, coarse: int | None) -> tuple[int, int]:
+    """Default topic counts: about sqrt(n) fine topics and about a third as many coarse ones."""
+    f = fine if fine is not None else max(2, min(200, round(math.sqrt(n))))
+    f = max(2, min(f, n))
+    c = coarse if coarse is not None else max(2, round(f / 2.5))
+    return f, max(1, min(c, f))
+
+
+def fit_topics(space: np.ndarray, fine_k: int, coarse_k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fine centroids (fine_k, d) and, per fine topic, its coarse parent (fine_k,)."""
+    km = KMeans(n_clusters=fine_k, n_init=10, random_state=seed).fit(space)
+    centroids = km.cluster_centers_.astype(np.float32)
+    if coarse_k >= fine_k:
+        return centroids, np.arange(fine_k, dtype=np.int32)
+    parents = AgglomerativeClustering(n_clusters=coarse_k, linkage="ward").fit_predict(centroids)
+    return centroids, parents.astype(np.int32)
+
+
+def assign(space: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest fine topic per point and its margin ``1 - d1/d2`` (0 = a tie, 1 = on the centroid)."""
+    d = np.sqrt(((space[:, None, :] - centroids[None, :, :]) ** 2).sum(-1))
+    order = np.argsort(d, axis=1)
+    nearest = order[:, 0]
+    d1 = d[np.arange(len(d)), nearest]
+    d2 = d[np.arange(len(d)), order[:, 1]] if centroids.shape[0] > 1 else d1 + 1.0
+    margin = np.where(d2 > 0, 1.0 - d1 / np.maximum(d2, 1e-12), 1.0)
+    return nearest.astype(np.int32), margin.astype(np.float32)
+
+
+def match_ids(old: np.ndarray, new: np.ndarray, next_id: int) -> dict[int, int]:
+    """Map each new cluster label to an id: the old topic id whose members it mostly holds, else a fresh one.
+
+    ``old`` and ``new`` are labels of the same papers (those in both maps; -1 in ``old`` for
+    papers that were not in the old map). A match is one-to-one (Hungarian on overlap counts)
+    and kept only when more than half of the new cluster's old papers came from that topic.
+    """
+    known = old >= 0
+    new_labels = np.unique(new)
+    old_labels = np.unique(old[known])
+    mapping: dict[int, int] = {}
+    if len(old_labels):
+        overlap = np.zeros((len(new_labels), len(old_labels)), dtype=np.int64)
+        ni = {v: i for i, v in enumerate(new_labels)}
+        oi = {v: i for i, v in enumerate(old_labels)}
+        for a, b in zip(new[known], old[known]):
+            overlap[ni[a], oi[b]] += 1
+        rows, cols = linear_sum_assignment(-overlap)
+        for r, c in zip(rows, cols):
+            held = overlap[r].sum()
+            if held and overlap[r, c] * 2 > held:
+                mapping[int(new_labels[r])] = int(old_labels[c])
+    for label in new_labels:
+        if int(label) not in mapping:
+            mapping[int(label)] = next_id
+            next_id += 1
+    return mapping

@@ -1,0 +1,52 @@
+"""The static map: points coloured by theme, each fine topic labelled at its centre."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from paperscope.map import TopicMap
+
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+
+
+def color_of(theme: int) -> str:
+    return PALETTE[theme % len(PALETTE)]
+
+
+def write_png(tm: TopicMap, path: Path, *, title: str = "paperscope topic map", dpi: int = 150) -> Path:
+    """Render ``tm`` to ``path`` with matplotlib (Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.patheffects as pe
+    import matplotlib.pyplot as plt
+
+    coarse, fine = tm.levels
+    fig, ax = plt.subplots(figsize=(13, 10))
+    ax.scatter(tm.coords[:, 0], tm.coords[:, 1], s=14, c=[color_of(int(t)) for t in coarse], alpha=0.75,
+               linewidths=0)
+    outline = [pe.withStroke(linewidth=3, foreground="white")]
+    for t in tm.topics:
+        if t.level != 1:
+            continue
+        pts = tm.coords[fine == t.id]
+        cx, cy = np.median(pts, axis=0)
+        ax.annotate(" / ".join(t.keywords[:2]), (cx, cy), ha="center", va="center", fontsize=8.5,
+                    fontweight="bold", color="#222", path_effects=outline)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=color_of(t.id),
+                          label=f"{t.label} ({t.size})") for t in tm.topics if t.level == 0]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8.5,
+              frameon=False, title="themes (coarse level); labels: fine topics")
+    ax.set_title(f"{title}: {len(tm)} papers, {sum(t.level == 0 for t in tm.topics)} themes, "
+                 f"{sum(t.level == 1 for t in tm.topics)} topics")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
