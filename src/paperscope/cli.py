@@ -177,7 +177,8 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
                               ensure_ascii=False))
         return
     s = tm.stats
-    how = "kept from the saved map" if s.get("reused_fit") else "fitted"
+    how = ("kept from the saved map, up to date" if s.get("cached")
+           else "previous layout kept" if s.get("reused_fit") else "fitted")
     click.echo(f"map of {len(tm)} papers ({how}; {s['placed']} newly placed): {s['topics']['theme']} themes, "
                f"{s['topics']['topic']} topics, {s['low_confidence']} papers low-confidence; {s['seconds']:.1f}s")
     for t in sorted((t for t in tm.topics if t.level == 1), key=lambda t: -t.size):

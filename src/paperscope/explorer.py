@@ -177,6 +177,7 @@ class Explorer:
             previous = None  # other vectors: nothing of the old layout carries over
         if previous is not None and previous.generation == self.generation.name and previous.params == params:
             tm = previous
+            tm.stats["cached"] = True
         else:
             ids, titles, texts, hashes = [], [], [], []
             for start in range(0, self._n, 5000):
@@ -187,6 +188,7 @@ class Explorer:
             tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
                              previous)
             tm.stats["fingerprint"] = self.fingerprint
+            tm.stats["cached"] = False
             with self.store.writer():
                 self.store.write_map(*to_record(tm))
         if render:

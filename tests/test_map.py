@@ -1,0 +1,137 @@
+"""Topic map with the fast fake embedder: determinism, coverage, stability, labels, outputs, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from paperscope.cli import main
+from paperscope.explorer import Explorer
+from paperscope.map import MapParams, compute_map
+from paperscope.map.labels import keywords
+from paperscope.map.terms import terms, tokens
+from paperscope.pipeline import build
+from paperscope.render.html import _safe_json
+
+
+def test_tokens_keep_field_terms() -> None:
+    toks = tokens("We tune u-μP and muP with LoRA adapters for 3D Gaussian splatting on GPT-4, and don't stop.")
+    for term in ("u-μP", "muP", "LoRA", "3D", "GPT-4", "Gaussian"):
+        assert term in toks
+    assert "and" not in toks and "don't" not in toks
+    assert "diffusion models" in terms("Score-based diffusion models, sampled fast")
+    assert "adaptation lora" not in terms("Low-rank adaptation (LoRA)")  # no phrase across punctuation
+    assert "μp" in terms("muP") and "μp" in terms("µP")  # micro sign and spelled-out forms fold together
+
+
+def test_ctfidf_keywords_pick_distinctive_terms() -> None:
+    texts = ["LoRA adapters for fine-tuning", "LoRA low-rank adapters", "LoRA rank adapters merge",
+             "diffusion models sample images", "score diffusion models", "diffusion models denoise"]
+    kw = keywords(texts, np.array([0, 0, 0, 1, 1, 1]), n=3)
+    assert kw[0][0] in ("LoRA", "adapters") and "diffusion models" in kw[1]
+
+
+@pytest.fixture(scope="module")
+def fake_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import FakeEmbedder
+
+    store = tmp_path_factory.mktemp("map") / "store"
+    build(None, store, embedder=FakeEmbedder())
+    return store
+
+
+def _inputs(ex: Explorer) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
+    rows = ex._query("SELECT id, title, abstract, content_hash FROM papers ORDER BY row")
+    return ([r[0] for r in rows], [r[1] for r in rows], [f"{r[1]}. {r[2]}" for r in rows], [r[3] for r in rows],
+            np.asarray(ex._vectors))
+
+
+def test_map_is_deterministic_and_covers_every_paper(fake_store: Path) -> None:
+    with Explorer(fake_store, embedder=None) as ex:
+        ids, titles, texts, hashes, vecs = _inputs(ex)
+    a = compute_map(ids, titles, texts, hashes, vecs, "g", MapParams())
+    b = compute_map(ids, titles, texts, hashes, vecs, "g", MapParams())
+    assert np.array_equal(a.coords, b.coords) and all(np.array_equal(x, y) for x, y in zip(a.levels, b.levels))
+    assert a.coords.shape == (432, 2) and np.isfinite(a.coords).all()
+    coarse, fine = a.levels
+    assert (coarse >= 0).all() and (fine >= 0).all()
+    parents = {t.id: t.parent for t in a.topics if t.level == 1}
+    assert all(parents[int(f)] == int(c) for f, c in zip(fine, coarse))  # fine topics nest in themes
+    assert sum(t.size for t in a.topics if t.level == 1) == 432 == sum(t.size for t in a.topics if t.level == 0)
+    assert 0 <= a.low_confidence < 432 and a.stats["low_confidence"] == a.low_confidence
+    c = compute_map(ids, titles, texts, hashes, vecs, "g", MapParams(seed=7))
+    assert not np.array_equal(a.coords, c.coords)  # the seed is really used
+
+
+def test_growing_corpus_keeps_old_papers_and_topic_ids(fake_store: Path) -> None:
+    with Explorer(fake_store) as ex:
+        ids, titles, texts, hashes, vecs = _inputs(ex)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(ids))
+    old, new = np.sort(order[:346]), np.sort(order[346:])  # 80% then all
+    pick = lambda idx: ([ids[i] for i in idx], [titles[i] for i in idx], [texts[i] for i in idx],  # noqa: E731
+                        [hashes[i] for i in idx], vecs[idx])
+    first = compute_map(*pick(old), "g1", MapParams())
+    grown = compute_map(*pick(np.arange(len(ids))), "g2", MapParams(), previous=first)
+    assert grown.stats["reused_fit"] and grown.stats["placed"] == len(new)
+    pos = {pid: i for i, pid in enumerate(grown.ids)}
+    moved = [np.linalg.norm(grown.coords[pos[pid]] - first.coords[i]) for i, pid in enumerate(first.ids)]
+    kept = np.mean([grown.levels[1][pos[pid]] == first.levels[1][i] for i, pid in enumerate(first.ids)])
+    assert float(np.median(moved)) == 0.0 and kept == 1.0
+    assert np.isfinite(grown.coords).all() and (grown.levels[1] >= 0).all()
+    # A fresh re-fit of the grown corpus still carries most topic ids over by member overlap.
+    refit = compute_map(*pick(np.arange(len(ids))), "g2", MapParams(refit_growth=0.0), previous=first)
+    assert not refit.stats["reused_fit"]
+    same = np.mean([refit.levels[1][pos[pid]] == first.levels[1][i] for i, pid in enumerate(first.ids)])
+    old_ids = {t.id for t in first.topics if t.level == 1}
+    assert same > 0.5 and len(old_ids & {t.id for t in refit.topics if t.level == 1}) >= len(old_ids) // 2
+
+
+def test_map_command_writes_outputs_and_reuses_saved_map(fake_store: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["map", "--store", str(fake_store), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "topics.json").read_text())
+    assert len(doc["papers"]) == 432 and {"id", "title", "x", "y", "topics"} <= set(doc["papers"][0])
+    assert {"id", "level", "label", "keywords", "size"} <= set(doc["topics"][0])
+    assert (tmp_path / "out" / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (tmp_path / "out" / "map.html").read_text()
+    assert "http://" not in html and "https://" not in html.split("</style>")[0]  # nothing fetched from a CDN
+    res2 = runner.invoke(main, ["map", "--store", str(fake_store), "--out", str(tmp_path / "out2")])
+    assert res2.exit_code == 0 and "kept from the saved map" in res2.output
+    assert json.loads((tmp_path / "out2" / "topics.json").read_text())["papers"] == doc["papers"]
+
+
+def test_map_bad_input_is_one_line(fake_store: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["map", "--store", str(fake_store), "--topics", "1"])
+    assert res.exit_code == 2 and "--topics" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(main, ["map", "--store", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "no paperscope store" in res.output
+    with pytest.raises(ValueError, match="n_neighbors"):
+        MapParams(n_neighbors=1)
+
+
+def test_damaged_saved_map_is_reported(fake_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    store = tmp_path / "copy"
+    shutil.copytree(fake_store, store)
+    with Explorer(store) as ex:
+        ex.topic_map(render=False)
+    state = next((store / "map").glob("state-*"))
+    data = bytearray((state / "arrays.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (state / "arrays.npz").write_bytes(bytes(data))
+    res = CliRunner().invoke(main, ["map", "--store", str(store)])
+    assert res.exit_code == 2 and "damaged map" in res.output and "--refit" in res.output
+    assert CliRunner().invoke(main, ["map", "--store", str(store), "--refit"]).exit_code == 0
+
+
+def test_html_json_cannot_close_the_script_block() -> None:
+    out = _safe_json({"title": "</script><img src=x onerror=alert(1)> & <!--"})
+    assert "<" not in out and ">" not in out and "&" not in out
+    assert json.loads(out)["title"] == "</script><img src=x onerror=alert(1)> & <!--"
