@@ -3,7 +3,9 @@
 Measured on the bundled corpus's theme labels (benchmarks/topics.py), clustering the
 MiniLM vectors alone splits muP and PEFT papers across topics (best-topic F1 0.2-0.4);
 adding a low-rank TF-IDF view of the same abstracts, where "μP" or "LoRA" is a strong
-feature, lifts them to 0.7-0.9. Both halves are L2-normalised so neither dominates.
+feature, lifts them to 0.7-0.9. Both halves are L2-normalised, then the lexical half is weighted
+(default 2.0: of 1.0, 1.5 and 2.0 the only weight that gave the muP, PEFT and diffusion
+themes each a topic with precision and recall above 0.5).
 """
 
 from __future__ import annotations

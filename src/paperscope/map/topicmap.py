@@ -29,7 +29,7 @@ class MapParams:
     min_dist: float = 0.1
     cluster_dims: int = 10
     lexical_dims: int = 100
-    lexical_weight: float = 1.0
+    lexical_weight: float = 2.0  # chosen on the theme labels: benchmarks/topics.py, README
     fine_topics: int | None = None
     coarse_topics: int | None = None
     # Re-fit from scratch once papers added since the last fit exceed this share of the fitted set.
@@ -107,8 +107,10 @@ class TopicMap:
 
     def find(self, words: str, level: int = 1) -> Topic:
         """The topic at ``level`` whose label or keywords mention ``words`` most prominently."""
-        w = words.casefold()
-        ranked = [(next((i for i, k in enumerate(t.keywords) if w in k.casefold()), 99), -t.size, t.id, t)
+        from paperscope.map.terms import fold
+
+        w = fold(words)
+        ranked = [(next((i for i, k in enumerate(t.keywords) if w in fold(k)), 99), -t.size, t.id, t)
                   for t in self.topics if t.level == level]
         best = min(ranked, key=lambda r: r[:3])
         if best[0] == 99:
