@@ -164,8 +164,11 @@ class Explorer:
                 extra = {"dense": r.dense, "lexical": r.lexical, "terms": tuple(terms)}
             hits.append(Hit(paper=p, score=r.score, rank=i, **extra))
         note = None
-        if filt is not None and len(hits) < k:
-            note = f"only {len(hits)} papers match the filter ({filt.describe()})"
+        term = " and contain a query term" if q.text and mode == "lexical" else ""
+        if len(hits) < k and filt is not None:
+            note = f"only {len(hits)} papers match the filter ({filt.describe()}){term}"
+        elif len(hits) < k and term:
+            note = f"only {len(hits)} papers contain a query term"
         return Hits(hits, note=note)
 
     def related(self, key: str, k: int = 10, *, mode: str | None = None, why: bool = False,

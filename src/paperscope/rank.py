@@ -21,7 +21,7 @@ MODES = ("dense", "lexical", "hybrid")
 # shipped labels; hybrid at that weight beats both single modes on the held-out half (README,
 # "Ranking quality").
 DEFAULT_MODE = "hybrid"
-HYBRID_WEIGHT = 0.5
+HYBRID_WEIGHT = 0.6
 POOL = 200
 # Below this many allowed rows a filtered dense query is scored exactly over just those rows;
 # above it FAISS is asked for more and more neighbours until enough pass the filter.
@@ -114,7 +114,9 @@ class Ranker:
             lex_all = np.where(mask, lex_all, -np.inf)
         if mode == "lexical":
             rows, scores = _top(np.arange(self.n), lex_all, k)
-            rows, scores = rows[np.isfinite(scores)], scores[np.isfinite(scores)]
+            # A text query's BM25 score is 0 for papers without any query term: those are not matches.
+            keep = scores > 0 if q.text else np.isfinite(scores)
+            rows, scores = rows[keep], scores[keep]
             dense = self.vectors[rows] @ q.dense if q.dense is not None and len(rows) else None
             return [Ranked(int(r), float(s), None if dense is None else float(dense[i]), float(s))
                     for i, (r, s) in enumerate(zip(rows, scores))]
