@@ -30,6 +30,7 @@ from paperscope.rank import MODES
 
 if TYPE_CHECKING:
     from paperscope.explorer import Explorer
+    from paperscope.rank import Query
 
 K = 10
 MAP_DEPTH = 100  # average precision is taken over the first 100 results
@@ -224,7 +225,7 @@ def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weig
     return result
 
 
-def related_query(ex: Explorer, row: int):  # -> rank.Query
+def related_query(ex: Explorer, row: int) -> Query:
     """The query ``Explorer.related`` makes for a paper row."""
     from paperscope.rank import Query
 
