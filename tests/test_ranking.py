@@ -235,3 +235,20 @@ def test_why_gives_shared_terms_and_dense_similarity(ex: Explorer) -> None:
             assert h.to_dict()["why"]["shared_terms"] == list(h.terms)
     plain = ex.related(TENSOR_PROGRAMS_V, k=3)
     assert all(h.terms is None and "why" not in h.to_dict() for h in plain)  # unchanged JSON without --why
+
+
+@pytest.mark.parametrize("mode", MODES_)
+def test_overfetch_path_equals_exact_subset_path(ex: Explorer, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # Large filtered stores ask FAISS for more and more neighbours instead of scoring the subset.
+    import paperscope.rank as rank
+
+    exact = ex.related(TENSOR_PROGRAMS_V, k=15, mode=mode, min_authors=3)
+    monkeypatch.setattr(rank, "_BRUTE_FORCE_ROWS", 0)
+    fetched = ex.related(TENSOR_PROGRAMS_V, k=15, mode=mode, min_authors=3)
+    assert [h.paper.id for h in fetched] == [h.paper.id for h in exact] and len(exact) == 15
+
+
+def test_cli_mode_choices_are_the_rankers() -> None:
+    from paperscope.cli import _MODES
+
+    assert _MODES == MODES

@@ -40,12 +40,16 @@ def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
         click.option("--mode", type=click.Choice(_MODES), default=None,
-                     help="Ranking: dense (model vectors), lexical (BM25), hybrid (both). Default: the best measured."),
+                     help="Ranking: dense (model vectors), lexical (BM25), hybrid (both; the default, best measured)."),
         click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
-        click.option("--date-from", callback=_date, default=None, help="Only papers dated on or after (YYYY[-MM[-DD]])."),
-        click.option("--date-to", callback=_date, default=None, help="Only papers dated on or before (YYYY[-MM[-DD]])."),
-        click.option("--min-authors", type=click.IntRange(min=0), default=None, help="Only papers with at least N authors."),
-        click.option("--max-authors", type=click.IntRange(min=0), default=None, help="Only papers with at most N authors."),
+        click.option("--date-from", callback=_date, default=None,
+                     help="Only papers dated on or after (YYYY[-MM[-DD]])."),
+        click.option("--date-to", callback=_date, default=None,
+                     help="Only papers dated on or before (YYYY[-MM[-DD]])."),
+        click.option("--min-authors", type=click.IntRange(min=0), default=None,
+                     help="Only papers with at least N authors."),
+        click.option("--max-authors", type=click.IntRange(min=0), default=None,
+                     help="Only papers with at most N authors."),
         click.option("--source", default=None, help="Only papers read from this page or file (path or file name)."),
         click.option("--where", multiple=True, metavar="KEY=VALUE",
                      help="Only papers whose metadata KEY equals VALUE (repeatable), e.g. organisation=Google."),
@@ -175,7 +179,8 @@ def search(text: str, store: Path | None, k: int, as_json: bool, **opts: Any) ->
 
 @main.command()
 @click.argument("papers", nargs=-1, required=True)
-@click.option("--not", "negative", multiple=True, metavar="PAPER", help="A paper the results should be unlike (repeatable).")
+@click.option("--not", "negative", multiple=True, metavar="PAPER",
+              help="A paper the results should be unlike (repeatable).")
 @store_option
 @k_option
 @ranking_options

@@ -233,7 +233,8 @@ def related_query(ex: Explorer, row: int) -> Query:
                  exclude=frozenset([row]))
 
 
-def tune(ex: Explorer, label_sets: Sequence[Labels], weights: Sequence[float] | None = None) -> list[tuple[float, float]]:
+def tune(ex: Explorer, label_sets: Sequence[Labels],
+         weights: Sequence[float] | None = None) -> list[tuple[float, float]]:
     """Mean nDCG@10 of hybrid per dense weight, on the tuning split only (held-out queries unseen).
 
     Each label set counts equally (the mean of per-set means), so the 300-odd theme queries do

@@ -76,7 +76,8 @@ def tokenize(text: str) -> list[str]:
     term yields the whole compound and its parts ("text-to-3D" -> ``text-to-3d``, ``text``,
     ``3d``), so it matches both the exact phrase and each word. LaTeX markup ("u-$μ$P") is dropped.
     """
-    text = _APOSTROPHE.sub("", unicodedata.normalize("NFKC", _LATEX.sub("", text)).lower())  # NFKC: micro sign -> Greek mu
+    # NFKC turns the micro sign into Greek mu, so "µP" and "μP" are one term.
+    text = _APOSTROPHE.sub("", unicodedata.normalize("NFKC", _LATEX.sub("", text)).lower())
     out: list[str] = []
     for match in _TOKEN.finditer(text):
         raw = match.group()
@@ -152,7 +153,8 @@ class LexicalIndex:
         except (OSError, ValueError, KeyError) as e:
             raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
         if not any_version and int(arrays["tokenizer_version"]) != TOKENIZER_VERSION:
-            raise StoreError(f"{path}: tokenizer version {int(arrays['tokenizer_version'])}, expected {TOKENIZER_VERSION}")
+            raise StoreError(f"{path}: tokenizer version {int(arrays['tokenizer_version'])}, "
+                             f"expected {TOKENIZER_VERSION}")
         ip, terms = arrays["indptr"], arrays["terms"]
         ok = (ip.ndim == 1 and len(ip) >= 1 and ip[0] == 0 and ip[-1] == len(terms) == len(arrays["counts"])
               and bool(np.all(np.diff(ip) >= 0)) and (len(terms) == 0 or int(terms.max()) < len(arrays["vocab"])))
