@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from paperscope.errors import PaperscopeError
-from paperscope.paper import Hit
+from paperscope.paper import Hit, Hits
 
 EXIT_USER_ERROR = 2
 
@@ -24,6 +24,47 @@ store_option = click.option("--store", type=click.Path(file_okay=False, path_typ
 k_option = click.option("-k", "k", type=click.IntRange(min=1, max=100_000), default=10, show_default=True,
                         help="Number of results.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+_MODES = ("dense", "lexical", "hybrid")  # rank.MODES; literal here so --help needs no FAISS import
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from paperscope.filters import _check_date
+
+    try:
+        return _check_date(f"--{param.name.replace('_', '-')}", value)
+    except ValueError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[1]) from None
+
+
+def ranking_options(f: Any) -> Any:
+    """--mode, --why and the filters, shared by related, search and recommend."""
+    options = [
+        click.option("--mode", type=click.Choice(_MODES), default=None,
+                     help="Ranking: dense (model vectors), lexical (BM25), hybrid (both; the default, best measured)."),
+        click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
+        click.option("--date-from", callback=_date, default=None,
+                     help="Only papers dated on or after (YYYY[-MM[-DD]])."),
+        click.option("--date-to", callback=_date, default=None,
+                     help="Only papers dated on or before (YYYY[-MM[-DD]])."),
+        click.option("--min-authors", type=click.IntRange(min=0), default=None,
+                     help="Only papers with at least N authors."),
+        click.option("--max-authors", type=click.IntRange(min=0), default=None,
+                     help="Only papers with at most N authors."),
+        click.option("--source", default=None, help="Only papers read from this page or file (path or file name)."),
+        click.option("--where", multiple=True, metavar="KEY=VALUE",
+                     help="Only papers whose metadata KEY equals VALUE (repeatable), e.g. organisation=Google."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    from paperscope.filters import parse_where
+
+    return {"mode": opts["mode"], "why": opts["why"], "date_from": opts["date_from"], "date_to": opts["date_to"],
+            "min_authors": opts["min_authors"], "max_authors": opts["max_authors"], "source": opts["source"],
+            "where": parse_where(opts["where"]) or None}
 
 
 class _Group(click.Group):
@@ -80,12 +121,15 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
 
 
 def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
+    note = getattr(hits, "note", None)
     if as_json:
         click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        if note:
+            click.echo(f"paperscope: {note}", err=True)
         return
     click.echo(header)
     if not hits:
-        click.echo("  (no results)")
+        click.echo(f"  (no results: {note})" if note else "  (no results)")
         return
     width = shutil.get_terminal_size((100, 20)).columns
     id_w = max(len(h.paper.id) for h in hits)
@@ -94,33 +138,96 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
     for h in hits:
         title = h.paper.title if len(h.paper.title) <= title_w else h.paper.title[: title_w - 1] + "…"
         click.echo(f"{h.rank:>3}  {h.score:5.3f}  {h.paper.id:<{id_w}}  {title}")
+        if h.terms is not None:
+            dense = "n/a" if h.dense is None else f"{h.dense:.3f}"
+            lexical = "n/a" if h.lexical is None else f"{h.lexical:.3f}"
+            terms = ", ".join(h.terms) or "(none)"
+            click.echo(f"{'':>12}why: dense similarity {dense}, lexical {lexical}; shared terms: {terms}")
+    if note:
+        click.echo(f"  ({note})")
 
 
 @main.command()
 @click.argument("paper")
 @store_option
 @k_option
+@ranking_options
 @json_option
-def related(paper: str, store: Path | None, k: int, as_json: bool) -> None:
+def related(paper: str, store: Path | None, k: int, as_json: bool, **opts: Any) -> None:
     """Papers most related to PAPER (an id or an exact title)."""
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
         target = ex.paper(paper)
-        _print_hits(ex.related(target.id, k=k), as_json, f"Related to {target.id}: {target.title}")
+        _print_hits(ex.related(target.id, k=k, **_ranking_kwargs(opts)), as_json,
+                    f"Related to {target.id}: {target.title}")
 
 
 @main.command()
 @click.argument("text")
 @store_option
 @k_option
+@ranking_options
 @json_option
-def search(text: str, store: Path | None, k: int, as_json: bool) -> None:
-    """Papers nearest to free TEXT."""
+def search(text: str, store: Path | None, k: int, as_json: bool, **opts: Any) -> None:
+    """Papers nearest to free TEXT (--mode lexical needs no model)."""
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
-        _print_hits(ex.search(text, k=k), as_json, f"Nearest to {text!r}:")
+        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {text!r}:")
+
+
+@main.command()
+@click.argument("papers", nargs=-1, required=True)
+@click.option("--not", "negative", multiple=True, metavar="PAPER",
+              help="A paper the results should be unlike (repeatable).")
+@store_option
+@k_option
+@ranking_options
+@json_option
+def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | None, k: int, as_json: bool,
+              **opts: Any) -> None:
+    """Papers like all of PAPERS (ids or exact titles) and unlike every --not PAPER."""
+    from paperscope.explorer import Explorer
+
+    with Explorer(store) as ex:
+        hits = ex.recommend(list(papers), list(negative), k=k, **_ranking_kwargs(opts))
+        neg = f", unlike {len(negative)}" if negative else ""
+        _print_hits(hits, as_json, f"Recommended from {len(papers)} papers{neg}:")
+
+
+@main.command("eval")
+@click.argument("labels", nargs=-1, type=click.Path(path_type=Path))
+@store_option
+@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Dense share of the hybrid score (default: the tuned one).")
+@click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
+@json_option
+def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, as_json: bool) -> None:
+    """Precision@10, recall@10, nDCG@10 and MAP of `related` for every ranking mode.
+
+    LABELS are theme CSVs (title,theme) or query JSON files (query -> relevant titles); with
+    none, the labels shipped for the bundled corpus. Held-out queries are never used by --tune.
+    """
+    from paperscope import evaluate as ev
+    from paperscope.explorer import Explorer
+
+    sets = [ev.load_labels(p) for p in labels] or ev.shipped_labels()
+    with Explorer(store) as ex:
+        curve = ev.tune(ex, sets) if tune else None
+        results = [ex.evaluate(s, weight=weight)[0] for s in sets]
+    if as_json:
+        out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
+        if curve is not None:
+            out["tuning"] = [{"weight": w, "ndcg@10": s} for w, s in curve]
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(ev.format_results(results))
+    if curve is not None:
+        best = max(curve, key=lambda ws: ws[1])
+        click.echo("\ntuning split, hybrid nDCG@10 by dense weight:")
+        click.echo("  " + "  ".join(f"{w:.2f}:{s:.3f}" for w, s in curve))
+        click.echo(f"  best weight {best[0]:.2f} (nDCG@10 {best[1]:.3f})")
 
 
 @main.command()

@@ -11,14 +11,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paperscope import index
+from paperscope import lexical as lexical_mod
 from paperscope.corpus.normalize import normalise_title
 from paperscope.embed import Embedder
 from paperscope.embed.lock import ModelLock
 from paperscope.errors import StoreError, UnknownPaperError
-from paperscope.paper import Hit, Paper
+from paperscope.filters import Filter
+from paperscope.lexical import LexicalIndex
+from paperscope.paper import Hit, Hits, Paper
+from paperscope.rank import HYBRID_WEIGHT, MODES, Query, Ranker, check_mode
 from paperscope.store import PAPER_COLUMNS, Generation, Store, paper_from_row
 
 if TYPE_CHECKING:
+    from paperscope.evaluate import EvalResult, Labels
     from paperscope.map import MapParams, TopicMap
 
 _COLS = ", ".join(PAPER_COLUMNS)
@@ -47,6 +52,9 @@ class Explorer:
         self._index = index.load(self.generation.file("index.faiss"), self._n, self.dimension)
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
+        self._lexical: LexicalIndex | None = None
+        self._lexical_lock = threading.Lock()
+        self._ranker: Ranker | None = None
         if embedder is not None and embedder.fingerprint != self.fingerprint:
             raise StoreError(f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
                              f"the given embedder {embedder.fingerprint}; query with the store's model")
@@ -114,30 +122,141 @@ class Explorer:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         return int(k)
 
-    def _hits(self, scores: np.ndarray, rows: np.ndarray, k: int, exclude: int | None) -> list[Hit]:
-        keep = [(float(s), int(r)) for s, r in zip(scores, rows) if r >= 0 and r != exclude][:k]
-        papers = self._fetch_rows([r for _, r in keep])
-        return [Hit(paper=p, score=s, rank=i) for i, ((s, _), p) in enumerate(zip(keep, papers), 1)]
+    # Ranking (modes, filters, explanations) lives in rank.py / filters.py / lexical.py.
+    @property
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index of this generation; built in memory for a store written before it existed."""
+        with self._lexical_lock:
+            if self._lexical is None:
+                if "lexical.npz" in self.generation.manifest.get("files", {}):
+                    self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n)
+                else:
+                    with self._db_lock:
+                        self._lexical = lexical_mod.build_from_store(self._con)
+            return self._lexical
 
-    def related(self, key: str, k: int = 10) -> list[Hit]:
-        """The k papers most similar to the paper with this id or exact title, best first.
+    @property
+    def ranker(self) -> Ranker:
+        if self._ranker is None:
+            self._ranker = Ranker(self._vectors, self._index, self.lexical)
+        return self._ranker
 
-        Never includes the paper itself; fewer than k only when the store has fewer others.
+    def _allowed(self, filt: Filter | None) -> np.ndarray | None:
+        if filt is None:
+            return None
+        with self._db_lock:
+            return filt.allowed_rows(self._con, self._n)
+
+    def _run(self, q: Query, k: int, mode: str, filt: Filter | None, why: bool,
+             weight: float | None = None) -> Hits:
+        allowed = self._allowed(filt)
+        if allowed is not None:
+            candidates = allowed.copy()
+            candidates[list(q.exclude)] = False
+            if not candidates.any():
+                return Hits([], note=f"no paper matches the filter ({filt.describe()})" if filt else None)
+        ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
+        papers = self._fetch_rows([r.row for r in ranked])
+        hits = []
+        for i, (r, p) in enumerate(zip(ranked, papers), 1):
+            extra = {}
+            if why:
+                terms = self.lexical.shared_terms(q.lexical, r.row, text_query=q.text)
+                extra = {"dense": r.dense, "lexical": r.lexical, "terms": tuple(terms)}
+            hits.append(Hit(paper=p, score=r.score, rank=i, **extra))
+        note = None
+        term = " and contain a query term" if q.text and mode == "lexical" else ""
+        if len(hits) < k and filt is not None:
+            note = f"only {len(hits)} papers match the filter ({filt.describe()}){term}"
+        elif len(hits) < k and term:
+            note = f"only {len(hits)} papers contain a query term"
+        return Hits(hits, note=note)
+
+    def related(self, key: str, k: int = 10, *, mode: str | None = None, why: bool = False,
+                date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
+                max_authors: int | None = None, source: str | None = None,
+                where: dict[str, str] | None = None) -> Hits:
+        """The k papers most related to the paper with this id or exact title, best first.
+
+        ``mode`` is one of ``rank.MODES`` (default: ``rank.DEFAULT_MODE``, the best measured).
+        Filters keep only matching papers; the result still has k papers whenever k match, and
+        is empty with a ``note`` when none do. Never includes the paper itself.
         """
         k = self._check_k(k)
+        mode = check_mode(mode)
+        filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
+                           max_authors=max_authors, source=source, where=where)
         row = self._row_of(key)
-        query = np.asarray(self._vectors[row : row + 1], dtype=np.float32)
-        scores, rows = index.search(self._index, query, min(k + 1, self._n))
-        return self._hits(scores[0], rows[0], k, exclude=row)
+        q = Query(dense=np.asarray(self._vectors[row], dtype=np.float32), lexical=self.lexical.rows_vector([row]),
+                  exclude=frozenset([row]))
+        return self._run(q, k, mode, filt, why)
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        """The k papers nearest to free text, embedded with the store's own pinned model."""
+    def search(self, text: str, k: int = 10, *, mode: str | None = None, why: bool = False,
+               date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
+               max_authors: int | None = None, source: str | None = None,
+               where: dict[str, str] | None = None) -> Hits:
+        """The k papers nearest to free text; ``mode="lexical"`` needs no model at all.
+
+        Dense and hybrid modes embed the text with the store's own pinned model. Filters as
+        in :meth:`related`.
+        """
         k = self._check_k(k)
+        mode = check_mode(mode)
         if not text or not text.strip():
             raise ValueError("search text is empty")
-        query = self.embed_query(text)
-        scores, rows = index.search(self._index, query[None, :], min(k, self._n))
-        return self._hits(scores[0], rows[0], k, exclude=None)
+        filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
+                           max_authors=max_authors, source=source, where=where)
+        dense = self.embed_query(text) if mode != "lexical" else None
+        q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
+        if mode == "lexical" and q.lexical.nnz == 0:
+            return Hits([], note=f"no indexed term in {text.strip()!r} (after stop words); try --mode dense")
+        return self._run(q, k, mode, filt, why)
+
+    def recommend(self, positive: list[str], negative: list[str] = (), k: int = 10, *,
+                  mode: str | None = None, why: bool = False, negative_weight: float = 0.5,
+                  date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
+                  max_authors: int | None = None, source: str | None = None,
+                  where: dict[str, str] | None = None) -> Hits:
+        """Papers like all of ``positive`` and unlike ``negative`` (ids or exact titles), best first.
+
+        Rocchio on both sides: the query is the mean of the positive papers' vectors minus
+        ``negative_weight`` times the mean of the negative ones. The given papers are never
+        returned. Filters as in :meth:`related`.
+        """
+        k = self._check_k(k)
+        mode = check_mode(mode)
+        if isinstance(positive, str) or isinstance(negative, str):
+            raise ValueError("positive and negative are lists of paper ids or titles")
+        if not positive:
+            raise ValueError("recommend needs at least one positive paper")
+        if not 0.0 <= negative_weight <= 1.0:
+            raise ValueError(f"negative_weight must be in [0, 1], got {negative_weight}")
+        filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
+                           max_authors=max_authors, source=source, where=where)
+        pos = list(dict.fromkeys(self._row_of(p) for p in positive))
+        neg = [r for r in dict.fromkeys(self._row_of(p) for p in negative) if r not in pos]
+        dense = np.asarray(self._vectors[pos], dtype=np.float32).mean(axis=0)
+        if neg:
+            dense = dense - negative_weight * np.asarray(self._vectors[neg], dtype=np.float32).mean(axis=0)
+        norm = float(np.linalg.norm(dense))
+        dense = dense / norm if norm > 0 else dense
+        q = Query(dense=dense.astype(np.float32), lexical=self.lexical.rows_vector(pos, neg, negative_weight),
+                  exclude=frozenset(pos + neg))
+        return self._run(q, k, mode, filt, why)
+
+    def evaluate(self, labels: str | Path | Labels | None = None, *, modes: tuple[str, ...] = MODES,
+                 weight: float | None = None) -> list[EvalResult]:
+        """Precision@10, recall@10, nDCG@10 and MAP of :meth:`related` for each mode, on labels.
+
+        ``labels`` is a theme CSV (``title,theme``), a query JSON (``[{"query", "relevant"}]``),
+        a loaded :class:`~paperscope.evaluate.Labels`, or None for both shipped label sets.
+        Scores are given on all queries and on the held-out split (see ``evaluate.split_of``).
+        """
+        from paperscope import evaluate as ev
+
+        sets = ev.shipped_labels() if labels is None else [labels if isinstance(labels, ev.Labels)
+                                                            else ev.load_labels(labels)]
+        return [ev.evaluate(self, s, modes=modes, weight=weight) for s in sets]
 
     def embed_query(self, text: str) -> np.ndarray:
         """A unit vector for ``text`` from the model that built this store."""

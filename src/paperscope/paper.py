@@ -43,15 +43,37 @@ class Paper:
 
 @dataclass(frozen=True)
 class Hit:
-    """A ranked result: the paper, its cosine similarity to the query, and its 1-based rank."""
+    """A ranked result: the paper, its score in the ranking mode used, and its 1-based rank.
+
+    With ``why=True`` a hit also says why it matched: ``dense`` is the cosine similarity of
+    the model's vectors (None when no vector query was made), ``lexical`` the lexical score
+    (BM25 for text, cosine of BM25 vectors for papers) and ``terms`` the shared key terms that
+    contribute most to it. ``score`` is cosine similarity in ``dense`` mode, as before.
+    """
 
     paper: Paper
     score: float
     rank: int
+    dense: float | None = None
+    lexical: float | None = None
+    terms: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """Flat JSON shape used by ``--json``: id, title, score, rank, then the metadata."""
+        """Flat JSON shape used by ``--json``: id, title, score, rank, then the metadata (and ``why``)."""
         d = self.paper.to_dict()
         d.pop("abstract")
-        return {"id": self.paper.id, "title": self.paper.title, "score": round(self.score, 6),
-                "rank": self.rank, **{k: v for k, v in d.items() if k not in ("id", "title")}}
+        out = {"id": self.paper.id, "title": self.paper.title, "score": round(self.score, 6),
+               "rank": self.rank, **{k: v for k, v in d.items() if k not in ("id", "title")}}
+        if self.terms is not None:
+            out["why"] = {"dense_similarity": None if self.dense is None else round(self.dense, 6),
+                          "lexical_score": None if self.lexical is None else round(self.lexical, 6),
+                          "shared_terms": list(self.terms)}
+        return out
+
+
+class Hits(list[Hit]):
+    """The hits of one query, best first: a plain list, plus ``note`` saying why it is empty or short."""
+
+    def __init__(self, hits: list[Hit] = (), note: str | None = None):
+        super().__init__(hits)
+        self.note = note

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, index
+from paperscope import __version__, index, lexical
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
 from paperscope.embed import Embedder, check_vectors
@@ -53,6 +53,7 @@ class BuildReport:
     kept_not_in_inputs: int = 0
     embedded: int = 0
     resumed: int = 0
+    tokenised: int = 0
     entries_read: int = 0
     rows_skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)
@@ -131,7 +132,10 @@ def build(
         report = BuildReport(store=str(st.path), generation=None)
         try:
             con = _fill_papers(tmp / "papers.sqlite", prev, files, text_of, prune, report)
-            if prev is not None and not rebuild and not (report.added or report.changed or report.updated or report.removed):
+            # A generation from before lexical indexes existed is upgraded by a plain re-run.
+            has_lexical = prev is not None and "lexical.npz" in prev.manifest.get("files", {})
+            if (prev is not None and not rebuild and has_lexical
+                    and not (report.added or report.changed or report.updated or report.removed)):
                 con.close()
                 st.discard(tmp)
                 report.nothing_to_do, report.generation = True, prev.name
@@ -145,6 +149,8 @@ def build(
                                         fingerprint, dimension)
             finally:
                 staging.close()
+            report.tokenised, _ = lexical.build_for_generation(
+                con, tmp / "lexical.npz", prev.file("lexical.npz") if prev is not None and not rebuild else None)
             con.close()
             vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
             if reused and prev is not None:
@@ -162,6 +168,8 @@ def build(
                           "fingerprint": fingerprint, "dimension": dimension,
                           "lock": json.loads(model_lock.to_json()) if embedder is None else None},
                 "index": {"type": "IndexFlatIP", "metric": "inner_product"},
+                "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
+                            "tokenizer_version": lexical.TOKENIZER_VERSION},
                 "counts": {"papers": report.papers},
                 "inputs": [str(f) for f in files],
                 "build": report.to_dict(),

@@ -10,6 +10,7 @@ Layout::
         papers.sqlite            papers and metadata; papers.row is the vector row
         vectors.npy              float32 (n, dim), L2-normalised, never pickled
         index.faiss              FAISS index over vectors.npy, labels = rows
+        lexical.npz              term counts per row for BM25 (CSR arrays, never pickled)
         manifest.json            written last: versions, model, counts, sha256 per file
 
 A build writes ``generations/.tmp-*`` and renames it into place, then swaps CURRENT, so a
@@ -38,7 +39,7 @@ from paperscope.paper import Paper
 
 SCHEMA_VERSION = 1
 HOME_ENV = "PAPERSCOPE_HOME"
-FILES = ("papers.sqlite", "vectors.npy", "index.faiss")
+FILES = ("papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz")
 # Readers may still hold the previous generation open; anything older is deleted.
 KEEP_GENERATIONS = 2
 

@@ -1,0 +1,254 @@
+"""Ranking modes, lexical index, filters, recommend and explanations, with the fake embedder."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
+from paperscope.explorer import Explorer
+from paperscope.filters import Filter, parse_where
+from paperscope.lexical import LexicalIndex, tokenize
+from paperscope.paper import Hit, Paper
+from paperscope.pipeline import build
+from paperscope.rank import MODES, fuse
+from paperscope.errors import StoreError
+
+MODES_ = list(MODES)
+
+
+@pytest.fixture(scope="module")
+def ex(tmp_path_factory: pytest.TempPathFactory) -> Explorer:
+    store = tmp_path_factory.mktemp("rank") / "s"
+    fake = FakeEmbedder()
+    build(None, store, embedder=fake)
+    return Explorer(store, embedder=fake)
+
+
+# ---- tokenizer and lexical index ---------------------------------------------------------------
+def test_tokenizer_keeps_domain_terms_and_drops_stop_words() -> None:
+    assert tokenize("LoRA: Low-Rank Adaptation of Large Language Models") == [
+        "lora", "low-rank", "low", "rank", "adaptation", "large", "language", "model"]
+    # Greek mu, the micro sign (NFKC), the spelled-out form and LaTeX markup all meet in one term.
+    assert tokenize("μP") == tokenize("muP") == tokenize("\u00b5P") == tokenize("$\\mu$P".replace("\\mu", "μ")) == ["μp"]
+    assert "3d" in tokenize("Text-to-3D generation with 3D Gaussians")
+    assert "text-to-3d" in tokenize("Text-to-3D generation")
+    assert tokenize("the of and we propose a novel method") == []
+    assert tokenize("trained on 1000 images") == ["trained", "image"]
+
+
+def test_lexical_round_trip_without_pickle(tmp_path: Path) -> None:
+    idx = LexicalIndex.from_counts([Counter({"lora": 2, "adapter": 1}), Counter(), Counter({"μp": 3})])
+    idx.save(tmp_path / "lexical.npz")
+    with np.load(tmp_path / "lexical.npz", allow_pickle=False) as z:
+        assert z["vocab"].dtype.kind == "U"
+    back = LexicalIndex.load(tmp_path / "lexical.npz", 3)
+    assert [back.row_counts(i) for i in range(3)] == [Counter({"lora": 2, "adapter": 1}), Counter(), Counter({"μp": 3})]
+    with pytest.raises(StoreError, match="expected 4"):
+        LexicalIndex.load(tmp_path / "lexical.npz", 4)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(StoreError, match="bad.npz: damaged"):
+        LexicalIndex.load(tmp_path / "bad.npz")
+
+
+def test_bm25_prefers_the_rare_shared_term() -> None:
+    docs = [Counter({"model": 1, "lora": 1}), Counter({"model": 3}), Counter({"model": 1, "diffusion": 1})]
+    idx = LexicalIndex.from_counts(docs)
+    scores = idx.score_text(idx.text_vector("LoRA model"))
+    assert int(np.argmax(scores)) == 0 and scores[2] < scores[0]
+    assert idx.shared_terms(idx.text_vector("LoRA model"), 0, text_query=True)[0] == "lora"
+
+
+def _jsonl(path: Path, papers: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(p) + "\n" for p in papers))
+    return path
+
+
+def test_lexical_index_is_updated_incrementally(tmp_path: Path, fake: FakeEmbedder) -> None:
+    abstract = "An abstract long enough to be read as a paper about sparse attention kernels. " * 3
+    papers = [{"id": f"p{i}", "title": f"Paper {i} on topic{i}", "abstract": abstract} for i in range(20)]
+    store = tmp_path / "s"
+    first = build([_jsonl(tmp_path / "a.jsonl", papers)], store, embedder=fake)
+    assert first.tokenised == 20
+    papers[3] = {**papers[3], "abstract": "Completely new words: hyperbolic embeddings of graphs. " * 4}
+    papers.append({"id": "p99", "title": "A LoRA paper", "abstract": abstract})
+    second = build([_jsonl(tmp_path / "b.jsonl", papers)], store, embedder=fake)
+    assert second.tokenised == 2  # the changed paper and the new one; 19 reused from the previous generation
+    ex = Explorer(store, embedder=fake)
+    rebuilt = LexicalIndex.from_counts(Counter(tokenize(f"{p.title}. {p.abstract}")) for p in ex.papers())
+    assert [ex.lexical.row_counts(i) for i in range(len(ex))] == [rebuilt.row_counts(i) for i in range(len(ex))]
+    assert "hyperbolic" in ex.lexical.row_counts(ex._row_of("p3"))
+    assert build([_jsonl(tmp_path / "b.jsonl", papers)], store, embedder=fake).nothing_to_do
+
+
+# ---- modes and fusion -----------------------------------------------------------------------------
+def test_fuse_extremes_follow_one_side() -> None:
+    dense, lex = np.array([0.9, 0.5, 0.1]), np.array([0.0, 2.0, 9.0])
+    assert list(np.argsort(-fuse(dense, lex, 1.0))) == [0, 1, 2]
+    assert list(np.argsort(-fuse(dense, lex, 0.0))) == [2, 1, 0]
+    with pytest.raises(ValueError, match="weight"):
+        fuse(dense, lex, 1.5)
+
+
+def test_hybrid_at_the_extremes_equals_the_single_modes(ex: Explorer) -> None:
+    from paperscope.evaluate import related_query
+
+    row = ex._row_of(TENSOR_PROGRAMS_V)
+    q = related_query(ex, row)
+    dense = [r.row for r in ex.ranker.rank(q, 10, "dense")]
+    lexical = [r.row for r in ex.ranker.rank(q, 10, "lexical")]
+    assert [r.row for r in ex.ranker.rank(q, 10, "hybrid", weight=1.0)] == dense
+    assert [r.row for r in ex.ranker.rank(q, 10, "hybrid", weight=0.0)] == lexical
+    assert dense != lexical  # otherwise the test above says nothing
+
+
+def test_unknown_mode_is_a_value_error(ex: Explorer) -> None:
+    with pytest.raises(ValueError, match="unknown ranking mode 'bm42'"):
+        ex.related(TENSOR_PROGRAMS_V, mode="bm42")
+
+
+def test_lexical_search_needs_no_model(tmp_path: Path, fake: FakeEmbedder) -> None:
+    store = tmp_path / "s"
+    build(None, store, embedder=fake)
+    plain = Explorer(store)  # no embedder: a dense query would have to load the (real) model
+    hits = plain.search("maximal update parametrization μP", mode="lexical", k=5)
+    assert len(hits) == 5 and plain._embedder is None
+    assert all("μp" in tokenize(f"{h.paper.title}. {h.paper.abstract}")
+               or "parametrization" in tokenize(f"{h.paper.title}. {h.paper.abstract}") for h in hits)
+    none = plain.search("zzzqqq", mode="lexical")
+    assert list(none) == [] and "no indexed term in 'zzzqqq'" in (none.note or "")
+
+
+# ---- filters ----------------------------------------------------------------------------------------
+def _matches(p: Paper, f: Filter) -> bool:
+    if f.date_from or f.date_to:
+        if not p.date or not p.date[:4].isdigit():
+            return False
+        if f.date_from and p.date[:len(f.date_from)] < f.date_from:
+            return False
+        if f.date_to and p.date[:len(f.date_to)] > f.date_to:
+            return False
+    n = p.authors_count if p.authors_count is not None else len(p.authors)
+    if f.min_authors is not None and n < f.min_authors:
+        return False
+    if f.max_authors is not None and n > f.max_authors:
+        return False
+    if f.source and not any(s == f.source or s.endswith("/" + f.source) for s in p.sources):
+        return False
+    return True
+
+
+@settings(max_examples=25, deadline=None)
+@given(i=st.integers(0, 431), k=st.integers(1, 60), mode=st.sampled_from(MODES_),
+       year=st.sampled_from([None, "2019", "2022", "2023-06", "2024"]), min_a=st.sampled_from([None, 1, 3, 8]),
+       max_a=st.sampled_from([None, 5, 20]), source=st.sampled_from([None, "003_b496d529722dd834.txt"]))
+def test_filtered_related_has_exactly_k_when_k_match(ex: Explorer, i: int, k: int, mode: str, year: str | None,
+                                                     min_a: int | None, max_a: int | None, source: str | None) -> None:
+    assume(min_a is None or max_a is None or min_a <= max_a)
+    papers = list(ex.papers())
+    target = papers[i]
+    f = Filter(date_from=year, min_authors=min_a, max_authors=max_a, source=source)
+    matching = [p for p in papers if p.id != target.id and _matches(p, f)]
+    hits = ex.related(target.id, k=k, mode=mode, date_from=year, min_authors=min_a, max_authors=max_a, source=source)
+    assert len(hits) == min(k, len(matching))
+    assert {h.paper.id for h in hits} <= {p.id for p in matching}
+    assert len({h.paper.id for h in hits}) == len(hits)
+    if not matching:
+        assert hits.note and "no paper matches the filter" in hits.note
+
+
+def test_filter_by_metadata_equality_and_date_range(ex: Explorer) -> None:
+    papers = list(ex.papers())
+    dated = [p for p in papers if p.date and p.date[:4].isdigit()]
+    some = dated[0]
+    hits = ex.related(TENSOR_PROGRAMS_V, k=500, where={"date": some.date})
+    assert {h.paper.id for h in hits} == {p.id for p in papers if p.date == some.date} - {ex.paper(TENSOR_PROGRAMS_V).id}
+    ranged = ex.search("neural network", k=500, mode="dense", date_from="2022-01", date_to="2022-12")
+    assert ranged and all(h.paper.date and "2022-01" <= h.paper.date[:7] <= "2022-12" for h in ranged)
+    assert len(ranged) == len([p for p in dated if p.date.startswith("2022")])
+
+
+def test_empty_filter_result_is_explained_not_an_error(ex: Explorer) -> None:
+    hits = ex.related(TENSOR_PROGRAMS_V, date_from="2099")
+    assert list(hits) == [] and hits.note == "no paper matches the filter (date >= 2099)"
+    hits = ex.search("diffusion", mode="dense", where={"organisation": "No Such Lab"})
+    assert list(hits) == [] and "organisation = No Such Lab" in (hits.note or "")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"date_from": "notadate"}, "date_from: 'notadate' is not a date"),
+    ({"date_to": "2023-13"}, "date_to: '2023-13' is not a date"),
+    ({"min_authors": -1}, "min_authors: expected a non-negative integer"),
+    ({"min_authors": 5, "max_authors": 2}, "author range is empty"),
+    ({"date_from": "2024", "date_to": "2023"}, "date range is empty"),
+    ({"where": {"colour": "red"}}, "where: unknown field 'colour'"),
+])
+def test_bad_filter_values_name_the_option(ex: Explorer, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ex.related(TENSOR_PROGRAMS_V, **kwargs)
+
+
+def test_parse_where() -> None:
+    assert parse_where(["organisation=Google", " upvotes = 3 "]) == {"organisation": "Google", "upvotes": "3"}
+    with pytest.raises(ValueError, match="--where: expected KEY=VALUE, got 'oops'"):
+        parse_where(["oops"])
+
+
+# ---- recommend and explanations -------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES_)
+def test_recommend_from_one_paper_is_related(ex: Explorer, mode: str) -> None:
+    assert [h.paper.id for h in ex.recommend([TENSOR_PROGRAMS_V], k=10, mode=mode)] == \
+           [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V, k=10, mode=mode)]
+
+
+def test_recommend_excludes_inputs_and_moves_away_from_negatives(ex: Explorer) -> None:
+    papers = list(ex.papers())
+    pos = [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V, k=3, mode="dense")]
+    neg = papers[0].id
+    plain = ex.recommend(pos, k=20, mode="dense")
+    pushed = ex.recommend(pos, [neg], k=20, mode="dense")
+    assert len(pushed) == 20 and not ({h.paper.id for h in pushed} & set(pos + [neg]))
+    vn = ex._vectors[ex._row_of(neg)]
+
+    def mean_sim(hits: list[Hit]) -> float:
+        return float(np.mean([ex._vectors[ex._row_of(h.paper.id)] @ vn for h in hits]))
+
+    assert mean_sim(pushed) < mean_sim(plain)
+    with pytest.raises(ValueError, match="at least one positive"):
+        ex.recommend([], k=5)
+
+
+def test_why_gives_shared_terms_and_dense_similarity(ex: Explorer) -> None:
+    target = ex.paper(TENSOR_PROGRAMS_V)
+    q_terms = set(tokenize(f"{target.title}. {target.abstract}"))
+    for mode in MODES_:
+        for h in ex.related(TENSOR_PROGRAMS_V, k=5, mode=mode, why=True):
+            assert h.terms and set(h.terms) <= q_terms & set(tokenize(f"{h.paper.title}. {h.paper.abstract}"))
+            expected = float(ex._vectors[ex._row_of(target.id)] @ ex._vectors[ex._row_of(h.paper.id)])
+            assert h.dense == pytest.approx(expected, abs=1e-5)
+            assert h.to_dict()["why"]["shared_terms"] == list(h.terms)
+    plain = ex.related(TENSOR_PROGRAMS_V, k=3)
+    assert all(h.terms is None and "why" not in h.to_dict() for h in plain)  # unchanged JSON without --why
+
+
+@pytest.mark.parametrize("mode", MODES_)
+def test_overfetch_path_equals_exact_subset_path(ex: Explorer, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    # Large filtered stores ask FAISS for more and more neighbours instead of scoring the subset.
+    import paperscope.rank as rank
+
+    exact = ex.related(TENSOR_PROGRAMS_V, k=15, mode=mode, min_authors=3)
+    monkeypatch.setattr(rank, "_BRUTE_FORCE_ROWS", 0)
+    fetched = ex.related(TENSOR_PROGRAMS_V, k=15, mode=mode, min_authors=3)
+    assert [h.paper.id for h in fetched] == [h.paper.id for h in exact] and len(exact) == 15
+
+
+def test_cli_mode_choices_are_the_rankers() -> None:
+    from paperscope.cli import _MODES
+
+    assert _MODES == MODES
