@@ -135,3 +135,13 @@ def test_html_json_cannot_close_the_script_block() -> None:
     out = _safe_json({"title": "</script><img src=x onerror=alert(1)> & <!--"})
     assert "<" not in out and ">" not in out and "&" not in out
     assert json.loads(out)["title"] == "</script><img src=x onerror=alert(1)> & <!--"
+
+
+def test_large_corpus_fits_on_a_fixed_sample_and_places_the_rest(fake_store: Path) -> None:
+    with Explorer(fake_store) as ex:
+        ids, titles, texts, hashes, vecs = _inputs(ex)
+    tm = compute_map(ids, titles, texts, hashes, vecs, "g", MapParams(max_fit=300))
+    assert tm.stats["fitted_on"] == 300 and tm.stats["placed"] == 132 and int(tm.base.sum()) == 300
+    assert np.isfinite(tm.coords).all() and (tm.levels[1] >= 0).all() and len(np.unique(tm.coords, axis=0)) == 432
+    again = compute_map(ids, titles, texts, hashes, vecs, "g", MapParams(max_fit=300))
+    assert np.array_equal(tm.base, again.base) and np.array_equal(tm.coords, again.coords)

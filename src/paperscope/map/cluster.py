@@ -36,15 +36,23 @@ def fit_topics(space: np.ndarray, fine_k: int, coarse_k: int, seed: int) -> tupl
     return centroids, parents.astype(np.int32)
 
 
-def assign(space: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest fine topic per point and its margin ``1 - d1/d2`` (0 = a tie, 1 = on the centroid)."""
-    d = np.sqrt(((space[:, None, :] - centroids[None, :, :]) ** 2).sum(-1))
-    order = np.argsort(d, axis=1)
-    nearest = order[:, 0]
-    d1 = d[np.arange(len(d)), nearest]
-    d2 = d[np.arange(len(d)), order[:, 1]] if centroids.shape[0] > 1 else d1 + 1.0
-    margin = np.where(d2 > 0, 1.0 - d1 / np.maximum(d2, 1e-12), 1.0)
-    return nearest.astype(np.int32), margin.astype(np.float32)
+def assign(space: np.ndarray, centroids: np.ndarray, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest fine topic per point and its margin ``1 - d1/d2`` (0 = a tie, 1 = on the centroid).
+
+    Works in chunks so memory stays at chunk x k distances, whatever the corpus size.
+    """
+    nearest = np.empty(len(space), dtype=np.int32)
+    margin = np.empty(len(space), dtype=np.float32)
+    for start in range(0, len(space), chunk):
+        part = space[start:start + chunk]
+        d = np.sqrt(((part[:, None, :] - centroids[None, :, :]) ** 2).sum(-1))
+        order = np.argsort(d, axis=1)
+        rows = np.arange(len(d))
+        d1 = d[rows, order[:, 0]]
+        d2 = d[rows, order[:, 1]] if centroids.shape[0] > 1 else d1 + 1.0
+        nearest[start:start + chunk] = order[:, 0]
+        margin[start:start + chunk] = np.where(d2 > 0, 1.0 - d1 / np.maximum(d2, 1e-12), 1.0)
+    return nearest, margin
 
 
 def match_ids(old: np.ndarray, new: np.ndarray, next_id: int) -> dict[int, int]:

@@ -34,6 +34,9 @@ class MapParams:
     coarse_topics: int | None = None
     # Re-fit from scratch once papers added since the last fit exceed this share of the fitted set.
     refit_growth: float = 0.5
+    # UMAP and k-means are fitted on at most this many papers (a fixed sample); the rest are
+    # placed with transform. Fitting UMAP on millions of points is neither needed nor cheap.
+    max_fit: int = 50_000
 
     def __post_init__(self) -> None:
         checks = [(self.n_neighbors >= 2, "n_neighbors must be at least 2"),
@@ -43,7 +46,8 @@ class MapParams:
                   (self.lexical_weight >= 0, "lexical_weight must be non-negative"),
                   (self.fine_topics is None or self.fine_topics >= 2, "fine_topics must be at least 2"),
                   (self.coarse_topics is None or self.coarse_topics >= 1, "coarse_topics must be at least 1"),
-                  (self.refit_growth >= 0, "refit_growth must be non-negative")]
+                  (self.refit_growth >= 0, "refit_growth must be non-negative"),
+                  (self.max_fit >= 10, "max_fit must be at least 10")]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"map parameters: {message}")
@@ -142,11 +146,12 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
         assert previous is not None
         base_idx = np.array([row[previous.ids[i]] for i in np.flatnonzero(previous.base)], dtype=np.int64)
     else:
-        base_idx = np.arange(n, dtype=np.int64)
+        base_idx = _fit_sample(ids, params.max_fit)
     is_base = np.zeros(n, dtype=bool)
     is_base[base_idx] = True
-    new_idx = np.array([i for i in range(n) if not is_base[i] and ids[i] not in prev_row], dtype=np.int64) \
-        if reuse else np.array([], dtype=np.int64)
+    # Papers to place with transform: new ones when the old fit is kept, else all outside the sample.
+    new_idx = np.array([i for i in range(n) if not is_base[i] and not (reuse and ids[i] in prev_row)],
+                       dtype=np.int64)
 
     texts_arr = list(texts)
     lexical = features.lexical_features([texts_arr[i] for i in base_idx], texts_arr, params.lexical_dims, params.seed)
@@ -178,7 +183,12 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     else:
         fine_k, coarse_k = cluster.auto_sizes(n, params.fine_topics, params.coarse_topics)
         centroids, parents = cluster.fit_topics(space_base, fine_k, coarse_k, params.seed)
-        pos, margin = cluster.assign(space_base, centroids)
+        space = np.zeros((n, space_base.shape[1]), dtype=np.float32)
+        space[base_idx] = space_base
+        if len(new_idx):
+            coords[new_idx] = xy_new
+            space[new_idx] = space_new
+        pos, margin = cluster.assign(space, centroids)
         centroid_ids = np.arange(len(centroids), dtype=np.int32)
         fine, coarse = pos.astype(np.int32), parents[pos].astype(np.int32)
         if previous is not None:
@@ -206,6 +216,14 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
                   centroid_ids=centroid_ids, topics=topics, stats=stats)
     tm.stats["low_confidence"] = tm.low_confidence
     return tm
+
+
+def _fit_sample(ids: Sequence[str], max_fit: int) -> np.ndarray:
+    """All rows, or the ``max_fit`` rows whose id hashes lowest: a sample that is the same on every run."""
+    if len(ids) <= max_fit:
+        return np.arange(len(ids), dtype=np.int64)
+    keys = [hashlib.sha256(pid.encode()).digest()[:8] for pid in ids]
+    return np.sort(np.argsort(np.array(keys, dtype="S8"), kind="stable")[:max_fit]).astype(np.int64)
 
 
 def _can_reuse(previous: TopicMap, params: MapParams, row: dict[str, int], hashes: Sequence[str]) -> bool:
