@@ -17,8 +17,9 @@ The index type is chosen by size (``choose_type``), or forced by the user:
 Approximate types tune their search parameter (nprobe / efSearch) at build time: the
 smallest value whose recall@10 against exact search, on a sample of stored vectors used as
 queries, reaches ``TARGET_RECALL``. The result (type, parameters, recall, build seconds) is
-the manifest's "index" block, and :func:`load` applies the parameters again because they
-are not always in the file (faiss writes IVF's nprobe but not HNSW's efSearch).
+the manifest's "index" block, and :func:`load` applies the parameters from it: faiss-cpu
+1.15 happens to write nprobe and efSearch into the file, but FAISS does not document them as
+part of the format (they are search-time settings), so the manifest is the record.
 """
 
 from __future__ import annotations
