@@ -71,14 +71,21 @@ def _connect() -> bool:
 
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if not os.environ.get("RAY_ADDRESS"):
+    address = os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"log_to_driver": False}
+    if not address:
         cpus = os.environ.get(CPUS_ENV)
         try:
             kwargs["num_cpus"] = int(cpus) if cpus else (os.cpu_count() or 1)
         except ValueError:
             raise PaperscopeError(f"${CPUS_ENV} must be a whole number of CPUs, got {cpus!r}") from None
-    ray.init(**kwargs)
+        kwargs.update(include_dashboard=False, configure_logging=False)
+    try:
+        ray.init(**kwargs)  # with RAY_ADDRESS set, ray.init() joins that cluster
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PaperscopeError(f"cannot start or reach {where}: {first[:200]}") from None
     return True
 
 
