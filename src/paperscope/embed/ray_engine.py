@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,7 @@ def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildRepo
         ctx.print_on_execution_start = False
         # Ray Data logs every execution at INFO; a paperscope run prints one summary line.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": we know
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         lock_json = lock.to_json()
         for window in _windows(chunks, WINDOW_CHUNKS):
@@ -127,12 +129,16 @@ def _embed_window(ray: Any, window: list[list[str]], lock_json: str, cpus: int) 
     items = [{"pos": i, "text": t} for i, t in enumerate(texts)]
     blocks = max(1, -(-len(items) // BATCH_ROWS))
     actors = max(1, min(cpus, blocks))
-    ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-        EmbedActor, fn_constructor_kwargs={"lock_json": lock_json, "threads": 1},
-        batch_size=BATCH_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
-        # A failed actor fails the run: the checkpoint makes a re-run cheap, and restarts would
-        # need the constructor arguments kept alive in the object store.
-        max_restarts=0)
+    with warnings.catch_warnings():
+        # max_restarts is only reachable through ray_remote_args, deprecated from Ray 2.60 on
+        # (removed in 2.64; the extra pins 2.60.0).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+            EmbedActor, fn_constructor_kwargs={"lock_json": lock_json, "threads": 1},
+            batch_size=BATCH_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+            # A failed actor fails the run: the checkpoint makes a re-run cheap, and restarts
+            # would need the constructor arguments kept alive in the object store.
+            max_restarts=0)
     del items
     sizes = iter([len(c) for c in window])
     want = next(sizes)
