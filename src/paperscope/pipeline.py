@@ -30,6 +30,7 @@ from paperscope import __version__, index
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
 from paperscope.embed import Embedder, check_vectors
+from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.errors import InputError, StoreError
 from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
@@ -123,7 +124,7 @@ def build(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
-    embed_chunks = _engine(engine, embedder)  # fails before the store is touched
+    embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
     files = expand(list(paths) if paths is not None else [bundled_corpus()])
 
     with st.writer():
@@ -265,35 +266,6 @@ def _compact_rows(con: sqlite3.Connection) -> None:
     con.execute("UPDATE papers SET row = -1 - (SELECT new_row FROM renumber WHERE old_row = papers.row)")
     con.execute("UPDATE papers SET row = -1 - row")
     con.execute("DROP TABLE temp.renumber")
-
-
-EmbedChunks = Callable[[ModelLock, Iterator[list[str]], "BuildReport"], Iterator[np.ndarray]]
-ENGINES = ("local", "ray")
-
-
-def _engine(name: str, embedder: Embedder | None) -> EmbedChunks:
-    """The embedding engine: turns an iterator of text chunks into vectors, chunk for chunk, in order."""
-    if name == "local":
-        def local(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport) -> Iterator[np.ndarray]:
-            model = embedder
-            if model is None:
-                from paperscope.embed import load_embedder
-
-                t_load = time.perf_counter()
-                model = load_embedder(lock)
-                report.model_load_seconds = time.perf_counter() - t_load
-            for texts in chunks:
-                yield model.embed_batch(texts)
-        return local
-    if name == "ray":
-        if embedder is not None:
-            raise ValueError("engine 'ray' embeds with the model pinned in models.lock; "
-                             "a custom embedder= runs with engine 'local' only")
-        from paperscope.embed import ray_engine  # imports ray lazily; fails clearly without the extra
-
-        ray_engine.require_ray()
-        return ray_engine.embed_chunks
-    raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
 
 
 def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embed_chunks: EmbedChunks,
