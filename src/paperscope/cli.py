@@ -101,6 +101,20 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
         click.echo(f"{h.rank:>3}  {h.score:5.3f}  {h.paper.id:<{id_w}}  {title}")
 
 
+def _index_line(ix: dict[str, Any]) -> str:
+    """e.g. 'ivf (IndexIVFFlat, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
+    params = ", ".join(f"{k}={v}" for k, v in (ix.get("params") or {}).items())
+    kind = {"IndexFlatIP": "flat"}.get(ix["type"], ix["type"])  # stores written before index types
+    details = [ix.get("faiss", "IndexFlatIP") + (f", {params}" if params else "")]
+    if "recall_at_10" in ix:
+        exact = " (exact)" if kind == "flat" else f" on {ix.get('recall_queries')} queries"
+        details.append(f"recall@10 {ix['recall_at_10']:.3f}{exact}")
+    if "build_seconds" in ix:
+        reused = f", reused from {ix['linked_from']}" if ix.get("linked_from") else ""
+        details.append(f"built in {ix['build_seconds']:.1f}s{reused}")
+    return f"{kind} ({'; '.join(details)})"
+
+
 @main.command()
 @click.argument("paper")
 @store_option
@@ -155,19 +169,6 @@ def info(store: Path | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"{key:>11}  {value}")
-
-
-def _index_line(ix: dict[str, Any]) -> str:
-    """e.g. 'ivf (IndexIVFFlat, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
-    params = ", ".join(f"{k}={v}" for k, v in (ix.get("params") or {}).items())
-    kind = {"IndexFlatIP": "flat"}.get(ix["type"], ix["type"])  # stores written before index types
-    details = [ix.get("faiss", "IndexFlatIP") + (f", {params}" if params else "")]
-    if "recall_at_10" in ix:
-        exact = " (exact)" if kind == "flat" else f" on {ix.get('recall_queries')} queries"
-        details.append(f"recall@10 {ix['recall_at_10']:.3f}{exact}")
-    if "build_seconds" in ix:
-        details.append(f"built in {ix['build_seconds']:.1f}s" + (f", reused from {ix['linked_from']}" if ix.get("linked_from") else ""))
-    return f"{kind} ({'; '.join(details)})"
 
 
 @main.group()
