@@ -88,6 +88,9 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
         idx = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         idx.cp.seed = seed
         idx.cp.niter = 10  # FAISS's default 25 mostly refines centroids; recall is tuned via nprobe anyway
+        if train_rows.size < 39 * nlist:
+            # Only a forced IVF on a tiny corpus gets here (one list); FAISS would print a warning.
+            idx.cp.min_points_per_centroid = 1
         idx.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
         _add(idx, vectors)
         params = {"nlist": nlist, "train_size": int(train_rows.size), "kmeans_iterations": 10}
