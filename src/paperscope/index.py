@@ -112,11 +112,13 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
     else:
         queries = np.sort(rng.choice(n, size=min(n, RECALL_QUERIES), replace=False))
         truth = exact_neighbours(vectors, queries, RECALL_K)
-        name, steps = ("nprobe", _NPROBE_STEPS) if kind == "ivf" else ("efSearch", _EF_STEPS)
+        if kind == "ivf":
+            # Probing every list is exhaustive, so the search always ends at the target at the latest.
+            name, steps = "nprobe", [v for v in _NPROBE_STEPS if v < params["nlist"]] + [params["nlist"]]
+        else:
+            name, steps = "efSearch", list(_EF_STEPS)
         curve: dict[str, float] = {}
         for value in steps:
-            if kind == "ivf" and value > params["nlist"]:
-                break
             configure(idx, {"type": kind, "params": {name: value}})
             curve[str(value)] = recall(idx, vectors, queries, truth)
             params[name] = value
