@@ -100,10 +100,14 @@ def main() -> None:
 @click.option("--rebuild", is_flag=True, help="Re-embed every paper (after changing the pinned model).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Texts embedded between checkpoints.")
+@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
+              help="FAISS index: exact flat, or approximate ivf / hnsw (auto: flat up to 50k papers, then ivf).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
 def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune: bool, rebuild: bool,
-          chunk_size: int, quiet: bool, as_json: bool) -> None:
+          chunk_size: int, index_type: str, engine: str, quiet: bool, as_json: bool) -> None:
     """Index PATHS (files or directories; default: the bundled corpus) into the store.
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
@@ -111,7 +115,8 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
     from paperscope.pipeline import build, default_progress
 
     report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
-                   chunk_size=chunk_size, progress=default_progress(quiet or as_json))
+                   chunk_size=chunk_size, progress=default_progress(quiet or as_json),
+                   index_type=None if index_type == "auto" else index_type, engine=engine)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -145,6 +150,20 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
             click.echo(f"{'':>12}why: dense similarity {dense}, lexical {lexical}; shared terms: {terms}")
     if note:
         click.echo(f"  ({note})")
+
+
+def _index_line(ix: dict[str, Any]) -> str:
+    """e.g. 'ivf (IndexIVFFlat, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
+    params = ", ".join(f"{k}={v}" for k, v in (ix.get("params") or {}).items())
+    kind = {"IndexFlatIP": "flat"}.get(ix["type"], ix["type"])  # stores written before index types
+    details = [ix.get("faiss", "IndexFlatIP") + (f", {params}" if params else "")]
+    if "recall_at_10" in ix:
+        exact = " (exact)" if kind == "flat" else f" on {ix.get('recall_queries')} queries"
+        details.append(f"recall@10 {ix['recall_at_10']:.3f}{exact}")
+    if "build_seconds" in ix:
+        reused = f", reused from {ix['linked_from']}" if ix.get("linked_from") else ""
+        details.append(f"built in {ix['build_seconds']:.1f}s{reused}")
+    return f"{kind} ({'; '.join(details)})"
 
 
 @main.command()
@@ -249,7 +268,7 @@ def info(store: Path | None, as_json: bool) -> None:
         ("generation", f"{data['generation']} (created {data['created_at']})"),
         ("papers", str(data["counts"]["papers"])),
         ("model", f"{data['model']['name']} (fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})"),
-        ("index", data["index"]["type"]),
+        ("index", _index_line(data["index"])),
         ("last build", f"{b['added']} added, {b['changed']} changed, {b['updated']} metadata-only, "
                        f"{b['unchanged']} unchanged, {b['removed']} removed; embedded {b['embedded']} "
                        f"in {b['seconds']:.1f}s ({rate})"),

@@ -49,7 +49,8 @@ class Explorer:
         self._con = self.generation.connect()
         self._db_lock = threading.Lock()
         self._vectors = self.generation.load_vectors()
-        self._index = index.load(self.generation.file("index.faiss"), self._n, self.dimension)
+        self._index = index.load(self.generation.file("index.faiss"), self._n, self.dimension,
+                                 manifest.get("index"))
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._lexical: LexicalIndex | None = None

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from paperscope import __version__, index, lexical
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
 from paperscope.embed import Embedder, check_vectors
+from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.errors import InputError, StoreError
 from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
@@ -104,12 +105,16 @@ def build(
     rebuild: bool = False,
     chunk_size: int = CHUNK_SIZE,
     progress: ProgressFactory = _no_progress,
+    index_type: str | None = None,
+    engine: str = "local",
 ) -> BuildReport:
     """Index ``paths`` (default: the bundled corpus) into ``store``; returns what was done.
 
     Inputs add to what the store holds; ``prune=True`` drops papers not in this run's inputs.
     ``rebuild=True`` re-embeds everything (needed after the pinned model changed). ``embedder``
     overrides the lock's model (tests pass a small fake; its fingerprint is recorded).
+    ``index_type`` forces the FAISS index ("flat", "ivf", "hnsw"; default: chosen by size).
+    ``engine="ray"`` embeds on Ray Data (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
     """
     t0 = time.perf_counter()
     st = store if isinstance(store, Store) else Store(store)
@@ -119,6 +124,8 @@ def build(
     text_of = embedder.text if embedder is not None else model_lock.text
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    index.check_type(index_type)
+    embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
     files = expand(list(paths) if paths is not None else [bundled_corpus()])
 
     with st.writer():
@@ -134,7 +141,8 @@ def build(
             con = _fill_papers(tmp / "papers.sqlite", prev, files, text_of, prune, report)
             # A generation from before lexical indexes existed is upgraded by a plain re-run.
             has_lexical = prev is not None and "lexical.npz" in prev.manifest.get("files", {})
-            if (prev is not None and not rebuild and has_lexical
+            same_index = index_type is None or index_type == index.kind_of(prev.manifest.get("index") if prev else None)
+            if (prev is not None and not rebuild and has_lexical and same_index
                     and not (report.added or report.changed or report.updated or report.removed)):
                 con.close()
                 st.discard(tmp)
@@ -143,8 +151,8 @@ def build(
                 return report
             staging = st.staging()
             try:
-                _embed_missing(con, staging, fingerprint, embedder, model_lock, chunk_size, progress, report,
-                               reuse_previous=not rebuild)
+                _embed_missing(con, staging, fingerprint, embed_chunks, model_lock, text_of, dimension, chunk_size,
+                               progress, report, reuse_previous=not rebuild)
                 reused = _write_vectors(con, tmp / "vectors.npy", prev if not rebuild else None, staging,
                                         fingerprint, dimension)
             finally:
@@ -153,11 +161,15 @@ def build(
                 con, tmp / "lexical.npz", prev.file("lexical.npz") if prev is not None and not rebuild else None)
             con.close()
             vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
-            if reused and prev is not None:
-                # Same vectors in the same rows: the previous index is still exact for them.
+            prev_index = prev.manifest.get("index") if prev is not None else None
+            if reused and prev is not None and (index_type is None or index_type == index.kind_of(prev_index)):
+                # Same vectors in the same rows: the previous index (and its measured recall) still holds.
                 os.link(prev.file("index.faiss"), tmp / "index.faiss")
+                index_info = {**(prev_index or {}), "type": index.kind_of(prev_index), "linked_from": prev.name}
             else:
-                index.save(index.build_flat(vectors), tmp / "index.faiss")
+                built, index_info = index.build(vectors, index_type)
+                index.save(built, tmp / "index.faiss")
+                del built
             report.seconds = time.perf_counter() - t0
             manifest = {
                 "schema_version": SCHEMA_VERSION,
@@ -167,7 +179,7 @@ def build(
                 "model": {"name": model_lock.name if embedder is None else type(embedder).__name__,
                           "fingerprint": fingerprint, "dimension": dimension,
                           "lock": json.loads(model_lock.to_json()) if embedder is None else None},
-                "index": {"type": "IndexFlatIP", "metric": "inner_product"},
+                "index": index_info,
                 "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
                             "tokenizer_version": lexical.TOKENIZER_VERSION},
                 "counts": {"papers": report.papers},
@@ -263,9 +275,9 @@ def _compact_rows(con: sqlite3.Connection) -> None:
     con.execute("DROP TABLE temp.renumber")
 
 
-def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embedder: Embedder | None,
-                   lock: ModelLock, chunk_size: int, progress: ProgressFactory, report: BuildReport,
-                   reuse_previous: bool) -> None:
+def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embed_chunks: EmbedChunks,
+                   lock: ModelLock, text_of: Callable[[str, str], str], dimension: int, chunk_size: int,
+                   progress: ProgressFactory, report: BuildReport, reuse_previous: bool) -> None:
     """Embed every distinct text that has no vector in the previous generation or the checkpoint."""
     where = ("WHERE p.content_hash NOT IN (SELECT content_hash FROM old.papers)"
              if reuse_previous and _has_old(con) else "")
@@ -280,29 +292,31 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
     del hashes, staged
     if not todo:
         return
-    model = embedder
-    if model is None:
-        from paperscope.embed import load_embedder
+    chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
 
-        t_load = time.perf_counter()
-        model = load_embedder(lock)
-        report.model_load_seconds = time.perf_counter() - t_load
-    bar = progress(len(todo), "embedding")
-    t0 = time.perf_counter()
-    try:
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
+    def texts() -> Iterator[list[str]]:
+        # Consumed lazily by the engine (a distributed engine reads a few chunks ahead).
+        for chunk in chunks:
             found = dict(con.execute(
                 f"SELECT content_hash, min(title || char(0) || abstract) FROM papers "
                 f"WHERE content_hash IN ({','.join('?' * len(chunk))}) GROUP BY content_hash", chunk).fetchall())
-            texts = [model.text(*found[h].split("\0", 1)) for h in chunk]
-            vectors = check_vectors(model.embed_batch(texts), len(texts), model.dimension)
-            staging.put(fingerprint, chunk, vectors)
+            yield [text_of(*found[h].split("\0", 1)) for h in chunk]
+
+    bar = progress(len(todo), "embedding")
+    t0 = time.perf_counter()
+    try:
+        # Each chunk is checkpointed as soon as its vectors arrive, so a killed run redoes at most
+        # the chunks in flight.
+        for chunk, vectors in zip(chunks, embed_chunks(lock, texts(), report)):
+            staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension))
             report.embedded += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
-        report.embed_seconds = time.perf_counter() - t0
+        report.embed_seconds = time.perf_counter() - t0 - report.model_load_seconds
+    if report.embedded != len(todo):
+        raise StoreError(f"internal: the embedding engine returned vectors for {report.embedded} of "
+                         f"{len(todo)} texts; re-run paperscope index to resume")
 
 
 def _has_old(con: sqlite3.Connection) -> bool:

@@ -1,0 +1,162 @@
+"""The ``ray`` embedding engine: the embedding step of ``paperscope index`` on Ray Data.
+
+Only the embedding moves: the driver (``paperscope index``) still reads the inputs, decides
+what to embed, checkpoints every chunk of vectors as it arrives and builds the index. Texts
+go to an actor pool (``map_batches`` with :class:`EmbedActor`), each actor loads and verifies
+the pinned model once, and vectors come back in input order.
+
+Connection: an already initialised Ray is used as is; else ``RAY_ADDRESS`` (``ray.init()``
+reads it) joins an existing cluster; else a local Ray is started with
+``PAPERSCOPE_RAY_CPUS`` (default: all cores) CPUs. Every worker needs paperscope and the
+pinned model package installed (see README, "Scaling out with Ray").
+
+Texts are sent in windows of ``WINDOW_CHUNKS`` chunks so the driver never holds the whole
+corpus; each window is one Ray Data pipeline, so the actors load the model once per window
+(a few seconds against minutes of embedding per window).
+
+This module imports ray only inside functions: ``paperscope related`` never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from paperscope.embed.lock import ModelLock
+from paperscope.errors import PaperscopeError
+
+if TYPE_CHECKING:
+    from paperscope.pipeline import BuildReport
+
+CPUS_ENV = "PAPERSCOPE_RAY_CPUS"
+WINDOW_CHUNKS = 32
+# Rows per map_batches call: small enough that the actors share a window evenly.
+BATCH_ROWS = 64
+
+
+def require_ray() -> None:
+    """Raise a one-line PaperscopeError when the ``paperscope[ray]`` extra is not installed."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise PaperscopeError(f"--engine ray needs Ray Data ({e.msg}); install it: pip install 'paperscope[ray]'") from None
+
+
+class EmbedActor:
+    """One per Ray actor: loads (and verifies) the pinned model once, then embeds batches."""
+
+    def __init__(self, lock_json: str, threads: int = 1):
+        import torch
+
+        # One actor per CPU: more torch threads per actor would only fight over the same cores.
+        torch.set_num_threads(threads)
+        from paperscope.embed import load_embedder
+
+        self.model = load_embedder(ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.model.embed_batch([str(t) for t in batch["text"]])
+        return {"pos": np.asarray(batch["pos"], dtype=np.int64), "vector": vectors}
+
+
+def _connect() -> bool:
+    """Make sure Ray is initialised; True when this call started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    kwargs: dict[str, Any] = {"log_to_driver": False}
+    if not address:
+        cpus = os.environ.get(CPUS_ENV)
+        try:
+            kwargs["num_cpus"] = int(cpus) if cpus else (os.cpu_count() or 1)
+        except ValueError:
+            raise PaperscopeError(f"${CPUS_ENV} must be a whole number of CPUs, got {cpus!r}") from None
+        kwargs.update(include_dashboard=False, configure_logging=False)
+    try:
+        ray.init(**kwargs)  # with RAY_ADDRESS set, ray.init() joins that cluster
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PaperscopeError(f"cannot start or reach {where}: {first[:200]}") from None
+    return True
+
+
+def _windows(chunks: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
+    window: list[list[str]] = []
+    for chunk in chunks:
+        window.append(chunk)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport) -> Iterator[np.ndarray]:
+    """Vectors for each chunk of texts, chunk for chunk and in order, embedded on Ray Data."""
+    import ray
+    import ray.data
+
+    started = _connect()
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # vectors must come back in row order
+        ctx.enable_progress_bars = False  # paperscope draws its own bar
+        ctx.print_on_execution_start = False
+        # Ray Data logs every execution at INFO; a paperscope run prints one summary line.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": we know
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        lock_json = lock.to_json()
+        for window in _windows(chunks, WINDOW_CHUNKS):
+            yield from _embed_window(ray, window, lock_json, cpus)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _embed_window(ray: Any, window: list[list[str]], lock_json: str, cpus: int) -> Iterator[np.ndarray]:
+    texts = [t for chunk in window for t in chunk]
+    items = [{"pos": i, "text": t} for i, t in enumerate(texts)]
+    blocks = max(1, -(-len(items) // BATCH_ROWS))
+    actors = max(1, min(cpus, blocks))
+    with warnings.catch_warnings():
+        # max_restarts is only reachable through ray_remote_args, deprecated from Ray 2.60 on
+        # (removed in 2.64; the extra pins 2.60.0).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+            EmbedActor, fn_constructor_kwargs={"lock_json": lock_json, "threads": 1},
+            batch_size=BATCH_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+            # A failed actor fails the run: the checkpoint makes a re-run cheap, and restarts
+            # would need the constructor arguments kept alive in the object store.
+            max_restarts=0)
+    del items
+    sizes = iter([len(c) for c in window])
+    want = next(sizes)
+    pending: list[np.ndarray] = []
+    held = 0
+    expected = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        pos = batch["pos"]
+        if pos.size and (pos[0] != expected or not np.array_equal(pos, np.arange(expected, expected + pos.size))):
+            raise PaperscopeError(f"ray engine: vectors came back out of order (row {int(pos[0])}, expected "
+                                  f"{expected}); chunks already checkpointed are kept, re-run to resume")
+        expected += pos.size
+        pending.append(np.asarray(batch["vector"], dtype=np.float32).reshape(pos.size, -1))
+        held += pos.size
+        while want is not None and held >= want:
+            block = np.concatenate(pending)
+            yield block[:want]
+            pending, held = [block[want:]], block.shape[0] - want
+            want = next(sizes, None)
+    if expected != len(texts):
+        raise PaperscopeError(f"ray engine: {expected} vectors for {len(texts)} texts; re-run to resume")
