@@ -39,13 +39,20 @@ def keywords(texts: Sequence[str], labels: np.ndarray, n: int = 8) -> dict[int, 
     return out
 
 
+def _stem(word: str) -> str:
+    # "hyperparameter" and "hyperparameters" (or "PDE" and "PDEs") should not both label a topic.
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
 def _dedupe(ranked: list[str], n: int) -> list[tuple[int, str]]:
     kept: list[str] = []
+    kept_words: list[set[str]] = []
     for term in ranked:
-        words = set(term.split())
-        if any(words <= set(k.split()) or set(k.split()) <= words for k in kept):
+        words = {_stem(w) for w in term.split()}
+        if any(words <= k or k <= words for k in kept_words):
             continue
         kept.append(term)
+        kept_words.append(words)
         if len(kept) == n:
             break
     return list(enumerate(kept))
