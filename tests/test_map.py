@@ -145,3 +145,16 @@ def test_large_corpus_fits_on_a_fixed_sample_and_places_the_rest(fake_store: Pat
     assert np.isfinite(tm.coords).all() and (tm.levels[1] >= 0).all() and len(np.unique(tm.coords, axis=0)) == 432
     again = compute_map(ids, titles, texts, hashes, vecs, "g", MapParams(max_fit=300))
     assert np.array_equal(tm.base, again.base) and np.array_equal(tm.coords, again.coords)
+
+
+def test_html_page_of_a_large_map_holds_a_fixed_sample(fake_store: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import paperscope.explorer as explorer_mod
+
+    monkeypatch.setattr(explorer_mod, "_HTML_POINTS", 100)
+    with Explorer(fake_store) as ex:
+        tm = ex.topic_map(tmp_path)
+    html = (tmp_path / "map.html").read_text()
+    data = json.loads(html.split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    assert len(data["papers"]) == 100 and all(len(p["related"]) == 5 for p in data["papers"])
+    assert len(json.loads((tmp_path / "topics.json").read_text())["papers"]) == len(tm) == 432

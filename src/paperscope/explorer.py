@@ -30,6 +30,7 @@ _COLS = ", ".join(PAPER_COLUMNS)
 # Above this many papers, suggestions for an unknown title come from a prefix match in SQLite
 # instead of fuzzy matching every title in memory.
 _FUZZY_LIMIT = 200_000
+_HTML_POINTS = 50_000
 
 
 class Explorer:
@@ -330,10 +331,15 @@ class Explorer:
     def _render_map(self, tm: TopicMap, out: Path, related_k: int) -> dict[str, str]:
         from paperscope.render import write_html, write_png, write_topics_json
 
+        from paperscope.map.topicmap import fit_sample
+
         out.mkdir(parents=True, exist_ok=True)
-        related = {pid: [h.paper.id for h in self.related(pid, k=related_k)] for pid in tm.ids}
+        # The page holds at most _HTML_POINTS papers (a fixed sample): a browser draws 50k points
+        # smoothly, and each needs its related papers computed here.
+        rows = fit_sample(tm.ids, _HTML_POINTS)
+        related = {tm.ids[i]: [h.paper.id for h in self.related(tm.ids[i], k=related_k)] for i in rows}
         return {"png": str(write_png(tm, out / "map.png")),
-                "html": str(write_html(tm, out / "map.html", related)),
+                "html": str(write_html(tm, out / "map.html", related, rows=rows)),
                 "topics": str(write_topics_json(tm, out / "topics.json"))}
 
     # ---- about the store ----------------------------------------------------------------

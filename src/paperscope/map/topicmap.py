@@ -146,7 +146,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
         assert previous is not None
         base_idx = np.array([row[previous.ids[i]] for i in np.flatnonzero(previous.base)], dtype=np.int64)
     else:
-        base_idx = _fit_sample(ids, params.max_fit)
+        base_idx = fit_sample(ids, params.max_fit)
     is_base = np.zeros(n, dtype=bool)
     is_base[base_idx] = True
     # Papers to place with transform: new ones when the old fit is kept, else all outside the sample.
@@ -218,7 +218,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     return tm
 
 
-def _fit_sample(ids: Sequence[str], max_fit: int) -> np.ndarray:
+def fit_sample(ids: Sequence[str], max_fit: int) -> np.ndarray:
     """All rows, or the ``max_fit`` rows whose id hashes lowest: a sample that is the same on every run."""
     if len(ids) <= max_fit:
         return np.arange(len(ids), dtype=np.int64)

@@ -8,6 +8,7 @@ All corpus text travels as JSON inside a ``<script type="application/json">`` bl
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -23,9 +24,13 @@ def _safe_json(data: object) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def write_html(tm: TopicMap, path: Path, related: dict[str, list[str]], *, title: str = "paperscope topic map") -> Path:
-    """Write the page; ``related`` maps each paper id to its precomputed related paper ids."""
-    doc = topics_document(tm, related)
+def write_html(tm: TopicMap, path: Path, related: dict[str, list[str]], *, title: str = "paperscope topic map",
+               rows: Sequence[int] | None = None) -> Path:
+    """Write the page; ``related`` maps each paper id to its precomputed related paper ids.
+
+    ``rows`` limits the page to those papers (for very large maps).
+    """
+    doc = topics_document(tm, related, rows)
     doc["palette"] = PALETTE
     template = (resources.files("paperscope.render") / "map.html").read_text(encoding="utf-8")
     page = (template.replace("__TITLE__", _escape_text(title))

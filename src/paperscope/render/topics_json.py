@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from paperscope.map import LEVELS, TopicMap
 
 
-def topics_document(tm: TopicMap, related: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The JSON document: ``papers`` (id, title, x, y, topics per level, low_confidence) and ``topics``."""
+def topics_document(tm: TopicMap, related: dict[str, list[str]] | None = None,
+                    rows: Sequence[int] | None = None) -> dict[str, Any]:
+    """The JSON document: ``papers`` (id, title, x, y, topics per level, low_confidence) and ``topics``.
+
+    ``rows`` limits the papers listed (the topics still describe the whole map).
+    """
     papers = []
-    for i, pid in enumerate(tm.ids):
+    for i in (range(len(tm)) if rows is None else rows):
+        pid = tm.ids[i]
         entry: dict[str, Any] = {"id": pid, "title": tm.titles[i], "x": round(float(tm.coords[i, 0]), 5),
                                  "y": round(float(tm.coords[i, 1]), 5),
                                  "topics": {LEVELS[lv]: int(tm.levels[lv][i]) for lv in range(len(LEVELS))},
