@@ -26,9 +26,17 @@ def auto_sizes(n: int, fine: int | None, coarse: int | None) -> tuple[int, int]:
     return f, max(1, min(c, f))
 
 
-def fit_topics(space: np.ndarray, fine_k: int, coarse_k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fine centroids (fine_k, d) and, per fine topic, its coarse parent (fine_k,)."""
-    km = KMeans(n_clusters=fine_k, n_init=10, random_state=seed).fit(space)
+def fit_topics(space: np.ndarray, fine_k: int, coarse_k: int, seed: int,
+               init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fine centroids (fine_k, d) and, per fine topic, its coarse parent (fine_k,).
+
+    ``init`` (fine_k, d) starts k-means from given centres (a previous map's topics) instead of
+    ten k-means++ restarts.
+    """
+    if init is not None and init.shape == (fine_k, space.shape[1]):
+        km = KMeans(n_clusters=fine_k, init=init, n_init=1, random_state=seed).fit(space)
+    else:
+        km = KMeans(n_clusters=fine_k, n_init=10, random_state=seed).fit(space)
     centroids = km.cluster_centers_.astype(np.float32)
     if coarse_k >= fine_k:
         return centroids, np.arange(fine_k, dtype=np.int32)

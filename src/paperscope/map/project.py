@@ -15,8 +15,11 @@ import numpy as np
 
 
 def fit_transform(base: np.ndarray, rest: np.ndarray | None, *, n_components: int, n_neighbors: int,
-                  min_dist: float, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Fit on ``base`` and return its embedding, plus ``rest`` placed by ``transform`` (if any)."""
+                  min_dist: float, seed: int, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fit on ``base`` and return its embedding, plus ``rest`` placed by ``transform`` (if any).
+
+    ``init`` gives starting positions (n_base, n_components), e.g. a previous layout.
+    """
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "paperscope-numba"))
     import umap  # heavy (numba): imported only when a map is made
 
@@ -28,7 +31,8 @@ def fit_transform(base: np.ndarray, rest: np.ndarray | None, *, n_components: in
         warnings.filterwarnings("ignore", message=".*n_jobs.*")
         warnings.filterwarnings("ignore", message=".*k >= N.*")
         reducer = umap.UMAP(n_components=n_components, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
-                            metric="cosine", random_state=seed, init="spectral" if n > n_components + 1 else "random")
+                            metric="cosine", random_state=seed,
+                            init=init if init is not None else ("spectral" if n > n_components + 1 else "random"))
         emb = reducer.fit_transform(base).astype(np.float32)
         placed = reducer.transform(rest).astype(np.float32) if rest is not None and len(rest) else None
     return emb, placed

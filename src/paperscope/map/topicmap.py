@@ -159,9 +159,13 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     space_base, space_new = project.fit_transform(
         joint[base_idx], joint[new_idx], n_components=min(params.cluster_dims, max(2, len(base_idx) - 2)),
         n_neighbors=params.n_neighbors, min_dist=0.0, seed=params.seed)
+    # A fresh fit after a previous map starts the layout from the old positions (new papers at
+    # the mean of their nearest old papers), so the picture changes no more than it must.
+    warm = previous is not None and not reuse
+    xy_init = _warm_layout(joint, base_idx, ids, previous, prev_row) if warm else None
     xy_base, xy_new = project.fit_transform(
         joint[base_idx], joint[new_idx], n_components=2, n_neighbors=params.n_neighbors,
-        min_dist=params.min_dist, seed=params.seed)
+        min_dist=params.min_dist, seed=params.seed, init=xy_init)
 
     coords = np.zeros((n, 2), dtype=np.float32)
     fine = np.full(n, -1, dtype=np.int32)
@@ -182,7 +186,8 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
         coarse = np.array([parent_of[int(f)] for f in fine], dtype=np.int32)
     else:
         fine_k, coarse_k = cluster.auto_sizes(n, params.fine_topics, params.coarse_topics)
-        centroids, parents = cluster.fit_topics(space_base, fine_k, coarse_k, params.seed)
+        init = _warm_centroids(space_base, base_idx, ids, previous, prev_row, fine_k) if warm else None
+        centroids, parents = cluster.fit_topics(space_base, fine_k, coarse_k, params.seed, init=init)
         space = np.zeros((n, space_base.shape[1]), dtype=np.float32)
         space[base_idx] = space_base
         if len(new_idx):
@@ -237,6 +242,46 @@ def _can_reuse(previous: TopicMap, params: MapParams, row: dict[str, int], hashe
     added = sum(1 for pid in row if pid not in old_ids)
     placed_before = len(previous.ids) - len(base_ids)
     return added + placed_before <= params.refit_growth * len(base_ids)
+
+
+def _warm_layout(joint: np.ndarray, base_idx: np.ndarray, ids: Sequence[str], previous: TopicMap | None,
+                 prev_row: dict[str, int], neighbours: int = 5) -> np.ndarray | None:
+    """Initial 2-D positions for the fitted papers: old ones where they were, new ones among their neighbours."""
+    if previous is None:
+        return None
+    old = np.array([i for i in base_idx if ids[i] in prev_row], dtype=np.int64)
+    if len(old) < neighbours + 1:
+        return None
+    old_xy = previous.coords[[prev_row[ids[i]] for i in old]].astype(np.float64)
+    init = np.zeros((len(base_idx), 2), dtype=np.float64)
+    for k, i in enumerate(base_idx):
+        j = prev_row.get(ids[i])
+        if j is not None:
+            init[k] = previous.coords[j]
+    fresh = [k for k, i in enumerate(base_idx) if ids[i] not in prev_row]
+    for start in range(0, len(fresh), 4096):
+        part = fresh[start:start + 4096]
+        sims = joint[base_idx[part]] @ joint[old].T
+        near = np.argsort(-sims, axis=1)[:, :neighbours]
+        init[part] = old_xy[near].mean(axis=1)
+    # UMAP needs distinct starting points; a tiny seeded jitter separates exact ties.
+    init += np.random.default_rng(0).normal(scale=1e-4 * (np.ptp(init, axis=0).max() or 1.0), size=init.shape)
+    return init
+
+
+def _warm_centroids(space: np.ndarray, base_idx: np.ndarray, ids: Sequence[str], previous: TopicMap | None,
+                    prev_row: dict[str, int], k: int) -> np.ndarray | None:
+    """k-means starting centres: the old topics' centres in the new space, largest first, then far points."""
+    if previous is None:
+        return None
+    old_topic = np.array([previous.levels[1][prev_row[ids[i]]] if ids[i] in prev_row else -1 for i in base_idx])
+    labels, counts = np.unique(old_topic[old_topic >= 0], return_counts=True)
+    order = labels[np.argsort(-counts, kind="stable")][:k]
+    centres = [space[old_topic == t].mean(axis=0) for t in order]
+    while len(centres) < k:  # more topics than before: add the point farthest from every centre
+        d = np.min(((space[:, None, :] - np.array(centres)[None]) ** 2).sum(-1), axis=1)
+        centres.append(space[int(np.argmax(d))])
+    return np.array(centres, dtype=np.float32)
 
 
 def _align(coords: np.ndarray, idx: np.ndarray, target: np.ndarray) -> np.ndarray:
