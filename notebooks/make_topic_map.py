@@ -16,7 +16,8 @@ CELLS = [
     new_markdown_cell("# paperscope: the topic map\n\nOpens the store (or builds it from the bundled corpus "
                       "with the pinned model), draws the map, lists the topics, shows the muP topic and "
                       "looks up related papers. Everything goes through the public API."),
-    new_code_cell("import paperscope\n\ntry:\n    ex = paperscope.open()\nexcept paperscope.StoreError:\n"
+    new_code_cell("import warnings\nwarnings.filterwarnings('ignore', message='IProgress not found')  # no ipywidgets needed\n"
+                  "import paperscope\n\ntry:\n    ex = paperscope.open()\nexcept paperscope.StoreError:\n"
                   "    ex = paperscope.build()  # first run: index the bundled corpus\nprint(len(ex), 'papers in', ex.store.path)"),
     new_code_cell("tm = ex.topic_map()\nfrom IPython.display import Image\nImage(tm.stats['outputs']['png'])"),
     new_markdown_cell("## Topics\nFine topics with their coarse theme; labels are class-based TF-IDF keywords."),

@@ -28,14 +28,6 @@ def write_png(tm: TopicMap, path: Path, *, title: str = "paperscope topic map", 
     fig, ax = plt.subplots(figsize=(13, 10))
     ax.scatter(tm.coords[:, 0], tm.coords[:, 1], s=14, c=[color_of(int(t)) for t in coarse], alpha=0.75,
                linewidths=0)
-    outline = [pe.withStroke(linewidth=3, foreground="white")]
-    for t in tm.topics:
-        if t.level != 1:
-            continue
-        pts = tm.coords[fine == t.id]
-        cx, cy = np.median(pts, axis=0)
-        ax.annotate(" / ".join(t.keywords[:2]), (cx, cy), ha="center", va="center", fontsize=8.5,
-                    fontweight="bold", color="#222", path_effects=outline)
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=color_of(t.id),
                           label=f"{t.label} ({t.size})") for t in tm.topics if t.level == 0]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8.5,
@@ -46,7 +38,25 @@ def write_png(tm: TopicMap, path: Path, *, title: str = "paperscope topic map", 
     ax.set_yticks([])
     for side in ax.spines.values():
         side.set_visible(False)
-    fig.tight_layout()
+    fig.tight_layout()  # before the labels: their overlap test needs the final axes
+    outline = [pe.withStroke(linewidth=3, foreground="white")]
+    renderer = fig.canvas.get_renderer()
+    placed: list = []
+    # Biggest topics first; a label that would overlap one already drawn steps down or up.
+    for t in sorted((t for t in tm.topics if t.level == 1), key=lambda t: -t.size):
+        cx, cy = np.median(tm.coords[fine == t.id], axis=0)
+        text = ax.annotate(" / ".join(t.keywords[:2]), (cx, cy), ha="center", va="center", fontsize=8.5,
+                           fontweight="bold", color="#222", path_effects=outline)
+        box = text.get_window_extent(renderer)
+        for step in range(1, 12):
+            if not any(box.overlaps(other) for other in placed):
+                break
+            dy = box.height * ((step + 1) // 2) * (1 if step % 2 else -1)
+            text.set_position((0, dy))
+            text.set_anncoords("offset pixels")
+            text.xy = (cx, cy)
+            box = text.get_window_extent(renderer)
+        placed.append(box)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
