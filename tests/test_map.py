@@ -158,3 +158,8 @@ def test_html_page_of_a_large_map_holds_a_fixed_sample(fake_store: Path, tmp_pat
     data = json.loads(html.split('<script id="data" type="application/json">')[1].split("</script>")[0])
     assert len(data["papers"]) == 100 and all(len(p["related"]) == 5 for p in data["papers"])
     assert len(json.loads((tmp_path / "topics.json").read_text())["papers"]) == len(tm) == 432
+
+
+def test_unwritable_output_directory_is_one_line(fake_store: Path) -> None:
+    res = CliRunner().invoke(main, ["map", "--store", str(fake_store), "--out", "/proc/paperscope-nope"])
+    assert res.exit_code == 2 and "cannot write the map there" in res.output and "Traceback" not in res.output

@@ -15,7 +15,7 @@ from paperscope import lexical as lexical_mod
 from paperscope.corpus.normalize import normalise_title
 from paperscope.embed import Embedder
 from paperscope.embed.lock import ModelLock
-from paperscope.errors import StoreError, UnknownPaperError
+from paperscope.errors import PaperscopeError, StoreError, UnknownPaperError
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex
 from paperscope.paper import Hit, Hits, Paper
@@ -333,14 +333,17 @@ class Explorer:
 
         from paperscope.map.topicmap import fit_sample
 
-        out.mkdir(parents=True, exist_ok=True)
         # The page holds at most _HTML_POINTS papers (a fixed sample): a browser draws 50k points
         # smoothly, and each needs its related papers computed here.
         rows = fit_sample(tm.ids, _HTML_POINTS)
         related = {tm.ids[i]: [h.paper.id for h in self.related(tm.ids[i], k=related_k)] for i in rows}
-        return {"png": str(write_png(tm, out / "map.png")),
-                "html": str(write_html(tm, out / "map.html", related, rows=rows)),
-                "topics": str(write_topics_json(tm, out / "topics.json"))}
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            return {"png": str(write_png(tm, out / "map.png")),
+                    "html": str(write_html(tm, out / "map.html", related, rows=rows)),
+                    "topics": str(write_topics_json(tm, out / "topics.json"))}
+        except OSError as e:
+            raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e})") from None
 
     # ---- about the store ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:
