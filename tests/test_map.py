@@ -160,6 +160,12 @@ def test_html_page_of_a_large_map_holds_a_fixed_sample(fake_store: Path, tmp_pat
     assert len(json.loads((tmp_path / "topics.json").read_text())["papers"]) == len(tm) == 432
 
 
-def test_unwritable_output_directory_is_one_line(fake_store: Path) -> None:
-    res = CliRunner().invoke(main, ["map", "--store", str(fake_store), "--out", "/proc/paperscope-nope"])
+def test_unwritable_output_directory_is_one_line(fake_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    store = tmp_path / "copy"
+    shutil.copytree(fake_store, store)
+    shutil.rmtree(store / "map", ignore_errors=True)
+    res = CliRunner().invoke(main, ["map", "--store", str(store), "--out", "/proc/paperscope-nope"])
     assert res.exit_code == 2 and "cannot write the map there" in res.output and "Traceback" not in res.output
+    assert not (store / "map").exists()  # nothing saved when the outputs could not be written

@@ -296,24 +296,33 @@ class Explorer:
         previous = None if refit else self.saved_map()
         if previous is not None and previous.stats.get("fingerprint") != self.fingerprint:
             previous = None  # other vectors: nothing of the old layout carries over
-        if previous is not None and previous.generation == self.generation.name and previous.params == params:
-            tm = previous
-            tm.stats["cached"] = True
-        else:
+        fresh = not (previous is not None and previous.generation == self.generation.name
+                     and previous.params == params)
+        if fresh:
             ids, titles, texts, hashes = [], [], [], []
             for start in range(0, self._n, 5000):
                 for pid, title, abstract, chash in self._query(
                         "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
                         (start, start + 5000)):
-                    ids.append(pid), titles.append(title), texts.append(f"{title}. {abstract}"), hashes.append(chash)
+                    ids.append(pid)
+                    titles.append(title)
+                    texts.append(f"{title}. {abstract}")
+                    hashes.append(chash)
             tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
                              previous)
             tm.stats["fingerprint"] = self.fingerprint
-            tm.stats["cached"] = False
+        else:
+            assert previous is not None
+            tm = previous
+        tm.stats["cached"] = not fresh
+        # Render before saving: a map whose outputs could not be written leaves the store as it was.
+        outputs = self._render_map(tm, Path(out) if out is not None else self.store.map_dir, related_k) \
+            if render else None
+        if fresh:
             with self.store.writer():
                 self.store.write_map(*to_record(tm))
-        if render:
-            tm.stats["outputs"] = self._render_map(tm, Path(out) if out is not None else self.store.map_dir, related_k)
+        if outputs is not None:
+            tm.stats["outputs"] = outputs
         return tm
 
     def saved_map(self) -> TopicMap | None:
