@@ -67,6 +67,11 @@ def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
             "where": parse_where(opts["where"]) or None}
 
 
+def _one_line(message: str) -> str:
+    """Escape what a terminal would act on (CR, LF, ESC, bidi overrides) so an error stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 class _Group(click.Group):
     """Turns every user error (library errors, bad options) into one line and exit code 2."""
 
@@ -76,9 +81,9 @@ class _Group(click.Group):
             return super().main(*args, **kwargs)
         except click.UsageError as e:
             where = f" (in {e.ctx.command_path})" if e.ctx else ""
-            click.echo(f"paperscope: error: {e.format_message()}{where}", err=True)
+            click.echo(_one_line(f"paperscope: error: {e.format_message()}{where}"), err=True)
         except (PaperscopeError, ValueError) as e:
-            click.echo(f"paperscope: error: {e}", err=True)
+            click.echo(_one_line(f"paperscope: error: {e}"), err=True)
         except (KeyboardInterrupt, click.Abort):
             click.echo("paperscope: interrupted; the store is unchanged (re-run to resume)", err=True)
             sys.exit(130)
