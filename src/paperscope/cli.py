@@ -283,6 +283,26 @@ def info(store: Path | None, as_json: bool) -> None:
         click.echo(f"{key:>11}  {value}")
 
 
+@main.command("verify")
+@store_option
+@json_option
+def verify_command(store: Path | None, as_json: bool) -> None:
+    """Check every store file against the sha256 in its manifest (exit 1 if any is damaged)."""
+    from paperscope.store import Store
+    from paperscope.verify import verify
+
+    report = verify(Store(store))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for f in report.findings:
+            click.echo(_one_line(f"{'ok' if f.ok else 'DAMAGED':>7}  {f.path}: {f.detail}"))
+        bad = len(report.damaged)
+        click.echo(f"{report.store}: " + ("OK" if report.ok else f"{bad} problem{'s' * (bad != 1)} found"))
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.command("map")
 @store_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

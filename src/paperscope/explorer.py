@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ class Explorer:
     def __init__(self, store: str | Path | Store | None = None, *, embedder: Embedder | None = None):
         self.store = store if isinstance(store, Store) else Store(store)
         self.generation: Generation = self.store.require_current()
+        self.generation.check()  # sizes always, sha256 for small stores: see paperscope.verify
         manifest = self.generation.manifest
         self.dimension: int = manifest["model"]["dimension"]
         self.fingerprint: str = manifest["model"]["fingerprint"]
@@ -67,7 +69,11 @@ class Explorer:
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._db_lock:
-            return self._con.execute(sql, params).fetchall()
+            try:
+                return self._con.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as e:  # a damaged page is only found when a query reads it
+                raise StoreError(f"{self.generation.file('papers.sqlite')}: damaged ({e}); "
+                                 "re-index to repair: paperscope index --rebuild") from None
 
     def paper(self, paper_id: str) -> Paper:
         """The paper with this id (or exact title); UnknownPaperError with suggestions otherwise."""
@@ -124,6 +130,28 @@ class Explorer:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         return int(k)
 
+    def _check_answer(self, q: Query, ranked: list[Any]) -> None:
+        """Cheap per-query integrity checks on the rows an answer touched (see paperscope.verify).
+
+        Stored vectors are unit length, and FAISS's score for a row is the cosine with that row
+        of vectors.npy: damage in either file that reaches an answer breaks one or the other.
+        """
+        rows = sorted({r.row for r in ranked} | set(q.exclude))
+        if not rows:
+            return
+        vecs = np.asarray(self._vectors[rows], dtype=np.float32)
+        norms = np.linalg.norm(vecs, axis=1) if np.isfinite(vecs).all() else np.array([np.nan])
+        if not np.all(np.abs(norms - 1.0) < 1e-3):
+            raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (a vector that is not unit length); "
+                             "re-index to repair: paperscope index --rebuild")
+        if q.dense is None:
+            return
+        where = {r: i for i, r in enumerate(rows)}
+        for r in ranked:
+            if r.dense is not None and not abs(r.dense - float(vecs[where[r.row]] @ q.dense)) < 1e-3:
+                raise StoreError(f"{self.generation.file('index.faiss')}: damaged (scores disagree with vectors.npy); "
+                                 "re-index to repair: paperscope index --rebuild")
+
     # Ranking (modes, filters, explanations) lives in rank.py / filters.py / lexical.py.
     @property
     def lexical(self) -> LexicalIndex:
@@ -147,7 +175,11 @@ class Explorer:
         if filt is None:
             return None
         with self._db_lock:
-            return filt.allowed_rows(self._con, self._n)
+            try:
+                return filt.allowed_rows(self._con, self._n)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self.generation.file('papers.sqlite')}: damaged ({e}); "
+                                 "re-index to repair: paperscope index --rebuild") from None
 
     def _run(self, q: Query, k: int, mode: str, filt: Filter | None, why: bool,
              weight: float | None = None) -> Hits:
@@ -157,7 +189,11 @@ class Explorer:
             candidates[list(q.exclude)] = False
             if not candidates.any():
                 return Hits([], note=f"no paper matches the filter ({filt.describe()})" if filt else None)
+        if q.dense is not None and not np.isfinite(q.dense).all():
+            raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (non-finite values); "
+                             "re-index to repair: paperscope index --rebuild")
         ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
+        self._check_answer(q, ranked)
         papers = self._fetch_rows([r.row for r in ranked])
         hits = []
         for i, (r, p) in enumerate(zip(ranked, papers), 1):

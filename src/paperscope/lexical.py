@@ -150,7 +150,7 @@ class LexicalIndex:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("vocab", "indptr", "terms", "counts", "tokenizer_version")}
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - also zipfile.BadZipFile (bad CRC) and header parse errors
             raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
         if not any_version and int(arrays["tokenizer_version"]) != TOKENIZER_VERSION:
             raise StoreError(f"{path}: tokenizer version {int(arrays['tokenizer_version'])}, "
