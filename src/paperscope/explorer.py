@@ -16,7 +16,7 @@ from paperscope import lexical as lexical_mod
 from paperscope.corpus.normalize import normalise_title
 from paperscope.embed import Embedder
 from paperscope.embed.lock import ModelLock
-from paperscope.errors import PaperscopeError, StoreError, UnknownPaperError
+from paperscope.errors import ModelLockError, PaperscopeError, StoreError, UnknownPaperError
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex
 from paperscope.paper import Hit, Hits, Paper
@@ -313,7 +313,12 @@ class Explorer:
         if lock.fingerprint != self.fingerprint:
             raise StoreError(f"{self.generation.file('manifest.json')}: lock fingerprint {lock.fingerprint} "
                              f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
-        return load_embedder(lock)
+        try:
+            return load_embedder(lock)
+        except ModelLockError as e:  # say which model the store needs, and both ways out
+            raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
+                                 f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
+                                 "current one: paperscope index --rebuild]") from None
 
     # ---- the topic map ------------------------------------------------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
