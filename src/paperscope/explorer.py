@@ -58,6 +58,9 @@ class Explorer:
         self._embedder_lock = threading.Lock()
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
+        # Opened now, read at the first query: a re-index may delete this generation meanwhile.
+        self._lexical_file = (open(self.generation.file("lexical.npz"), "rb")  # noqa: SIM115 - closed in close()
+                              if "lexical.npz" in manifest.get("files", {}) else None)
         self._ranker: Ranker | None = None
         if embedder is not None and embedder.fingerprint != self.fingerprint:
             raise StoreError(f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
@@ -158,8 +161,9 @@ class Explorer:
         """The BM25 index of this generation; built in memory for a store written before it existed."""
         with self._lexical_lock:
             if self._lexical is None:
-                if "lexical.npz" in self.generation.manifest.get("files", {}):
-                    self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n)
+                if self._lexical_file is not None:
+                    self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n,
+                                                      fileobj=self._lexical_file)
                 else:
                     with self._db_lock:
                         self._lexical = lexical_mod.build_from_store(self._con)
@@ -393,6 +397,8 @@ class Explorer:
 
     def close(self) -> None:
         self._con.close()
+        if self._lexical_file is not None:
+            self._lexical_file.close()
 
     def __enter__(self) -> Explorer:
         return self
