@@ -196,3 +196,34 @@ def test_json_output_keeps_markup_as_data(tmp_path: Path) -> None:
     build([src], tmp_path / "s", embedder=FakeEmbedder())
     code, out, _ = _cli(["related", "e0", "--store", str(tmp_path / "s"), "--json", "-k", "2", "--mode", "lexical"])
     assert code == 0 and {h["title"] for h in json.loads(out)} <= {f"{evil} {i}" for i in range(1, 5)}
+
+
+@pytest.mark.parametrize("name", ["huge.jsonl", "huge.txt", "huge.csv"])
+def test_a_50_mb_single_line(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    body = "word " * 10_000_000  # 50 MB, one line
+    if name.endswith(".jsonl"):
+        path.write_text(json.dumps({"title": "Huge", "abstract": body}) + "\n" + json.dumps({"title": "Ok", "abstract": A}) + "\n")
+    elif name.endswith(".txt"):
+        path.write_text(f"Subscribe\nHuge\n{body}\nOk\n{A}\n")
+    else:
+        path.write_text(f"title,abstract\nHuge,{body}\nOk,{A}\n")
+    from paperscope.corpus import ReadReport
+
+    report = ReadReport()
+    try:
+        papers = list(read_papers([path], report))
+    except InputError as e:  # CSV: a field over the csv module's limit is refused, naming the line
+        assert name.endswith(".csv") and f"{path}:2: malformed CSV" in str(e) and "\n" not in str(e)
+        return
+    assert [p.title for p in papers] == ["Ok"]
+    assert report.skipped == 1 and "abstract longer than 100,000 characters" in report.skip_examples[0]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"\xff\xfe{]", b'{"title": "t", "abstract": "a"}\n' + b"[" * 50_000])
+def test_cli_index_of_hostile_input_is_one_line_and_creates_no_store(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(content)
+    code, _, err = _cli(["index", str(path), "--store", str(tmp_path / "s"), "-q"])
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"paperscope: error: {path}")
+    assert not (tmp_path / "s" / "CURRENT").exists()

@@ -104,7 +104,14 @@ def read_jsonl(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator
 
 def read_csv(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[Paper]:
     """Stream a CSV file with a header row naming at least ``title`` and ``abstract``."""
-    lines = (text.removeprefix("\ufeff") if n == 1 else text for n, text in _decoded_lines(path, raw))
+    at = [0]  # the line being read: the csv module's line_num lags behind when it raises
+
+    def numbered() -> Iterator[str]:
+        for n, text in _decoded_lines(path, raw):
+            at[0] = n
+            yield text.removeprefix("\ufeff") if n == 1 else text
+
+    lines = numbered()
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
@@ -119,5 +126,5 @@ def read_csv(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[P
             if (paper := row_to_paper(norm, path.name, f"{path}:{reader.line_num}", report)) is not None:
                 yield paper
     except csv.Error as e:
-        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+        raise InputError(f"{path}:{at[0]}: malformed CSV ({e})") from None
 
