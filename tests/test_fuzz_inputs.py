@@ -227,3 +227,17 @@ def test_cli_index_of_hostile_input_is_one_line_and_creates_no_store(tmp_path: P
     code, _, err = _cli(["index", str(path), "--store", str(tmp_path / "s"), "-q"])
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"paperscope: error: {path}")
     assert not (tmp_path / "s" / "CURRENT").exists()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(k=st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from([0, -1, 1, 19, 20, 10**9, 2**63]),
+       mode=st.sampled_from(["hybrid", "dense", "lexical"]))
+def test_library_k_is_refused_below_1_and_capped_by_the_corpus(base_store: Path, k: int, mode: str) -> None:
+    with Explorer(base_store, embedder=FakeEmbedder()) as ex:
+        if k < 1:
+            with pytest.raises(ValueError, match="k must be a positive integer"):
+                ex.related("p1", k=k, mode=mode)
+            return
+        hits = ex.related("p1", k=k, mode=mode)
+        assert len(hits) == min(k, len(ex) - 1) or mode == "lexical"
+        assert len({h.paper.id for h in hits}) == len(hits) and "p1" not in {h.paper.id for h in hits}
