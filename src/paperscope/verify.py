@@ -156,7 +156,7 @@ def verify(store: Any) -> VerifyReport:
     report.generation = gen.name
     add(Finding(str(pointer), True, f"names {gen.name}"))
     add(Finding(str(gen.file("manifest.json")), True,
-                "sealed" if SEAL in gen.manifest else "parses (no seal: written before paperscope 0.3)"))
+                "sealed" if SEAL in gen.manifest else "parses (no seal: written by an older paperscope)"))
     for name, meta in gen.manifest["files"].items():
         path = gen.file(name)
         if not path.is_file():
