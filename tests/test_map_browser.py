@@ -94,3 +94,39 @@ def test_corpus_text_is_shown_as_text_never_run(tmp_path: Path) -> None:
         assert driver.find_element("css selector", "#paper h2").text == evil  # shown literally
         assert driver.title == "paperscope topic map"  # neither payload ran
         assert driver.find_elements("css selector", "#paper img, #labels img, #tip img") == []
+
+
+def test_ids_topic_labels_and_keywords_are_text_too(tmp_path: Path) -> None:
+    """Issue 7: not only titles: a paper id (free text in JSONL) and a topic label or keyword carrying markup
+    (labels come from tokenised words today, but the page must not rely on that) show as text."""
+    import dataclasses
+
+    from paperscope.render import write_html
+
+    require_browser()
+    evil = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script></script><!--'
+    rows = [{"id": (evil if i == 0 else f"q{i}"), "title": f"Paper {i} about topic {i % 3}",
+             "abstract": "words about topic " + " ".join(f"w{i % 3}x{j}" for j in range(30))} for i in range(40)]
+    src = tmp_path / "evil.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    store = tmp_path / "store"
+    build([src], store, embedder=FakeEmbedder())
+    with Explorer(store) as ex:
+        tm = ex.topic_map(tmp_path / "out", render=False)
+        related = {pid: [h.paper.id for h in ex.related(pid, k=3)] for pid in tm.ids}
+    tm.topics = [dataclasses.replace(t, label=f"{evil} {t.id}", keywords=[evil, f"kw{t.id}"]) for t in tm.topics]
+    page = write_html(tm, tmp_path / "map.html", related)
+    assert "<img" not in page.read_text(encoding="utf-8").split('id="data"', 1)[1]
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(page.as_uri())
+        x, y = driver.execute_script("return window.paperscopeMap.screenPosition(arguments[0]);", evil)
+        ox, oy = _canvas_offset(driver)
+        _click_at(driver, ox + x, oy + y)
+        assert driver.execute_script("return window.paperscopeMap.selectedId()") == evil
+        panel = driver.find_element("id", "paper").text
+        assert evil in panel  # the id, shown literally
+        labels = driver.find_element("id", "labels").text
+        options = [o.text for o in driver.find_elements("css selector", "#filter option")]
+        assert evil in labels and any(o.startswith(evil) for o in options)
+        assert driver.execute_script("return window.pwned === undefined && document.querySelectorAll('img').length === 0")
+        assert driver.title == "paperscope topic map"

@@ -46,6 +46,17 @@ def open(store: str | Path | None = None, **options: Any) -> "Explorer":  # noqa
     return Explorer(store, **options)
 
 
+def verify_store(store: str | Path | None = None) -> "VerifyReport":
+    """Check every file of a store against the sha256 in its manifest; see :mod:`paperscope.verify`.
+
+    Returns a report (``.ok``, ``.damaged``) instead of raising, so every damaged file is listed.
+    """
+    from paperscope.store import Store
+    from paperscope.verify import verify as _verify
+
+    return _verify(Store(store))
+
+
 def __getattr__(name: str) -> Any:
     # Explorer imports FAISS; keep `import paperscope` itself light.
     if name == "Explorer":
@@ -56,4 +67,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Explorer", "Hit", "InputError", "ModelLockError", "Paper", "PaperscopeError", "StoreError",
-           "StoreLockedError", "UnknownPaperError", "build", "open", "__version__"]
+           "StoreLockedError", "UnknownPaperError", "build", "open", "verify_store", "__version__"]

@@ -67,6 +67,11 @@ def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
             "where": parse_where(opts["where"]) or None}
 
 
+def _one_line(message: str) -> str:
+    """Escape what a terminal would act on (CR, LF, ESC, bidi overrides) so an error stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 class _Group(click.Group):
     """Turns every user error (library errors, bad options) into one line and exit code 2."""
 
@@ -76,9 +81,9 @@ class _Group(click.Group):
             return super().main(*args, **kwargs)
         except click.UsageError as e:
             where = f" (in {e.ctx.command_path})" if e.ctx else ""
-            click.echo(f"paperscope: error: {e.format_message()}{where}", err=True)
+            click.echo(_one_line(f"paperscope: error: {e.format_message()}{where}"), err=True)
         except (PaperscopeError, ValueError) as e:
-            click.echo(f"paperscope: error: {e}", err=True)
+            click.echo(_one_line(f"paperscope: error: {e}"), err=True)
         except (KeyboardInterrupt, click.Abort):
             click.echo("paperscope: interrupted; the store is unchanged (re-run to resume)", err=True)
             sys.exit(130)
@@ -276,6 +281,26 @@ def info(store: Path | None, as_json: bool) -> None:
     ]
     for key, value in lines:
         click.echo(f"{key:>11}  {value}")
+
+
+@main.command("verify")
+@store_option
+@json_option
+def verify_command(store: Path | None, as_json: bool) -> None:
+    """Check every store file against the sha256 in its manifest (exit 1 if any is damaged)."""
+    from paperscope.store import Store
+    from paperscope.verify import verify
+
+    report = verify(Store(store))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for f in report.findings:
+            click.echo(_one_line(f"{'ok' if f.ok else 'DAMAGED':>7}  {f.path}: {f.detail}"))
+        bad = len(report.damaged)
+        click.echo(f"{report.store}: " + ("OK" if report.ok else f"{bad} problem{'s' * (bad != 1)} found"))
+    if not report.ok:
+        sys.exit(1)
 
 
 @main.command("map")

@@ -214,7 +214,10 @@ def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weig
             if not relevant:
                 result.skipped.append(title)
                 continue
-            ranked = [r.row for r in ex.ranker.rank(related_query(ex, row), depth, mode, weight=weight)]
+            q = related_query(ex, row)
+            answer = ex.ranker.rank(q, depth, mode, weight=weight)
+            ex._check_answer(q, answer)  # the same per-query integrity checks as related()
+            ranked = [r.row for r in answer]
             m = query_metrics(ranked, relevant)
             all_q.append(m)
             if is_held_out(title):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from paperscope import lexical as lexical_mod
 from paperscope.corpus.normalize import normalise_title
 from paperscope.embed import Embedder
 from paperscope.embed.lock import ModelLock
-from paperscope.errors import PaperscopeError, StoreError, UnknownPaperError
+from paperscope.errors import ModelLockError, PaperscopeError, StoreError, UnknownPaperError
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex
 from paperscope.paper import Hit, Hits, Paper
@@ -43,6 +44,7 @@ class Explorer:
     def __init__(self, store: str | Path | Store | None = None, *, embedder: Embedder | None = None):
         self.store = store if isinstance(store, Store) else Store(store)
         self.generation: Generation = self.store.require_current()
+        self.generation.check()  # sizes always, sha256 for small stores: see paperscope.verify
         manifest = self.generation.manifest
         self.dimension: int = manifest["model"]["dimension"]
         self.fingerprint: str = manifest["model"]["fingerprint"]
@@ -56,6 +58,9 @@ class Explorer:
         self._embedder_lock = threading.Lock()
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
+        # Opened now, read at the first query: a re-index may delete this generation meanwhile.
+        self._lexical_file = (open(self.generation.file("lexical.npz"), "rb")  # noqa: SIM115 - closed in close()
+                              if "lexical.npz" in manifest.get("files", {}) else None)
         self._ranker: Ranker | None = None
         if embedder is not None and embedder.fingerprint != self.fingerprint:
             raise StoreError(f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
@@ -67,7 +72,11 @@ class Explorer:
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._db_lock:
-            return self._con.execute(sql, params).fetchall()
+            try:
+                return self._con.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as e:  # a damaged page is only found when a query reads it
+                raise StoreError(f"{self.generation.file('papers.sqlite')}: damaged ({e}); "
+                                 "re-index to repair: paperscope index --rebuild") from None
 
     def paper(self, paper_id: str) -> Paper:
         """The paper with this id (or exact title); UnknownPaperError with suggestions otherwise."""
@@ -124,14 +133,37 @@ class Explorer:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         return int(k)
 
+    def _check_answer(self, q: Query, ranked: list[Any]) -> None:
+        """Cheap per-query integrity checks on the rows an answer touched (see paperscope.verify).
+
+        Stored vectors are unit length, and FAISS's score for a row is the cosine with that row
+        of vectors.npy: damage in either file that reaches an answer breaks one or the other.
+        """
+        rows = sorted({r.row for r in ranked} | set(q.exclude))
+        if not rows:
+            return
+        vecs = np.asarray(self._vectors[rows], dtype=np.float32)
+        norms = np.linalg.norm(vecs, axis=1) if np.isfinite(vecs).all() else np.array([np.nan])
+        if not np.all(np.abs(norms - 1.0) < 1e-3):
+            raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (a vector that is not unit length); "
+                             "re-index to repair: paperscope index --rebuild")
+        if q.dense is None:
+            return
+        where = {r: i for i, r in enumerate(rows)}
+        for r in ranked:
+            if r.dense is not None and not abs(r.dense - float(vecs[where[r.row]] @ q.dense)) < 1e-3:
+                raise StoreError(f"{self.generation.file('index.faiss')}: damaged (scores disagree with vectors.npy); "
+                                 "re-index to repair: paperscope index --rebuild")
+
     # Ranking (modes, filters, explanations) lives in rank.py / filters.py / lexical.py.
     @property
     def lexical(self) -> LexicalIndex:
         """The BM25 index of this generation; built in memory for a store written before it existed."""
         with self._lexical_lock:
             if self._lexical is None:
-                if "lexical.npz" in self.generation.manifest.get("files", {}):
-                    self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n)
+                if self._lexical_file is not None:
+                    self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n,
+                                                      fileobj=self._lexical_file)
                 else:
                     with self._db_lock:
                         self._lexical = lexical_mod.build_from_store(self._con)
@@ -147,7 +179,11 @@ class Explorer:
         if filt is None:
             return None
         with self._db_lock:
-            return filt.allowed_rows(self._con, self._n)
+            try:
+                return filt.allowed_rows(self._con, self._n)
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{self.generation.file('papers.sqlite')}: damaged ({e}); "
+                                 "re-index to repair: paperscope index --rebuild") from None
 
     def _run(self, q: Query, k: int, mode: str, filt: Filter | None, why: bool,
              weight: float | None = None) -> Hits:
@@ -157,7 +193,11 @@ class Explorer:
             candidates[list(q.exclude)] = False
             if not candidates.any():
                 return Hits([], note=f"no paper matches the filter ({filt.describe()})" if filt else None)
+        if q.dense is not None and not np.isfinite(q.dense).all():
+            raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (non-finite values); "
+                             "re-index to repair: paperscope index --rebuild")
         ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
+        self._check_answer(q, ranked)
         papers = self._fetch_rows([r.row for r in ranked])
         hits = []
         for i, (r, p) in enumerate(zip(ranked, papers), 1):
@@ -277,7 +317,12 @@ class Explorer:
         if lock.fingerprint != self.fingerprint:
             raise StoreError(f"{self.generation.file('manifest.json')}: lock fingerprint {lock.fingerprint} "
                              f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
-        return load_embedder(lock)
+        try:
+            return load_embedder(lock)
+        except ModelLockError as e:  # say which model the store needs, and both ways out
+            raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
+                                 f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
+                                 "current one: paperscope index --rebuild]") from None
 
     # ---- the topic map ------------------------------------------------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
@@ -361,6 +406,8 @@ class Explorer:
 
     def close(self) -> None:
         self._con.close()
+        if self._lexical_file is not None:
+            self._lexical_file.close()
 
     def __enter__(self) -> Explorer:
         return self

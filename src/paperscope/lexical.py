@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import scipy.sparse as sp
@@ -145,12 +146,14 @@ class LexicalIndex:
                      tokenizer_version=np.array(TOKENIZER_VERSION))
 
     @classmethod
-    def load(cls, path: Path, n: int | None = None, *, any_version: bool = True) -> LexicalIndex:
-        """Read ``lexical.npz``; checks shapes (and ``n`` rows) so a damaged file is named, not used."""
+    def load(cls, path: Path, n: int | None = None, *, any_version: bool = True,
+             fileobj: BinaryIO | None = None) -> LexicalIndex:
+        """Read ``lexical.npz`` (from ``fileobj`` if given, already open on it); checks shapes (and ``n``
+        rows) so a damaged file is named, not used."""
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with np.load(fileobj if fileobj is not None else path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("vocab", "indptr", "terms", "counts", "tokenizer_version")}
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - also zipfile.BadZipFile (bad CRC) and header parse errors
             raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
         if not any_version and int(arrays["tokenizer_version"]) != TOKENIZER_VERSION:
             raise StoreError(f"{path}: tokenizer version {int(arrays['tokenizer_version'])}, "

@@ -129,7 +129,7 @@ def build(
     files = expand(list(paths) if paths is not None else [bundled_corpus()])
 
     with st.writer():
-        prev = st.current()
+        prev = _previous(st, rebuild)
         if prev is not None and prev.manifest["model"]["fingerprint"] != fingerprint and not rebuild:
             raise StoreError(
                 f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
@@ -196,6 +196,26 @@ def build(
         staging.clear()
         staging.close()
         return report
+
+
+def _previous(st: Store, rebuild: bool) -> Generation | None:
+    """The live generation, fully verified before anything of it is reused in the next one.
+
+    A damaged generation is refused (its damage would be copied into the next, under fresh
+    hashes); with ``rebuild`` it is ignored and the store is rebuilt from this run's inputs.
+    """
+    from paperscope.verify import verify
+
+    try:
+        prev = st.current()
+        damaged = verify(st).damaged if prev is not None else []
+        if damaged := [f for f in damaged if not f.path.startswith(str(st.map_dir))]:
+            raise StoreError(f"{damaged[0].path}: {damaged[0].detail}")
+    except StoreError as e:
+        if not rebuild:
+            raise StoreError(f"{e} (with --rebuild the store is rebuilt from the inputs given)") from None
+        return None
+    return prev
 
 
 def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: Callable[[str, str], str],

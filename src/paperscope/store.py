@@ -36,6 +36,7 @@ import numpy as np
 from paperscope.embed.lock import sha256_file
 from paperscope.errors import StoreError, StoreLockedError
 from paperscope.paper import Paper
+from paperscope.verify import GENERATION_NAME, check_files, check_manifest, check_seal, sealed
 
 SCHEMA_VERSION = 1
 HOME_ENV = "PAPERSCOPE_HOME"
@@ -137,13 +138,17 @@ class Generation:
         path = self.file("vectors.npy")
         try:
             vectors = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - a damaged header raises OSError, ValueError, SyntaxError, TokenError
             raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
         n, dim = self.manifest["counts"]["papers"], self.manifest["model"]["dimension"]
         if vectors.dtype != np.float32 or vectors.shape != (n, dim):
             raise StoreError(f"{path}: expected float32 {(n, dim)}, found {vectors.dtype} {vectors.shape}; "
                              "re-index to repair: paperscope index --rebuild")
         return vectors
+
+    def check(self, *, hash_limit: int | None = None) -> None:
+        """The cheap integrity checks of every open (see :mod:`paperscope.verify`); StoreError if damaged."""
+        check_files(self.path, self.manifest, hash_limit=hash_limit)
 
 
 class Store:
@@ -162,7 +167,13 @@ class Store:
         pointer = self.path / "CURRENT"
         if not pointer.is_file():
             return None
-        name = pointer.read_text(encoding="utf-8").strip()
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise StoreError(f"{pointer}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+        if not GENERATION_NAME.match(name) or not (self.generations_dir / name).is_dir():
+            raise StoreError(f"{pointer}: damaged (names {name[:40]!r}, which is not a generation of this store); "
+                             "re-index to repair: paperscope index --rebuild")
         gen_dir = self.generations_dir / name
         manifest_path = gen_dir / "manifest.json"
         try:
@@ -171,14 +182,20 @@ class Store:
             raise StoreError(f"{manifest_path}: missing; re-index to repair: paperscope index --rebuild") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise StoreError(f"{manifest_path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+        if isinstance(manifest, dict):
+            check_seal(manifest, manifest_path)  # damage first: a flipped key is not another schema
         if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
             found = manifest.get("schema_version") if isinstance(manifest, dict) else None
             raise StoreError(f"{manifest_path}: store schema {found!r}, this paperscope reads {SCHEMA_VERSION}; "
                              "re-index into a new store")
+        check_manifest(manifest, manifest_path)
         return Generation(gen_dir, manifest)
 
     def require_current(self) -> Generation:
         gen = self.current()
+        if gen is None and any(self.generations_dir.glob("g[0-9]*")):
+            raise StoreError(f"{self.path / 'CURRENT'}: missing, but generations exist (damaged store); "
+                             "re-index to repair: paperscope index --rebuild")
         if gen is None:
             raise StoreError(f"{self.path}: no paperscope store here; build one with: paperscope index --store {self.path}")
         return gen
@@ -225,7 +242,7 @@ class Store:
             with open(path, "rb+") as fh:
                 os.fsync(fh.fileno())
             files[f] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-        manifest = {**manifest, "generation": name, "files": files}
+        manifest = sealed({**manifest, "generation": name, "files": files})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         with open(tmp / "manifest.json", "rb+") as fh:
             os.fsync(fh.fileno())
@@ -265,7 +282,7 @@ class Store:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
-        meta = {**meta, "arrays_sha256": sha256_file(tmp / "arrays.npz")}
+        meta = sealed({**meta, "arrays_sha256": sha256_file(tmp / "arrays.npz")})
         (tmp / "map.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, self.map_dir / name)
         write_atomic(self.map_dir / "CURRENT", name + "\n")
@@ -278,15 +295,28 @@ class Store:
         pointer = self.map_dir / "CURRENT"
         if not pointer.is_file():
             return None
-        state = self.map_dir / pointer.read_text(encoding="utf-8").strip()
+        repair = "re-run: paperscope map --refit"
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise StoreError(f"{pointer}: damaged ({e}); {repair}") from None
+        if not name.startswith("state-") or not name[6:].isdigit() or not (self.map_dir / name).is_dir():
+            raise StoreError(f"{pointer}: damaged (names {name[:40]!r}, which is not a saved map); {repair}")
+        state = self.map_dir / name
         try:
             meta = json.loads((state / "map.json").read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise StoreError(f"{state / 'map.json'}: damaged map ({e}); {repair}") from None
+        check_seal(meta, state / "map.json", repair)
+        try:
             if sha256_file(state / "arrays.npz") != meta.get("arrays_sha256"):
-                raise ValueError("arrays.npz does not match its sha256 in map.json")
+                raise ValueError("sha256 differs from map.json")
             with np.load(state / "arrays.npz", allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise StoreError(f"{state}: damaged map ({e}); re-run: paperscope map --refit") from None
+        except Exception as e:  # noqa: BLE001 - any failure to read a damaged file is reported as damage
+            raise StoreError(f"{state / 'arrays.npz'}: damaged map ({e}); {repair}") from None
         return meta, arrays
 
     # ---- checkpoint of embedded vectors ---------------------------------------------------

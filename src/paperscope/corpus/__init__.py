@@ -7,12 +7,13 @@ format; duplicates are merged later, by the store, so that memory stays bounded.
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 
 from paperscope.corpus.hfpages import read_page
-from paperscope.corpus.normalize import clean_text, normalise_title, title_id
+from paperscope.corpus.normalize import clean_text, normalise_title, title_id, too_long
 from paperscope.corpus.records import ReadReport, merge
 from paperscope.corpus.tabular import read_csv, read_jsonl
 from paperscope.errors import InputError
@@ -71,6 +72,9 @@ def _read_file(path: Path, report: ReadReport) -> Iterator[Paper]:
                 before = report.entries
                 for paper in read_page(path, text):
                     report.entries += 1
+                    if (why := too_long(paper.title, paper.abstract)) is not None:
+                        report.skip(str(path), why)
+                        continue
                     yield paper
                 if report.entries == before:
                     raise InputError(f"{path}: no paper entries found (expected title lines each followed by an abstract)")
@@ -80,6 +84,8 @@ def _read_file(path: Path, report: ReadReport) -> Iterator[Paper]:
                 yield from read_jsonl(path, fh, report)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (EOFError, zlib.error) as e:  # a truncated or damaged .gz
+        raise InputError(f"{path}: damaged compressed file ({e})") from None
 
 
 def read_papers(paths: Iterable[str | Path], report: ReadReport | None = None) -> Iterator[Paper]:

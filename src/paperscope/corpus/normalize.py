@@ -8,12 +8,16 @@ import unicodedata
 
 _NON_WORD = re.compile(r"[\W_]+")
 _SPACE = re.compile(r"\s+")
-# C0/C1 control characters other than tab/newline carry no meaning in a title or abstract.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# C0/C1 control characters other than tab/newline carry no meaning in a title or abstract;
+# lone surrogates (JSON "\\ud800") cannot even be stored as UTF-8.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# Longer than any real title or abstract; a field beyond these is skipped, never embedded.
+MAX_TITLE_CHARS = 2_000
+MAX_ABSTRACT_CHARS = 100_000
 
 
 def clean_text(text: str) -> str:
-    """Drop control characters and collapse runs of whitespace (arXiv abstracts wrap lines)."""
+    """Drop control characters (and lone surrogates), collapse whitespace (arXiv abstracts wrap lines)."""
     return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
 
 
@@ -40,3 +44,12 @@ _ARXIV_OLD = re.compile(r"^[a-z\-]+(\.[A-Z]{2})?/\d{7}(v\d+)?$")
 def is_arxiv_id(value: str) -> bool:
     """True for arXiv identifiers in either scheme (``2203.03466``, ``math/0601001``)."""
     return bool(_ARXIV_NEW.match(value) or _ARXIV_OLD.match(value))
+
+
+def too_long(title: str, abstract: str) -> str | None:
+    """Why a paper is too long to index (a reason for the skip report), or None."""
+    if len(title) > MAX_TITLE_CHARS:
+        return f"title longer than {MAX_TITLE_CHARS:,} characters ({len(title):,})"
+    if len(abstract) > MAX_ABSTRACT_CHARS:
+        return f"abstract longer than {MAX_ABSTRACT_CHARS:,} characters ({len(abstract):,})"
+    return None

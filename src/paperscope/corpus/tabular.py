@@ -8,18 +8,23 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from paperscope.corpus.normalize import clean_text, title_id
+from paperscope.corpus.normalize import MAX_ABSTRACT_CHARS, clean_text, title_id, too_long
 from paperscope.corpus.records import ReadReport
 from paperscope.errors import InputError
 from paperscope.paper import Paper
 
 _AUTHOR_SPLIT = re.compile(r",\s*|\s+and\s+")
+_SCALAR = (str, int, float)
+# SQLite stores 64-bit integers; no paper has more authors than this.
+_MAX_COUNT = 10**6
+# A CSV field may hold a long abstract (the csv module's default limit is 128 KiB).
+_CSV_FIELD_LIMIT = 4 * MAX_ABSTRACT_CHARS + 1024
 
 
 def _authors(value: object) -> tuple[str, ...]:
     """A list of names, or the arXiv snapshot's single string ``"A. One, B. Two and C. Three"``."""
     if isinstance(value, list):
-        names = [clean_text(str(v)) for v in value]
+        names = [clean_text(str(v)) for v in value if isinstance(v, _SCALAR) and not isinstance(v, bool)]
     elif isinstance(value, str):
         names = [clean_text(v) for v in _AUTHOR_SPLIT.split(value)]
     else:
@@ -27,17 +32,32 @@ def _authors(value: object) -> tuple[str, ...]:
     return tuple(n for n in names if n)
 
 
+def _count(value: object) -> int | None:
+    """A non-negative count written as a number or ASCII digits; anything else is unknown (None)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) < 10:
+        value = int(value.strip())
+    return value if isinstance(value, int) and 0 <= value <= _MAX_COUNT else None
+
+
 def row_to_paper(row: Mapping[str, object], source: str, where: str, report: ReadReport) -> Paper | None:
     """Map one JSON object or CSV row to a Paper; None (counted as skipped) if it lacks text."""
+    for key in ("id", "title", "abstract"):
+        if not isinstance(row.get(key) or "", _SCALAR) or isinstance(row.get(key), bool):
+            report.skip(where, f"{key} is a JSON {type(row.get(key)).__name__}, not text")
+            return None
     title = clean_text(str(row.get("title") or ""))
     abstract = clean_text(str(row.get("abstract") or ""))
     if not title or not abstract:
         report.skip(where, "no title" if not title else "no abstract")
         return None
+    if (why := too_long(title, abstract)) is not None:
+        report.skip(where, why)
+        return None
     raw_id = clean_text(str(row.get("id") or ""))
     authors = _authors(row.get("authors"))
-    count = row.get("authors_count")
-    authors_count = int(count) if isinstance(count, (int, str)) and str(count).isdigit() else None
+    authors_count = _count(row.get("authors_count"))
     if authors_count is None and authors:
         authors_count = len(authors)
     # arXiv snapshot rows carry update_date, generic rows may carry date; kept as written.
@@ -73,6 +93,8 @@ def read_jsonl(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise InputError(f"{path}:{lineno}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         report.entries += 1
@@ -82,7 +104,16 @@ def read_jsonl(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator
 
 def read_csv(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[Paper]:
     """Stream a CSV file with a header row naming at least ``title`` and ``abstract``."""
-    lines = (text for _, text in _decoded_lines(path, raw))
+    at = [0]  # the line being read: the csv module's line_num lags behind when it raises
+
+    def numbered() -> Iterator[str]:
+        for n, text in _decoded_lines(path, raw):
+            at[0] = n
+            yield text.removeprefix("\ufeff") if n == 1 else text
+
+    lines = numbered()
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     try:
         reader = csv.DictReader(lines)
         header = reader.fieldnames or []
@@ -95,5 +126,5 @@ def read_csv(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[P
             if (paper := row_to_paper(norm, path.name, f"{path}:{reader.line_num}", report)) is not None:
                 yield paper
     except csv.Error as e:
-        raise InputError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+        raise InputError(f"{path}:{at[0]}: malformed CSV ({e})") from None
 

@@ -67,11 +67,50 @@ class ModelLock:
             lock = cls(**data)
         except TypeError as e:
             raise ModelLockError(f"{where}: malformed models.lock ({e})") from None
+        if (problem := _type_problem(lock)) is not None:
+            raise ModelLockError(f"{where}: malformed models.lock ({problem}); re-pin with `paperscope model pin`")
         if lock.schema != LOCK_SCHEMA:
             raise ModelLockError(f"{where}: lock schema {lock.schema} is not {LOCK_SCHEMA}; re-pin with `paperscope model pin`")
         if "{title}" not in lock.template and "{abstract}" not in lock.template:
             raise ModelLockError(f"{where}: template {lock.template!r} uses neither {{title}} nor {{abstract}}")
+        try:
+            lock.text("title", "abstract")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ModelLockError(f"{where}: template {lock.template!r} is not a valid format string with only "
+                                 f"{{title}} and {{abstract}} ({type(e).__name__}: {e})") from None
         return lock
+
+
+_SOURCE_KEYS = {"package": ("package", "version"), "directory": ("path",), "hub": ("repo", "revision")}
+
+
+def _type_problem(lock: ModelLock) -> str | None:
+    """What in a parsed lock has the wrong type (a hand-edited or damaged lock), or None."""
+    checks = [
+        (isinstance(lock.name, str), "name must be a string"),
+        (isinstance(lock.source, dict) and all(isinstance(v, str) for v in lock.source.values()),
+         "source must be an object of strings"),
+        (isinstance(lock.files, dict) and bool(lock.files)
+         and all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+                 for k, v in lock.files.items()), "files must map file names to sha256 hex digests"),
+        (type(lock.dimension) is int and lock.dimension > 0, f"dimension {lock.dimension!r} is not a positive integer"),
+        (type(lock.max_seq_length) is int and lock.max_seq_length > 0,
+         f"max_seq_length {lock.max_seq_length!r} is not a positive integer"),
+        (isinstance(lock.pooling, str), "pooling must be a string"),
+        (isinstance(lock.normalize, bool), f"normalize {lock.normalize!r} is not true or false"),
+        (isinstance(lock.template, str), "template must be a string"),
+        (isinstance(lock.backend, str), "backend must be a string"),
+        (isinstance(lock.extra, dict), "extra must be an object"),
+    ]
+    for ok, problem in checks:
+        if not ok:
+            return problem
+    kind = lock.source.get("kind")
+    if kind not in _SOURCE_KEYS:
+        return f"source kind {kind!r} is not one of {', '.join(_SOURCE_KEYS)}"
+    if missing := [k for k in _SOURCE_KEYS[kind] if k not in lock.source]:
+        return f"a {kind} source needs {', '.join(missing)}"
+    return None
 
 
 def packaged_lock_path() -> Path:

@@ -1,0 +1,185 @@
+"""Store integrity: the cheap checks every open makes, and the full sha256 check of ``paperscope verify``.
+
+Two levels, because hashing is the one check whose cost grows with the store:
+
+* **on open** (always): CURRENT names a generation that exists; the manifest parses, carries
+  the keys a reader needs and matches its own seal (``manifest_sha256``, a hash of the rest of
+  the manifest); every file exists with the size the manifest records. A generation whose
+  files total at most :data:`OPEN_HASH_LIMIT` bytes (about 10k papers) is also checked
+  against the manifest's sha256 per file: a few milliseconds that make every byte count.
+  Loaders then check headers, dtype, shape, dimension and FAISS ``ntotal``/``d`` (store.py,
+  index.py, lexical.py), and queries refuse non-finite scores.
+* **verify** (on request, and by every build before it reuses the previous generation):
+  every file's sha256 against the manifest, plus the saved topic map.
+
+Damage in the payload of a large store's files (a flipped bit inside a float) is therefore
+found by ``paperscope verify`` and by the next ``paperscope index``, not by every query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paperscope.embed.lock import sha256_file
+from paperscope.errors import StoreError
+
+# Files of a generation hashed on every open when their total size is at most this.
+OPEN_HASH_LIMIT = 16 * 2**20
+SEAL = "manifest_sha256"
+REPAIR = "re-index to repair: paperscope index --rebuild"
+GENERATION_NAME = re.compile(r"^g\d{6}$")
+
+
+def seal_of(doc: dict[str, Any]) -> str:
+    """sha256 of a JSON document without its seal, in a canonical form (key order, spacing)."""
+    body = {k: v for k, v in doc.items() if k != SEAL}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False,
+                                     separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def sealed(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its seal added."""
+    return {**doc, SEAL: seal_of(doc)}
+
+
+def check_seal(doc: dict[str, Any], path: Path, repair: str = REPAIR) -> None:
+    """StoreError naming ``path`` if the document does not match its seal (documents without one pass)."""
+    if SEAL in doc and doc[SEAL] != seal_of(doc):
+        raise StoreError(f"{path}: damaged (content does not match its {SEAL}); {repair}")
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """The keys and types every reader relies on, so a damaged manifest is named, not a KeyError."""
+    def bad(what: str) -> StoreError:
+        return StoreError(f"{path}: damaged ({what}); {REPAIR}")
+
+    if not isinstance(manifest, dict):
+        raise bad("not a JSON object")
+    check_seal(manifest, path)
+    model, counts, files = manifest.get("model"), manifest.get("counts"), manifest.get("files")
+    if not isinstance(model, dict) or not isinstance(model.get("fingerprint"), str):
+        raise bad("no model fingerprint")
+    if not isinstance(model.get("dimension"), int) or not 0 < model["dimension"] <= 65536:
+        raise bad(f"model dimension {model.get('dimension')!r}")
+    if not isinstance(counts, dict) or not isinstance(counts.get("papers"), int) or counts["papers"] < 0:
+        raise bad(f"paper count {counts.get('papers') if isinstance(counts, dict) else counts!r}")
+    if not isinstance(files, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
+            for v in files.values()):
+        raise bad("file list")
+    if manifest.get("index") is not None and not isinstance(manifest["index"], dict):
+        raise bad("index block")
+
+
+def check_files(gen_dir: Path, manifest: dict[str, Any], *, hash_limit: int | None = None) -> None:
+    """Sizes always; sha256 too when the files total at most ``hash_limit`` bytes
+    (default :data:`OPEN_HASH_LIMIT`). Raises StoreError naming the first damaged file."""
+    hash_limit = OPEN_HASH_LIMIT if hash_limit is None else hash_limit
+    files: dict[str, dict[str, Any]] = manifest["files"]
+    for name in ("papers.sqlite", "vectors.npy", "index.faiss"):
+        if name not in files:
+            raise StoreError(f"{gen_dir / 'manifest.json'}: damaged (no entry for {name}); {REPAIR}")
+    total = 0
+    for name, meta in files.items():
+        path = gen_dir / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"{path}: missing; {REPAIR}") from None
+        if size != meta["bytes"]:
+            raise StoreError(f"{path}: damaged ({size} bytes, the manifest records {meta['bytes']}); {REPAIR}")
+        total += size
+    if total <= hash_limit:
+        for name, meta in files.items():
+            if sha256_file(gen_dir / name) != meta["sha256"]:
+                raise StoreError(f"{gen_dir / name}: damaged (sha256 differs from the manifest); {REPAIR}")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One checked file: ``ok``, or what is wrong with it."""
+
+    path: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    """What ``paperscope verify`` found; ``ok`` when every file matches the manifest."""
+
+    store: str
+    generation: str | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.findings) and all(f.ok for f in self.findings)
+
+    @property
+    def damaged(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "generation": self.generation, "ok": self.ok,
+                "files": [{"path": f.path, "ok": f.ok, "detail": f.detail} for f in self.findings]}
+
+
+def verify(store: Any) -> VerifyReport:
+    """Check every file of the live generation (and the saved map) against its recorded sha256.
+
+    ``store`` is a :class:`~paperscope.store.Store`. Never raises for damage: every problem is
+    a finding, so one run lists all of them.
+    """
+    report = VerifyReport(store=str(store.path), generation=None)
+    add = report.findings.append
+    pointer = store.path / "CURRENT"
+    if not pointer.is_file() and any(store.generations_dir.glob("g[0-9]*")):
+        add(Finding(str(pointer), False, f"missing, but generations exist; {REPAIR}"))
+        return report
+    if not pointer.is_file():
+        add(Finding(str(store.path), False, f"no paperscope store here (no CURRENT); build one with: "
+                                            f"paperscope index --store {store.path}"))
+        return report
+    try:
+        gen = store.current()
+    except StoreError as e:
+        add(Finding(str(e).split(": ", 1)[0], False, str(e).split(": ", 1)[-1]))
+        return report
+    if gen is None:
+        return report
+    report.generation = gen.name
+    add(Finding(str(pointer), True, f"names {gen.name}"))
+    add(Finding(str(gen.file("manifest.json")), True,
+                "sealed" if SEAL in gen.manifest else "parses (no seal: written by an older paperscope)"))
+    for name, meta in gen.manifest["files"].items():
+        path = gen.file(name)
+        if not path.is_file():
+            add(Finding(str(path), False, f"missing; {REPAIR}"))
+            continue
+        size, digest = path.stat().st_size, sha256_file(path)
+        if size != meta["bytes"]:
+            add(Finding(str(path), False, f"{size} bytes, the manifest records {meta['bytes']}; {REPAIR}"))
+        elif digest != meta["sha256"]:
+            add(Finding(str(path), False, f"sha256 differs from the manifest; {REPAIR}"))
+        else:
+            add(Finding(str(path), True, f"sha256 {digest[:12]}, {size} bytes"))
+    _verify_map(store, add)
+    return report
+
+
+def _verify_map(store: Any, add: Any) -> None:
+    if not (store.map_dir / "CURRENT").is_file():
+        return
+    try:
+        store.read_map()
+    except StoreError as e:
+        where, _, what = str(e).partition(": ")
+        add(Finding(where, False, what))
+        return
+    add(Finding(str(store.map_dir), True, "map.json sealed, arrays.npz matches its sha256"))
