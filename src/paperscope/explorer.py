@@ -276,7 +276,13 @@ class Explorer:
         if lock.fingerprint != self.fingerprint:
             raise StoreError(f"{self.generation.file('manifest.json')}: lock fingerprint {lock.fingerprint} "
                              f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
-        return load_embedder(lock)
+        embedder = load_embedder(lock, for_query=True)
+        recorded = self.generation.manifest["model"].get("artifact_sha256")
+        actual = getattr(embedder, "artifact_sha256", None) if lock.backend != "torch" else None
+        if recorded != actual:
+            raise StoreError(f"{self.store.path}: vectors made by the {lock.backend} model {str(recorded)[:12]}…, "
+                             f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild")
+        return embedder
 
     # ---- the topic map ------------------------------------------------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
