@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
-import scipy.sparse as sp
 
-from paperscope.lexical import LexicalIndex
+from paperscope.lexical import LexicalIndex, TermVector
 
 MODES = ("dense", "lexical", "hybrid")
 # Chosen by measurement: `paperscope eval --tune` picks the weight on the tuning half of the
@@ -46,7 +45,7 @@ class Query:
     """
 
     dense: np.ndarray | None
-    lexical: sp.csr_matrix
+    lexical: TermVector
     text: bool = False
     exclude: frozenset[int] = field(default_factory=frozenset)
 
@@ -87,7 +86,7 @@ class Ranker:
             return _top(rows, scores, m)
         fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16))
         while True:
-            scores, rows = self.index.search(vec, fetch)
+            scores, rows = _search_one(self.index, vec, fetch)
             keep = rows[0] >= 0
             rows, scores = rows[0][keep], scores[0][keep]
             if mask is not None:
@@ -136,6 +135,19 @@ class Ranker:
         where = {int(r): i for i, r in enumerate(rows)}
         return [Ranked(int(r), float(s), float(dense[where[int(r)]]), float(lex[where[int(r)]]))
                 for r, s in zip(top_rows, top_scores)]
+
+
+def _search_one(index: faiss.Index, vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS search of one vector on one OpenMP thread (this thread only; restored after).
+
+    Measured in issue 4: with the default 2 threads, single queries were 5-12x slower.
+    """
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(vec, k)
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
