@@ -108,6 +108,7 @@ class LexicalIndex:
     _weights: np.ndarray | None = field(default=None, repr=False)
     _unit: np.ndarray | None = field(default=None, repr=False)
     _rows: np.ndarray | None = field(default=None, repr=False)
+    _post: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._term_id = {t: i for i, t in enumerate(self.vocab.tolist())}
@@ -214,14 +215,24 @@ class LexicalIndex:
         keep = summed != 0
         return TermVector(uniq[keep], summed[keep].astype(np.float32))
 
+    def _postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(term start offsets, rows, entry positions) grouped by term: the inverted index, built once."""
+        if self._post is None:
+            order = np.argsort(self.terms, kind="stable")
+            starts = np.searchsorted(self.terms[order], np.arange(len(self.vocab) + 1)).astype(np.int64)
+            self._post = (starts, self._row_of_nnz()[order], order.astype(np.int64))
+        return self._post
+
     def _score(self, data: np.ndarray, query: TermVector) -> np.ndarray:
+        """Sum of data x query weight over the query's terms, reading only their postings."""
         if not query.nnz:
             return np.zeros(self.n, dtype=np.float64)
-        dense = np.zeros(len(self.vocab), dtype=np.float32)
-        dense[query.ids] = query.values
-        contrib = data * dense[self.terms]
-        hit = np.flatnonzero(contrib)
-        return np.bincount(self._row_of_nnz()[hit], weights=contrib[hit], minlength=self.n)
+        starts, rows, pos = self._postings()
+        lo, hi = starts[query.ids], starts[query.ids + 1]
+        lengths = hi - lo
+        idx = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(lengths.sum())
+        weights = data[pos[idx]] * np.repeat(query.values, lengths)
+        return np.bincount(rows[idx], weights=weights, minlength=self.n)
 
     def score_text(self, query: TermVector) -> np.ndarray:
         """BM25 score of every paper for a text query vector."""
@@ -230,6 +241,17 @@ class LexicalIndex:
     def score_vector(self, query: TermVector) -> np.ndarray:
         """Cosine-style score of every paper against a vector built from paper rows."""
         return self._score(self.unit(), query)
+
+    def score_rows(self, query: TermVector, rows: np.ndarray, *, text: bool = False) -> np.ndarray:
+        """The scores of :meth:`score_text` (``text``) or :meth:`score_vector` for just these rows."""
+        data = self.weights() if text else self.unit()
+        q = dict(zip(query.ids.tolist(), query.values.tolist()))
+        out = np.zeros(len(rows), dtype=np.float64)
+        for i, r in enumerate(rows):
+            lo, hi = self.indptr[r], self.indptr[r + 1]
+            w = [q.get(t, 0.0) for t in self.terms[lo:hi].tolist()]
+            out[i] = float(np.dot(data[lo:hi].astype(np.float64), w)) if w else 0.0
+        return out
 
     def shared_terms(self, query: TermVector, row: int, n: int = 5, *, text_query: bool = False) -> list[str]:
         """The terms that contribute most to ``row``'s lexical score against ``query``."""

@@ -80,7 +80,10 @@ class Ranker:
         """(rows, cosines) of the m nearest allowed papers, best first; exact for every index type."""
         assert q.dense is not None  # internal: callers check the mode needs a model
         vec = np.ascontiguousarray(q.dense[None, :], dtype=np.float32)
-        if mask is not None and mask.sum() <= _BRUTE_FORCE_ROWS:
+        # Exact scoring over the allowed rows when a filter leaves few; excluding the query's own
+        # papers alone is no reason to copy every vector out of the memory map.
+        n_allowed = int(mask.sum()) if mask is not None else self.n
+        if mask is not None and n_allowed <= _BRUTE_FORCE_ROWS and n_allowed < self.n - len(q.exclude):
             rows = np.flatnonzero(mask)
             scores = np.asarray(self.vectors[rows] @ vec[0], dtype=np.float32)
             return _top(rows, scores, m)
@@ -106,7 +109,8 @@ class Ranker:
         mask = self._mask(q, allowed)
         if mode == "dense":
             rows, scores = self.dense_top(q, k, mask)
-            lex = self.lexical_scores(q)[rows] if len(rows) else np.zeros(0)
+            # Only the returned rows' lexical scores: no pass over every paper in dense mode.
+            lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
             return [Ranked(int(r), float(s), float(s), float(x)) for r, s, x in zip(rows, scores, lex)]
         lex_all = self.lexical_scores(q)
         if mask is not None:
