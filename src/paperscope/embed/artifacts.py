@@ -32,11 +32,17 @@ def cache_root() -> Path:
     return Path(base) / "paperscope"
 
 
-def artifact_dir(kind: str, lock: ModelLock) -> Path:
-    """Where the ``kind`` artefact of the weights pinned by ``lock`` lives (backend-independent key)."""
-    from dataclasses import replace
+def weights_key(lock: ModelLock) -> str:
+    """16 hex digits naming the pinned files (not the backend or dimension derived from them)."""
+    import hashlib
 
-    return cache_root() / f"{kind}-{replace(lock, backend='torch').fingerprint}"
+    blob = json.dumps({"files": lock.files, "max_seq_length": lock.max_seq_length}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def artifact_dir(kind: str, lock: ModelLock) -> Path:
+    """Where the ``kind`` artefact of the weights pinned by ``lock`` lives."""
+    return cache_root() / f"{kind}-{weights_key(lock)}"
 
 
 def verify(directory: Path) -> dict[str, Any]:
@@ -70,7 +76,7 @@ def ensure(kind: str, lock: ModelLock, make: Callable[[Path], dict[str, Any]]) -
     try:
         info = make(tmp)
         files = {str(f.relative_to(tmp)): sha256_file(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
-        meta = {"kind": kind, "source_fingerprint": replace_backend(lock).fingerprint, "files": files, **info}
+        meta = {"kind": kind, "weights": weights_key(lock), "files": files, **info}
         (tmp / MANIFEST).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         try:
             os.replace(tmp, target)
@@ -80,12 +86,6 @@ def ensure(kind: str, lock: ModelLock, make: Callable[[Path], dict[str, Any]]) -
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target, verify(target)
-
-
-def replace_backend(lock: ModelLock, backend: str = "torch") -> ModelLock:
-    from dataclasses import replace
-
-    return replace(lock, backend=backend)
 
 
 def digest(meta: dict[str, Any]) -> str:
