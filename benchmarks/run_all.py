@@ -416,7 +416,8 @@ def main() -> None:
     head = (f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Load average (1 min) "
             f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end; total wall "
             f"{(time.perf_counter() - t_start) / 60:.1f} min. {len(texts)} papers (bundled corpus).")
-    text = f"## Speed suite: `nice -n 5 python benchmarks/run_all.py`\n\n{head}\n\n{table()}"
+    command = " ".join(["nice -n 5 python benchmarks/run_all.py", *sys.argv[1:]])
+    text = f"## Speed suite: `{command}`\n\n{head}\n\n{table()}"
     print("\n" + text)
     if args.write:
         write_results(text)
