@@ -30,6 +30,10 @@ def _export(lock: ModelLock, out: Path, quantise: bool) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import logging
+    import warnings
+
     import torch
     from transformers import AutoModel
 
@@ -56,7 +60,10 @@ def _export(lock: ModelLock, out: Path, quantise: bool) -> dict[str, Any]:
 
     info["onnxruntime"] = onnxruntime.__version__
     try:
-        with torch.no_grad():
+        # The exporter's tracer and deprecation warnings concern graphs with data-dependent control
+        # flow; this one has none, and the export is checked against torch (prepare_query_model, tests).
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(Hidden(model), (ids, ids, torch.zeros_like(ids)), str(raw),
                               input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["hidden"],
                               dynamic_axes=axes, opset_version=17, dynamo=False)
@@ -68,8 +75,13 @@ def _export(lock: ModelLock, out: Path, quantise: bool) -> dict[str, Any]:
         if quantise:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fused), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"DefaultTensorType": 1})  # FLOAT: fused ops lack shape info
+            root_logger, level = logging.getLogger(), logging.getLogger().level
+            root_logger.setLevel(logging.ERROR)  # its "consider pre-processing" advice goes to the root logger
+            try:
+                quantize_dynamic(str(fused), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
+                                 extra_options={"DefaultTensorType": 1})  # FLOAT: fused ops lack shape info
+            finally:
+                root_logger.setLevel(level)
             info["quantisation"] = "ORT BERT fusion, then dynamic int8 per channel"
         else:
             os.replace(fused, out / "model.onnx")
