@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -421,6 +422,7 @@ def main() -> None:
     print("\n" + text)
     if args.write:
         write_results(text)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
