@@ -36,13 +36,11 @@ def labels() -> dict[str, str]:
         return {normalise_title(r["title"]): r["theme"] for r in csv.DictReader(fh)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", type=Path, default=None)
-    ap.add_argument("--bertopic-runs", type=int, default=3)
-    args = ap.parse_args()
-    store = args.store or Path(tempfile.mkdtemp(prefix="ps-topics-")) / "store"
-    ex = paperscope.open(store) if (store / "CURRENT").exists() else paperscope.build(None, store)
+def compare(ex: paperscope.Explorer, bertopic_runs: int = 3, map_runs: int = 2) -> tuple[list[tuple], dict]:
+    """Side by side on ``ex``'s vectors: (rows of (method, wall s, per-theme quality, topics, loose share), themes).
+
+    Also used by benchmarks/run_all.py.
+    """
     lab = labels()
     rows = ex._query("SELECT id, title, abstract FROM papers ORDER BY row")
     themes = [lab.get(normalise_title(r[1])) for r in rows]
@@ -50,7 +48,7 @@ def main() -> None:
     vectors = np.asarray(ex._vectors)
 
     results: list[tuple[str, float, dict, int, float]] = []
-    for run in range(2):  # the first run includes numba's JIT compilation
+    for run in range(map_runs):  # the first run includes numba's JIT compilation
         t0 = time.perf_counter()
         tm = ex.topic_map(Path(tempfile.mkdtemp()), params=MapParams(), refit=True)
         wall = time.perf_counter() - t0
@@ -59,8 +57,7 @@ def main() -> None:
 
     from bertopic import BERTopic
 
-    bt_scores = []
-    for run in range(args.bertopic_runs):
+    for run in range(bertopic_runs):
         t0 = time.perf_counter()
         model = BERTopic()
         topics, _ = model.fit_transform(docs, embeddings=vectors)
@@ -69,11 +66,22 @@ def main() -> None:
         # Outliers (-1) are not a topic: give each its own label so they never match a theme.
         levels = [np.where(topics >= 0, topics, -1 - np.arange(len(topics)))]
         bt = best_topics(themes, levels)
-        bt_scores.append(bt)
         results.append((f"BERTopic defaults (run {run + 1})", wall, bt, int(len(set(topics) - {-1})),
                         float((topics < 0).mean())))
+    return results, {"papers": len(rows), "themes": themes}
 
-    print(f"{len(rows)} papers; themes: " + ", ".join(f"{t} {bt_scores[0][t].papers}" for t in THEMES))
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, default=None)
+    ap.add_argument("--bertopic-runs", type=int, default=3)
+    args = ap.parse_args()
+    store = args.store or Path(tempfile.mkdtemp(prefix="ps-topics-")) / "store"
+    ex = paperscope.open(store) if (store / "CURRENT").exists() else paperscope.build(None, store)
+    results, info = compare(ex, args.bertopic_runs)
+    bt_scores = [q for name, _, q, _, _ in results if name.startswith("BERTopic")]
+
+    print(f"{info['papers']} papers; themes: " + ", ".join(f"{t} {bt_scores[0][t].papers}" for t in THEMES))
     print("| method | wall s | topics | outlier / low-conf. | " + " | ".join(f"{t} P / R / F1" for t in THEMES)
           + " | mean F1 (3) | mean F1 (all themes) |")
     print("|" + " --- |" * (6 + len(THEMES)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 from paperscope.corpus import bundled_corpus
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite must never reach the hub
+# Derived models (ONNX exports, static distillations) go to a per-session cache, never ~/.cache.
+os.environ.setdefault("PAPERSCOPE_CACHE", tempfile.mkdtemp(prefix="paperscope-cache-"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -109,10 +109,12 @@ def main() -> None:
               help="FAISS index: exact flat, or approximate ivf / hnsw (auto: flat up to 50k papers, then ivf).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).")
+@click.option("--backend", type=click.Choice(["torch", "onnx-int8", "static"]), default=None,
+              help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
 def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune: bool, rebuild: bool,
-          chunk_size: int, index_type: str, engine: str, quiet: bool, as_json: bool) -> None:
+          chunk_size: int, index_type: str, engine: str, backend: str | None, quiet: bool, as_json: bool) -> None:
     """Index PATHS (files or directories; default: the bundled corpus) into the store.
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
@@ -121,7 +123,7 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
 
     report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
                    chunk_size=chunk_size, progress=default_progress(quiet or as_json),
-                   index_type=None if index_type == "auto" else index_type, engine=engine)
+                   index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

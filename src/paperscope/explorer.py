@@ -318,11 +318,17 @@ class Explorer:
             raise StoreError(f"{self.generation.file('manifest.json')}: lock fingerprint {lock.fingerprint} "
                              f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
         try:
-            return load_embedder(lock)
+            embedder = load_embedder(lock, for_query=True)
         except ModelLockError as e:  # say which model the store needs, and both ways out
             raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
                                  f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
                                  "current one: paperscope index --rebuild]") from None
+        recorded = self.generation.manifest["model"].get("artifact_sha256")
+        actual = getattr(embedder, "artifact_sha256", None) if lock.backend != "torch" else None
+        if recorded != actual:
+            raise StoreError(f"{self.store.path}: vectors made by the {lock.backend} model {str(recorded)[:12]}…, "
+                             f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild")
+        return embedder
 
     # ---- the topic map ------------------------------------------------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,

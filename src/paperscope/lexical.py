@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import scipy.sparse as sp
 
 from paperscope.errors import StoreError
 
@@ -100,15 +99,17 @@ def paper_text(title: str, abstract: str) -> str:
 
 @dataclass
 class LexicalIndex:
-    """Term counts per paper row (CSR) and the BM25 weights derived from them."""
+    """Term counts per paper row (CSR arrays) and the BM25 weights derived from them."""
 
     vocab: np.ndarray  # unicode array, sorted; term id = position
     indptr: np.ndarray  # int64, len n + 1
     terms: np.ndarray  # int32 term ids, row by row
     counts: np.ndarray  # int32, parallel to terms
     _term_id: dict[str, int] = field(default_factory=dict, repr=False)
-    _weights: sp.csr_matrix | None = field(default=None, repr=False)
-    _unit: sp.csr_matrix | None = field(default=None, repr=False)
+    _weights: np.ndarray | None = field(default=None, repr=False)
+    _unit: np.ndarray | None = field(default=None, repr=False)
+    _rows: np.ndarray | None = field(default=None, repr=False)
+    _post: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._term_id = {t: i for i, t in enumerate(self.vocab.tolist())}
@@ -167,64 +168,115 @@ class LexicalIndex:
         return cls(arrays["vocab"], ip.astype(np.int64), terms.astype(np.int32), arrays["counts"].astype(np.int32))
 
     # ---- weights -------------------------------------------------------------------------------
-    def _count_matrix(self) -> sp.csr_matrix:
-        return sp.csr_matrix((self.counts.astype(np.float32), self.terms, self.indptr),
-                             shape=(self.n, len(self.vocab)))
+    # Plain numpy over the CSR arrays (no scipy): opening a store for `related` must stay light.
+    def _row_of_nnz(self) -> np.ndarray:
+        if self._rows is None:
+            self._rows = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
+        return self._rows
 
-    def weights(self) -> sp.csr_matrix:
-        """BM25 term weights per paper (rows) and term (columns)."""
+    def weights(self) -> np.ndarray:
+        """BM25 term weight of every stored (paper, term) entry, parallel to ``terms``."""
         if self._weights is None:
-            tf = self._count_matrix()
+            tf = self.counts.astype(np.float32)
             df = np.bincount(self.terms, minlength=len(self.vocab)).astype(np.float32)
             idf = np.log1p((self.n - df + 0.5) / (df + 0.5)).astype(np.float32)
             dl = np.diff(self.indptr).astype(np.float32)
             avgdl = float(dl.mean()) if self.n and dl.mean() > 0 else 1.0
-            norm = np.repeat(K1 * (1 - B + B * dl / avgdl), np.diff(self.indptr))
-            w = tf.copy()
-            w.data = idf[tf.indices] * tf.data * (K1 + 1) / (tf.data + norm)
-            self._weights = w
+            norm = np.repeat(K1 * (1 - B + B * dl / avgdl), np.diff(self.indptr)).astype(np.float32)
+            self._weights = (idf[self.terms] * tf * np.float32(K1 + 1) / (tf + norm)).astype(np.float32)
         return self._weights
 
-    def unit(self) -> sp.csr_matrix:
-        """BM25 rows scaled to unit length: their dot product is the paper-to-paper cosine."""
+    def unit(self) -> np.ndarray:
+        """BM25 weights with each paper's row scaled to unit length: row dot products are cosines."""
         if self._unit is None:
             w = self.weights()
-            lengths = np.sqrt(np.asarray(w.multiply(w).sum(axis=1)).ravel())
+            sq = np.bincount(self._row_of_nnz(), weights=w.astype(np.float64) ** 2, minlength=self.n)
+            lengths = np.sqrt(sq).astype(np.float32)
             lengths[lengths == 0] = 1.0
-            self._unit = sp.csr_matrix(sp.diags(1.0 / lengths) @ w)
+            self._unit = (w / np.repeat(lengths, np.diff(self.indptr))).astype(np.float32)
         return self._unit
 
     # ---- queries -------------------------------------------------------------------------------
-    def text_vector(self, text: str) -> sp.csr_matrix:
-        """A (1, vocab) query vector: 1 per known query term (BM25 ignores query term counts here)."""
+    def text_vector(self, text: str) -> TermVector:
+        """A query vector: 1 per known query term (BM25 ignores query term counts here)."""
         ids = sorted({self._term_id[t] for t in tokenize(text) if t in self._term_id})
-        return sp.csr_matrix((np.ones(len(ids), dtype=np.float32), (np.zeros(len(ids), dtype=np.int32), ids)),
-                             shape=(1, len(self.vocab)))
+        return TermVector(np.array(ids, dtype=np.int64), np.ones(len(ids), dtype=np.float32))
 
-    def rows_vector(self, positive: list[int], negative: list[int] = (), beta: float = 0.5) -> sp.csr_matrix:
+    def rows_vector(self, positive: list[int], negative: list[int] = (), beta: float = 0.5) -> TermVector:
         """Rocchio query from paper rows: mean of positive unit rows minus ``beta`` x mean of negative ones."""
         u = self.unit()
-        q = sp.csr_matrix(u[positive].mean(axis=0))
-        if negative:
-            q = q - beta * sp.csr_matrix(u[list(negative)].mean(axis=0))
-        return sp.csr_matrix(q)
+        ids, vals = [], []
+        for rows, scale in ((list(positive), 1.0), (list(negative), -beta)):
+            for r in rows:
+                lo, hi = self.indptr[r], self.indptr[r + 1]
+                ids.append(self.terms[lo:hi].astype(np.int64))
+                vals.append(u[lo:hi].astype(np.float64) * (scale / len(rows)))
+        if not ids:
+            return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        uniq, inverse = np.unique(np.concatenate(ids), return_inverse=True)
+        summed = np.bincount(inverse, weights=np.concatenate(vals), minlength=len(uniq))
+        keep = summed != 0
+        return TermVector(uniq[keep], summed[keep].astype(np.float32))
 
-    def score_text(self, query: sp.csr_matrix) -> np.ndarray:
+    def _postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(term start offsets, rows, entry positions) grouped by term: the inverted index, built once."""
+        if self._post is None:
+            order = np.argsort(self.terms, kind="stable")
+            starts = np.searchsorted(self.terms[order], np.arange(len(self.vocab) + 1)).astype(np.int64)
+            self._post = (starts, self._row_of_nnz()[order], order.astype(np.int64))
+        return self._post
+
+    def _score(self, data: np.ndarray, query: TermVector) -> np.ndarray:
+        """Sum of data x query weight over the query's terms, reading only their postings."""
+        if not query.nnz:
+            return np.zeros(self.n, dtype=np.float64)
+        starts, rows, pos = self._postings()
+        lo, hi = starts[query.ids], starts[query.ids + 1]
+        lengths = hi - lo
+        idx = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(lengths.sum())
+        weights = data[pos[idx]] * np.repeat(query.values, lengths)
+        return np.bincount(rows[idx], weights=weights, minlength=self.n)
+
+    def score_text(self, query: TermVector) -> np.ndarray:
         """BM25 score of every paper for a text query vector."""
-        return np.asarray(self.weights() @ query.T.toarray()).ravel()
+        return self._score(self.weights(), query)
 
-    def score_vector(self, query: sp.csr_matrix) -> np.ndarray:
+    def score_vector(self, query: TermVector) -> np.ndarray:
         """Cosine-style score of every paper against a vector built from paper rows."""
-        return np.asarray(self.unit() @ query.T.toarray()).ravel()
+        return self._score(self.unit(), query)
 
-    def shared_terms(self, query: sp.csr_matrix, row: int, n: int = 5, *, text_query: bool = False) -> list[str]:
+    def score_rows(self, query: TermVector, rows: np.ndarray, *, text: bool = False) -> np.ndarray:
+        """The scores of :meth:`score_text` (``text``) or :meth:`score_vector` for just these rows."""
+        data = self.weights() if text else self.unit()
+        q = dict(zip(query.ids.tolist(), query.values.tolist()))
+        out = np.zeros(len(rows), dtype=np.float64)
+        for i, r in enumerate(rows):
+            lo, hi = self.indptr[r], self.indptr[r + 1]
+            w = [q.get(t, 0.0) for t in self.terms[lo:hi].tolist()]
+            out[i] = float(np.dot(data[lo:hi].astype(np.float64), w)) if w else 0.0
+        return out
+
+    def shared_terms(self, query: TermVector, row: int, n: int = 5, *, text_query: bool = False) -> list[str]:
         """The terms that contribute most to ``row``'s lexical score against ``query``."""
-        mat = self.weights() if text_query else self.unit()
-        doc = mat.getrow(row)
-        contrib = doc.multiply(query)
-        contrib = sp.coo_matrix(contrib)
-        order = np.argsort(-contrib.data, kind="stable")
-        return [str(self.vocab[contrib.col[i]]) for i in order[:n] if contrib.data[i] > 0]
+        data = self.weights() if text_query else self.unit()
+        lo, hi = self.indptr[row], self.indptr[row + 1]
+        terms = self.terms[lo:hi]
+        q = dict(zip(query.ids.tolist(), query.values.tolist()))
+        contrib = data[lo:hi] * np.array([q.get(int(t), 0.0) for t in terms], dtype=np.float32)
+        order = np.argsort(-contrib, kind="stable")
+        return [str(self.vocab[terms[i]]) for i in order[:n] if contrib[i] > 0]
+
+
+@dataclass(frozen=True)
+class TermVector:
+    """A sparse query over the vocabulary: sorted term ids and their weights."""
+
+    ids: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nnz(self) -> int:
+        return len(self.ids)
 
 
 def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | None) -> tuple[int, int]:

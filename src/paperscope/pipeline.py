@@ -29,7 +29,7 @@ import numpy as np
 from paperscope import __version__, index, lexical
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
-from paperscope.embed import Embedder, check_vectors
+from paperscope.embed import Embedder, check_vectors, with_backend
 from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.errors import InputError, StoreError
@@ -107,6 +107,7 @@ def build(
     progress: ProgressFactory = _no_progress,
     index_type: str | None = None,
     engine: str = "local",
+    backend: str | None = None,
 ) -> BuildReport:
     """Index ``paths`` (default: the bundled corpus) into ``store``; returns what was done.
 
@@ -115,10 +116,12 @@ def build(
     overrides the lock's model (tests pass a small fake; its fingerprint is recorded).
     ``index_type`` forces the FAISS index ("flat", "ivf", "hnsw"; default: chosen by size).
     ``engine="ray"`` embeds on Ray Data (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
+    ``backend`` is one of ``embed.BACKENDS`` (default: the store's own, else the lock's); it is
+    part of the fingerprint, so another backend than the store's needs ``rebuild=True``.
     """
     t0 = time.perf_counter()
     st = store if isinstance(store, Store) else Store(store)
-    model_lock = lock if isinstance(lock, ModelLock) else load_lock(lock)
+    model_lock = with_backend(lock if isinstance(lock, ModelLock) else load_lock(lock), backend)
     fingerprint = embedder.fingerprint if embedder is not None else model_lock.fingerprint
     dimension = embedder.dimension if embedder is not None else model_lock.dimension
     text_of = embedder.text if embedder is not None else model_lock.text
@@ -130,11 +133,19 @@ def build(
 
     with st.writer():
         prev = _previous(st, rebuild)
+        prev_lock = (prev.manifest["model"].get("lock") or {}) if prev is not None else {}
+        if backend is None and embedder is None and prev_lock.get("backend", "torch") != model_lock.backend:
+            # No --backend: keep the store's own backend.
+            model_lock = with_backend(model_lock, prev_lock.get("backend", "torch"))
+            fingerprint, dimension = model_lock.fingerprint, model_lock.dimension
         if prev is not None and prev.manifest["model"]["fingerprint"] != fingerprint and not rebuild:
+            other = prev_lock.get("backend", "torch")
+            what = (f"backend {other}, this run asks for {model_lock.backend}" if embedder is None
+                    and other != model_lock.backend else f"the lock now gives {fingerprint} ({model_lock.name})")
             raise StoreError(
                 f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
-                f"({prev.manifest['model']['name']}), the lock now gives {fingerprint} ({model_lock.name}); "
-                "run `paperscope index --rebuild` to re-embed everything with the new model")
+                f"({prev.manifest['model']['name']}), {what}; "
+                "run `paperscope index --rebuild` to re-embed everything with the new model or backend")
         name, tmp = st.new_generation()
         report = BuildReport(store=str(st.path), generation=None)
         try:
@@ -149,6 +160,9 @@ def build(
                 report.nothing_to_do, report.generation = True, prev.name
                 report.seconds = time.perf_counter() - t0
                 return report
+            artifact = _artifact_digest(
+                model_lock, None if prev is None or rebuild else prev.manifest["model"].get("artifact_sha256"),
+                report) if embedder is None else None
             staging = st.staging()
             try:
                 _embed_missing(con, staging, fingerprint, embed_chunks, model_lock, text_of, dimension, chunk_size,
@@ -178,7 +192,9 @@ def build(
                 "previous_generation": prev.name if prev else None,
                 "model": {"name": model_lock.name if embedder is None else type(embedder).__name__,
                           "fingerprint": fingerprint, "dimension": dimension,
-                          "lock": json.loads(model_lock.to_json()) if embedder is None else None},
+                          "backend": model_lock.backend if embedder is None else None,
+                          "lock": json.loads(model_lock.to_json()) if embedder is None else None,
+                          "artifact_sha256": artifact},
                 "index": index_info,
                 "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
                             "tokenizer_version": lexical.TOKENIZER_VERSION},
@@ -293,6 +309,34 @@ def _compact_rows(con: sqlite3.Connection) -> None:
     con.execute("UPDATE papers SET row = -1 - (SELECT new_row FROM renumber WHERE old_row = papers.row)")
     con.execute("UPDATE papers SET row = -1 - row")
     con.execute("DROP TABLE temp.renumber")
+
+
+def _artifact_digest(lock: ModelLock, before: str | None, report: BuildReport) -> str | None:
+    """The sha256 of the derived model (ONNX int8, static) this build's vectors come from.
+
+    New vectors are only added to a store whose vectors came from the same derived model: an
+    export made by another toolchain would shift them slightly.
+    """
+    if lock.backend == "torch":
+        return None
+    from paperscope.embed import artifacts
+
+    kind = "onnx-int8" if lock.backend == "onnx-int8" else "static"
+    t_load = time.perf_counter()
+    if lock.backend == "onnx-int8":
+        from paperscope.embed.onnx_backend import prepare
+
+        _, meta = prepare(lock, "int8")
+    else:
+        from paperscope.embed.static_backend import prepare
+
+        _, meta = prepare(lock)
+    report.model_load_seconds += time.perf_counter() - t_load
+    digest = artifacts.digest(meta)
+    if before is not None and before != digest:
+        raise StoreError(f"the cached {kind} model ({digest[:12]}…) is not the one this store's vectors came from "
+                         f"({before[:12]}…); run `paperscope index --rebuild`")
+    return digest
 
 
 def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embed_chunks: EmbedChunks,

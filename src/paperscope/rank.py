@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
-import scipy.sparse as sp
 
-from paperscope.lexical import LexicalIndex
+from paperscope.lexical import LexicalIndex, TermVector
 
 MODES = ("dense", "lexical", "hybrid")
 # Chosen by measurement: `paperscope eval --tune` picks the weight on the tuning half of the
@@ -46,7 +45,7 @@ class Query:
     """
 
     dense: np.ndarray | None
-    lexical: sp.csr_matrix
+    lexical: TermVector
     text: bool = False
     exclude: frozenset[int] = field(default_factory=frozenset)
 
@@ -81,13 +80,16 @@ class Ranker:
         """(rows, cosines) of the m nearest allowed papers, best first; exact for every index type."""
         assert q.dense is not None  # internal: callers check the mode needs a model
         vec = np.ascontiguousarray(q.dense[None, :], dtype=np.float32)
-        if mask is not None and mask.sum() <= _BRUTE_FORCE_ROWS:
+        # Exact scoring over the allowed rows when a filter leaves few; excluding the query's own
+        # papers alone is no reason to copy every vector out of the memory map.
+        n_allowed = int(mask.sum()) if mask is not None else self.n
+        if mask is not None and n_allowed <= _BRUTE_FORCE_ROWS and n_allowed < self.n - len(q.exclude):
             rows = np.flatnonzero(mask)
             scores = np.asarray(self.vectors[rows] @ vec[0], dtype=np.float32)
             return _top(rows, scores, m)
         fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16))
         while True:
-            scores, rows = self.index.search(vec, fetch)
+            scores, rows = _search_one(self.index, vec, fetch)
             keep = rows[0] >= 0
             rows, scores = rows[0][keep], scores[0][keep]
             if mask is not None:
@@ -107,7 +109,8 @@ class Ranker:
         mask = self._mask(q, allowed)
         if mode == "dense":
             rows, scores = self.dense_top(q, k, mask)
-            lex = self.lexical_scores(q)[rows] if len(rows) else np.zeros(0)
+            # Only the returned rows' lexical scores: no pass over every paper in dense mode.
+            lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
             return [Ranked(int(r), float(s), float(s), float(x)) for r, s, x in zip(rows, scores, lex)]
         lex_all = self.lexical_scores(q)
         if mask is not None:
@@ -136,6 +139,19 @@ class Ranker:
         where = {int(r): i for i, r in enumerate(rows)}
         return [Ranked(int(r), float(s), float(dense[where[int(r)]]), float(lex[where[int(r)]]))
                 for r, s in zip(top_rows, top_scores)]
+
+
+def _search_one(index: faiss.Index, vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS search of one vector on one OpenMP thread (this thread only; restored after).
+
+    Measured in issue 4: with the default 2 threads, single queries were 5-12x slower.
+    """
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(vec, k)
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def minmax(x: np.ndarray) -> np.ndarray:

@@ -83,14 +83,58 @@ class SentenceTransformerEmbedder:
         return check_vectors(vectors, len(texts), self.dimension)
 
 
-def load_embedder(lock: ModelLock | None = None) -> Embedder:
-    """The embedder a lock describes (default: the lock :func:`load_lock` finds)."""
+BACKENDS = ("torch", "onnx-int8", "static")
+DEFAULT_BACKEND = "torch"
+
+
+def with_backend(lock: ModelLock, backend: str | None) -> ModelLock:
+    """``lock`` with its backend set: part of the fingerprint, so vectors of two backends never mix."""
+    from dataclasses import replace
+
+    from paperscope.errors import ModelLockError
+
+    if backend is None or backend == lock.backend:
+        return lock
+    if backend not in BACKENDS:
+        raise ModelLockError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "static":
+        from paperscope.embed.static_backend import PCA_DIMS
+
+        return replace(lock, backend=backend, dimension=PCA_DIMS)
+    return replace(lock, backend=backend)
+
+
+def load_embedder(lock: ModelLock | None = None, *, for_query: bool = False) -> Embedder:
+    """The embedder a lock describes (default: the lock :func:`load_lock` finds).
+
+    ``for_query`` lets a torch store's queries run on the cached ONNX fp32 export of the same
+    weights when there is one (equal to torch's vectors within 1e-5, measured; no torch import).
+    """
     lock = lock or load_lock()
+    if lock.backend == "onnx-int8":
+        from paperscope.embed.onnx_backend import OnnxEmbedder
+
+        return OnnxEmbedder(lock, "int8")
+    if lock.backend == "static":
+        from paperscope.embed.static_backend import StaticEmbedder
+
+        return StaticEmbedder(lock)
     if lock.backend != "torch":
         from paperscope.errors import ModelLockError
 
-        raise ModelLockError(f"models.lock: backend {lock.backend!r} is not available (this version has: torch)")
+        raise ModelLockError(f"models.lock: backend {lock.backend!r} is not available (this version has: "
+                             f"{', '.join(BACKENDS)})")
+    if for_query:
+        from paperscope.embed import artifacts
+
+        if (artifacts.artifact_dir("onnx-fp32", lock) / artifacts.MANIFEST).is_file():
+            try:
+                from paperscope.embed.onnx_backend import OnnxEmbedder
+
+                return OnnxEmbedder(lock, "fp32")
+            except ImportError:
+                pass  # onnxruntime not installed: torch gives the same vectors
     return SentenceTransformerEmbedder(lock)
 
 
-__all__ = ["Embedder", "ModelLock", "SentenceTransformerEmbedder", "check_vectors", "load_embedder", "load_lock"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Embedder", "ModelLock", "SentenceTransformerEmbedder", "check_vectors", "load_embedder", "load_lock", "with_backend"]

@@ -36,6 +36,10 @@ def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
                 report.model_load_seconds = time.perf_counter() - t_load
             for texts in chunks:
                 yield model.embed_batch(texts)
+            if embedder is None and lock.backend == "torch":
+                from paperscope.embed.onnx_backend import prepare_query_model
+
+                prepare_query_model(lock, model)  # torch is loaded now: exporting costs seconds
         return local
     if name == "ray":
         if embedder is not None:

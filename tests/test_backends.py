@@ -1,0 +1,180 @@
+"""Embedding backends: agreement with torch, fingerprints, cache verification, light query path.
+
+Real model and real backends (no timing assertions: benchmarks/run_all.py measures speed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paperscope.embed import BACKENDS, with_backend
+from paperscope.embed.lock import load_lock
+from paperscope.errors import ModelLockError, StoreError
+
+pytestmark = pytest.mark.model
+
+onnxruntime = pytest.importorskip("onnxruntime")
+
+TEXTS = [
+    "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer. Hyperparameter "
+    "tuning in deep learning is an expensive process, prohibitively so for neural networks with billions of "
+    "parameters. We show that, in the recently discovered Maximal Update Parametrization, many optimal "
+    "hyperparameters remain stable even as model size changes.",
+    "LoRA: Low-Rank Adaptation of Large Language Models.",
+    "Denoising diffusion probabilistic models. " * 60,  # longer than max_seq_length: truncated
+    "μP",
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One derived-model cache for the module: exporting and distilling cost seconds, once."""
+    path = tmp_path_factory.mktemp("model-cache")
+    old = os.environ.get("PAPERSCOPE_CACHE")
+    os.environ["PAPERSCOPE_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("PAPERSCOPE_CACHE", None)
+    else:
+        os.environ["PAPERSCOPE_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def torch_vectors() -> np.ndarray:
+    from paperscope.embed import load_embedder
+
+    return load_embedder(load_lock()).embed_batch(TEXTS)
+
+
+def test_default_lock_fingerprint_unchanged() -> None:
+    lock = load_lock()
+    assert lock.backend == "torch"
+    assert with_backend(lock, None) is lock and with_backend(lock, "torch") is lock
+    fps = {with_backend(lock, b).fingerprint for b in BACKENDS}
+    assert len(fps) == len(BACKENDS)  # the backend decides the vectors: part of the fingerprint
+    with pytest.raises(ModelLockError, match="unknown backend"):
+        with_backend(lock, "tensorrt")
+
+
+def test_onnx_int8_agrees_with_torch(cache: Path, torch_vectors: np.ndarray) -> None:
+    from paperscope.embed.onnx_backend import OnnxEmbedder
+
+    e = OnnxEmbedder(with_backend(load_lock(), "onnx-int8"), "int8")
+    got = e.embed_batch(TEXTS)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = (got * torch_vectors).sum(axis=1)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.97
+    # Dynamic quantisation scales activations per batch: a text alone differs slightly from in a batch,
+    # but is the same text; and the same batch gives the same vectors.
+    assert float(e.embed_batch(TEXTS[1:2])[0] @ got[1]) >= 0.99
+    assert np.array_equal(e.embed_batch(TEXTS), got)
+
+
+def test_onnx_fp32_equals_torch(cache: Path, torch_vectors: np.ndarray) -> None:
+    from paperscope.embed import load_embedder
+    from paperscope.embed.onnx_backend import OnnxEmbedder, prepare_query_model
+
+    lock = load_lock()
+    torch_model = load_embedder(lock)
+    assert prepare_query_model(lock, torch_model)
+    q = load_embedder(lock, for_query=True)
+    assert isinstance(q, OnnxEmbedder)
+    assert np.abs(q.embed_batch(TEXTS) - torch_vectors).max() <= 1e-5
+
+
+def test_static_backend(cache: Path, torch_vectors: np.ndarray) -> None:
+    from paperscope.embed import load_embedder
+
+    lock = with_backend(load_lock(), "static")
+    e = load_embedder(lock)
+    got = e.embed_batch(TEXTS)
+    assert got.shape == (len(TEXTS), lock.dimension) and e.dimension == lock.dimension
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    # another space than torch's, but the same notion of similar: the long diffusion text is far from LoRA
+    sims = got @ got.T
+    assert sims[0, 3] > sims[2, 3] or sims[0, 1] > sims[2, 1]
+
+
+def test_tampered_cache_is_refused(cache: Path) -> None:
+    from paperscope.embed import artifacts
+    from paperscope.embed.onnx_backend import OnnxEmbedder, prepare
+
+    lock = with_backend(load_lock(), "onnx-int8")
+    directory, _ = prepare(lock, "int8")
+    model = directory / "model.onnx"
+    original = model.read_bytes()
+    try:
+        model.write_bytes(original[:-16] + bytes(16))
+        with pytest.raises(ModelLockError, match="does not match its cache record"):
+            OnnxEmbedder(lock, "int8")
+        with pytest.raises(ModelLockError, match="delete"):
+            artifacts.verify(directory)
+    finally:
+        model.write_bytes(original)
+    artifacts.verify(directory)
+
+
+def test_backend_end_to_end_and_mismatch(cache: Path, tmp_path: Path, torch_vectors: np.ndarray) -> None:
+    from paperscope.explorer import Explorer
+    from paperscope.pipeline import build
+
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text("".join(json.dumps({"id": f"p{i}", "title": t[:40], "abstract": t}) + "\n"
+                              for i, t in enumerate(TEXTS)))
+    store = tmp_path / "store"
+    build([papers], store, backend="onnx-int8")
+    with Explorer(store) as ex:
+        info = ex.info()["model"]
+        assert info["backend"] == "onnx-int8" and info["lock"]["backend"] == "onnx-int8"
+        assert len(info["artifact_sha256"]) == 64
+        assert ex.search("low-rank adaptation", k=1, mode="dense")[0].paper.id == "p1"
+        assert ex.related("p0", k=2)
+    # no --backend: the store keeps its own
+    assert build([papers], store).nothing_to_do
+    with pytest.raises(StoreError, match="backend onnx-int8, this run asks for torch.*--rebuild"):
+        build([papers], store, backend="torch")
+    with pytest.raises(StoreError, match="fingerprint"):
+        from paperscope.embed import load_embedder
+
+        Explorer(store, embedder=load_embedder(load_lock()))
+    # the CLI names the fix in one line
+    r = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", str(papers), "--store", str(store),
+                        "--backend", "static", "-q"], capture_output=True, text=True, env=os.environ.copy())
+    assert r.returncode == 2 and "--rebuild" in r.stderr
+    build([papers], store, backend="static", rebuild=True)
+    with Explorer(store) as ex:
+        assert ex.info()["model"]["backend"] == "static" and ex.dimension == with_backend(load_lock(), "static").dimension
+        assert ex.search("low-rank adaptation", k=1, mode="dense")
+
+
+FORBIDDEN = ("torch", "sentence_transformers", "transformers", "scipy", "umap", "sklearn", "numba", "matplotlib")
+
+
+def test_related_and_search_import_no_heavy_module(cache: Path, tmp_path: Path) -> None:
+    """A fresh `paperscope related` (and an onnx store's `search`) never imports torch, scipy, UMAP..."""
+    from paperscope.pipeline import build
+
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text("".join(json.dumps({"id": f"p{i}", "title": t[:40], "abstract": t}) + "\n"
+                              for i, t in enumerate(TEXTS)))
+    store = tmp_path / "store"
+    build([papers], store, backend="onnx-int8")
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['paperscope'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('paperscope.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
+        "print('IMPORTED', bad, file=sys.stderr)\n"
+    )
+    for args in (["related", "p0", "--store", str(store)], ["search", "low-rank adaptation", "--store", str(store)]):
+        r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=os.environ.copy())
+        assert r.returncode == 0, r.stderr
+        assert "IMPORTED []" in r.stderr, (args, r.stderr[-500:])
