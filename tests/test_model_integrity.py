@@ -116,7 +116,21 @@ def test_store_from_another_backend_is_refused_saying_what_differs(dir_model_sto
     _rewrite_manifest(store, other_backend)
     with Explorer(store) as ex, pytest.raises(ModelLockError) as err:
         ex.search("diffusion models")
-    assert "backend 'onnx-int8' is not available" in str(err.value) and "paperscope index --rebuild" in str(err.value)
+    # onnx-int8 exists, but this store's model directory cannot be exported: refused, naming the backend.
+    assert "backend onnx-int8" in str(err.value) and "paperscope index --rebuild" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_store_from_a_backend_this_version_lacks_is_refused(dir_model_store: tuple[Path, Path]) -> None:
+    store, _ = dir_model_store
+
+    def other_backend(m: dict[str, Any]) -> None:
+        lock = ModelLock(**{**m["model"]["lock"], "backend": "tpu-fp8"})
+        m["model"].update(fingerprint=lock.fingerprint, lock=json.loads(lock.to_json()))
+    _rewrite_manifest(store, other_backend)
+    with Explorer(store) as ex, pytest.raises(ModelLockError) as err:
+        ex.search("diffusion models")
+    assert "tpu-fp8" in str(err.value) and "paperscope index --rebuild" in str(err.value)
 
 
 def test_store_from_another_fingerprint_is_refused_at_query_and_build(tmp_path: Path) -> None:

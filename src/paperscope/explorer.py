@@ -319,7 +319,7 @@ class Explorer:
                              f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
         try:
             embedder = load_embedder(lock, for_query=True)
-        except ModelLockError as e:  # say which model the store needs, and both ways out
+        except (ModelLockError, ValueError, OSError) as e:  # say which model the store needs, and both ways out
             raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
                                  f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
                                  "current one: paperscope index --rebuild]") from None
