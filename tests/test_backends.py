@@ -157,6 +157,26 @@ def test_backend_end_to_end_and_mismatch(cache: Path, tmp_path: Path, torch_vect
 FORBIDDEN = ("torch", "sentence_transformers", "transformers", "scipy", "umap", "sklearn", "numba", "matplotlib")
 
 
+def _probe() -> str:
+    return (
+        "import sys, runpy\n"
+        "sys.argv = ['paperscope'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('paperscope.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
+        "print('IMPORTED', bad, file=sys.stderr)\n"
+    )
+
+
+@pytest.mark.model
+def test_a_plain_torch_build_leaves_search_torch_free(real_store: Path) -> None:
+    """`paperscope index` (torch) prepares the fp32 ONNX query model itself: the next search needs no torch."""
+    r = subprocess.run([sys.executable, "-c", _probe(), "search", "low-rank adaptation", "--store", str(real_store)],
+                       capture_output=True, text=True, env=os.environ.copy())
+    assert r.returncode == 0, r.stderr
+    assert "IMPORTED []" in r.stderr, r.stderr[-500:]
+
+
 def test_related_and_search_import_no_heavy_module(cache: Path, tmp_path: Path) -> None:
     """A fresh `paperscope related` (and an onnx store's `search`) never imports torch, scipy, UMAP..."""
     from paperscope.pipeline import build
@@ -166,14 +186,7 @@ def test_related_and_search_import_no_heavy_module(cache: Path, tmp_path: Path) 
                               for i, t in enumerate(TEXTS)))
     store = tmp_path / "store"
     build([papers], store, backend="onnx-int8")
-    probe = (
-        "import sys, runpy\n"
-        "sys.argv = ['paperscope'] + sys.argv[1:]\n"
-        "try:\n    runpy.run_module('paperscope.cli', run_name='__main__')\n"
-        "except SystemExit as e:\n    assert not e.code, e.code\n"
-        f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({FORBIDDEN!r}))\n"
-        "print('IMPORTED', bad, file=sys.stderr)\n"
-    )
+    probe = _probe()
     for args in (["related", "p0", "--store", str(store)], ["search", "low-rank adaptation", "--store", str(store)]):
         r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=os.environ.copy())
         assert r.returncode == 0, r.stderr

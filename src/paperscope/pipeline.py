@@ -370,8 +370,9 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
     t0 = time.perf_counter()
     try:
         # Each chunk is checkpointed as soon as its vectors arrive, so a killed run redoes at most
-        # the chunks in flight.
-        for chunk, vectors in zip(chunks, embed_chunks(lock, texts(), report)):
+        # the chunks in flight. The engine comes first in zip() so that it runs to its end (the
+        # local engine prepares the torch-free query model after its last chunk).
+        for vectors, chunk in zip(embed_chunks(lock, texts(), report), chunks):
             staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension))
             report.embedded += len(chunk)
             bar.update(len(chunk))
