@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from paperscope.embed.base import LockedEmbedder
 from paperscope.embed.lock import ModelLock, load_lock, model_dir, verify_files
 
 
@@ -45,7 +46,7 @@ def check_vectors(vectors: np.ndarray, n: int, dimension: int) -> np.ndarray:
     return vectors
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(LockedEmbedder):
     """The pinned sentence-transformers model on torch (CPU), verified against models.lock."""
 
     def __init__(self, lock: ModelLock, verify: bool = True):
@@ -64,17 +65,6 @@ class SentenceTransformerEmbedder:
 
         self.model = SentenceTransformer(str(root), device="cpu")
         self.model.max_seq_length = lock.max_seq_length
-
-    @property
-    def dimension(self) -> int:
-        return self.lock.dimension
-
-    @property
-    def fingerprint(self) -> str:
-        return self.lock.fingerprint
-
-    def text(self, title: str, abstract: str) -> str:
-        return self.lock.text(title, abstract)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         # encode() sorts by length inside the call, so a large call pads little.

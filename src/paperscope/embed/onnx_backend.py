@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from paperscope.embed import artifacts
+from paperscope.embed.base import DerivedEmbedder
 from paperscope.embed.lock import ModelLock, model_dir, verify_files
 from paperscope.errors import ModelLockError
 
@@ -99,7 +100,7 @@ def prepare(lock: ModelLock, precision: str) -> tuple[Path, dict[str, Any]]:
     return artifacts.ensure(f"onnx-{precision}", lock, lambda out: _export(lock, out, precision == "int8"))
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(DerivedEmbedder):
     """Embeds with ONNX Runtime; imports neither torch nor sentence-transformers once cached."""
 
     def __init__(self, lock: ModelLock, precision: str = "int8", threads: int | None = None):
@@ -128,21 +129,6 @@ class OnnxEmbedder:
         self.session = ort.InferenceSession(str(directory / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         if lock.pooling != "mean":
             raise ModelLockError(f"models.lock: pooling {lock.pooling!r} is not supported by the ONNX backends (mean)")
-
-    @property
-    def dimension(self) -> int:
-        return self.lock.dimension
-
-    @property
-    def fingerprint(self) -> str:
-        return self.lock.fingerprint
-
-    @property
-    def artifact_sha256(self) -> str:
-        return artifacts.digest(self.artifact)
-
-    def text(self, title: str, abstract: str) -> str:
-        return self.lock.text(title, abstract)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         from paperscope.embed import check_vectors

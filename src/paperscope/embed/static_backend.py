@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from paperscope.embed import artifacts
+from paperscope.embed.base import DerivedEmbedder
 from paperscope.embed.lock import ModelLock, model_dir, verify_files
 
 PCA_DIMS = 256
@@ -41,7 +42,7 @@ def prepare(lock: ModelLock) -> tuple[Path, dict[str, Any]]:
     return artifacts.ensure("static", lock, lambda out: _distill(lock, out))
 
 
-class StaticEmbedder:
+class StaticEmbedder(DerivedEmbedder):
     """model2vec inference: no torch, no transformer; vectors of ``PCA_DIMS`` dimensions."""
 
     def __init__(self, lock: ModelLock):
@@ -55,17 +56,6 @@ class StaticEmbedder:
     @property
     def dimension(self) -> int:
         return self._dimension
-
-    @property
-    def fingerprint(self) -> str:
-        return self.lock.fingerprint
-
-    @property
-    def artifact_sha256(self) -> str:
-        return artifacts.digest(self.artifact)
-
-    def text(self, title: str, abstract: str) -> str:
-        return self.lock.text(title, abstract)
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         from paperscope.embed import check_vectors
