@@ -252,3 +252,26 @@ def test_cli_mode_choices_are_the_rankers() -> None:
     from paperscope.cli import _MODES
 
     assert _MODES == MODES
+
+
+def test_filtered_dense_on_an_approximate_index_still_gives_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IVF probes few lists: even asked for all n it may return fewer rows than a filter needs."""
+    import paperscope.rank as rank_mod
+
+    monkeypatch.setattr(rank_mod, "_BRUTE_FORCE_ROWS", 0)  # as on a store far larger than this one
+    fake = FakeEmbedder()
+    store = tmp_path / "s"
+    build(None, store, embedder=fake, index_type="ivf")
+    with Explorer(store, embedder=fake) as ivf_ex:
+        ivf_ex._index.nprobe = 1  # probe one list of many, as a large IVF index does
+        source = "003_b496d529722dd834.txt"
+        papers = list(ivf_ex.papers())
+        target = papers[0]
+        matching = {p.id for p in papers if p.id != target.id and any(s.endswith(source) for s in p.sources)}
+        hits = ivf_ex.related(target.id, k=100, mode="dense", source=source)
+        assert len(hits) == min(100, len(matching)) and {h.paper.id for h in hits} <= matching
+        # and they are the exact best: the same as scoring every allowed paper
+        vecs = np.asarray(ivf_ex._vectors)
+        rows = {p.id: i for i, p in enumerate(papers)}
+        exact = sorted(matching, key=lambda pid: -float(vecs[rows[pid]] @ vecs[rows[target.id]]))[:len(hits)]
+        assert [h.paper.id for h in hits][:10] == exact[:10]

@@ -25,6 +25,7 @@ POOL = 200
 # Below this many allowed rows a filtered dense query is scored exactly over just those rows;
 # above it FAISS is asked for more and more neighbours until enough pass the filter.
 _BRUTE_FORCE_ROWS = 200_000
+_EXACT_CHUNK = 65_536
 
 
 def check_mode(mode: str | None) -> str:
@@ -77,7 +78,10 @@ class Ranker:
         return mask
 
     def dense_top(self, q: Query, m: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosines) of the m nearest allowed papers, best first; exact for every index type."""
+        """(rows, cosines) of the m nearest allowed papers, best first.
+
+        Exact with a flat index or a small allowed set; with IVF/HNSW, as good as the index's recall.
+        """
         assert q.dense is not None  # internal: callers check the mode needs a model
         vec = np.ascontiguousarray(q.dense[None, :], dtype=np.float32)
         # Exact scoring over the allowed rows when a filter leaves few; excluding the query's own
@@ -95,9 +99,21 @@ class Ranker:
             if mask is not None:
                 ok = mask[rows]
                 rows, scores = rows[ok], scores[ok]
-            if len(rows) >= m or fetch >= self.n:
+            if len(rows) >= m:
                 return rows[:m].astype(np.int64), scores[:m]
+            if fetch >= self.n:
+                break
             fetch = min(self.n, fetch * 4)  # too few passed the filter: ask FAISS for more
+        # An approximate index returns only what its probed lists hold, even when asked for all n:
+        # score the allowed rows exactly (in chunks) so a filter still yields k when k exist.
+        allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n)
+        best_rows, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        for start in range(0, len(allowed), _EXACT_CHUNK):
+            part = allowed[start:start + _EXACT_CHUNK]
+            part_scores = np.asarray(self.vectors[part] @ vec[0], dtype=np.float32)
+            best_rows, best_scores = _top(np.concatenate([best_rows, part]),
+                                          np.concatenate([best_scores, part_scores]), m)
+        return best_rows.astype(np.int64), best_scores
 
     def lexical_scores(self, q: Query) -> np.ndarray:
         return self.lex.score_text(q.lexical) if q.text else self.lex.score_vector(q.lexical)
