@@ -107,13 +107,18 @@ def test_query_with_changed_model_files_is_refused_saying_what_to_run(dir_model_
     assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1 and "modules.json" in r.stderr
 
 
+def _claim_backend(store: Path, backend: str) -> None:
+    """Make the store's manifest say its vectors came from ``backend`` (fingerprint to match)."""
+    def edit(m: dict[str, Any]) -> None:
+        lock = ModelLock(**{**m["model"]["lock"], "backend": backend})
+        m["model"].update(fingerprint=lock.fingerprint, lock=json.loads(lock.to_json()))
+    _rewrite_manifest(store, edit)
+
+
 def test_store_from_another_backend_is_refused_saying_what_differs(dir_model_store: tuple[Path, Path]) -> None:
     store, _ = dir_model_store
 
-    def other_backend(m: dict[str, Any]) -> None:
-        lock = ModelLock(**{**m["model"]["lock"], "backend": "onnx-int8"})
-        m["model"].update(fingerprint=lock.fingerprint, lock=json.loads(lock.to_json()))
-    _rewrite_manifest(store, other_backend)
+    _claim_backend(store, "onnx-int8")
     with Explorer(store) as ex, pytest.raises(ModelLockError) as err:
         ex.search("diffusion models")
     # onnx-int8 exists, but this store's model directory cannot be exported: refused, naming the backend.
@@ -124,10 +129,7 @@ def test_store_from_another_backend_is_refused_saying_what_differs(dir_model_sto
 def test_store_from_a_backend_this_version_lacks_is_refused(dir_model_store: tuple[Path, Path]) -> None:
     store, _ = dir_model_store
 
-    def other_backend(m: dict[str, Any]) -> None:
-        lock = ModelLock(**{**m["model"]["lock"], "backend": "tpu-fp8"})
-        m["model"].update(fingerprint=lock.fingerprint, lock=json.loads(lock.to_json()))
-    _rewrite_manifest(store, other_backend)
+    _claim_backend(store, "tpu-fp8")
     with Explorer(store) as ex, pytest.raises(ModelLockError) as err:
         ex.search("diffusion models")
     assert "tpu-fp8" in str(err.value) and "paperscope index --rebuild" in str(err.value)
