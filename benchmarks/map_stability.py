@@ -28,10 +28,10 @@ def main() -> None:
     args = ap.parse_args()
     store = args.store or Path(tempfile.mkdtemp(prefix="ps-stab-")) / "store"
     ex = paperscope.open(store) if (store / "CURRENT").exists() else paperscope.build(None, store)
-    rows = ex._query("SELECT id, title, abstract, content_hash FROM papers ORDER BY row")
+    rows = list(ex.table.columns("id", "title", "abstract", "content_hash"))
     ids = [r[0] for r in rows]
     cols = (ids, [r[1] for r in rows], [f"{r[1]}. {r[2]}" for r in rows], [r[3] for r in rows])
-    vecs = np.asarray(ex._vectors)
+    vecs = np.asarray(ex.index.vectors)
     order = np.random.default_rng(args.seed).permutation(len(ids))
     old = np.sort(order[: int(0.8 * len(ids))])
     first = compute_map(*([c[i] for i in old] for c in cols), vecs[old], "old", MapParams())

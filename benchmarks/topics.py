@@ -42,10 +42,10 @@ def compare(ex: paperscope.Explorer, bertopic_runs: int = 3, map_runs: int = 2) 
     Also used by benchmarks/run_all.py.
     """
     lab = labels()
-    rows = ex._query("SELECT id, title, abstract FROM papers ORDER BY row")
+    rows = list(ex.table.columns("id", "title", "abstract"))
     themes = [lab.get(normalise_title(r[1])) for r in rows]
     docs = [f"{r[1]}. {r[2]}" for r in rows]
-    vectors = np.asarray(ex._vectors)
+    vectors = np.asarray(ex.index.vectors)
 
     results: list[tuple[str, float, dict, int, float]] = []
     for run in range(map_runs):  # the first run includes numba's JIT compilation

@@ -60,7 +60,7 @@ def test_add_change_metadata_and_prune(tmp_path: Path, fake: FakeEmbedder) -> No
     store = tmp_path / "s"
     build([jsonl(tmp_path / "a.jsonl", rows(30))], store, embedder=fake)
     before = Explorer(store, embedder=fake)
-    old_vec = {p.id: before._vectors[i].copy() for i, p in enumerate(before.papers())}
+    old_vec = {p.id: before.index.vectors[i].copy() for i, p in enumerate(before.papers())}
 
     data = rows(40)
     data[3]["abstract"] = "entirely new text about diffusion " + ABS       # content change
@@ -69,7 +69,7 @@ def test_add_change_metadata_and_prune(tmp_path: Path, fake: FakeEmbedder) -> No
     assert (r.added, r.changed, r.updated, r.embedded, r.papers) == (10, 1, 1, 11, 40)
     ex = Explorer(store, embedder=fake)
     assert ex.paper("p5").date == "2025-05-05"
-    new_vec = {p.id: ex._vectors[i] for i, p in enumerate(ex.papers())}
+    new_vec = {p.id: ex.index.vectors[i] for i, p in enumerate(ex.papers())}
     assert np.array_equal(new_vec["p5"], old_vec["p5"]) and not np.array_equal(new_vec["p3"], old_vec["p3"])
 
     # A second input file adds papers; the first file's papers stay without --prune.
@@ -81,7 +81,7 @@ def test_add_change_metadata_and_prune(tmp_path: Path, fake: FakeEmbedder) -> No
     assert sorted(p.id for p in ex.papers()) == [f"p{i}" for i in range(100, 105)]
     # Rows were renumbered and still line up with their vectors.
     for i, p in enumerate(ex.papers()):
-        assert np.allclose(ex._vectors[i], fake.embed_batch([fake.text(p.title, p.abstract)])[0], atol=1e-6)
+        assert np.allclose(ex.index.vectors[i], fake.embed_batch([fake.text(p.title, p.abstract)])[0], atol=1e-6)
 
 
 def test_failed_build_leaves_store_unchanged_and_resumes(tmp_path: Path, fake: FakeEmbedder) -> None:
@@ -109,7 +109,7 @@ def test_failed_build_leaves_store_unchanged_and_resumes(tmp_path: Path, fake: F
     build([tmp_path / "b.jsonl"], clean, embedder=fake)
     a, b = Explorer(store, embedder=fake), Explorer(clean, embedder=fake)
     assert [p.id for p in a.papers()] == [p.id for p in b.papers()]
-    assert np.array_equal(np.asarray(a._vectors), np.asarray(b._vectors))
+    assert np.array_equal(np.asarray(a.index.vectors), np.asarray(b.index.vectors))
 
 
 def test_input_with_no_paper_is_an_error_and_writes_nothing(tmp_path: Path, fake: FakeEmbedder) -> None:

@@ -131,7 +131,7 @@ def test_non_finite_vectors_never_reach_faiss(tmp_path: Path, monkeypatch: pytes
     arr[0, 3] = np.nan
     np.save(path, arr)
     with Explorer(store) as ex:
-        pid = ex._fetch_rows([0])[0].id
+        pid = ex.table.fetch([0])[0].id
         for mode in ("dense", "hybrid", "lexical"):
             with pytest.raises(StoreError, match="vectors.npy: damaged"):
                 ex.related(pid, k=5, mode=mode)

@@ -85,7 +85,7 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path, real_store: Path) 
     resumed, clean = Explorer(store), Explorer(real_store)
     clean_rows = {p.id: i for i, p in enumerate(clean.papers())}
     for i, p in enumerate(resumed.papers()):
-        assert float(resumed._vectors[i] @ clean._vectors[clean_rows[p.id]]) > 0.9999, p.title
+        assert float(resumed.index.vectors[i] @ clean.index.vectors[clean_rows[p.id]]) > 0.9999, p.title
     assert [h.paper.id for h in resumed.related(TENSOR_PROGRAMS_V, k=5)] == [h.paper.id for h in clean.related(TENSOR_PROGRAMS_V, k=5)]
 
 

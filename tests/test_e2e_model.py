@@ -36,7 +36,7 @@ def test_real_store_has_432_unit_vectors(real_store: Path) -> None:
     info = ex.info()
     assert info["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2" and info["model"]["dimension"] == 384
     assert info["build"]["embedded"] == 432
-    v = np.asarray(ex._vectors)
+    v = np.asarray(ex.index.vectors)
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
 
 
@@ -59,7 +59,7 @@ def test_embedding_is_deterministic_against_stored_vectors(real_store: Path) -> 
     p = ex.paper(TENSOR_PROGRAMS_V)
     row = [q.id for q in ex.papers()].index(p.id)
     fresh = ex.embed_query(f"{p.title}. {p.abstract}")
-    assert float(fresh @ ex._vectors[row]) > 0.9999
+    assert float(fresh @ ex.index.vectors[row]) > 0.9999
 
 
 def test_cli_related_json_and_search_table(real_store: Path) -> None:

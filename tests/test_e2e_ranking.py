@@ -58,7 +58,7 @@ def _mup_titles() -> set[str]:
 def test_lexical_search_without_the_model(real_store: Path) -> None:
     ex = Explorer(real_store)
     hits = ex.search("LoRA low-rank adaptation", mode="lexical", k=5, why=True)
-    assert ex._embedder is None and len(hits) == 5
+    assert not ex.model_loaded and len(hits) == 5
     assert all("lora" in h.terms or "low-rank" in h.terms for h in hits)
 
 

@@ -89,7 +89,7 @@ def test_evaluate_reports_every_mode_on_user_labels(ex: Explorer, tmp_path: Path
     assert all(0 <= m.ndcg <= 1 and 0 <= m.map <= 1 for m in res.all.values())
     # Only mup papers are relevant, so precision@10 is the share of mup papers among the top 10.
     hits = ex.related(mup[0], k=10, mode="lexical")
-    first = ev.query_metrics([ex._row_of(h.paper.id) for h in hits], {ex._row_of(t) for t in mup[1:]})
+    first = ev.query_metrics([ex.row(h.paper.id) for h in hits], {ex.row(t) for t in mup[1:]})
     assert first[0] == pytest.approx(sum(h.paper.title in mup for h in hits) / 10)
 
 

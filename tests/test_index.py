@@ -112,7 +112,7 @@ def test_pipeline_records_index_block_and_links_unchanged_vectors(tmp_path: Path
     assert (block["type"], block["chosen_by"], block["faiss"]) == ("hnsw", "user", "IndexHNSWFlat")
     assert 0.9 <= block["recall_at_10"] <= 1.0 and block["recall_queries"] == 432
     ex = Explorer(store, embedder=fake)
-    assert ex._index.hnsw.efSearch == block["params"]["efSearch"]
+    assert ex.index.faiss.hnsw.efSearch == block["params"]["efSearch"]
     hits = ex.related("Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer", k=10)
     assert len(hits) == 10 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
@@ -136,7 +136,7 @@ def test_pipeline_records_index_block_and_links_unchanged_vectors(tmp_path: Path
     build(None, tmp_path / "t", embedder=fake)
     auto = Store(tmp_path / "t").require_current().manifest["index"]
     assert (auto["type"], auto["chosen_by"]) == ("ivf", "size") and auto["params"]["nlist"] == index.ivf_lists(432)
-    assert Explorer(tmp_path / "t", embedder=fake)._index.nprobe == auto["params"]["nprobe"]
+    assert Explorer(tmp_path / "t", embedder=fake).index.faiss.nprobe == auto["params"]["nprobe"]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -164,7 +164,7 @@ def test_engine_ray_without_ray_installed_is_one_line_exit_2(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", "--store", str(tmp_path / "s"),
                           "--engine", "ray"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "pip install 'paperscope[ray]'" in out.stderr
+    assert out.stderr.count("\n") == 1 and 'pip install "paperscope[ray]"' in out.stderr
     assert not (tmp_path / "s").exists()
 
 

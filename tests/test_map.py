@@ -15,7 +15,7 @@ from paperscope.map import MapParams, compute_map
 from paperscope.map.labels import keywords
 from paperscope.map.terms import terms, tokens
 from paperscope.pipeline import build
-from paperscope.render.html import _safe_json
+from paperscope.render.html import safe_json
 
 
 def test_tokens_keep_field_terms() -> None:
@@ -45,9 +45,9 @@ def fake_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _inputs(ex: Explorer) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
-    rows = ex._query("SELECT id, title, abstract, content_hash FROM papers ORDER BY row")
+    rows = list(ex.table.columns("id", "title", "abstract", "content_hash"))
     return ([r[0] for r in rows], [r[1] for r in rows], [f"{r[1]}. {r[2]}" for r in rows], [r[3] for r in rows],
-            np.asarray(ex._vectors))
+            np.asarray(ex.index.vectors))
 
 
 def test_map_is_deterministic_and_covers_every_paper(fake_store: Path) -> None:
@@ -132,7 +132,7 @@ def test_damaged_saved_map_is_reported(fake_store: Path, tmp_path: Path) -> None
 
 
 def test_html_json_cannot_close_the_script_block() -> None:
-    out = _safe_json({"title": "</script><img src=x onerror=alert(1)> & <!--"})
+    out = safe_json({"title": "</script><img src=x onerror=alert(1)> & <!--"})
     assert "<" not in out and ">" not in out and "&" not in out
     assert json.loads(out)["title"] == "</script><img src=x onerror=alert(1)> & <!--"
 

@@ -83,7 +83,7 @@ def test_lexical_index_is_updated_incrementally(tmp_path: Path, fake: FakeEmbedd
     ex = Explorer(store, embedder=fake)
     rebuilt = LexicalIndex.from_counts(Counter(tokenize(f"{p.title}. {p.abstract}")) for p in ex.papers())
     assert [ex.lexical.row_counts(i) for i in range(len(ex))] == [rebuilt.row_counts(i) for i in range(len(ex))]
-    assert "hyperbolic" in ex.lexical.row_counts(ex._row_of("p3"))
+    assert "hyperbolic" in ex.lexical.row_counts(ex.row("p3"))
     assert build([_jsonl(tmp_path / "b.jsonl", papers)], store, embedder=fake).nothing_to_do
 
 
@@ -97,14 +97,11 @@ def test_fuse_extremes_follow_one_side() -> None:
 
 
 def test_hybrid_at_the_extremes_equals_the_single_modes(ex: Explorer) -> None:
-    from paperscope.evaluate import related_query
-
-    row = ex._row_of(TENSOR_PROGRAMS_V)
-    q = related_query(ex, row)
-    dense = [r.row for r in ex.ranker.rank(q, 10, "dense")]
-    lexical = [r.row for r in ex.ranker.rank(q, 10, "lexical")]
-    assert [r.row for r in ex.ranker.rank(q, 10, "hybrid", weight=1.0)] == dense
-    assert [r.row for r in ex.ranker.rank(q, 10, "hybrid", weight=0.0)] == lexical
+    q = ex.related_query(ex.row(TENSOR_PROGRAMS_V))
+    dense = [r.row for r in ex.rank(q, 10, "dense")]
+    lexical = [r.row for r in ex.rank(q, 10, "lexical")]
+    assert [r.row for r in ex.rank(q, 10, "hybrid", weight=1.0)] == dense
+    assert [r.row for r in ex.rank(q, 10, "hybrid", weight=0.0)] == lexical
     assert dense != lexical  # otherwise the test above says nothing
 
 
@@ -118,7 +115,7 @@ def test_lexical_search_needs_no_model(tmp_path: Path, fake: FakeEmbedder) -> No
     build(None, store, embedder=fake)
     plain = Explorer(store)  # no embedder: a dense query would have to load the (real) model
     hits = plain.search("maximal update parametrization μP", mode="lexical", k=5)
-    assert len(hits) == 5 and plain._embedder is None
+    assert len(hits) == 5 and not plain.model_loaded
     assert all("μp" in tokenize(f"{h.paper.title}. {h.paper.abstract}")
                or "parametrization" in tokenize(f"{h.paper.title}. {h.paper.abstract}") for h in hits)
     none = plain.search("zzzqqq", mode="lexical")
@@ -214,10 +211,10 @@ def test_recommend_excludes_inputs_and_moves_away_from_negatives(ex: Explorer) -
     plain = ex.recommend(pos, k=20, mode="dense")
     pushed = ex.recommend(pos, [neg], k=20, mode="dense")
     assert len(pushed) == 20 and not ({h.paper.id for h in pushed} & set(pos + [neg]))
-    vn = ex._vectors[ex._row_of(neg)]
+    vn = ex.vector(neg)
 
     def mean_sim(hits: list[Hit]) -> float:
-        return float(np.mean([ex._vectors[ex._row_of(h.paper.id)] @ vn for h in hits]))
+        return float(np.mean([ex.vector(h.paper.id) @ vn for h in hits]))
 
     assert mean_sim(pushed) < mean_sim(plain)
     with pytest.raises(ValueError, match="at least one positive"):
@@ -230,7 +227,7 @@ def test_why_gives_shared_terms_and_dense_similarity(ex: Explorer) -> None:
     for mode in MODES_:
         for h in ex.related(TENSOR_PROGRAMS_V, k=5, mode=mode, why=True):
             assert h.terms and set(h.terms) <= q_terms & set(tokenize(f"{h.paper.title}. {h.paper.abstract}"))
-            expected = float(ex._vectors[ex._row_of(target.id)] @ ex._vectors[ex._row_of(h.paper.id)])
+            expected = float(ex.vector(target.id) @ ex.vector(h.paper.id))
             assert h.dense == pytest.approx(expected, abs=1e-5)
             assert h.to_dict()["why"]["shared_terms"] == list(h.terms)
     plain = ex.related(TENSOR_PROGRAMS_V, k=3)
@@ -249,9 +246,11 @@ def test_overfetch_path_equals_exact_subset_path(ex: Explorer, monkeypatch: pyte
 
 
 def test_cli_mode_choices_are_the_rankers() -> None:
-    from paperscope.cli import _MODES
+    from paperscope.cli import related, search
 
-    assert _MODES == MODES
+    for command in (related, search):
+        (mode,) = [p for p in command.params if p.name == "mode"]
+        assert tuple(mode.type.choices) == MODES
 
 
 def test_filtered_dense_on_an_approximate_index_still_gives_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,7 +262,7 @@ def test_filtered_dense_on_an_approximate_index_still_gives_k(tmp_path: Path, mo
     store = tmp_path / "s"
     build(None, store, embedder=fake, index_type="ivf")
     with Explorer(store, embedder=fake) as ivf_ex:
-        ivf_ex._index.nprobe = 1  # probe one list of many, as a large IVF index does
+        ivf_ex.index.faiss.nprobe = 1  # probe one list of many, as a large IVF index does
         source = "003_b496d529722dd834.txt"
         papers = list(ivf_ex.papers())
         target = papers[0]
@@ -271,7 +270,7 @@ def test_filtered_dense_on_an_approximate_index_still_gives_k(tmp_path: Path, mo
         hits = ivf_ex.related(target.id, k=100, mode="dense", source=source)
         assert len(hits) == min(100, len(matching)) and {h.paper.id for h in hits} <= matching
         # and they are the exact best: the same as scoring every allowed paper
-        vecs = np.asarray(ivf_ex._vectors)
+        vecs = np.asarray(ivf_ex.index.vectors)
         rows = {p.id: i for i, p in enumerate(papers)}
         exact = sorted(matching, key=lambda pid: -float(vecs[rows[pid]] @ vecs[rows[target.id]]))[:len(hits)]
         assert [h.paper.id for h in hits][:10] == exact[:10]

@@ -18,7 +18,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     build(None, store, embedder=FakeEmbedder())
     ex = Explorer(store, embedder=FakeEmbedder())
     statements: list[str] = []
-    ex._con.set_trace_callback(statements.append)
+    ex.table.trace(statements.append)
     yield ex, statements
     ex.close()
 

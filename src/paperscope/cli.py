@@ -1,7 +1,8 @@
 """The ``paperscope`` command: a thin layer over the Explorer and the build pipeline.
 
-Library errors become one line on stderr and exit code 2; nothing here knows about FAISS,
-SQLite or the model.
+Library errors (:class:`~paperscope.errors.PaperscopeError`, and click's own usage errors) become
+one line on stderr and exit code 2; any other exception is a bug and keeps its traceback. Nothing
+here knows about FAISS, SQLite or the model; the choices offered come from the library.
 """
 
 from __future__ import annotations
@@ -14,32 +15,58 @@ from typing import Any
 
 import click
 
-from paperscope.errors import PaperscopeError
+from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, ENGINES, INDEX_TYPES, MODES
+from paperscope.errors import InvalidArgument, PaperscopeError
 from paperscope.paper import Hit, Hits
 
 EXIT_USER_ERROR = 2
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 store_option = click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
-                            help="Store directory (default: $PAPERSCOPE_HOME or ~/.local/share/paperscope).")
+                            envvar="PAPERSCOPE_HOME", show_envvar=True,
+                            help="Store directory (default: $PAPERSCOPE_HOME, else ~/.local/share/paperscope).")
 k_option = click.option("-k", "k", type=click.IntRange(min=1, max=100_000), default=10, show_default=True,
                         help="Number of results.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-_MODES = ("dense", "lexical", "hybrid")  # rank.MODES; literal here so --help needs no FAISS import
+
+
+def json_option(f: Any) -> Any:
+    """--json (one document) and --jsonl (one JSON object per line, for pipes)."""
+    f = click.option("--jsonl", "as_jsonl", is_flag=True, help="Print one JSON object per line (for pipes).")(f)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(f)
+
+
+def example(text: str) -> dict[str, Any]:
+    """Command settings whose help ends with an example (and that accept -h)."""
+    return {"epilog": f"Example: {text}", "context_settings": CONTEXT}
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from paperscope.filters import _check_date
+    from paperscope.filters import parse_date
 
+    if value is None:
+        return None
     try:
-        return _check_date(f"--{param.name.replace('_', '-')}", value)
-    except ValueError as e:
-        raise click.BadParameter(str(e).split(": ", 1)[1]) from None
+        return parse_date(value)
+    except InvalidArgument as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _emit(data: Any, as_json: bool, as_jsonl: bool) -> bool:
+    """Print ``data`` as JSON (indented) or JSON lines (one object per list item); False if neither."""
+    if as_jsonl:
+        for item in data if isinstance(data, list) else [data]:
+            click.echo(json.dumps(item, ensure_ascii=False))
+        return True
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return True
+    return False
 
 
 def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
-        click.option("--mode", type=click.Choice(_MODES), default=None,
+        click.option("--mode", type=click.Choice(MODES), default=None,
                      help="Ranking: dense (model vectors), lexical (BM25), hybrid (both; the default, best measured)."),
         click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
         click.option("--date-from", callback=_date, default=None,
@@ -82,7 +109,7 @@ class _Group(click.Group):
         except click.UsageError as e:
             where = f" (in {e.ctx.command_path})" if e.ctx else ""
             click.echo(_one_line(f"paperscope: error: {e.format_message()}{where}"), err=True)
-        except (PaperscopeError, ValueError) as e:
+        except PaperscopeError as e:  # not a bare ValueError: that is a bug, and keeps its traceback
             click.echo(_one_line(f"paperscope: error: {e}"), err=True)
         except (KeyboardInterrupt, click.Abort):
             click.echo("paperscope: interrupted; the store is unchanged (re-run to resume)", err=True)
@@ -90,31 +117,38 @@ class _Group(click.Group):
         sys.exit(EXIT_USER_ERROR)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings=CONTEXT, epilog="Example: paperscope index && paperscope related 2106.09685")
 @click.version_option(package_name="paperscope")
 def main() -> None:
     """Explore research papers by meaning: index a corpus, then ask for related papers."""
 
 
-@main.command()
+def _backends() -> tuple[str, ...]:
+    from paperscope.embed.registry import BACKENDS
+
+    return BACKENDS
+
+
+@main.command(**example("paperscope index papers.jsonl --store ~/papers"))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @store_option
 @click.option("--lock", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="models.lock to use (default: $PAPERSCOPE_LOCK, ./models.lock, then the packaged one).")
 @click.option("--prune", is_flag=True, help="Remove papers that are not in these inputs.")
 @click.option("--rebuild", is_flag=True, help="Re-embed every paper (after changing the pinned model).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
               help="Texts embedded between checkpoints.")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
+@click.option("--index-type", type=click.Choice(["auto", *INDEX_TYPES]), default="auto", show_default=True,
               help="FAISS index: exact flat, or approximate ivf / hnsw (auto: flat up to 50k papers, then ivf).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
               help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).")
-@click.option("--backend", type=click.Choice(["torch", "onnx-int8", "static"]), default=None,
+@click.option("--backend", type=click.Choice(_backends()), default=None,
               help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
 def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune: bool, rebuild: bool,
-          chunk_size: int, index_type: str, engine: str, backend: str | None, quiet: bool, as_json: bool) -> None:
+          chunk_size: int, index_type: str, engine: str, backend: str | None, quiet: bool, as_json: bool,
+          as_jsonl: bool) -> None:
     """Index PATHS (files or directories; default: the bundled corpus) into the store.
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
@@ -122,20 +156,17 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
     from paperscope.pipeline import build, default_progress
 
     report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
-                   chunk_size=chunk_size, progress=default_progress(quiet or as_json),
+                   chunk_size=chunk_size, progress=default_progress(quiet or as_json or as_jsonl),
                    index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
+    if not _emit(report.to_dict(), as_json, as_jsonl):
         for example in report.skip_examples:
             click.echo(f"skipped {example}", err=True)
         click.echo(report.summary())
 
 
-def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
+def _print_hits(hits: list[Hit], as_json: bool, header: str, as_jsonl: bool = False) -> None:
     note = getattr(hits, "note", None)
-    if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+    if _emit([h.to_dict() for h in hits], as_json, as_jsonl):
         if note:
             click.echo(f"paperscope: {note}", err=True)
         return
@@ -173,37 +204,37 @@ def _index_line(ix: dict[str, Any]) -> str:
     return f"{kind} ({'; '.join(details)})"
 
 
-@main.command()
+@main.command(**example("paperscope related 2106.09685 -k 5"))
 @click.argument("paper")
 @store_option
 @k_option
 @ranking_options
 @json_option
-def related(paper: str, store: Path | None, k: int, as_json: bool, **opts: Any) -> None:
+def related(paper: str, store: Path | None, k: int, as_json: bool, as_jsonl: bool, **opts: Any) -> None:
     """Papers most related to PAPER (an id or an exact title)."""
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
         target = ex.paper(paper)
         _print_hits(ex.related(target.id, k=k, **_ranking_kwargs(opts)), as_json,
-                    f"Related to {target.id}: {target.title}")
+                    f"Related to {target.id}: {target.title}", as_jsonl)
 
 
-@main.command()
+@main.command(**example('paperscope search "low-rank adaptation of language models" --mode lexical'))
 @click.argument("text")
 @store_option
 @k_option
 @ranking_options
 @json_option
-def search(text: str, store: Path | None, k: int, as_json: bool, **opts: Any) -> None:
+def search(text: str, store: Path | None, k: int, as_json: bool, as_jsonl: bool, **opts: Any) -> None:
     """Papers nearest to free TEXT (--mode lexical needs no model)."""
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
-        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {text!r}:")
+        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {text!r}:", as_jsonl)
 
 
-@main.command()
+@main.command(**example("paperscope recommend 2106.09685 2402.09353 --not 2305.14314"))
 @click.argument("papers", nargs=-1, required=True)
 @click.option("--not", "negative", multiple=True, metavar="PAPER",
               help="A paper the results should be unlike (repeatable).")
@@ -212,24 +243,25 @@ def search(text: str, store: Path | None, k: int, as_json: bool, **opts: Any) ->
 @ranking_options
 @json_option
 def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | None, k: int, as_json: bool,
-              **opts: Any) -> None:
+              as_jsonl: bool, **opts: Any) -> None:
     """Papers like all of PAPERS (ids or exact titles) and unlike every --not PAPER."""
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
         hits = ex.recommend(list(papers), list(negative), k=k, **_ranking_kwargs(opts))
         neg = f", unlike {len(negative)}" if negative else ""
-        _print_hits(hits, as_json, f"Recommended from {len(papers)} papers{neg}:")
+        _print_hits(hits, as_json, f"Recommended from {len(papers)} papers{neg}:", as_jsonl)
 
 
-@main.command("eval")
+@main.command("eval", **example("paperscope eval --tune"))
 @click.argument("labels", nargs=-1, type=click.Path(path_type=Path))
 @store_option
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None,
               help="Dense share of the hybrid score (default: the tuned one).")
 @click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
 @json_option
-def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, as_json: bool) -> None:
+def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, as_json: bool,
+          as_jsonl: bool) -> None:
     """Precision@10, recall@10, nDCG@10 and MAP of `related` for every ranking mode.
 
     LABELS are theme CSVs (title,theme) or query JSON files (query -> relevant titles); with
@@ -242,6 +274,10 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
     with Explorer(store) as ex:
         curve = ev.tune(ex, sets) if tune else None
         results = [ex.evaluate(s, weight=weight)[0] for s in sets]
+    if as_jsonl:  # one object per label set, then the tuning curve
+        _emit([r.to_dict() for r in results] + ([{"tuning": [{"weight": w, "ndcg@10": s} for w, s in curve]}]
+                                                 if curve is not None else []), False, True)
+        return
     if as_json:
         out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
         if curve is not None:
@@ -256,17 +292,16 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
         click.echo(f"  best weight {best[0]:.2f} (nDCG@10 {best[1]:.3f})")
 
 
-@main.command()
+@main.command(**example("paperscope info --store ~/papers"))
 @store_option
 @json_option
-def info(store: Path | None, as_json: bool) -> None:
+def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
     """What the store holds and how the last build went."""
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
         data = ex.info()
-    if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    if _emit(data, as_json, as_jsonl):
         return
     b = data["build"]
     rate = f"{b['texts_per_second']:.1f} texts/s" if b.get("texts_per_second") else "n/a"
@@ -285,16 +320,18 @@ def info(store: Path | None, as_json: bool) -> None:
         click.echo(f"{key:>11}  {value}")
 
 
-@main.command("verify")
+@main.command("verify", **example("paperscope verify --store ~/papers"))
 @store_option
 @json_option
-def verify_command(store: Path | None, as_json: bool) -> None:
+def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
     """Check every store file against the sha256 in its manifest (exit 1 if any is damaged)."""
     from paperscope.store import Store
     from paperscope.verify import verify
 
     report = verify(Store(store))
-    if as_json:
+    if as_jsonl:  # one object per checked file
+        _emit([vars(f) for f in report.findings], False, True)
+    elif as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         for f in report.findings:
@@ -305,7 +342,7 @@ def verify_command(store: Path | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-@main.command("map")
+@main.command("map", **example("paperscope map --topics 40 --out ./map"))
 @store_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for map.png, map.html and topics.json (default: STORE/map).")
@@ -317,7 +354,7 @@ def verify_command(store: Path | None, as_json: bool) -> None:
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed for UMAP and k-means.")
 @json_option
 def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
-                coarse_topics: int | None, seed: int, as_json: bool) -> None:
+                coarse_topics: int | None, seed: int, as_json: bool, as_jsonl: bool) -> None:
     """Draw the topic map: map.png, a self-contained map.html and topics.json."""
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
@@ -325,6 +362,9 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
     params = MapParams(seed=seed, fine_topics=fine_topics, coarse_topics=coarse_topics)
     with Explorer(store) as ex:
         tm = ex.topic_map(out, params=params, refit=refit)
+    if as_jsonl:  # one object per topic
+        _emit([t.to_dict() for t in tm.topics], False, True)
+        return
     if as_json:
         click.echo(json.dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2,
                               ensure_ascii=False))
@@ -340,12 +380,12 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
         click.echo(f"{kind:>7}: {path}")
 
 
-@main.group()
+@main.group(**example("paperscope model pin ./my-model --lock models.lock"))
 def model() -> None:
     """The pinned embedding model (models.lock)."""
 
 
-@model.command("pin")
+@model.command("pin", **example("paperscope model pin hub:sentence-transformers/all-MiniLM-L6-v2"))
 @click.argument("model_ref")
 @click.option("--lock", type=click.Path(dir_okay=False, path_type=Path), default=Path("models.lock"),
               show_default=True, help="Lock file to rewrite.")

@@ -20,17 +20,27 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from paperscope.corpus.normalize import normalise_title
 from paperscope.errors import InputError, UnknownPaperError
-from paperscope.rank import MODES
+from paperscope.rank import MODES, Query, Ranked
 
-if TYPE_CHECKING:
-    from paperscope.explorer import Explorer
-    from paperscope.rank import Query
+
+class Explorer(Protocol):
+    """What evaluation needs of an open store: the public query path of
+    :class:`paperscope.explorer.Explorer` (named here so this module never imports the facade)."""
+
+    store: Any
+
+    def row(self, paper_id: str) -> int: ...
+
+    def related_query(self, row: int) -> Query: ...
+
+    def rank(self, q: Query, k: int, mode: str | None = None, *, allowed: Any = None,
+             weight: float | None = None) -> list[Ranked]: ...
 
 K = 10
 MAP_DEPTH = 100  # average precision is taken over the first 100 results
@@ -188,7 +198,7 @@ def resolve(ex: Explorer, labels: Labels) -> list[tuple[str, int, set[int]]]:
         rows: list[int] = []
         for title in [q.query, *sorted(q.relevant)]:
             try:
-                rows.append(ex._row_of(title))
+                rows.append(ex.row(title))
             except UnknownPaperError:
                 missing.append(title)
         if len(rows) == 1 + len(q.relevant):
@@ -214,10 +224,8 @@ def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weig
             if not relevant:
                 result.skipped.append(title)
                 continue
-            q = related_query(ex, row)
-            answer = ex.ranker.rank(q, depth, mode, weight=weight)
-            ex._check_answer(q, answer)  # the same per-query integrity checks as related()
-            ranked = [r.row for r in answer]
+            # Explorer.related's own query and checks, kept as rows (no papers fetched).
+            ranked = [r.row for r in ex.rank(ex.related_query(row), depth, mode, weight=weight)]
             m = query_metrics(ranked, relevant)
             all_q.append(m)
             if is_held_out(title):
@@ -226,14 +234,6 @@ def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weig
         result.held_out[mode] = Metrics.mean(held)
     result.skipped = sorted(set(result.skipped))
     return result
-
-
-def related_query(ex: Explorer, row: int) -> Query:
-    """The query ``Explorer.related`` makes for a paper row."""
-    from paperscope.rank import Query
-
-    return Query(dense=np.asarray(ex._vectors[row], dtype=np.float32), lexical=ex.lexical.rows_vector([row]),
-                 exclude=frozenset([row]))
 
 
 def tune(ex: Explorer, label_sets: Sequence[Labels],
@@ -246,10 +246,10 @@ def tune(ex: Explorer, label_sets: Sequence[Labels],
     weights = [round(float(w), 2) for w in (np.linspace(0, 1, 21) if weights is None else weights)]
     per_set = []
     for labels in label_sets:
-        qs = [(ex.ranker, related_query(ex, row), rel) for title, row, rel in resolve(ex, labels)
+        qs = [(ex.related_query(row), rel) for title, row, rel in resolve(ex, labels)
               if rel and not is_held_out(title)]
-        per_set.append([float(np.mean([query_metrics([r.row for r in rk.rank(q, K, "hybrid", weight=w)], rel)[2]
-                                       for rk, q, rel in qs])) for w in weights])
+        per_set.append([float(np.mean([query_metrics([r.row for r in ex.rank(q, K, "hybrid", weight=w)], rel)[2]
+                                       for q, rel in qs])) for w in weights])
     return [(w, float(np.mean([s[i] for s in per_set]))) for i, w in enumerate(weights)]
 
 

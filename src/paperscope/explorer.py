@@ -1,37 +1,43 @@
-"""The Explorer: the one object users need to query a store."""
+"""The Explorer: the one object users need to query a store.
+
+A thin facade over parts with one job each: :class:`~paperscope.table.PaperTable` (the papers in
+SQLite), :class:`~paperscope.vectors.VectorIndex` (vectors, FAISS, the per-answer checks),
+:class:`~paperscope.lexical.LexicalIndex` (BM25) and :class:`~paperscope.rank.Ranker`. Every
+query verb builds a :class:`~paperscope.rank.Query` and goes through :meth:`Explorer.rank`
+(rank, then check) and :meth:`Explorer.nearest` (fetch, then hits).
+"""
 
 from __future__ import annotations
 
-import difflib
-import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from paperscope import index
 from paperscope import lexical as lexical_mod
-from paperscope.corpus.normalize import normalise_title
-from paperscope.embed import Embedder
+from paperscope.embed.base import Embedder
 from paperscope.embed.lock import ModelLock
-from paperscope.errors import ModelLockError, PaperscopeError, StoreError, UnknownPaperError
+from paperscope.errors import InvalidArgument, ModelLockError, StoreError
 from paperscope.filters import Filter
-from paperscope.lexical import LexicalIndex
+from paperscope.lexical import LexicalIndex, TermVector
 from paperscope.paper import Hit, Hits, Paper
-from paperscope.rank import HYBRID_WEIGHT, MODES, Query, Ranker, check_mode
-from paperscope.store import PAPER_COLUMNS, Generation, Store, paper_from_row
+from paperscope.rank import HYBRID_WEIGHT, MODES, Query, Ranked, Ranker, check_mode
+from paperscope.store import Generation, Store
+from paperscope.table import PaperTable
+from paperscope.vectors import VectorIndex
 
 if TYPE_CHECKING:
     from paperscope.evaluate import EvalResult, Labels
     from paperscope.map import MapParams, TopicMap
 
-_COLS = ", ".join(PAPER_COLUMNS)
-# Above this many papers, suggestions for an unknown title come from a prefix match in SQLite
-# instead of fuzzy matching every title in memory.
-_FUZZY_LIMIT = 200_000
-_HTML_POINTS = 50_000
+
+def check_k(k: int) -> int:
+    """``k`` as an int; InvalidArgument unless it is a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgument(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 class Explorer:
@@ -39,6 +45,7 @@ class Explorer:
 
     Safe to share between threads. Holds the generation it opened, so a concurrent
     re-index never changes answers under it; open again to see the new generation.
+    Its parts are public: ``table`` (papers), ``index`` (vectors and FAISS), ``lexical``.
     """
 
     def __init__(self, store: str | Path | Store | None = None, *, embedder: Embedder | None = None):
@@ -49,11 +56,8 @@ class Explorer:
         self.dimension: int = manifest["model"]["dimension"]
         self.fingerprint: str = manifest["model"]["fingerprint"]
         self._n: int = manifest["counts"]["papers"]
-        self._con = self.generation.connect()
-        self._db_lock = threading.Lock()
-        self._vectors = self.generation.load_vectors()
-        self._index = index.load(self.generation.file("index.faiss"), self._n, self.dimension,
-                                 manifest.get("index"))
+        self.table = PaperTable(self.generation, self._n)
+        self.index = VectorIndex(self.generation, self._n, self.dimension)
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._lexical: LexicalIndex | None = None
@@ -70,92 +74,28 @@ class Explorer:
     def __len__(self) -> int:
         return self._n
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._db_lock:
-            try:
-                return self._con.execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as e:  # a damaged page is only found when a query reads it
-                raise StoreError(f"{self.generation.file('papers.sqlite')}: damaged ({e}); "
-                                 "re-index to repair: paperscope index --rebuild") from None
-
     def paper(self, paper_id: str) -> Paper:
         """The paper with this id (or exact title); UnknownPaperError with suggestions otherwise."""
-        return self._fetch_rows([self._row_of(paper_id)])[0]
+        return self.table.fetch([self.table.row_of(paper_id)])[0]
 
     def papers(self) -> Iterator[Paper]:
         """Every paper, in store order, fetched in pages (never all abstracts at once)."""
-        for start in range(0, self._n, 1000):
-            for r in self._query(f"SELECT {_COLS} FROM papers WHERE row >= ? AND row < ? ORDER BY row",
-                                 (start, start + 1000)):
-                yield paper_from_row(r)
+        return self.table.papers()
 
-    def _row_of(self, key: str) -> int:
-        key = key.strip()
-        found = self._query("SELECT row FROM papers WHERE id = ?", (key,))
-        if not found:
-            found = self._query("SELECT row FROM papers WHERE norm_title = ? ORDER BY row LIMIT 1",
-                                (normalise_title(key),))
-        if not found:
-            raise UnknownPaperError(key, self._suggest(key))
-        return int(found[0][0])
+    def row(self, paper_id: str) -> int:
+        """The store row (0..n-1, the vectors' order) of the paper with this id or exact title."""
+        return self.table.row_of(paper_id)
 
-    def _suggest(self, key: str, n: int = 3) -> list[tuple[str, str]]:
-        """Titles containing the key, then (small stores) the closest titles by edit similarity."""
-        norm = normalise_title(key)
-        if not norm:
-            return []
-        pattern = "%" + norm.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        found = [(r[0], r[1]) for r in self._query(
-            "SELECT id, title FROM papers WHERE norm_title LIKE ? ESCAPE '\\' ORDER BY length(title) LIMIT ?",
-            (pattern, n))]
-        if len(found) < n and self._n <= _FUZZY_LIMIT:
-            by_norm = {r[2]: (r[0], r[1]) for r in self._query("SELECT id, title, norm_title FROM papers")}
-            for m in difflib.get_close_matches(norm, list(by_norm), n=n, cutoff=0.5):
-                if by_norm[m] not in found:
-                    found.append(by_norm[m])
-        return found[:n]
+    def vector(self, paper_id: str) -> np.ndarray:
+        """The stored unit vector (float32 copy) of the paper with this id or exact title."""
+        return self.index.vector(self.table.row_of(paper_id))
 
-    def _fetch_rows(self, rows: list[int]) -> list[Paper]:
-        if not rows:
-            return []
-        got = self._query(f"SELECT row, {_COLS} FROM papers WHERE row IN ({','.join('?' * len(rows))})", tuple(rows))
-        by_row = {r[0]: paper_from_row(r[1:]) for r in got}
-        missing = [r for r in rows if r not in by_row]
-        if missing:
-            raise StoreError(f"{self.generation.file('papers.sqlite')}: rows {missing[:3]} missing for indexed vectors; "
-                             "re-index to repair: paperscope index --rebuild")
-        return [by_row[r] for r in rows]
+    @property
+    def model_loaded(self) -> bool:
+        """Whether a query model is loaded (lexical-only use never loads one)."""
+        return self._embedder is not None
 
-    # ---- queries -------------------------------------------------------------------------
-    @staticmethod
-    def _check_k(k: int) -> int:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        return int(k)
-
-    def _check_answer(self, q: Query, ranked: list[Any]) -> None:
-        """Cheap per-query integrity checks on the rows an answer touched (see paperscope.verify).
-
-        Stored vectors are unit length, and FAISS's score for a row is the cosine with that row
-        of vectors.npy: damage in either file that reaches an answer breaks one or the other.
-        """
-        rows = sorted({r.row for r in ranked} | set(q.exclude))
-        if not rows:
-            return
-        vecs = np.asarray(self._vectors[rows], dtype=np.float32)
-        norms = np.linalg.norm(vecs, axis=1) if np.isfinite(vecs).all() else np.array([np.nan])
-        if not np.all(np.abs(norms - 1.0) < 1e-3):
-            raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (a vector that is not unit length); "
-                             "re-index to repair: paperscope index --rebuild")
-        if q.dense is None:
-            return
-        where = {r: i for i, r in enumerate(rows)}
-        for r in ranked:
-            if r.dense is not None and not abs(r.dense - float(vecs[where[r.row]] @ q.dense)) < 1e-3:
-                raise StoreError(f"{self.generation.file('index.faiss')}: damaged (scores disagree with vectors.npy); "
-                                 "re-index to repair: paperscope index --rebuild")
-
-    # Ranking (modes, filters, explanations) lives in rank.py / filters.py / lexical.py.
+    # ---- the parts -----------------------------------------------------------------------
     @property
     def lexical(self) -> LexicalIndex:
         """The BM25 index of this generation; built in memory for a store written before it existed."""
@@ -165,55 +105,75 @@ class Explorer:
                     self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n,
                                                       fileobj=self._lexical_file)
                 else:
-                    with self._db_lock:
-                        self._lexical = lexical_mod.build_from_store(self._con)
+                    self._lexical = self.table.with_connection(lexical_mod.build_from_store)
             return self._lexical
 
     @property
     def ranker(self) -> Ranker:
         if self._ranker is None:
-            self._ranker = Ranker(self._vectors, self._index, self.lexical)
+            self._ranker = Ranker(self.index.vectors, self.index.faiss, self.lexical)
         return self._ranker
 
-    def _allowed(self, filt: Filter | None) -> np.ndarray | None:
-        if filt is None:
-            return None
-        with self._db_lock:
-            try:
-                return filt.allowed_rows(self._con, self._n)
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"{self.generation.file('papers.sqlite')}: damaged ({e}); "
-                                 "re-index to repair: paperscope index --rebuild") from None
+    # ---- the one query path --------------------------------------------------------------
+    def related_query(self, row: int) -> Query:
+        """The query :meth:`related` makes for a paper row (its vector and its terms, itself excluded)."""
+        return Query(dense=self.index.vector(row), lexical=self.lexical.rows_vector([row]), exclude=frozenset([row]))
 
-    def _run(self, q: Query, k: int, mode: str, filt: Filter | None, why: bool,
-             weight: float | None = None) -> Hits:
-        allowed = self._allowed(filt)
+    def rank(self, q: Query, k: int, mode: str | None = None, *, allowed: np.ndarray | None = None,
+             weight: float | None = None) -> list[Ranked]:
+        """The k best rows for ``q`` (within the ``allowed`` mask), after the per-answer integrity checks."""
+        mode = check_mode(mode)
+        self.index.check_query(q.dense)
+        ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
+        self.index.check_answer(q.dense, q.exclude, ranked)
+        return ranked
+
+    def nearest(self, query: np.ndarray | Query, k: int = 10, *, mode: str | None = None,
+                exclude: Sequence[int] = (), why: bool = False, filter: Filter | None = None,
+                weight: float | None = None) -> Hits:
+        """The k papers nearest to a vector (or a built :class:`~paperscope.rank.Query`), best first.
+
+        A bare unit vector (the store's dimension) is ranked in ``"dense"`` mode, the default
+        for it; ``exclude`` lists rows never returned. ``related``, ``search`` and ``recommend``
+        are this method applied to the query each builds.
+        """
+        k = check_k(k)
+        if not isinstance(query, Query):
+            vec = np.asarray(query, dtype=np.float32)
+            if vec.shape != (self.dimension,):
+                raise InvalidArgument(f"vector must have shape ({self.dimension},), got {vec.shape}")
+            if mode not in (None, "dense"):
+                raise InvalidArgument(f"a bare vector is ranked in dense mode only, got mode {mode!r}")
+            mode = "dense"
+            query = Query(dense=vec, lexical=TermVector(np.zeros(0, np.int32), np.zeros(0, np.float32)),
+                          exclude=frozenset(int(r) for r in exclude))
+        elif exclude:
+            query = Query(query.dense, query.lexical, query.text, query.exclude | frozenset(int(r) for r in exclude))
+        mode = check_mode(mode)
+        allowed = self.table.allowed(filter) if filter is not None else None
         if allowed is not None:
             candidates = allowed.copy()
-            candidates[list(q.exclude)] = False
+            candidates[list(query.exclude)] = False
             if not candidates.any():
-                return Hits([], note=f"no paper matches the filter ({filt.describe()})" if filt else None)
-        if q.dense is not None and not np.isfinite(q.dense).all():
-            raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (non-finite values); "
-                             "re-index to repair: paperscope index --rebuild")
-        ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
-        self._check_answer(q, ranked)
-        papers = self._fetch_rows([r.row for r in ranked])
+                return Hits([], note=f"no paper matches the filter ({filter.describe()})")
+        ranked = self.rank(query, k, mode, allowed=allowed, weight=weight)
+        papers = self.table.fetch([r.row for r in ranked])
         hits = []
         for i, (r, p) in enumerate(zip(ranked, papers), 1):
             extra = {}
             if why:
-                terms = self.lexical.shared_terms(q.lexical, r.row, text_query=q.text)
+                terms = self.lexical.shared_terms(query.lexical, r.row, text_query=query.text)
                 extra = {"dense": r.dense, "lexical": r.lexical, "terms": tuple(terms)}
             hits.append(Hit(paper=p, score=r.score, rank=i, **extra))
         note = None
-        term = " and contain a query term" if q.text and mode == "lexical" else ""
-        if len(hits) < k and filt is not None:
-            note = f"only {len(hits)} papers match the filter ({filt.describe()}){term}"
+        term = " and contain a query term" if query.text and mode == "lexical" else ""
+        if len(hits) < k and filter is not None:
+            note = f"only {len(hits)} papers match the filter ({filter.describe()}){term}"
         elif len(hits) < k and term:
             note = f"only {len(hits)} papers contain a query term"
         return Hits(hits, note=note)
 
+    # ---- the verbs -----------------------------------------------------------------------
     def related(self, key: str, k: int = 10, *, mode: str | None = None, why: bool = False,
                 date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                 max_authors: int | None = None, source: str | None = None,
@@ -224,14 +184,11 @@ class Explorer:
         Filters keep only matching papers; the result still has k papers whenever k match, and
         is empty with a ``note`` when none do. Never includes the paper itself.
         """
-        k = self._check_k(k)
+        k = check_k(k)
         mode = check_mode(mode)
         filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
                            max_authors=max_authors, source=source, where=where)
-        row = self._row_of(key)
-        q = Query(dense=np.asarray(self._vectors[row], dtype=np.float32), lexical=self.lexical.rows_vector([row]),
-                  exclude=frozenset([row]))
-        return self._run(q, k, mode, filt, why)
+        return self.nearest(self.related_query(self.table.row_of(key)), k, mode=mode, why=why, filter=filt)
 
     def search(self, text: str, k: int = 10, *, mode: str | None = None, why: bool = False,
                date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
@@ -242,17 +199,17 @@ class Explorer:
         Dense and hybrid modes embed the text with the store's own pinned model. Filters as
         in :meth:`related`.
         """
-        k = self._check_k(k)
+        k = check_k(k)
         mode = check_mode(mode)
         if not text or not text.strip():
-            raise ValueError("search text is empty")
+            raise InvalidArgument("search text is empty")
         filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
                            max_authors=max_authors, source=source, where=where)
         dense = self.embed_query(text) if mode != "lexical" else None
         q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
         if mode == "lexical" and q.lexical.nnz == 0:
             return Hits([], note=f"no indexed term in {text.strip()!r} (after stop words); try --mode dense")
-        return self._run(q, k, mode, filt, why)
+        return self.nearest(q, k, mode=mode, why=why, filter=filt)
 
     def recommend(self, positive: list[str], negative: list[str] = (), k: int = 10, *,
                   mode: str | None = None, why: bool = False, negative_weight: float = 0.5,
@@ -265,26 +222,26 @@ class Explorer:
         ``negative_weight`` times the mean of the negative ones. The given papers are never
         returned. Filters as in :meth:`related`.
         """
-        k = self._check_k(k)
+        k = check_k(k)
         mode = check_mode(mode)
         if isinstance(positive, str) or isinstance(negative, str):
-            raise ValueError("positive and negative are lists of paper ids or titles")
+            raise InvalidArgument("positive and negative are lists of paper ids or titles")
         if not positive:
-            raise ValueError("recommend needs at least one positive paper")
+            raise InvalidArgument("recommend needs at least one positive paper")
         if not 0.0 <= negative_weight <= 1.0:
-            raise ValueError(f"negative_weight must be in [0, 1], got {negative_weight}")
+            raise InvalidArgument(f"negative_weight must be in [0, 1], got {negative_weight}")
         filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
                            max_authors=max_authors, source=source, where=where)
-        pos = list(dict.fromkeys(self._row_of(p) for p in positive))
-        neg = [r for r in dict.fromkeys(self._row_of(p) for p in negative) if r not in pos]
-        dense = np.asarray(self._vectors[pos], dtype=np.float32).mean(axis=0)
+        pos = list(dict.fromkeys(self.table.row_of(p) for p in positive))
+        neg = [r for r in dict.fromkeys(self.table.row_of(p) for p in negative) if r not in pos]
+        dense = self.index.mean(pos)
         if neg:
-            dense = dense - negative_weight * np.asarray(self._vectors[neg], dtype=np.float32).mean(axis=0)
+            dense = dense - negative_weight * self.index.mean(neg)
         norm = float(np.linalg.norm(dense))
         dense = dense / norm if norm > 0 else dense
         q = Query(dense=dense.astype(np.float32), lexical=self.lexical.rows_vector(pos, neg, negative_weight),
                   exclude=frozenset(pos + neg))
-        return self._run(q, k, mode, filt, why)
+        return self.nearest(q, k, mode=mode, why=why, filter=filt)
 
     def evaluate(self, labels: str | Path | Labels | None = None, *, modes: tuple[str, ...] = MODES,
                  weight: float | None = None) -> list[EvalResult]:
@@ -300,6 +257,7 @@ class Explorer:
                                                             else ev.load_labels(labels)]
         return [ev.evaluate(self, s, modes=modes, weight=weight) for s in sets]
 
+    # ---- the query model -----------------------------------------------------------------
     def embed_query(self, text: str) -> np.ndarray:
         """A unit vector for ``text`` from the model that built this store."""
         with self._embedder_lock:
@@ -308,7 +266,7 @@ class Explorer:
             return self._embedder.embed_batch([text.strip()])[0]
 
     def _load_store_embedder(self) -> Embedder:
-        from paperscope.embed import load_embedder
+        from paperscope.embed.registry import load_embedder
 
         lock_data = self.generation.manifest["model"].get("lock")
         if not lock_data:
@@ -330,7 +288,7 @@ class Explorer:
                              f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild")
         return embedder
 
-    # ---- the topic map ------------------------------------------------------------------
+    # ---- the topic map (orchestrated in paperscope.map.maker) ----------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
                   render: bool = True, related_k: int = 5) -> TopicMap:
         """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
@@ -341,69 +299,17 @@ class Explorer:
         PNG, the HTML page and topics.json are written to ``out`` (default: ``STORE/map``);
         their paths are in ``result.stats["outputs"]``.
         """
-        from paperscope.map import MapParams, compute_map, from_record, to_record
+        from paperscope.map.maker import make_map
+        from paperscope.render import write_outputs
 
-        params = params or MapParams()
-        previous = None if refit else self.saved_map()
-        if previous is not None and previous.stats.get("fingerprint") != self.fingerprint:
-            previous = None  # other vectors: nothing of the old layout carries over
-        fresh = not (previous is not None and previous.generation == self.generation.name
-                     and previous.params == params)
-        if fresh:
-            ids, titles, texts, hashes = [], [], [], []
-            for start in range(0, self._n, 5000):
-                for pid, title, abstract, chash in self._query(
-                        "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
-                        (start, start + 5000)):
-                    ids.append(pid)
-                    titles.append(title)
-                    texts.append(f"{title}. {abstract}")
-                    hashes.append(chash)
-            tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
-                             previous)
-            tm.stats["fingerprint"] = self.fingerprint
-        else:
-            assert previous is not None
-            tm = previous
-        tm.stats["cached"] = not fresh
-        # Render before saving: a map whose outputs could not be written leaves the store as it was.
-        outputs = self._render_map(tm, Path(out) if out is not None else self.store.map_dir, related_k) \
-            if render else None
-        if fresh:
-            with self.store.writer():
-                self.store.write_map(*to_record(tm))
-        if outputs is not None:
-            tm.stats["outputs"] = outputs
-        return tm
+        return make_map(self, out, params=params, refit=refit, writer=write_outputs if render else None,
+                        related_k=related_k)
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""
-        from paperscope.map import from_record
+        from paperscope.map.maker import saved_map
 
-        record = self.store.read_map()
-        if record is None:
-            return None
-        try:
-            return from_record(*record)
-        except (KeyError, ValueError, TypeError) as e:
-            raise StoreError(f"{self.store.map_dir}: damaged map ({e}); re-run: paperscope map --refit") from None
-
-    def _render_map(self, tm: TopicMap, out: Path, related_k: int) -> dict[str, str]:
-        from paperscope.render import write_html, write_png, write_topics_json
-
-        from paperscope.map.topicmap import fit_sample
-
-        # The page holds at most _HTML_POINTS papers (a fixed sample): a browser draws 50k points
-        # smoothly, and each needs its related papers computed here.
-        rows = fit_sample(tm.ids, _HTML_POINTS)
-        related = {tm.ids[i]: [h.paper.id for h in self.related(tm.ids[i], k=related_k)] for i in rows}
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            return {"png": str(write_png(tm, out / "map.png")),
-                    "html": str(write_html(tm, out / "map.html", related, rows=rows)),
-                    "topics": str(write_topics_json(tm, out / "topics.json"))}
-        except OSError as e:
-            raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e})") from None
+        return saved_map(self.store)
 
     # ---- about the store ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -411,7 +317,7 @@ class Explorer:
         return {"store": str(self.store.path), **self.generation.manifest}
 
     def close(self) -> None:
-        self._con.close()
+        self.table.close()
         if self._lexical_file is not None:
             self._lexical_file.close()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from paperscope.errors import InvalidArgument
 
 _DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 # Columns a --where KEY=VALUE may name; list-valued ones match when any element equals VALUE.
@@ -22,20 +23,28 @@ SCALAR_KEYS = ("id", "title", "date", "organisation", "upvotes", "authors_count"
 LIST_KEYS = ("authors", "categories", "sources")
 
 
+def parse_date(value: str) -> str:
+    """``value`` stripped, if it is a date (YYYY, YYYY-MM or YYYY-MM-DD); InvalidArgument otherwise."""
+    value = str(value).strip()
+    if not _DATE.match(value):
+        raise InvalidArgument(f"{value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD")
+    return value
+
+
 def _check_date(option: str, value: str | None) -> str | None:
     if value is None:
         return None
-    value = str(value).strip()
-    if not _DATE.match(value):
-        raise ValueError(f"{option}: {value!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD")
-    return value
+    try:
+        return parse_date(value)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"{option}: {e}") from None
 
 
 def _check_count(option: str, value: int | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{option}: expected a non-negative integer, got {value!r}")
+        raise InvalidArgument(f"{option}: expected a non-negative integer, got {value!r}")
     return int(value)
 
 
@@ -63,13 +72,13 @@ class Filter:
         object.__setattr__(self, "min_authors", _check_count("min_authors", self.min_authors))
         object.__setattr__(self, "max_authors", _check_count("max_authors", self.max_authors))
         if self.date_from and self.date_to and self.date_from[:len(self.date_to)] > self.date_to:
-            raise ValueError(f"date range is empty: date_from {self.date_from} is after date_to {self.date_to}")
+            raise InvalidArgument(f"date range is empty: date_from {self.date_from} is after date_to {self.date_to}")
         if (self.min_authors is not None and self.max_authors is not None
                 and self.min_authors > self.max_authors):
-            raise ValueError(f"author range is empty: min_authors {self.min_authors} > max_authors {self.max_authors}")
+            raise InvalidArgument(f"author range is empty: min_authors {self.min_authors} > max_authors {self.max_authors}")
         for key in self.where:
             if key not in SCALAR_KEYS + LIST_KEYS:
-                raise ValueError(f"where: unknown field {key!r}; use one of {', '.join(SCALAR_KEYS + LIST_KEYS)}")
+                raise InvalidArgument(f"where: unknown field {key!r}; use one of {', '.join(SCALAR_KEYS + LIST_KEYS)}")
         object.__setattr__(self, "where", dict(self.where))
 
     @classmethod
@@ -148,6 +157,6 @@ def parse_where(items: tuple[str, ...] | list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--where: expected KEY=VALUE, got {item!r}")
+            raise InvalidArgument(f"--where: expected KEY=VALUE, got {item!r}")
         out[key.strip()] = value.strip()
     return out

@@ -32,12 +32,12 @@ from typing import Any
 import faiss
 import numpy as np
 
-from paperscope.errors import StoreError
+from paperscope.choices import INDEX_TYPES
+from paperscope.errors import DamagedError, InvalidArgument, StoreError
 
 _ADD_CHUNK = 65_536
 _GT_CHUNK = 16_384
 
-INDEX_TYPES = ("flat", "ivf", "hnsw")
 FLAT_MAX = 50_000
 TARGET_RECALL = 0.95
 RECALL_K = 10
@@ -57,7 +57,7 @@ def choose_type(n: int) -> str:
 def check_type(kind: str | None) -> str | None:
     """Validate a user-forced index type (None means: choose by size)."""
     if kind is not None and kind not in INDEX_TYPES:
-        raise ValueError(f"index type must be one of {', '.join(INDEX_TYPES)}, got {kind!r}")
+        raise InvalidArgument(f"index type must be one of {', '.join(INDEX_TYPES)}, got {kind!r}")
     return kind
 
 
@@ -197,15 +197,14 @@ def save(index: faiss.Index, path: Path) -> None:
 def load(path: Path, n: int, dim: int, info: dict[str, Any] | None = None) -> faiss.Index:
     """Read an index, check it matches the vectors it claims to cover, apply search parameters."""
     if not path.is_file():
-        raise StoreError(f"{path}: missing; re-index to repair: paperscope index --rebuild")
+        raise DamagedError(path, "missing")
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
-        raise StoreError(f"{path}: damaged ({first[:120]}); re-index to repair: paperscope index --rebuild") from None
+        raise DamagedError(path, f"damaged ({first[:120]})") from None
     if index.ntotal != n or index.d != dim:
-        raise StoreError(f"{path}: holds {index.ntotal} vectors of dim {index.d}, expected {n} of dim {dim}; "
-                         "re-index to repair: paperscope index --rebuild")
+        raise DamagedError(path, f"holds {index.ntotal} vectors of dim {index.d}, expected {n} of dim {dim}")
     return configure(index, info)
 
 

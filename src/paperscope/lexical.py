@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from paperscope.errors import StoreError
+from paperscope.errors import DamagedError, StoreError
 
 # Bump when tokenize() changes: stored term counts from another version are not reused.
 TOKENIZER_VERSION = 1
@@ -155,7 +155,7 @@ class LexicalIndex:
             with np.load(fileobj if fileobj is not None else path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("vocab", "indptr", "terms", "counts", "tokenizer_version")}
         except Exception as e:  # noqa: BLE001 - also zipfile.BadZipFile (bad CRC) and header parse errors
-            raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+            raise DamagedError(path, f"damaged ({e})") from None
         if not any_version and int(arrays["tokenizer_version"]) != TOKENIZER_VERSION:
             raise StoreError(f"{path}: tokenizer version {int(arrays['tokenizer_version'])}, "
                              f"expected {TOKENIZER_VERSION}")
@@ -163,8 +163,7 @@ class LexicalIndex:
         ok = (ip.ndim == 1 and len(ip) >= 1 and ip[0] == 0 and ip[-1] == len(terms) == len(arrays["counts"])
               and bool(np.all(np.diff(ip) >= 0)) and (len(terms) == 0 or int(terms.max()) < len(arrays["vocab"])))
         if not ok or (n is not None and len(ip) - 1 != n):
-            raise StoreError(f"{path}: inconsistent lexical index (rows {len(ip) - 1}, expected {n}); "
-                             "re-index to repair: paperscope index --rebuild")
+            raise DamagedError(path, f"inconsistent lexical index (rows {len(ip) - 1}, expected {n})")
         return cls(arrays["vocab"], ip.astype(np.int64), terms.astype(np.int32), arrays["counts"].astype(np.int32))
 
     # ---- weights -------------------------------------------------------------------------------

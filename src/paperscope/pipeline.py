@@ -20,64 +20,27 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from paperscope import __version__, index, lexical
+from paperscope.choices import CHUNK_SIZE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
-from paperscope.embed import Embedder, check_vectors, with_backend
+from paperscope.embed import registry
+from paperscope.embed.base import Embedder, check_vectors
+from paperscope.choices import DEFAULT_ENGINE
 from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
-from paperscope.errors import InputError, StoreError
+from paperscope.embed.registry import with_backend
+from paperscope.errors import InputError, InvalidArgument, StoreError
+from paperscope.report import BuildReport
 from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
 
-CHUNK_SIZE = 256
 _COPY_CHUNK = 8192
-
-
-@dataclass
-class BuildReport:
-    """What a run did. ``embedded`` counts texts sent to the model in this run."""
-
-    store: str
-    generation: str | None
-    papers: int = 0
-    added: int = 0
-    changed: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    kept_not_in_inputs: int = 0
-    embedded: int = 0
-    resumed: int = 0
-    tokenised: int = 0
-    entries_read: int = 0
-    rows_skipped: int = 0
-    skip_examples: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    embed_seconds: float = 0.0
-    model_load_seconds: float = 0.0
-    nothing_to_do: bool = False
-
-    @property
-    def texts_per_second(self) -> float | None:
-        return self.embedded / self.embed_seconds if self.embedded and self.embed_seconds > 0 else None
-
-    def summary(self) -> str:
-        """One line for the end of ``paperscope index``."""
-        rate = f", {self.texts_per_second:.1f} texts/s" if self.texts_per_second else ""
-        head = "nothing changed" if self.nothing_to_do else f"generation {self.generation}"
-        skipped = f", {self.rows_skipped} rows skipped" if self.rows_skipped else ""
-        return (f"{head}: {self.papers} papers ({self.added} added, {self.changed} changed, {self.updated} "
-                f"metadata-only, {self.unchanged} unchanged, {self.removed} removed{skipped}); "
-                f"embedded {self.embedded} ({self.resumed} resumed from checkpoint) in {self.seconds:.1f}s{rate}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "texts_per_second": self.texts_per_second}
 
 
 def content_hash(text: str) -> str:
@@ -106,7 +69,7 @@ def build(
     chunk_size: int = CHUNK_SIZE,
     progress: ProgressFactory = _no_progress,
     index_type: str | None = None,
-    engine: str = "local",
+    engine: str = DEFAULT_ENGINE,
     backend: str | None = None,
 ) -> BuildReport:
     """Index ``paths`` (default: the bundled corpus) into ``store``; returns what was done.
@@ -126,7 +89,7 @@ def build(
     dimension = embedder.dimension if embedder is not None else model_lock.dimension
     text_of = embedder.text if embedder is not None else model_lock.text
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        raise InvalidArgument(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
     embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
     files = expand(list(paths) if paths is not None else [bundled_corpus()])
@@ -312,30 +275,10 @@ def _compact_rows(con: sqlite3.Connection) -> None:
 
 
 def _artifact_digest(lock: ModelLock, before: str | None, report: BuildReport) -> str | None:
-    """The sha256 of the derived model (ONNX int8, static) this build's vectors come from.
-
-    New vectors are only added to a store whose vectors came from the same derived model: an
-    export made by another toolchain would shift them slightly.
-    """
-    if lock.backend == "torch":
-        return None
-    from paperscope.embed import artifacts
-
-    kind = "onnx-int8" if lock.backend == "onnx-int8" else "static"
+    """The digest of the derived model this build's vectors come from (see ``registry.artifact_digest``)."""
     t_load = time.perf_counter()
-    if lock.backend == "onnx-int8":
-        from paperscope.embed.onnx_backend import prepare
-
-        _, meta = prepare(lock, "int8")
-    else:
-        from paperscope.embed.static_backend import prepare
-
-        _, meta = prepare(lock)
+    digest = registry.artifact_digest(lock, before)
     report.model_load_seconds += time.perf_counter() - t_load
-    digest = artifacts.digest(meta)
-    if before is not None and before != digest:
-        raise StoreError(f"the cached {kind} model ({digest[:12]}…) is not the one this store's vectors came from "
-                         f"({before[:12]}…); run `paperscope index --rebuild`")
     return digest
 
 

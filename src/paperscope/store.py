@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from paperscope.embed.lock import sha256_file
-from paperscope.errors import StoreError, StoreLockedError
+from paperscope.errors import DamagedError, StoreError, StoreLockedError
 from paperscope.paper import Paper
 from paperscope.verify import GENERATION_NAME, check_files, check_manifest, check_seal, sealed
 
@@ -130,7 +130,7 @@ class Generation:
             con = sqlite3.connect(uri, uri=True, check_same_thread=False)
             con.execute("SELECT count(*) FROM papers").fetchone()
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.file('papers.sqlite')}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+            raise DamagedError(self.file('papers.sqlite'), f"damaged ({e})") from None
         return con
 
     def load_vectors(self, mmap: bool = True) -> np.ndarray:
@@ -139,11 +139,10 @@ class Generation:
         try:
             vectors = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except Exception as e:  # noqa: BLE001 - a damaged header raises OSError, ValueError, SyntaxError, TokenError
-            raise StoreError(f"{path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+            raise DamagedError(path, f"damaged ({e})") from None
         n, dim = self.manifest["counts"]["papers"], self.manifest["model"]["dimension"]
         if vectors.dtype != np.float32 or vectors.shape != (n, dim):
-            raise StoreError(f"{path}: expected float32 {(n, dim)}, found {vectors.dtype} {vectors.shape}; "
-                             "re-index to repair: paperscope index --rebuild")
+            raise DamagedError(path, f"expected float32 {(n, dim)}, found {vectors.dtype} {vectors.shape}")
         return vectors
 
     def check(self, *, hash_limit: int | None = None) -> None:
@@ -170,18 +169,17 @@ class Store:
         try:
             name = pointer.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as e:
-            raise StoreError(f"{pointer}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+            raise DamagedError(pointer, f"damaged ({e})") from None
         if not GENERATION_NAME.match(name) or not (self.generations_dir / name).is_dir():
-            raise StoreError(f"{pointer}: damaged (names {name[:40]!r}, which is not a generation of this store); "
-                             "re-index to repair: paperscope index --rebuild")
+            raise DamagedError(pointer, f"damaged (names {name[:40]!r}, which is not a generation of this store)")
         gen_dir = self.generations_dir / name
         manifest_path = gen_dir / "manifest.json"
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise StoreError(f"{manifest_path}: missing; re-index to repair: paperscope index --rebuild") from None
+            raise DamagedError(manifest_path, "missing") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise StoreError(f"{manifest_path}: damaged ({e}); re-index to repair: paperscope index --rebuild") from None
+            raise DamagedError(manifest_path, f"damaged ({e})") from None
         if isinstance(manifest, dict):
             check_seal(manifest, manifest_path)  # damage first: a flipped key is not another schema
         if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
@@ -194,8 +192,7 @@ class Store:
     def require_current(self) -> Generation:
         gen = self.current()
         if gen is None and any(self.generations_dir.glob("g[0-9]*")):
-            raise StoreError(f"{self.path / 'CURRENT'}: missing, but generations exist (damaged store); "
-                             "re-index to repair: paperscope index --rebuild")
+            raise DamagedError(self.path / 'CURRENT', "missing, but generations exist (damaged store)")
         if gen is None:
             raise StoreError(f"{self.path}: no paperscope store here; build one with: paperscope index --store {self.path}")
         return gen

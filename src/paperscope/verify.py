@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from paperscope.embed.lock import sha256_file
-from paperscope.errors import StoreError
+from paperscope.errors import REPAIR, DamagedError, StoreError
 
 # Files of a generation hashed on every open when their total size is at most this.
 OPEN_HASH_LIMIT = 16 * 2**20
 SEAL = "manifest_sha256"
-REPAIR = "re-index to repair: paperscope index --rebuild"
 GENERATION_NAME = re.compile(r"^g\d{6}$")
 
 
@@ -50,13 +49,13 @@ def sealed(doc: dict[str, Any]) -> dict[str, Any]:
 def check_seal(doc: dict[str, Any], path: Path, repair: str = REPAIR) -> None:
     """StoreError naming ``path`` if the document does not match its seal (documents without one pass)."""
     if SEAL in doc and doc[SEAL] != seal_of(doc):
-        raise StoreError(f"{path}: damaged (content does not match its {SEAL}); {repair}")
+        raise DamagedError(path, f"damaged (content does not match its {SEAL})", repair)
 
 
 def check_manifest(manifest: Any, path: Path) -> None:
     """The keys and types every reader relies on, so a damaged manifest is named, not a KeyError."""
-    def bad(what: str) -> StoreError:
-        return StoreError(f"{path}: damaged ({what}); {REPAIR}")
+    def bad(what: str) -> DamagedError:
+        return DamagedError(path, f"damaged ({what})")
 
     if not isinstance(manifest, dict):
         raise bad("not a JSON object")
@@ -83,21 +82,21 @@ def check_files(gen_dir: Path, manifest: dict[str, Any], *, hash_limit: int | No
     files: dict[str, dict[str, Any]] = manifest["files"]
     for name in ("papers.sqlite", "vectors.npy", "index.faiss"):
         if name not in files:
-            raise StoreError(f"{gen_dir / 'manifest.json'}: damaged (no entry for {name}); {REPAIR}")
+            raise DamagedError(gen_dir / 'manifest.json', f"damaged (no entry for {name})")
     total = 0
     for name, meta in files.items():
         path = gen_dir / name
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise StoreError(f"{path}: missing; {REPAIR}") from None
+            raise DamagedError(path, "missing") from None
         if size != meta["bytes"]:
-            raise StoreError(f"{path}: damaged ({size} bytes, the manifest records {meta['bytes']}); {REPAIR}")
+            raise DamagedError(path, f"damaged ({size} bytes, the manifest records {meta['bytes']})")
         total += size
     if total <= hash_limit:
         for name, meta in files.items():
             if sha256_file(gen_dir / name) != meta["sha256"]:
-                raise StoreError(f"{gen_dir / name}: damaged (sha256 differs from the manifest); {REPAIR}")
+                raise DamagedError(gen_dir / name, "damaged (sha256 differs from the manifest)")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,48 @@
-"""What every backend bound to a models.lock shares: its dimension, fingerprint and text template."""
+"""The one interface a backend implements, and what the backends bound to a models.lock share.
+
+Nothing here imports a backend: backends import this module, and :mod:`paperscope.embed.registry`
+finds them by name.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
 
 from paperscope.embed import artifacts
 from paperscope.embed.lock import ModelLock
+
+
+class Embedder(Protocol):
+    """The one interface a backend implements."""
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the vectors this embedder makes; stored beside them and checked on query."""
+        ...
+
+    def text(self, title: str, abstract: str) -> str:
+        """The text the model sees for a paper."""
+        ...
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dimension) float32 vectors, each of unit L2 norm."""
+        ...
+
+
+def check_vectors(vectors: np.ndarray, n: int, dimension: int) -> np.ndarray:
+    """Validate a backend's output before it reaches the store or FAISS."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.shape != (n, dimension):
+        raise ValueError(f"embedder returned shape {vectors.shape}, expected {(n, dimension)}")
+    if not np.isfinite(vectors).all():
+        raise ValueError("embedder returned non-finite values")
+    return vectors
 
 
 class LockedEmbedder:

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from paperscope.embed import Embedder
+from paperscope.choices import DEFAULT_ENGINE, ENGINES
+from paperscope.embed import registry
+from paperscope.embed.base import Embedder
 from paperscope.embed.lock import ModelLock
+from paperscope.errors import InvalidArgument
+from paperscope.report import BuildReport
 
-if TYPE_CHECKING:
-    from paperscope.pipeline import BuildReport
+__all__ = ["DEFAULT_ENGINE", "ENGINES", "EmbedChunks", "get_engine"]
 
-EmbedChunks = Callable[[ModelLock, Iterator[list[str]], "BuildReport"], Iterator[np.ndarray]]
-ENGINES = ("local", "ray")
+EmbedChunks = Callable[[ModelLock, Iterator[list[str]], BuildReport], Iterator[np.ndarray]]
 
 
 def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
@@ -29,24 +29,20 @@ def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
         def local(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport) -> Iterator[np.ndarray]:
             model = embedder
             if model is None:
-                from paperscope.embed import load_embedder
-
                 t_load = time.perf_counter()
-                model = load_embedder(lock)  # only once there is something to embed
+                model = registry.load_embedder(lock)  # only once there is something to embed
                 report.model_load_seconds = time.perf_counter() - t_load
             for texts in chunks:
                 yield model.embed_batch(texts)
-            if embedder is None and lock.backend == "torch":
-                from paperscope.embed.onnx_backend import prepare_query_model
-
-                prepare_query_model(lock, model)  # torch is loaded now: exporting costs seconds
+            if embedder is None:
+                registry.after_build(lock, model)  # torch: cache the torch-free query model now
         return local
     if name == "ray":
         if embedder is not None:
-            raise ValueError("engine 'ray' embeds with the model pinned in models.lock; "
+            raise InvalidArgument("engine 'ray' embeds with the model pinned in models.lock; "
                              "a custom embedder= runs with engine 'local' only")
         from paperscope.embed import ray_engine  # imports ray lazily; fails clearly without the extra
 
         ray_engine.require_ray()
         return ray_engine.embed_chunks
-    raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
+    raise InvalidArgument(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")

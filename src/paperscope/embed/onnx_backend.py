@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from paperscope.embed import artifacts
-from paperscope.embed.base import DerivedEmbedder
+from paperscope.embed.base import DerivedEmbedder, check_vectors
 from paperscope.embed.lock import ModelLock, model_dir, verify_files
 from paperscope.errors import ModelLockError
 
@@ -131,8 +131,6 @@ class OnnxEmbedder(DerivedEmbedder):
             raise ModelLockError(f"models.lock: pooling {lock.pooling!r} is not supported by the ONNX backends (mean)")
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        from paperscope.embed import check_vectors
-
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.array([len(e.ids) for e in encodings])
         out = np.empty((len(texts), self.dimension), dtype=np.float32)

@@ -24,15 +24,14 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from paperscope.embed.lock import ModelLock
-from paperscope.errors import PaperscopeError
+from paperscope.errors import MissingExtraError, PaperscopeError
+from paperscope.report import BuildReport
 
-if TYPE_CHECKING:
-    from paperscope.pipeline import BuildReport
 
 CPUS_ENV = "PAPERSCOPE_RAY_CPUS"
 WINDOW_CHUNKS = 32
@@ -46,7 +45,7 @@ def require_ray() -> None:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise PaperscopeError(f"--engine ray needs Ray Data ({e.msg}); install it: pip install 'paperscope[ray]'") from None
+        raise MissingExtraError("--engine ray", "ray", f"Ray Data: {e.msg}") from None
 
 
 class EmbedActor:
@@ -57,7 +56,7 @@ class EmbedActor:
 
         # One actor per CPU: more torch threads per actor would only fight over the same cores.
         torch.set_num_threads(threads)
-        from paperscope.embed import load_embedder
+        from paperscope.embed.registry import load_embedder
 
         self.model = load_embedder(ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"))
 

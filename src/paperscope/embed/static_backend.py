@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from paperscope.embed import artifacts
-from paperscope.embed.base import DerivedEmbedder
+from paperscope.embed.base import DerivedEmbedder, check_vectors
 from paperscope.embed.lock import ModelLock, model_dir, verify_files
 
 PCA_DIMS = 256
@@ -58,8 +58,6 @@ class StaticEmbedder(DerivedEmbedder):
         return self._dimension
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        from paperscope.embed import check_vectors
-
         vec = np.asarray(self.model.encode(list(texts), max_length=self.lock.max_seq_length, batch_size=1024,
                                            show_progress_bar=False), dtype=np.float32)
         vec /= np.clip(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12, None)

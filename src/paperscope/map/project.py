@@ -12,6 +12,7 @@ import os
 import warnings
 
 import numpy as np
+from paperscope.errors import InvalidArgument
 
 
 def fit_transform(base: np.ndarray, rest: np.ndarray | None, *, n_components: int, n_neighbors: int,
@@ -25,7 +26,7 @@ def fit_transform(base: np.ndarray, rest: np.ndarray | None, *, n_components: in
 
     n = base.shape[0]
     if n < 4:
-        raise ValueError(f"a map needs at least 4 papers, the store has {n}")
+        raise InvalidArgument(f"a map needs at least 4 papers, the store has {n}")
     with warnings.catch_warnings():
         # "n_jobs value 1 overridden to 1 by setting random_state": that is the point.
         warnings.filterwarnings("ignore", message=".*n_jobs.*")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from paperscope.map import cluster, features, labels, project
+from paperscope.errors import InvalidArgument
 
 LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
 
@@ -50,7 +51,7 @@ class MapParams:
                   (self.max_fit >= 10, "max_fit must be at least 10")]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"map parameters: {message}")
+                raise InvalidArgument(f"map parameters: {message}")
 
     @property
     def key(self) -> str:

@@ -41,3 +41,7 @@ def write_html(tm: TopicMap, path: Path, related: dict[str, list[str]], *, title
 
 def _escape_text(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+# Public for the tests that check the page's escaping of </script> and friends.
+safe_json = _safe_json

@@ -1,0 +1,13 @@
+"""The library's fixed choices, in a module light enough for ``paperscope --help`` (no FAISS, no numpy).
+
+Each is re-exported where it belongs (``rank.MODES``, ``index.INDEX_TYPES``, ``embed.engines.ENGINES``,
+``pipeline.CHUNK_SIZE``); the CLI imports them from here instead of keeping copies. The embedding
+backends are listed by ``paperscope.embed.registry.BACKENDS``.
+"""
+
+MODES = ("dense", "lexical", "hybrid")
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+ENGINES = ("local", "ray")
+DEFAULT_ENGINE = "local"
+# Texts embedded between two checkpoints of a build.
+CHUNK_SIZE = 256

@@ -1,0 +1,105 @@
+"""Every embedding backend, by name: the one place a backend name is looked up.
+
+A backend is a :class:`Backend` record: how to load its embedder, the dimension it fixes (if
+any), how to prepare its locally derived model (if any), what to do after a build, and the
+extra that installs it. ``paperscope index --backend NAME`` and the pipeline both go through
+:func:`get`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from paperscope.embed import artifacts, onnx_backend, static_backend, torch_backend
+from paperscope.embed.base import Embedder
+from paperscope.embed.lock import ModelLock, load_lock
+from paperscope.errors import ModelLockError, StoreError, require_extra
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How paperscope runs one backend. Only ``name`` and ``load`` are required."""
+
+    name: str
+    load: Callable[[ModelLock, bool], Embedder]  # (lock, for_query) -> embedder
+    dimension: int | None = None  # fixed output dimension; None: the model's own
+    prepare: Callable[[ModelLock], tuple[Path, dict[str, Any]]] | None = None  # derived model, cached
+    after_build: Callable[[ModelLock, Embedder], None] | None = None
+    extra: str | None = None  # the pip extra that installs what it imports
+    modules: tuple[str, ...] = ()  # imported when it runs: checked first, for a one-line hint
+
+    def require(self) -> None:
+        """MissingExtraError naming ``pip install "paperscope[extra]"`` if a module is missing."""
+        if self.extra:
+            require_extra(self.modules, self.extra, f"--backend {self.name}")
+
+
+REGISTRY: dict[str, Backend] = {b.name: b for b in (
+    Backend("torch", torch_backend.load, after_build=torch_backend.after_build),
+    Backend("onnx-int8", lambda lock, for_query: onnx_backend.OnnxEmbedder(lock, "int8"),
+            # onnx and onnxruntime are core dependencies: a torch store's queries run on them too.
+            prepare=lambda lock: onnx_backend.prepare(lock, "int8")),
+    Backend("static", lambda lock, for_query: static_backend.StaticEmbedder(lock), dimension=static_backend.PCA_DIMS,
+            prepare=static_backend.prepare, extra="static", modules=("model2vec", "skeletoken")),
+)}
+BACKENDS = tuple(REGISTRY)
+DEFAULT_BACKEND = "torch"
+
+
+def get(name: str) -> Backend:
+    """The backend called ``name``; ModelLockError naming the choices otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ModelLockError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}") from None
+
+
+def with_backend(lock: ModelLock, backend: str | None) -> ModelLock:
+    """``lock`` with its backend set: part of the fingerprint, so vectors of two backends never mix."""
+    if backend is None or backend == lock.backend:
+        return lock
+    spec = get(backend)
+    return replace(lock, backend=backend, dimension=spec.dimension or lock.dimension)
+
+
+def load_embedder(lock: ModelLock | None = None, *, for_query: bool = False) -> Embedder:
+    """The embedder a lock describes (default: the lock :func:`load_lock` finds).
+
+    ``for_query`` lets a backend serve queries with a lighter equivalent model (the torch
+    backend uses the cached ONNX fp32 export of the same weights when there is one).
+    """
+    lock = lock or load_lock()
+    if lock.backend not in REGISTRY:
+        raise ModelLockError(f"models.lock: backend {lock.backend!r} is not available (this version has: "
+                             f"{', '.join(BACKENDS)})")
+    spec = REGISTRY[lock.backend]
+    spec.require()
+    return spec.load(lock, for_query)
+
+
+def after_build(lock: ModelLock, model: Embedder) -> None:
+    """The backend's step after a build that embedded with ``model`` (torch: cache the query model)."""
+    spec = get(lock.backend)
+    if spec.after_build is not None:
+        spec.after_build(lock, model)
+
+
+def artifact_digest(lock: ModelLock, before: str | None) -> str | None:
+    """The sha256 of the derived model (ONNX int8, static) a build's vectors come from; None for torch.
+
+    ``before`` is the digest the store's vectors were made with: new vectors are only added to a
+    store whose vectors came from the same derived model (another toolchain's export would shift them).
+    """
+    spec = get(lock.backend)
+    if spec.prepare is None:
+        return None
+    spec.require()
+    _, meta = spec.prepare(lock)
+    digest = artifacts.digest(meta)
+    if before is not None and before != digest:
+        raise StoreError(f"the cached {spec.name} model ({digest[:12]}…) is not the one this store's vectors came "
+                         f"from ({before[:12]}…); run `paperscope index --rebuild`")
+    return digest

@@ -1,0 +1,47 @@
+"""What a build did (:class:`BuildReport`): below both the pipeline and the embedding engines that fill it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class BuildReport:
+    """What a run did. ``embedded`` counts texts sent to the model in this run."""
+
+    store: str
+    generation: str | None
+    papers: int = 0
+    added: int = 0
+    changed: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    kept_not_in_inputs: int = 0
+    embedded: int = 0
+    resumed: int = 0
+    tokenised: int = 0
+    entries_read: int = 0
+    rows_skipped: int = 0
+    skip_examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    model_load_seconds: float = 0.0
+    nothing_to_do: bool = False
+
+    @property
+    def texts_per_second(self) -> float | None:
+        return self.embedded / self.embed_seconds if self.embedded and self.embed_seconds > 0 else None
+
+    def summary(self) -> str:
+        """One line for the end of ``paperscope index``."""
+        rate = f", {self.texts_per_second:.1f} texts/s" if self.texts_per_second else ""
+        head = "nothing changed" if self.nothing_to_do else f"generation {self.generation}"
+        skipped = f", {self.rows_skipped} rows skipped" if self.rows_skipped else ""
+        return (f"{head}: {self.papers} papers ({self.added} added, {self.changed} changed, {self.updated} "
+                f"metadata-only, {self.unchanged} unchanged, {self.removed} removed{skipped}); "
+                f"embedded {self.embedded} ({self.resumed} resumed from checkpoint) in {self.seconds:.1f}s{rate}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "texts_per_second": self.texts_per_second}
