@@ -62,8 +62,8 @@ def main() -> None:
     full = statistics.median(times["full"])
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}; "
           f"{n} papers; {args.repeats} repeats, each in a fresh store; wall time of the whole process")
-    print(f"| run | median s | runs (s) | embedded | ratio to full |")
-    print(f"| --- | --- | --- | --- | --- |")
+    print("| run | median s | runs (s) | embedded | ratio to full |")
+    print("| --- | --- | --- | --- | --- |")
     for label, ts in times.items():
         med = statistics.median(ts)
         print(f"| {label} | {med:.2f} | {', '.join(f'{t:.2f}' for t in ts)} | {embedded[label]} | {med / full:.3f} |")

@@ -49,8 +49,8 @@ def build_store(store: Path, n: int, dim: int, seed: int) -> dict[str, float]:
     from paperscope import __version__, index
     from paperscope.corpus.normalize import normalise_title
     from paperscope.lexical import TOKENIZER_VERSION, LexicalIndex
-    from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Store, now, paper_values
     from paperscope.paper import Paper
+    from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Store, now, paper_values
 
     times: dict[str, float] = {}
     st = Store(store)

@@ -332,8 +332,8 @@ def warm(stores: dict[str, Path], texts: list[str], queries: list[str], tmp: Pat
             row("warm", f"search (embeds the query), {b} store", statistics.median(t) * 1000, "ms", "",
                 f"median over {len(queries)} queries")
     # What a plain script answers warm: encode the query and search FAISS.
-    from sentence_transformers import SentenceTransformer
     import faiss
+    from sentence_transformers import SentenceTransformer
 
     m = SentenceTransformer(str(model_dir(load_lock())), device="cpu")
     index = faiss.read_index(str(tmp / "plain.faiss"))

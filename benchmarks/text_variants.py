@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
-
 from pathlib import Path
 
 import numpy as np
 
-from paperscope import evaluate as ev, index
-from paperscope.rank import HYBRID_WEIGHT, Query, Ranker
+from paperscope import evaluate as ev
+from paperscope import index
 from paperscope.embed import load_embedder
 from paperscope.explorer import Explorer
+from paperscope.rank import HYBRID_WEIGHT, Query, Ranker
 
 STRIDE_OVERLAP = 32  # tokens shared by consecutive chunks, so no sentence is only ever seen cut
 

@@ -19,11 +19,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite must never reach the h
 os.environ.setdefault("PAPERSCOPE_CACHE", tempfile.mkdtemp(prefix="paperscope-cache-"))
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered here rather than in pyproject.toml so the [ray] work merges without touching its marker list.
-    config.addinivalue_line("markers", "ray: tests that start a local Ray (need the paperscope[ray] extra)")
-
-
 TENSOR_PROGRAMS_V = "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer"
 
 

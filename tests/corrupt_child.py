@@ -19,8 +19,9 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import paperscope.verify  # noqa: E402
 from conftest import FakeEmbedder  # noqa: E402
+
+import paperscope.verify  # noqa: E402
 from paperscope.cli import main  # noqa: E402
 from paperscope.errors import PaperscopeError  # noqa: E402
 from paperscope.explorer import Explorer  # noqa: E402

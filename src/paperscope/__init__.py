@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from paperscope.explorer import Explorer
+    from paperscope.verify import VerifyReport
 
 __version__ = "0.1.0"
 
@@ -26,27 +30,27 @@ from paperscope.errors import (  # noqa: E402
 from paperscope.paper import Hit, Paper  # noqa: E402
 
 
-def build(paths: Iterable[str | Path] | None = None, store: str | Path | None = None, **options: Any) -> "Explorer":
+def build(paths: Iterable[str | Path] | None = None, store: str | Path | None = None, **options: Any) -> Explorer:
     """Index ``paths`` (default: the bundled corpus) into ``store`` and return an Explorer on it.
 
     Options are those of :func:`paperscope.pipeline.build` (``prune``, ``rebuild``, ``lock``,
     ``embedder``, ``chunk_size``, ``progress``).
     """
-    from paperscope.pipeline import build as _build
     from paperscope.explorer import Explorer
+    from paperscope.pipeline import build as _build
 
     _build(paths, store, **options)
     return Explorer(store, embedder=options.get("embedder"))
 
 
-def open(store: str | Path | None = None, **options: Any) -> "Explorer":  # noqa: A001 - the API's verb
+def open(store: str | Path | None = None, **options: Any) -> Explorer:  # noqa: A001 - the API's verb
     """Open an existing store (default: ``$PAPERSCOPE_HOME`` or ``~/.local/share/paperscope``)."""
     from paperscope.explorer import Explorer
 
     return Explorer(store, **options)
 
 
-def verify_store(store: str | Path | None = None) -> "VerifyReport":
+def verify_store(store: str | Path | None = None) -> VerifyReport:
     """Check every file of a store against the sha256 in its manifest; see :mod:`paperscope.verify`.
 
     Returns a report (``.ok``, ``.damaged``) instead of raising, so every damaged file is listed.

@@ -17,7 +17,7 @@ import click
 
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, ENGINES, INDEX_TYPES, MODES
 from paperscope.errors import InvalidArgument, PaperscopeError
-from paperscope.paper import Hit, Hits
+from paperscope.paper import Hit
 
 EXIT_USER_ERROR = 2
 CONTEXT = {"help_option_names": ["-h", "--help"]}

@@ -33,7 +33,7 @@ import faiss
 import numpy as np
 
 from paperscope.choices import INDEX_TYPES
-from paperscope.errors import DamagedError, InvalidArgument, StoreError
+from paperscope.errors import DamagedError, InvalidArgument
 
 _ADD_CHUNK = 65_536
 _GT_CHUNK = 16_384

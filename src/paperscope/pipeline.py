@@ -27,18 +27,26 @@ from typing import Any
 import numpy as np
 
 from paperscope import __version__, index, lexical
-from paperscope.choices import CHUNK_SIZE
+from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
 from paperscope.embed import registry
 from paperscope.embed.base import Embedder, check_vectors
-from paperscope.choices import DEFAULT_ENGINE
 from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.embed.registry import with_backend
 from paperscope.errors import InputError, InvalidArgument, StoreError
 from paperscope.report import BuildReport
-from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
+from paperscope.store import (
+    PAPER_COLUMNS,
+    PAPERS_DDL,
+    SCHEMA_VERSION,
+    Generation,
+    Store,
+    now,
+    paper_from_row,
+    paper_values,
+)
 
 _COPY_CHUNK = 8192
 
@@ -211,9 +219,8 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
         con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
     read = ReadReport()
-    batch = 0
     con.execute("BEGIN")
-    for paper in read_papers(files, read):
+    for batch, paper in enumerate(read_papers(files, read), 1):
         first_this_run = con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (paper.id,)).rowcount == 1
         existing = con.execute(f"SELECT {cols} FROM papers WHERE id=?", (paper.id,)).fetchone()
         if existing is not None:
@@ -230,7 +237,6 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
             f"ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in PAPER_COLUMNS[1:])
             + ", norm_title=excluded.norm_title, content_hash=excluded.content_hash",
             (*values, normalise_title(paper.title), chash))
-        batch += 1
         if batch % 10_000 == 0:
             con.execute("COMMIT")
             con.execute("BEGIN")

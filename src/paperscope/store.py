@@ -203,7 +203,7 @@ class Store:
         """Hold the single-writer lock; a second writer fails at once with a clear message."""
         self.path.mkdir(parents=True, exist_ok=True)
         lock_path = self.path / ".writer.lock"
-        fh = open(lock_path, "a+")
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole with-block, closed in its finally
         try:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+
 import numpy as np
 
 from paperscope.choices import DEFAULT_ENGINE, ENGINES

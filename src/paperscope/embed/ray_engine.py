@@ -32,7 +32,6 @@ from paperscope.embed.lock import ModelLock
 from paperscope.errors import MissingExtraError, PaperscopeError
 from paperscope.report import BuildReport
 
-
 CPUS_ENV = "PAPERSCOPE_RAY_CPUS"
 WINDOW_CHUNKS = 32
 # Rows per map_batches call: small enough that the actors share a window evenly.

@@ -12,6 +12,7 @@ import os
 import warnings
 
 import numpy as np
+
 from paperscope.errors import InvalidArgument
 
 

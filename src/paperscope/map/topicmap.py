@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from paperscope.map import cluster, features, labels, project
 from paperscope.errors import InvalidArgument
+from paperscope.map import cluster, features, labels, project
 
 LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "topic_map.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "topic_map.ipynb"
 
 
 @pytest.mark.model

@@ -11,13 +11,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-
 from conftest import FakeEmbedder
+from synthetic import clustered
+
 from paperscope import index
 from paperscope.explorer import Explorer
 from paperscope.pipeline import build
 from paperscope.store import Store
-from synthetic import clustered
 
 
 @pytest.fixture(scope="module")

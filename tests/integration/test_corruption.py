@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import FakeEmbedder
+
 from paperscope.cli import main
 from paperscope.errors import StoreError
 from paperscope.explorer import Explorer
@@ -30,7 +30,7 @@ from paperscope.pipeline import build
 from paperscope.store import Store
 from paperscope.verify import SEAL, verify
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the helpers (conftest, corrupt_child, ...) live in tests/
 SRC = TESTS.parent / "src" / "paperscope"
 TARGETS = ["papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz", "manifest.json", "CURRENT",
            "map/CURRENT", "map/map.json", "map/arrays.npz"]

@@ -11,10 +11,11 @@ import threading
 from pathlib import Path
 
 from conftest import FakeEmbedder
+
 from paperscope.explorer import Explorer
 from paperscope.pipeline import build
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the helpers (conftest, corrupt_child, ...) live in tests/
 
 # The writer: a fake embedder that is slow per batch, so the re-index spans many reader queries.
 WRITER = """

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-
 from conftest import FakeEmbedder
+
 from paperscope.explorer import Explorer
 from paperscope.pipeline import build
 

@@ -12,7 +12,7 @@ import pytest
 from paperscope.embed.lock import load_lock, model_dir, packaged_lock_path, pin, verify_files
 from paperscope.errors import ModelLockError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_repo_lock_is_the_packaged_lock_and_matches_installed_weights() -> None:

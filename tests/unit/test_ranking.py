@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
+from paperscope.errors import StoreError
 from paperscope.explorer import Explorer
 from paperscope.filters import Filter, parse_where
 from paperscope.lexical import LexicalIndex, tokenize
 from paperscope.paper import Hit, Paper
 from paperscope.pipeline import build
 from paperscope.rank import MODES, fuse
-from paperscope.errors import StoreError
 
 MODES_ = list(MODES)
 
@@ -136,9 +136,7 @@ def _matches(p: Paper, f: Filter) -> bool:
         return False
     if f.max_authors is not None and n > f.max_authors:
         return False
-    if f.source and not any(s == f.source or s.endswith("/" + f.source) for s in p.sources):
-        return False
-    return True
+    return not f.source or any(s == f.source or s.endswith("/" + f.source) for s in p.sources)
 
 
 @settings(max_examples=25, deadline=None)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TENSOR_PROGRAMS_V
+
 from paperscope.corpus import bundled_corpus
 from paperscope.explorer import Explorer
 

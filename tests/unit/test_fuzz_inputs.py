@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FakeEmbedder
+from hostile import NASTY, csv_bytes, jsonl_bytes, page_bytes, snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FakeEmbedder
-from hostile import NASTY, csv_bytes, jsonl_bytes, page_bytes, snapshot
 from paperscope.cli import main
 from paperscope.corpus import read_corpus, read_papers
 from paperscope.corpus.normalize import MAX_ABSTRACT_CHARS, MAX_TITLE_CHARS

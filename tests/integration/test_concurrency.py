@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import FakeEmbedder
+
 from paperscope.explorer import Explorer
 from paperscope.pipeline import build
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the helpers (conftest, corrupt_child, ...) live in tests/
 CALLS, THREADS = 1000, 16
 
 

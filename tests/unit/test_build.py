@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FakeEmbedder
-from paperscope.pipeline import build
+
 from paperscope.corpus import read_corpus
 from paperscope.errors import InputError, StoreError, StoreLockedError
 from paperscope.explorer import Explorer
+from paperscope.pipeline import build
 from paperscope.store import Store
 
 ABS = "An abstract long enough to be read as a paper about optimisation of networks. " * 3
@@ -127,9 +127,8 @@ def test_input_with_no_paper_is_an_error_and_writes_nothing(tmp_path: Path, fake
 
 def test_second_writer_is_refused(tmp_path: Path, fake: FakeEmbedder) -> None:
     st = Store(tmp_path / "s")
-    with st.writer():
-        with pytest.raises(StoreLockedError, match="another paperscope index is writing"):
-            build([jsonl(tmp_path / "a.jsonl", rows(3))], st, embedder=fake)
+    with st.writer(), pytest.raises(StoreLockedError, match="another paperscope index is writing"):
+        build([jsonl(tmp_path / "a.jsonl", rows(3))], st, embedder=fake)
 
 
 def test_model_change_requires_rebuild(tmp_path: Path, fake: FakeEmbedder) -> None:

@@ -11,13 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 from conftest import TENSOR_PROGRAMS_V
-from paperscope.pipeline import build
+
 from paperscope.corpus import bundled_corpus
 from paperscope.explorer import Explorer
+from paperscope.pipeline import build
 
 pytestmark = pytest.mark.model
 

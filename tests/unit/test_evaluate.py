@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
+
 from paperscope import evaluate as ev
 from paperscope.cli import main
 from paperscope.errors import InputError

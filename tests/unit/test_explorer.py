@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
-from paperscope.pipeline import build
 from paperscope.errors import StoreError, UnknownPaperError
 from paperscope.explorer import Explorer
+from paperscope.pipeline import build
 
 
 @pytest.fixture(scope="module")

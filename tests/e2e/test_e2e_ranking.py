@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import TENSOR_PROGRAMS_V
+
 from paperscope import evaluate as ev
 from paperscope.explorer import Explorer
 from paperscope.rank import DEFAULT_MODE, HYBRID_WEIGHT, MODES

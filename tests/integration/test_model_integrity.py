@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import FakeEmbedder
 from hostile import snapshot
+
 from paperscope.cli import main
 from paperscope.embed.lock import ModelLock, load_lock, sha256_file
 from paperscope.errors import ModelLockError, StoreError
