@@ -37,7 +37,7 @@ def json_option(f: Any) -> Any:
 
 def example(text: str) -> dict[str, Any]:
     """Command settings whose help ends with an example (and that accept -h)."""
-    return {"epilog": f"Example: {text}", "context_settings": CONTEXT}
+    return {"epilog": f"\b\nExample: {text}", "context_settings": CONTEXT}  # \b: click keeps the line whole
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -117,7 +117,7 @@ class _Group(click.Group):
         sys.exit(EXIT_USER_ERROR)
 
 
-@click.group(cls=_Group, context_settings=CONTEXT, epilog="Example: paperscope index && paperscope related 2106.09685")
+@click.group(cls=_Group, context_settings=CONTEXT, epilog="\b\nExample: paperscope index && paperscope related 2106.09685")
 @click.version_option(package_name="paperscope")
 def main() -> None:
     """Explore research papers by meaning: index a corpus, then ask for related papers."""
