@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from paperscope.embed.lock import sha256_file
 from paperscope.errors import DamagedError, StoreError, StoreLockedError
+from paperscope.files import fsync_dir, fsync_file, sha256_file, write_atomic
 from paperscope.paper import Paper
-from paperscope.verify import GENERATION_NAME, check_files, check_manifest, check_seal, sealed
+from paperscope.snapshots import Snapshots
+from paperscope.verify import check_files, check_manifest, check_seal, sealed
 
 SCHEMA_VERSION = 1
 HOME_ENV = "PAPERSCOPE_HOME"
@@ -90,23 +91,8 @@ def paper_values(p: Paper) -> tuple[Any, ...]:
             json.dumps(list(p.sources), ensure_ascii=False))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: str) -> None:
-    """Write a small text file so that readers see the old content or the new, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+__all__ = ["fsync_dir", "write_atomic"]  # re-exported from paperscope.files for older imports
+MAP_REPAIR = "re-run: paperscope map --refit"
 
 
 @dataclass(frozen=True)
@@ -161,18 +147,23 @@ class Store:
     def generations_dir(self) -> Path:
         return self.path / "generations"
 
+    @property
+    def generations(self) -> Snapshots:
+        """The store's generations: ``generations/gNNNNNN`` with ``CURRENT`` naming the live one."""
+        return Snapshots(self.generations_dir, "g", self.path / "CURRENT", keep=KEEP_GENERATIONS,
+                         what="a generation of this store")
+
+    @property
+    def maps(self) -> Snapshots:
+        """The saved maps: ``map/state-NNNNNN`` with ``map/CURRENT`` naming the latest."""
+        return Snapshots(self.map_dir, "state-", self.map_dir / "CURRENT", keep=KEEP_GENERATIONS,
+                         what="a saved map", repair=MAP_REPAIR)
+
     def current(self) -> Generation | None:
         """The live generation, or None for a store that has never been built."""
-        pointer = self.path / "CURRENT"
-        if not pointer.is_file():
+        gen_dir = self.generations.current()
+        if gen_dir is None:
             return None
-        try:
-            name = pointer.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise DamagedError(pointer, f"damaged ({e})") from None
-        if not GENERATION_NAME.match(name) or not (self.generations_dir / name).is_dir():
-            raise DamagedError(pointer, f"damaged (names {name[:40]!r}, which is not a generation of this store)")
-        gen_dir = self.generations_dir / name
         manifest_path = gen_dir / "manifest.json"
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -222,42 +213,22 @@ class Store:
 
     def new_generation(self) -> tuple[str, Path]:
         """A fresh temporary directory for the next generation (stale ones from crashes removed)."""
-        self.generations_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.generations_dir.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        numbers = [int(p.name[1:]) for p in self.generations_dir.glob("g[0-9]*") if p.name[1:].isdigit()]
-        name = f"g{max(numbers, default=0) + 1:06d}"
-        tmp = self.generations_dir / f".tmp-{name}"
-        tmp.mkdir()
-        return name, tmp
+        return self.generations.begin()
 
     def commit(self, name: str, tmp: Path, manifest: dict[str, Any]) -> Generation:
         """Write the manifest last, rename the generation into place and swap CURRENT to it."""
         files: dict[str, dict[str, Any]] = {}
         for f in FILES:
             path = tmp / f
-            with open(path, "rb+") as fh:
-                os.fsync(fh.fileno())
+            fsync_file(path)
             files[f] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
         manifest = sealed({**manifest, "generation": name, "files": files})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        with open(tmp / "manifest.json", "rb+") as fh:
-            os.fsync(fh.fileno())
-        final = self.generations_dir / name
-        os.replace(tmp, final)
-        _fsync_dir(self.generations_dir)
-        write_atomic(self.path / "CURRENT", name + "\n")
-        self._drop_old(keep=name)
-        return Generation(final, manifest)
+        fsync_file(tmp / "manifest.json")
+        return Generation(self.generations.commit(name, tmp), manifest)
 
     def discard(self, tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    def _drop_old(self, keep: str) -> None:
-        gens = sorted(p for p in self.generations_dir.glob("g[0-9]*") if p.is_dir())
-        for old in gens[:-KEEP_GENERATIONS]:
-            if old.name != keep:
-                shutil.rmtree(old, ignore_errors=True)
 
     # ---- the topic map ------------------------------------------------------------------
     @property
@@ -269,37 +240,21 @@ class Store:
 
         Same discipline as generations: written beside the old one, swapped atomically.
         """
-        self.map_dir.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name[6:]) for p in self.map_dir.glob("state-[0-9]*") if p.name[6:].isdigit()]
-        name = f"state-{max(numbers, default=0) + 1:06d}"
-        tmp = self.map_dir / f".tmp-{name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        name, tmp = self.maps.begin()
         with open(tmp / "arrays.npz", "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         meta = sealed({**meta, "arrays_sha256": sha256_file(tmp / "arrays.npz")})
         (tmp / "map.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, self.map_dir / name)
-        write_atomic(self.map_dir / "CURRENT", name + "\n")
-        for old in sorted(self.map_dir.glob("state-[0-9]*"))[:-KEEP_GENERATIONS]:
-            shutil.rmtree(old, ignore_errors=True)
-        return self.map_dir / name
+        return self.maps.commit(name, tmp)
 
     def read_map(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         """The latest saved map (metadata, arrays), None if there is none; StoreError if damaged."""
-        pointer = self.map_dir / "CURRENT"
-        if not pointer.is_file():
+        state = self.maps.current()
+        if state is None:
             return None
-        repair = "re-run: paperscope map --refit"
-        try:
-            name = pointer.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise StoreError(f"{pointer}: damaged ({e}); {repair}") from None
-        if not name.startswith("state-") or not name[6:].isdigit() or not (self.map_dir / name).is_dir():
-            raise StoreError(f"{pointer}: damaged (names {name[:40]!r}, which is not a saved map); {repair}")
-        state = self.map_dir / name
+        repair = MAP_REPAIR
         try:
             meta = json.loads((state / "map.json").read_text(encoding="utf-8"))
             if not isinstance(meta, dict):

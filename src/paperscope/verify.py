@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paperscope.embed.lock import sha256_file
 from paperscope.errors import REPAIR, DamagedError, StoreError
+from paperscope.files import sha256_file
 
 # Files of a generation hashed on every open when their total size is at most this.
 OPEN_HASH_LIMIT = 16 * 2**20

@@ -18,9 +18,10 @@ from conftest import FakeEmbedder
 from hostile import snapshot
 
 from paperscope.cli import main
-from paperscope.embed.lock import ModelLock, load_lock, sha256_file
+from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.errors import ModelLockError, StoreError
 from paperscope.explorer import Explorer
+from paperscope.files import sha256_file
 from paperscope.pipeline import build
 from paperscope.verify import sealed
 

@@ -149,9 +149,9 @@ def test_large_corpus_fits_on_a_fixed_sample_and_places_the_rest(fake_store: Pat
 
 def test_html_page_of_a_large_map_holds_a_fixed_sample(fake_store: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import paperscope.explorer as explorer_mod
+    import paperscope.map.maker as maker
 
-    monkeypatch.setattr(explorer_mod, "_HTML_POINTS", 100)
+    monkeypatch.setattr(maker, "HTML_POINTS", 100)
     with Explorer(fake_store) as ex:
         tm = ex.topic_map(tmp_path)
     html = (tmp_path / "map.html").read_text()

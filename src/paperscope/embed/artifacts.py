@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paperscope.embed.lock import ModelLock, sha256_file
+from paperscope.embed.lock import ModelLock
 from paperscope.errors import ModelLockError
+from paperscope.files import sha256_file
 
 CACHE_ENV = "PAPERSCOPE_CACHE"
 MANIFEST = "artifact.json"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from paperscope.errors import ModelLockError
+from paperscope.files import sha256_file
 
 LOCK_SCHEMA = 1
 LOCK_ENV = "PAPERSCOPE_LOCK"
@@ -140,14 +141,6 @@ def load_lock(path: str | Path | None = None) -> ModelLock:
     if not isinstance(data, dict):
         raise ModelLockError(f"{p}: models.lock must be a JSON object")
     return ModelLock.from_dict(data, str(p))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_dir(lock: ModelLock) -> Path:

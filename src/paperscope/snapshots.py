@@ -1,0 +1,80 @@
+"""One snapshot mechanism: numbered directories, a pointer file, an atomic swap, pruning.
+
+Store generations (``generations/g000007`` + ``CURRENT``) and saved maps (``map/state-000003``
++ ``map/CURRENT``) are both :class:`Snapshots`: the next one is written in ``.tmp-NAME`` beside
+the live one, renamed into place, and the pointer is replaced atomically, so a reader sees the
+previous complete snapshot or the next one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from paperscope.errors import REPAIR, DamagedError
+from paperscope.files import fsync_dir, write_atomic
+
+DIGITS = 6
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """Snapshots named ``{prefix}{number:06d}`` in ``directory``, the live one named in ``pointer``.
+
+    ``keep`` snapshots are kept after a commit (readers may still hold the previous one open);
+    ``what`` and ``repair`` word the error for a damaged pointer.
+    """
+
+    directory: Path
+    prefix: str
+    pointer: Path
+    keep: int = 2
+    what: str = "snapshot"
+    repair: str = REPAIR
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"^{re.escape(self.prefix)}\d{{{DIGITS}}}$")
+
+    def names(self) -> list[str]:
+        """Existing snapshot names, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if self.pattern.match(p.name) and p.is_dir())
+
+    def begin(self) -> tuple[str, Path]:
+        """The next snapshot's name and a fresh temporary directory for it (stale ones removed)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob(f".tmp-{self.prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        numbers = [int(n[len(self.prefix):]) for n in self.names()]
+        name = f"{self.prefix}{max(numbers, default=0) + 1:0{DIGITS}d}"
+        tmp = self.directory / f".tmp-{name}"
+        tmp.mkdir()
+        return name, tmp
+
+    def commit(self, name: str, tmp: Path) -> Path:
+        """Rename ``tmp`` into place, point the pointer at it, prune all but the last ``keep``."""
+        final = self.directory / name
+        os.replace(tmp, final)
+        fsync_dir(self.directory)
+        write_atomic(self.pointer, name + "\n")
+        for old in self.names()[:-self.keep]:
+            if old != name:
+                shutil.rmtree(self.directory / old, ignore_errors=True)
+        return final
+
+    def current(self) -> Path | None:
+        """The live snapshot's directory; None when there is no pointer; DamagedError if it is damaged."""
+        if not self.pointer.is_file():
+            return None
+        try:
+            name = self.pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DamagedError(self.pointer, f"damaged ({e})", self.repair) from None
+        if not self.pattern.match(name) or not (self.directory / name).is_dir():
+            raise DamagedError(self.pointer, f"damaged (names {name[:40]!r}, which is not {self.what})", self.repair)
+        return self.directory / name
