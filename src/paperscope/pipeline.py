@@ -20,7 +20,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,56 @@ def _no_progress(total: int, desc: str) -> Any:
     return _Null()
 
 
+@dataclass
+class BuildModel:
+    """The model side of one build: the pinned lock, or a custom embedder that replaces it.
+
+    Everything the stages need to know about the model comes from here, so none of them asks
+    whether a custom embedder was given.
+    """
+
+    lock: ModelLock
+    custom: Embedder | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.custom.fingerprint if self.custom is not None else self.lock.fingerprint
+
+    @property
+    def dimension(self) -> int:
+        return self.custom.dimension if self.custom is not None else self.lock.dimension
+
+    def text(self, title: str, abstract: str) -> str:
+        return self.custom.text(title, abstract) if self.custom is not None else self.lock.text(title, abstract)
+
+    def keep_store_backend(self, prev: Generation | None, backend_asked: str | None) -> None:
+        """No --backend given: a store keeps its own backend."""
+        if backend_asked is None and self.custom is None and prev is not None:
+            self.lock = with_backend(self.lock, _backend_of(prev))
+
+    def artifact_digest(self, prev: Generation | None, rebuild: bool, report: BuildReport) -> str | None:
+        """Digest of the derived model (ONNX int8, static) the vectors come from; None for torch or custom."""
+        if self.custom is not None:
+            return None
+        before = None if prev is None or rebuild else prev.manifest["model"].get("artifact_sha256")
+        t_load = time.perf_counter()
+        digest = registry.artifact_digest(self.lock, before)
+        report.model_load_seconds += time.perf_counter() - t_load
+        return digest
+
+    def manifest_block(self, artifact: str | None) -> dict[str, Any]:
+        custom = self.custom is not None
+        return {"name": type(self.custom).__name__ if custom else self.lock.name,
+                "fingerprint": self.fingerprint, "dimension": self.dimension,
+                "backend": None if custom else self.lock.backend,
+                "lock": None if custom else json.loads(self.lock.to_json()),
+                "artifact_sha256": artifact}
+
+
+def _backend_of(gen: Generation) -> str:
+    return (gen.manifest["model"].get("lock") or {}).get("backend", "torch")
+
+
 def build(
     paths: Iterable[str | Path] | None = None,
     store: str | Path | Store | None = None,
@@ -89,13 +139,14 @@ def build(
     ``engine="ray"`` embeds on Ray Data (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
     ``backend`` is one of ``embed.BACKENDS`` (default: the store's own, else the lock's); it is
     part of the fingerprint, so another backend than the store's needs ``rebuild=True``.
+
+    The stages, in order: check the arguments; take the writer lock and the verified previous
+    generation; fill the papers table; stop if nothing changed; embed what is missing; write the
+    vectors, the lexical index and the FAISS index; write the manifest and swap the generation in.
     """
     t0 = time.perf_counter()
     st = store if isinstance(store, Store) else Store(store)
-    model_lock = with_backend(lock if isinstance(lock, ModelLock) else load_lock(lock), backend)
-    fingerprint = embedder.fingerprint if embedder is not None else model_lock.fingerprint
-    dimension = embedder.dimension if embedder is not None else model_lock.dimension
-    text_of = embedder.text if embedder is not None else model_lock.text
+    model = BuildModel(with_backend(lock if isinstance(lock, ModelLock) else load_lock(lock), backend), embedder)
     if chunk_size < 1:
         raise InvalidArgument(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
@@ -104,77 +155,28 @@ def build(
 
     with st.writer():
         prev = _previous(st, rebuild)
-        prev_lock = (prev.manifest["model"].get("lock") or {}) if prev is not None else {}
-        if backend is None and embedder is None and prev_lock.get("backend", "torch") != model_lock.backend:
-            # No --backend: keep the store's own backend.
-            model_lock = with_backend(model_lock, prev_lock.get("backend", "torch"))
-            fingerprint, dimension = model_lock.fingerprint, model_lock.dimension
-        if prev is not None and prev.manifest["model"]["fingerprint"] != fingerprint and not rebuild:
-            other = prev_lock.get("backend", "torch")
-            what = (f"backend {other}, this run asks for {model_lock.backend}" if embedder is None
-                    and other != model_lock.backend else f"the lock now gives {fingerprint} ({model_lock.name})")
-            raise StoreError(
-                f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
-                f"({prev.manifest['model']['name']}), {what}; "
-                "run `paperscope index --rebuild` to re-embed everything with the new model or backend")
+        model.keep_store_backend(prev, backend)
+        _check_same_model(st, prev, model, rebuild)
         name, tmp = st.new_generation()
         report = BuildReport(store=str(st.path), generation=None)
         try:
-            con = _fill_papers(tmp / "papers.sqlite", prev, files, text_of, prune, report)
-            # A generation from before lexical indexes existed is upgraded by a plain re-run.
-            has_lexical = prev is not None and "lexical.npz" in prev.manifest.get("files", {})
-            same_index = index_type is None or index_type == index.kind_of(prev.manifest.get("index") if prev else None)
-            if (prev is not None and not rebuild and has_lexical and same_index
-                    and not (report.added or report.changed or report.updated or report.removed)):
+            con = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report)
+            if _nothing_changed(prev, report, rebuild, index_type):
                 con.close()
                 st.discard(tmp)
                 report.nothing_to_do, report.generation = True, prev.name
                 report.seconds = time.perf_counter() - t0
                 return report
-            artifact = _artifact_digest(
-                model_lock, None if prev is None or rebuild else prev.manifest["model"].get("artifact_sha256"),
-                report) if embedder is None else None
-            staging = st.staging()
-            try:
-                _embed_missing(con, staging, fingerprint, embed_chunks, model_lock, text_of, dimension, chunk_size,
-                               progress, report, reuse_previous=not rebuild)
-                reused = _write_vectors(con, tmp / "vectors.npy", prev if not rebuild else None, staging,
-                                        fingerprint, dimension)
-            finally:
-                staging.close()
+            base = None if rebuild else prev  # what this generation may reuse
+            artifact = model.artifact_digest(prev, rebuild, report)
+            reused = _embed_and_write_vectors(st, con, tmp, base, model, embed_chunks, chunk_size, progress, report)
             report.tokenised, _ = lexical.build_for_generation(
-                con, tmp / "lexical.npz", prev.file("lexical.npz") if prev is not None and not rebuild else None)
+                con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None)
             con.close()
-            vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
-            prev_index = prev.manifest.get("index") if prev is not None else None
-            if reused and prev is not None and (index_type is None or index_type == index.kind_of(prev_index)):
-                # Same vectors in the same rows: the previous index (and its measured recall) still holds.
-                os.link(prev.file("index.faiss"), tmp / "index.faiss")
-                index_info = {**(prev_index or {}), "type": index.kind_of(prev_index), "linked_from": prev.name}
-            else:
-                built, index_info = index.build(vectors, index_type)
-                index.save(built, tmp / "index.faiss")
-                del built
+            index_info = _write_index(tmp, prev, reused, index_type)
             report.seconds = time.perf_counter() - t0
-            manifest = {
-                "schema_version": SCHEMA_VERSION,
-                "paperscope_version": __version__,
-                "created_at": now(),
-                "previous_generation": prev.name if prev else None,
-                "model": {"name": model_lock.name if embedder is None else type(embedder).__name__,
-                          "fingerprint": fingerprint, "dimension": dimension,
-                          "backend": model_lock.backend if embedder is None else None,
-                          "lock": json.loads(model_lock.to_json()) if embedder is None else None,
-                          "artifact_sha256": artifact},
-                "index": index_info,
-                "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
-                            "tokenizer_version": lexical.TOKENIZER_VERSION},
-                "counts": {"papers": report.papers},
-                "inputs": [str(f) for f in files],
-                "build": report.to_dict(),
-            }
-            gen = st.commit(name, tmp, manifest)
-            report.generation = gen.name
+            manifest = _manifest(prev, model, artifact, index_info, files, report)
+            report.generation = st.commit(name, tmp, manifest).name
         except BaseException:
             st.discard(tmp)
             raise
@@ -183,6 +185,75 @@ def build(
         staging.clear()
         staging.close()
         return report
+
+
+def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, rebuild: bool) -> None:
+    """Vectors of two models never mix: another fingerprint than the store's needs --rebuild."""
+    if prev is None or rebuild or prev.manifest["model"]["fingerprint"] == model.fingerprint:
+        return
+    other = _backend_of(prev)
+    what = (f"backend {other}, this run asks for {model.lock.backend}" if model.custom is None
+            and other != model.lock.backend else f"the lock now gives {model.fingerprint} ({model.lock.name})")
+    raise StoreError(
+        f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
+        f"({prev.manifest['model']['name']}), {what}; "
+        "run `paperscope index --rebuild` to re-embed everything with the new model or backend")
+
+
+def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool, index_type: str | None) -> bool:
+    """True when the new generation would equal the live one (the model is then never loaded).
+
+    A generation from before lexical indexes existed is upgraded by a plain re-run.
+    """
+    if prev is None or rebuild or "lexical.npz" not in prev.manifest.get("files", {}):
+        return False
+    if index_type is not None and index_type != index.kind_of(prev.manifest.get("index")):
+        return False
+    return not (report.added or report.changed or report.updated or report.removed)
+
+
+def _embed_and_write_vectors(st: Store, con: sqlite3.Connection, tmp: Path, base: Generation | None,
+                             model: BuildModel, embed_chunks: EmbedChunks, chunk_size: int,
+                             progress: ProgressFactory, report: BuildReport) -> bool:
+    """Embed what has no vector yet (checkpointed), then write vectors.npy; True if it equals base's."""
+    staging = st.staging()
+    try:
+        _embed_missing(con, staging, model.fingerprint, embed_chunks, model.lock, model.text, model.dimension,
+                       chunk_size, progress, report, reuse_previous=base is not None)
+        return _write_vectors(con, tmp / "vectors.npy", base, staging, model.fingerprint, model.dimension)
+    finally:
+        staging.close()
+
+
+def _write_index(tmp: Path, prev: Generation | None, reused: bool, index_type: str | None) -> dict[str, Any]:
+    """index.faiss: linked from the previous generation when the vectors are the same, else built."""
+    prev_index = prev.manifest.get("index") if prev is not None else None
+    if reused and prev is not None and (index_type is None or index_type == index.kind_of(prev_index)):
+        # Same vectors in the same rows: the previous index (and its measured recall) still holds.
+        os.link(prev.file("index.faiss"), tmp / "index.faiss")
+        return {**(prev_index or {}), "type": index.kind_of(prev_index), "linked_from": prev.name}
+    vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    built, index_info = index.build(vectors, index_type)
+    index.save(built, tmp / "index.faiss")
+    return index_info
+
+
+def _manifest(prev: Generation | None, model: BuildModel, artifact: str | None, index_info: dict[str, Any],
+              files: list[Path], report: BuildReport) -> dict[str, Any]:
+    """The generation's manifest (the store adds the file list and the seal when it commits)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "paperscope_version": __version__,
+        "created_at": now(),
+        "previous_generation": prev.name if prev else None,
+        "model": model.manifest_block(artifact),
+        "index": index_info,
+        "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
+                    "tokenizer_version": lexical.TOKENIZER_VERSION},
+        "counts": {"papers": report.papers},
+        "inputs": [str(f) for f in files],
+        "build": report.to_dict(),
+    }
 
 
 def _previous(st: Store, rebuild: bool) -> Generation | None:
@@ -278,14 +349,6 @@ def _compact_rows(con: sqlite3.Connection) -> None:
     con.execute("UPDATE papers SET row = -1 - (SELECT new_row FROM renumber WHERE old_row = papers.row)")
     con.execute("UPDATE papers SET row = -1 - row")
     con.execute("DROP TABLE temp.renumber")
-
-
-def _artifact_digest(lock: ModelLock, before: str | None, report: BuildReport) -> str | None:
-    """The digest of the derived model this build's vectors come from (see ``registry.artifact_digest``)."""
-    t_load = time.perf_counter()
-    digest = registry.artifact_digest(lock, before)
-    report.model_load_seconds += time.perf_counter() - t_load
-    return digest
 
 
 def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embed_chunks: EmbedChunks,
