@@ -1,4 +1,4 @@
-"""Writes notebooks/topic_map.ipynb (then run it: jupyter-free, with nbclient; see tests/test_notebook.py).
+"""Writes notebooks/topic_map.ipynb (then run it: jupyter-free, with nbclient; see tests/e2e/test_notebook.py).
 
     python notebooks/make_topic_map.py && python notebooks/make_topic_map.py --execute
 """
