@@ -18,8 +18,7 @@ import numpy as np
 
 from paperscope import lexical as lexical_mod
 from paperscope.embed.base import Embedder
-from paperscope.embed.lock import ModelLock
-from paperscope.errors import InvalidArgument, ModelLockError, StoreError
+from paperscope.errors import InvalidArgument, StoreError
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex, TermVector
 from paperscope.paper import Hit, Hits, Paper
@@ -266,27 +265,10 @@ class Explorer:
             return self._embedder.embed_batch([text.strip()])[0]
 
     def _load_store_embedder(self) -> Embedder:
-        from paperscope.embed.registry import load_embedder
+        from paperscope.embed.registry import store_embedder
 
-        lock_data = self.generation.manifest["model"].get("lock")
-        if not lock_data:
-            raise StoreError(f"{self.store.path}: built with a custom embedder; pass embedder= to query it")
-        lock = ModelLock.from_dict(lock_data, f"{self.generation.file('manifest.json')}")
-        if lock.fingerprint != self.fingerprint:
-            raise StoreError(f"{self.generation.file('manifest.json')}: lock fingerprint {lock.fingerprint} "
-                             f"does not match the vectors' {self.fingerprint}; re-index: paperscope index --rebuild")
-        try:
-            embedder = load_embedder(lock, for_query=True)
-        except (ModelLockError, ValueError, OSError) as e:  # say which model the store needs, and both ways out
-            raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
-                                 f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
-                                 "current one: paperscope index --rebuild]") from None
-        recorded = self.generation.manifest["model"].get("artifact_sha256")
-        actual = getattr(embedder, "artifact_sha256", None) if lock.backend != "torch" else None
-        if recorded != actual:
-            raise StoreError(f"{self.store.path}: vectors made by the {lock.backend} model {str(recorded)[:12]}…, "
-                             f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild")
-        return embedder
+        return store_embedder(self.generation.manifest["model"], self.generation.file("manifest.json"),
+                              self.store.path)
 
     # ---- the topic map (orchestrated in paperscope.map.maker) ----------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,

@@ -103,3 +103,31 @@ def artifact_digest(lock: ModelLock, before: str | None) -> str | None:
         raise StoreError(f"the cached {spec.name} model ({digest[:12]}…) is not the one this store's vectors came "
                          f"from ({before[:12]}…); run `paperscope index --rebuild`")
     return digest
+
+
+def store_embedder(model: dict[str, Any], manifest_path: Path, store_path: Path) -> Embedder:
+    """The query embedder for a store whose manifest has this ``model`` block, verified against it.
+
+    Checks that the recorded lock gives the vectors' fingerprint and that a derived model (ONNX
+    int8, static) is the very one the vectors came from; errors say which model the store needs.
+    """
+    fingerprint = model["fingerprint"]
+    lock_data = model.get("lock")
+    if not lock_data:
+        raise StoreError(f"{store_path}: built with a custom embedder; pass embedder= to query it")
+    lock = ModelLock.from_dict(lock_data, f"{manifest_path}")
+    if lock.fingerprint != fingerprint:
+        raise StoreError(f"{manifest_path}: lock fingerprint {lock.fingerprint} "
+                         f"does not match the vectors' {fingerprint}; re-index: paperscope index --rebuild")
+    try:
+        embedder = load_embedder(lock, for_query=True)
+    except (ModelLockError, ValueError, OSError) as e:  # say which model the store needs, and both ways out
+        raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
+                             f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
+                             "current one: paperscope index --rebuild]") from None
+    recorded = model.get("artifact_sha256")
+    actual = getattr(embedder, "artifact_sha256", None) if lock.backend != "torch" else None
+    if recorded != actual:
+        raise StoreError(f"{store_path}: vectors made by the {lock.backend} model {str(recorded)[:12]}…, "
+                         f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild")
+    return embedder
