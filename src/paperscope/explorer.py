@@ -396,11 +396,12 @@ class Explorer:
         # The page holds at most _HTML_POINTS papers (a fixed sample): a browser draws 50k points
         # smoothly, and each needs its related papers computed here.
         rows = fit_sample(tm.ids, _HTML_POINTS)
-        related = {tm.ids[i]: [h.paper.id for h in self.related(tm.ids[i], k=related_k)] for i in rows}
+        related = {tm.ids[i]: [(h.paper.id, h.score) for h in self.related(tm.ids[i], k=related_k)] for i in rows}
+        papers = {tm.ids[i]: self.paper(tm.ids[i]) for i in rows}  # the page's panel: authors, date, abstract
         try:
             out.mkdir(parents=True, exist_ok=True)
             return {"png": str(write_png(tm, out / "map.png")),
-                    "html": str(write_html(tm, out / "map.html", related, rows=rows)),
+                    "html": str(write_html(tm, out / "map.html", related, rows=rows, papers=papers)),
                     "topics": str(write_topics_json(tm, out / "topics.json"))}
         except OSError as e:
             raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e})") from None
