@@ -114,7 +114,8 @@ def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] 
     ids = [tm.ids[i] for i in rows]
     row_of = {pid: j for j, pid in enumerate(ids)}
     meta = [papers.get(pid) if papers is not None else None for pid in ids]
-    with_abstracts = papers is not None and len(rows) <= ABSTRACT_LIMIT
+    # The served page asks the API for abstracts; the static page carries them up to ABSTRACT_LIMIT papers.
+    with_abstracts = papers is not None and len(rows) <= ABSTRACT_LIMIT and not served
     small = len(rows) <= ABSTRACT_LIMIT
     sources = sorted({s for p in meta if p is not None for s in p.sources})
     source_id = {s: i for i, s in enumerate(sources)}
@@ -146,7 +147,7 @@ def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] 
         "abstracts": [abstract(p) for p in meta] if with_abstracts else None,
         "note": None,
     }
-    if papers is not None and not with_abstracts:
+    if papers is not None and not with_abstracts and not served:
         doc["note"] = (f"This page holds {len(rows):,} papers: abstracts are left out above {ABSTRACT_LIMIT:,} "
                        "papers and the search reads titles only (paperscope show ID, or paperscope serve, has them).")
     if served:
