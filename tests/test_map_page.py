@@ -83,7 +83,8 @@ def _click_at(driver, x: float, y: float) -> None:  # type: ignore[no-untyped-de
 
 def _click_paper(driver, pid: str) -> None:  # type: ignore[no-untyped-def]
     x, y = driver.execute_script("return window.paperscopeMap.screenPosition(arguments[0]);", pid)
-    r = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); return [r.left, r.top];")
+    r = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); "
+                              "return [r.left, r.top];")
     _click_at(driver, r[0] + x, r[1] + y)
 
 
@@ -135,8 +136,9 @@ def test_zoom_pan_reset_and_labels(fake_page: tuple[Path, Path], tmp_path: Path)
         assert _wait(driver, "return window.paperscopeMap.level() === 'topic'", 3)
         assert "by topic" in driver.find_element("id", "legend").text
         # Labels shown never overlap each other.
-        boxes = driver.execute_script("return [...document.querySelectorAll('#labels .label')].map(e => "
-                                      "{const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];})")
+        boxes = driver.execute_script("return [...document.querySelectorAll('#labels .label')].map(e => {"
+                                      "const r = e.getBoundingClientRect(); "
+                                      "return [r.left, r.top, r.right, r.bottom];})")
         for i, a in enumerate(boxes):
             for b in boxes[i + 1:]:
                 assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
@@ -286,7 +288,8 @@ def test_the_page_makes_no_network_request(fake_page: tuple[Path, Path], tmp_pat
         # document is the page. Only the page itself (and the export's blob: download) may be fetched.
         ours = [p["request"]["url"] for p in sent if p.get("documentURL") == fake_page[1].as_uri()]
         assert ours and ours[0] == fake_page[1].as_uri() and all(u.startswith("blob:") for u in ours[1:]), ours
-        assert not [p["request"]["url"] for p in sent if not p["request"]["url"].startswith(("chrome:", "file:", "blob:", "data:"))]
+        local = ("chrome:", "file:", "blob:", "data:")
+        assert not [p["request"]["url"] for p in sent if not p["request"]["url"].startswith(local)]
         assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []

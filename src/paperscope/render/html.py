@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from paperscope.lexical import STOP_WORDS, B, K1, paper_text, tokenize
+from paperscope.lexical import K1, STOP_WORDS, B, paper_text, tokenize
 from paperscope.map import LEVELS, TopicMap
 from paperscope.paper import Paper
 from paperscope.render.png import PALETTE
