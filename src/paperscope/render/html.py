@@ -88,17 +88,16 @@ def search_index(texts: Sequence[str]) -> dict[str, Any]:
     return {"vocab": vocab, "post": post, "dl": dl, "k1": K1, "b": B}
 
 
-def _related_rows(items: Sequence[Any], row_of: Mapping[str, int]) -> list[float | int]:
-    """[row, score, row, score, ...] for the related papers that are on the page; score -1 when unknown."""
+def _related_rows(items: Sequence[Any], row_of: Mapping[str, int], extra: dict[str, int]) -> list[float | int]:
+    """[row, score, row, score, ...]; score -1 when not given. A related paper that is not on the page (a
+    sampled map) gets a row past the page's papers, numbered in ``extra`` (filled here)."""
     flat: list[float | int] = []
     for item in items:
-        if isinstance(item, str):
-            rid, score = item, None
-        else:
-            rid, score = item[0], item[1]
+        rid, score = (item, None) if isinstance(item, str) else (item[0], item[1])
         j = row_of.get(rid)
-        if j is not None:
-            flat += [j, -1 if score is None else round(float(score), 4)]
+        if j is None:
+            j = len(row_of) + extra.setdefault(rid, len(extra))
+        flat += [j, -1 if score is None else round(float(score), 4)]
     return flat
 
 
@@ -154,7 +153,11 @@ def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] 
         doc["related"] = None
         doc["index"] = None
     else:
-        doc["related"] = [_related_rows((related or {}).get(pid, []), row_of) for pid in ids]
+        extra: dict[str, int] = {}
+        doc["related"] = [_related_rows((related or {}).get(pid, []), row_of, extra) for pid in ids]
+        # Related papers outside the page's sample: id and title only (row len(ids) + k is extra[k]).
+        title_of = {pid: tm.titles[i] for i, pid in enumerate(tm.ids)} if extra else {}
+        doc["extra"] = [[rid, title_of.get(rid, rid)] for rid in extra]
         texts = [paper_text(t, a) for t, a in zip(doc["titles"], doc["abstracts"])] if with_abstracts \
             else doc["titles"]
         doc["index"] = search_index(texts)
