@@ -357,3 +357,24 @@ def test_page_document_scores_abstract_limit_and_served(fake_page: tuple[Path, P
     assert "connect-src 'self'" in served and '"served":true' in served and '"index":null' in served
     static = page_html(tm, {})
     assert "default-src 'none'" in static and '"served":false' in static
+
+
+def test_pinch_zooms_about_the_fingers(fake_page: tuple[Path, Path], tmp_path: Path) -> None:
+    require_browser()
+    with chromium(tmp_path / "profile") as driver:
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 2})
+        _open(driver, fake_page[1])
+        r = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); "
+                                  "return [r.left + r.width / 2, r.top + r.height / 2];")
+
+        def touch(kind: str, spread: float | None) -> None:
+            points = [] if spread is None else [{"x": r[0] - spread, "y": r[1], "id": 0},
+                                                {"x": r[0] + spread, "y": r[1], "id": 1}]
+            driver.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", 40)
+        for spread in (60, 90, 120):
+            touch("touchMove", spread)
+        touch("touchEnd", None)
+        k = driver.execute_script("return window.paperscopeMap.view().k")
+        assert 2.7 < k < 3.3, k  # fingers 80 px apart -> 240 px apart: three times the scale
