@@ -156,7 +156,9 @@ def test_html_page_of_a_large_map_holds_a_fixed_sample(fake_store: Path, tmp_pat
         tm = ex.topic_map(tmp_path)
     html = (tmp_path / "map.html").read_text()
     data = json.loads(html.split('<script id="data" type="application/json">')[1].split("</script>")[0])
-    assert len(data["papers"]) == 100 and all(len(p["related"]) == 5 for p in data["papers"])
+    # Column arrays; each paper's 5 related papers as (row, score) pairs, rows past the sample in "extra".
+    assert len(data["ids"]) == 100 and all(len(r) == 10 for r in data["related"])
+    assert data["extra"] and all(r < 100 + len(data["extra"]) for rel in data["related"] for r in rel[0::2])
     assert len(json.loads((tmp_path / "topics.json").read_text())["papers"]) == len(tm) == 432
 
 

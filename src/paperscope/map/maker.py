@@ -21,7 +21,8 @@ from paperscope.store import Generation, Store
 # smoothly, and each needs its related papers computed here.
 HTML_POINTS = 50_000
 
-Writer = Callable[[TopicMap, Path, dict[str, list[str]], Sequence[int]], dict[str, str]]
+# writer(map, folder, related (id, score) pairs per paper id, page rows, papers by id) -> paths by kind
+Writer = Callable[[TopicMap, Path, dict[str, list[tuple[str, float]]], Sequence[int], dict[str, Any]], dict[str, str]]
 
 
 class _Table(Protocol):
@@ -42,6 +43,8 @@ class MapSource(Protocol):
     index: _Index
 
     def related(self, key: str, k: int = ...) -> Any: ...
+
+    def paper(self, paper_id: str) -> Any: ...
 
 
 def saved_map(store: Store) -> TopicMap | None:
@@ -74,8 +77,9 @@ def make_map(src: MapSource, out: str | Path | None = None, *, params: MapParams
     outputs = None
     if writer is not None:
         rows = fit_sample(tm.ids, HTML_POINTS)
-        related = {tm.ids[i]: [h.paper.id for h in src.related(tm.ids[i], k=related_k)] for i in rows}
-        outputs = writer(tm, Path(out) if out is not None else src.store.map_dir, related, rows)
+        related = {tm.ids[i]: [(h.paper.id, h.score) for h in src.related(tm.ids[i], k=related_k)] for i in rows}
+        papers = {tm.ids[i]: src.paper(tm.ids[i]) for i in rows}  # the page's panel: authors, date, abstract
+        outputs = writer(tm, Path(out) if out is not None else src.store.map_dir, related, rows, papers)
     if fresh:
         with src.store.writer():
             src.store.write_map(*to_record(tm))
