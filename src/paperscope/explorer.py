@@ -307,6 +307,15 @@ class Explorer:
                 self._embedder = self._load_store_embedder()
             return self._embedder.embed_batch([text.strip()])[0]
 
+    @property
+    def loaded_embedder(self) -> Embedder | None:
+        """The query embedder if it is loaded (or was given), else None; never loads the model.
+
+        Pass it to a later Explorer of the same store (``Explorer(store, embedder=...)``) to
+        skip loading the model again, as ``paperscope serve`` does after a re-index.
+        """
+        return self._embedder  # no lock: a load in progress holds it for seconds
+
     def _load_store_embedder(self) -> Embedder:
         from paperscope.embed import load_embedder
 
