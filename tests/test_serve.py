@@ -424,3 +424,77 @@ def test_real_model_search_and_ready_time(real_store: Path) -> None:
             _same(r.json()["hits"], ex.search("learning-rate transfer across model widths", k=5))
     finally:
         _interrupt(proc)
+
+
+# ---- the query batcher ------------------------------------------------------------------------------------
+class _SlowFake(FakeEmbedder):
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return super().embed_batch(texts)
+
+
+def test_concurrent_queries_share_model_calls() -> None:
+    from paperscope.serve import QueryBatcher
+
+    model = _SlowFake()
+    batcher = QueryBatcher(model.fingerprint, model.dimension, model=model)
+    texts = [f"query number {i} about graphs" for i in range(24)]
+    got: dict[str, object] = {}
+    barrier = threading.Barrier(len(texts))
+
+    def ask(t: str) -> None:
+        barrier.wait()
+        got[t] = batcher.embed(t)
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in texts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reference = FakeEmbedder().embed_batch(texts)
+    for i, t in enumerate(texts):
+        assert got[t] == pytest.approx(reference[i], abs=1e-6)
+    assert batcher.texts == 24 and batcher.calls < 12, batcher.calls  # one call served several requests
+
+
+def test_a_failing_model_fails_each_waiting_query() -> None:
+    from paperscope.serve import QueryBatcher
+
+    class Broken(_SlowFake):
+        def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+            time.sleep(0.02)
+            raise RuntimeError("model gone")
+
+    model = Broken()
+    batcher = QueryBatcher(model.fingerprint, model.dimension, model=model)
+    errors: list[str] = []
+
+    def ask(i: int) -> None:
+        try:
+            batcher.embed(f"q{i}")
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == ["model gone"] * 8
+
+
+def test_concurrent_searches_over_http_are_each_answered_correctly(store: Path, ex: Explorer) -> None:
+    texts = [f"diffusion models for {w}" for w in ("video", "images", "audio", "graphs", "molecules", "text")] * 3
+    with running(store, _SlowFake()) as base:
+        results: dict[int, list] = {}
+
+        def ask(i: int) -> None:
+            results[i] = HTTP.get(f"{base}/api/search", params={"q": texts[i], "k": 5}).json()["hits"]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(texts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for i, text in enumerate(texts):
+        _same(results[i], ex.search(text, k=5))

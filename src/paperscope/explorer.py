@@ -307,14 +307,13 @@ class Explorer:
                 self._embedder = self._load_store_embedder()
             return self._embedder.embed_batch([text.strip()])[0]
 
-    @property
-    def loaded_embedder(self) -> Embedder | None:
-        """The query embedder if it is loaded (or was given), else None; never loads the model.
+    def load_query_embedder(self) -> Embedder:
+        """A new query embedder for this store's pinned model, checked as the one queries load.
 
-        Pass it to a later Explorer of the same store (``Explorer(store, embedder=...)``) to
-        skip loading the model again, as ``paperscope serve`` does after a re-index.
+        For callers that manage the model themselves (``paperscope serve`` batches the queries
+        of concurrent requests); hand it on with ``Explorer(store, embedder=...)``.
         """
-        return self._embedder  # no lock: a load in progress holds it for seconds
+        return self._load_store_embedder()
 
     def _load_store_embedder(self) -> Embedder:
         from paperscope.embed import load_embedder

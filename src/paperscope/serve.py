@@ -19,12 +19,15 @@ import tempfile
 import threading
 import time
 import webbrowser
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from paperscope.errors import PaperscopeError, StoreError, UnknownPaperError
 from paperscope.explorer import Explorer
+from paperscope.rank import check_mode
 from paperscope.store import Store
 
 try:
@@ -60,6 +63,89 @@ class BadRequest(ValueError):
     """A bad request parameter or body: answered 422 with its one-line message."""
 
 
+# ---- the query model ---------------------------------------------------------------------------
+class _Slot:
+    def __init__(self, text: str):
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+
+class QueryBatcher:
+    """The query embedder shared by the server's Explorers: concurrent requests share model calls.
+
+    A request thread calls :meth:`embed`; if no batch is running it runs one with every text
+    waiting (up to ``max_batch``), else it waits and the next free thread takes the next batch.
+    An idle server adds no delay; under load one model call serves many requests. The model is
+    loaded at the first call (``loader``), or given. The vector just made for a thread is what
+    the Explorer's own ``embed_batch([text])`` call then gets, at once.
+    """
+
+    def __init__(self, fingerprint: str, dimension: int, *, model: Any = None,
+                 loader: Callable[[], Any] | None = None, max_batch: int = 64):
+        self.fingerprint = fingerprint
+        self.dimension = dimension
+        self.loader = loader
+        self.max_batch = max_batch
+        self._model = model
+        self._load_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._pending: list[_Slot] = []
+        self._busy = False
+        self._made = threading.local()
+        self.calls = 0  # model calls made (batches), for the logs and tests
+        self.texts = 0
+
+    def model(self) -> Any:
+        with self._load_lock:
+            if self._model is None:
+                if self.loader is None:
+                    raise StoreError("no query model for this store; pass embedder=")
+                self._model = self.loader()
+            return self._model
+
+    def text(self, title: str, abstract: str) -> str:
+        return self.model().text(title, abstract)
+
+    def embed(self, text: str) -> np.ndarray:
+        """The vector of ``text``, computed in a batch with the texts of concurrent callers."""
+        slot = _Slot(text)
+        with self._cond:
+            self._pending.append(slot)
+        while True:
+            with self._cond:
+                while self._busy and slot.vector is None and slot.error is None:
+                    self._cond.wait()
+                if slot.vector is not None or slot.error is not None:
+                    break
+                self._busy = True
+                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            try:
+                vectors = self.model().embed_batch([b.text for b in batch])
+                self.calls += 1
+                self.texts += len(batch)
+                for b, v in zip(batch, vectors, strict=True):
+                    b.vector = v
+            except BaseException as e:  # noqa: BLE001 - handed to every request of the batch
+                for b in batch:
+                    b.error = e
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        self._made.last = (text, slot.vector)
+        return slot.vector
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        last = getattr(self._made, "last", None)
+        if len(texts) == 1 and last is not None and last[0] == texts[0]:
+            self._made.last = None
+            return last[1][None, :]
+        return np.stack([self.embed(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
+
+
 # ---- live data ---------------------------------------------------------------------------------
 class _Handle:
     """One open Explorer and the requests using it; closed once retired and unused."""
@@ -78,6 +164,7 @@ class LiveExplorer:
     ``check_interval`` seconds a request stats the store's CURRENT pointer (one ``stat``); when
     it names another generation, that request opens and warms the new Explorer and swaps it in,
     while other requests go on with the old one. The old one is closed when its last request ends.
+    Every Explorer queries through one :class:`QueryBatcher` (kept across generations of one model).
     """
 
     def __init__(self, store: str | Path | Store | None = None, *, embedder: Any = None,
@@ -85,12 +172,13 @@ class LiveExplorer:
         self.store = store if isinstance(store, Store) else Store(store)
         self.check_interval = check_interval
         self._embedder = embedder  # a given embedder (tests) is used for every generation
+        self.batcher: QueryBatcher | None = None
         self._lock = threading.Lock()  # guards the handle swap and the use counts
         self._refreshing = threading.Lock()  # one request at a time opens a new generation
         self._pointer = self.store.path / "CURRENT"
         self._seen = self._pointer_state()
         self._checked = time.monotonic()
-        self._handle = _Handle(self._open(None))
+        self._handle = _Handle(self._open())
 
     def _pointer_state(self) -> tuple[int, int, int] | None:
         try:
@@ -99,19 +187,33 @@ class LiveExplorer:
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size  # a re-index replaces the file: a new inode
 
-    def _open(self, previous: Explorer | None) -> Explorer:
+    def _open(self) -> Explorer:
         """Open the current generation and warm its cheap parts (lexical index, ranker, one query)."""
-        embedder = self._embedder or (previous.loaded_embedder if previous is not None else None)
-        try:
-            ex = Explorer(self.store, embedder=embedder)
-        except StoreError:
-            if embedder is None or self._embedder is not None:
-                raise
-            ex = Explorer(self.store)  # re-indexed with another model: load that one when needed
+        for attempt in range(3):
+            model = self.store.require_current().manifest["model"]
+            batcher = self.batcher
+            if batcher is None or batcher.fingerprint != model["fingerprint"]:
+                fingerprint = model["fingerprint"] if self._embedder is None else self._embedder.fingerprint
+                batcher = QueryBatcher(fingerprint, model["dimension"], model=self._embedder)
+            try:
+                ex = Explorer(self.store, embedder=batcher)
+            except StoreError:
+                if attempt == 2:
+                    raise
+                continue  # re-indexed with another model between the two reads: read again
+            if batcher.loader is None and self._embedder is None:
+                batcher.loader = ex.load_query_embedder
+            self.batcher = batcher
+            break
         first = next(ex.papers(), None)
         if first is not None:
             ex.related(first.id, k=1)  # loads lexical.npz and builds the ranker
         return ex
+
+    def embed_ahead(self, text: str) -> None:
+        """Embed a search text now, batched with concurrent requests, for the Explorer's search to use."""
+        if self.batcher is not None:
+            self.batcher.embed(text.strip())
 
     def _maybe_refresh(self) -> None:
         now = time.monotonic()
@@ -128,7 +230,7 @@ class LiveExplorer:
                 if name == old.generation.name:
                     self._seen = state
                     return
-                new = self._open(old)
+                new = self._open()
             except (PaperscopeError, OSError) as e:  # keep answering from the open generation; retry later
                 log.warning("paperscope serve: cannot open the new generation yet (%s); still serving %s",
                             e, old.generation.name)
@@ -210,7 +312,7 @@ def _options(get: Callable[[str], Any], *, parse: bool = True) -> dict[str, Any]
 
     out: dict[str, Any] = {"k": 10 if given("k") is None else _int(given("k"), "k", 1, MAX_K, parse=parse),
                            "why": False if given("why") is None else _bool(given("why"), "why", parse=parse),
-                           "mode": None if given("mode") is None else _text(given("mode"), "mode")}
+                           "mode": check_mode(None if given("mode") is None else _text(given("mode"), "mode"))}
     for name in ("date_from", "date_to", "source"):
         out[name] = None if given(name) is None else _text(given(name), name)
     for name in ("min_authors", "max_authors"):
@@ -272,6 +374,8 @@ class _Site:
 
         def work() -> dict[str, Any]:
             with self.live.use() as ex:
+                if opts["mode"] != "lexical":  # embed now, batched with concurrent searches
+                    self.live.embed_ahead(q)
                 hits = ex.search(q, **opts)
                 return {"query": q, "hits": _hits(hits), "note": hits.note}
         return _json(await run_in_threadpool(work))
