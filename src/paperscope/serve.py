@@ -473,7 +473,7 @@ class _Site:
             tm = ex.saved_map() if key is not None else None
             if tm is None:
                 return HTMLResponse(_no_map_page(ex.store.path))
-            body = _page_html(tm).encode("utf-8")
+            body = _page_html(tm, ex).encode("utf-8")
             with self._cache_lock:
                 self._page = (key, body)
             return HTMLResponse(body)
@@ -485,18 +485,30 @@ class _Site:
         return await run_in_threadpool(self.page_response)
 
 
-def _page_html(tm: Any) -> str:
+def _page_html(tm: Any, ex: Explorer) -> str:
     """The served page (render.html.page_html); the static page as a fallback where it is missing."""
+    import inspect
+
     from paperscope.map.topicmap import fit_sample
     from paperscope.render import html
 
     rows = None if len(tm) <= _PAGE_POINTS else fit_sample(tm.ids, _PAGE_POINTS)
     # Related papers come from /api/related when served: nothing precomputed.
     page_html = getattr(html, "page_html", None)
-    if page_html is not None:
-        return page_html(tm, {}, rows=rows, served=True)
-    with tempfile.TemporaryDirectory(prefix="paperscope-page-") as tmp:
-        return html.write_html(tm, Path(tmp) / "map.html", {}, rows=rows).read_text(encoding="utf-8")
+    if page_html is None:
+        with tempfile.TemporaryDirectory(prefix="paperscope-page-") as tmp:
+            return html.write_html(tm, Path(tmp) / "map.html", {}, rows=rows).read_text(encoding="utf-8")
+    extra: dict[str, Any] = {}
+    if "papers" in inspect.signature(page_html).parameters:  # dates and sources feed the page's filters
+        if rows is None:
+            on_map = set(tm.ids)
+            extra["papers"] = {p.id: p for p in ex.papers() if p.id in on_map}
+        else:  # a sample of a large store: fetch those alone
+            extra["papers"] = {}
+            for i in rows:
+                with contextlib.suppress(UnknownPaperError):  # a map older than a re-index that removed it
+                    extra["papers"][tm.ids[i]] = ex.paper(tm.ids[i])
+    return page_html(tm, {}, rows=rows, served=True, **extra)
 
 
 def _no_map_page(store: Path) -> str:
