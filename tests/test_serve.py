@@ -419,7 +419,7 @@ def test_real_model_search_and_ready_time(real_store: Path) -> None:
         r = HTTP.get(f"{url}api/search", params={"q": "learning-rate transfer across model widths", "k": 5},
                       timeout=120)
         assert r.status_code == 200, r.text
-        assert TENSOR_PROGRAMS_V in [h["title"] for h in r.json()["hits"]]
+        assert "A Proof of Learning Rate Transfer under μP" in [h["title"] for h in r.json()["hits"]]
         with Explorer(real_store) as ex:
             _same(r.json()["hits"], ex.search("learning-rate transfer across model widths", k=5))
     finally:
