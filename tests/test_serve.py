@@ -498,3 +498,25 @@ def test_concurrent_searches_over_http_are_each_answered_correctly(store: Path, 
             t.join()
     for i, text in enumerate(texts):
         _same(results[i], ex.search(text, k=5))
+
+
+def test_a_damaged_new_generation_leaves_the_old_one_in_service(tmp_path: Path) -> None:
+    import shutil
+
+    fake = FakeEmbedder()
+    store = tmp_path / "s"
+    build(None, store, embedder=fake)
+    with Explorer(store, embedder=fake) as ex:
+        good, probe = ex.generation.name, next(ex.papers()).id
+    with running(store, fake) as base:
+        assert HTTP.get(f"{base}/api/health").json()["generation"] == good
+        # What a crashed or tampered re-index could leave: CURRENT naming a generation that does not open.
+        bad = store / "generations" / "g000099"
+        shutil.copytree(store / "generations" / good, bad)
+        (bad / "manifest.json").write_text("{ not json")
+        (store / "CURRENT").write_text("g000099\n")
+        for _ in range(20):
+            r = HTTP.get(f"{base}/api/related/{probe}", params={"k": 3})
+            assert r.status_code == 200, r.text
+            assert HTTP.get(f"{base}/api/health").json()["generation"] == good
+            time.sleep(0.05)

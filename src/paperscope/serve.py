@@ -56,7 +56,8 @@ MAX_PAPERS = 1000  # ids in one recommend body
 # Host headers a loopback-bound server answers: a page on another site that points its own DNS
 # name at 127.0.0.1 (DNS rebinding) sends its own name and is refused.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
-_PAGE_POINTS = 50_000  # as many points as the static page holds
+_PAGE_POINTS = 50_000
+RETRY_FAILED_OPEN = 5.0  # seconds between tries of a new generation that failed to open  # as many points as the static page holds
 
 
 class BadRequest(ValueError):
@@ -178,6 +179,7 @@ class LiveExplorer:
         self._pointer = self.store.path / "CURRENT"
         self._seen = self._pointer_state()
         self._checked = time.monotonic()
+        self._failed: tuple[int, int, int] | None = None  # a store state whose generation did not open
         self._handle = _Handle(self._open())
 
     def _pointer_state(self) -> tuple[int, int, int] | None:
@@ -231,9 +233,12 @@ class LiveExplorer:
                     self._seen = state
                     return
                 new = self._open()
-            except (PaperscopeError, OSError) as e:  # keep answering from the open generation; retry later
-                log.warning("paperscope serve: cannot open the new generation yet (%s); still serving %s",
-                            e, old.generation.name)
+            except Exception as e:  # noqa: BLE001 - keep answering from the open generation; retry later
+                if state != self._failed:  # one warning per store state, not one per check
+                    log.warning("paperscope serve: cannot open the new generation (%s); still serving %s",
+                                _one_line(str(e)), old.generation.name)
+                self._failed = state
+                self._checked = now + RETRY_FAILED_OPEN - self.check_interval
                 return
             self._seen = state
             with self._lock:
