@@ -669,9 +669,10 @@ def serve(store: str | Path | None = None, *, host: str = "127.0.0.1", port: int
         where = f"{ex.store.path} (generation {ex.generation.name}, {len(ex)} papers)"
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    url = f"http://{'127.0.0.1' if bound_host in ('0.0.0.0', '::') else shown}:{bound_port}/"
+    local_name = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(bound_host, shown)  # "all interfaces": this machine
+    url = f"http://{local_name}:{bound_port}/"
     if not local:
-        print(f"WARNING: listening on {host} ({bound_host}:{bound_port}), reachable from other machines; "
+        print(f"WARNING: listening on {host} ({shown}:{bound_port}), reachable from other machines; "
               "anyone who can connect can read every paper in the store (no authentication). "
               "Use --host 127.0.0.1 to keep it local.", file=sys.stderr, flush=True)
     print(f"paperscope serve: {where}", file=out, flush=True)
