@@ -56,8 +56,8 @@ MAX_PAPERS = 1000  # ids in one recommend body
 # Host headers a loopback-bound server answers: a page on another site that points its own DNS
 # name at 127.0.0.1 (DNS rebinding) sends its own name and is refused.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
-_PAGE_POINTS = 50_000
-RETRY_FAILED_OPEN = 5.0  # seconds between tries of a new generation that failed to open  # as many points as the static page holds
+_PAGE_POINTS = 50_000  # as many points as the static page holds
+RETRY_FAILED_OPEN = 5.0  # seconds between tries of a new generation that failed to open
 
 
 class BadRequest(ValueError):
