@@ -17,8 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from paperscope.corpus import bundled_corpus
+from paperscope.errors import StoreError, UnknownPaperError
 from paperscope.explorer import Explorer
 from paperscope.pipeline import build
 from paperscope.serve import CSP
@@ -520,3 +523,42 @@ def test_a_damaged_new_generation_leaves_the_old_one_in_service(tmp_path: Path) 
             assert r.status_code == 200, r.text
             assert HTTP.get(f"{base}/api/health").json()["generation"] == good
             time.sleep(0.05)
+
+
+def test_a_request_in_flight_keeps_its_generation(tmp_path: Path) -> None:
+    """LiveExplorer: an Explorer in use survives the swap to a new generation and is closed after its last user."""
+    from paperscope.serve import LiveExplorer
+
+    fake = FakeEmbedder()
+    store = tmp_path / "s"
+    build(None, store, embedder=fake)
+    live = LiveExplorer(store, embedder=fake, check_interval=0.0)
+    try:
+        with live.use() as old:
+            probe = next(old.papers()).id
+            extra = tmp_path / "one.jsonl"
+            extra.write_text(json.dumps({"id": "late-1", "title": "A late paper", "abstract": "late words"}) + "\n")
+            build([extra], store, embedder=fake)
+            with live.use() as new:  # a later request sees the new generation
+                assert new.generation.name != old.generation.name and len(new) == len(old) + 1
+                assert new.paper("late-1").title == "A late paper"
+            assert [h.paper.id for h in old.related(probe, k=3)]  # the request in flight still answers
+            with pytest.raises(UnknownPaperError):
+                old.paper("late-1")
+        with pytest.raises(StoreError, match="closed database"):  # retired and unused: closed
+            old.paper(probe)
+    finally:
+        live.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.dictionaries(st.sampled_from(["q", "k", "mode", "why", "date_from", "date_to", "min_authors",
+                                               "max_authors", "source"]),
+                              st.text(max_size=12) | st.sampled_from(["0", "1", "10", "-5", "1e3", "2024-02", "dense",
+                                                                      "lexical", "true", "\x00", "９"]),
+                              max_size=6))
+def test_any_query_parameters_answer_200_or_one_line_422(url: str, params: dict[str, str]) -> None:
+    params.setdefault("q", "graph neural networks")
+    r = HTTP.get(f"{url}/api/search", params=params)
+    if r.status_code != 200:
+        _check_error(r, 422)
