@@ -380,6 +380,23 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
         click.echo(f"{kind:>7}: {path}")
 
 
+@main.command(**example("paperscope serve --store ~/papers --open"))
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on; anything but the loopback exposes the store to the network.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser once ready.")
+def serve(store: Path | None, host: str, port: int, open_browser: bool) -> None:
+    """Serve the map page with search, related papers and a basket, and a JSON API (read-only).
+
+    Needs the serve extra: pip install "paperscope[serve]". See docs/serve.md for the API.
+    """
+    from paperscope.serve import serve as run_server  # one line naming the extra when it is missing
+
+    run_server(store, host=host, port=port, open_browser=open_browser)
+
+
 @main.group(**example("paperscope model pin ./my-model --lock models.lock"))
 def model() -> None:
     """The pinned embedding model (models.lock)."""

@@ -264,6 +264,14 @@ class Explorer:
                 self._embedder = self._load_store_embedder()
             return self._embedder.embed_batch([text.strip()])[0]
 
+    def load_query_embedder(self) -> Embedder:
+        """A new query embedder for this store's pinned model, checked as the one queries load.
+
+        For callers that manage the model themselves (``paperscope serve`` batches the queries
+        of concurrent requests); hand it on with ``Explorer(store, embedder=...)``.
+        """
+        return self._load_store_embedder()
+
     def _load_store_embedder(self) -> Embedder:
         from paperscope.embed.registry import store_embedder
 
