@@ -14,7 +14,7 @@ from paperscope.explorer import Explorer
 from paperscope.pipeline import build
 from tests.browser import chromium, require_browser
 from tests.conftest import FakeEmbedder
-from tests.test_map_page import _rows
+from tests.e2e.test_map_page import _rows
 
 pytest.importorskip("paperscope.serve")
 served = pytest.importorskip("tests.served")
