@@ -7,6 +7,7 @@ SQLite or the model.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 
 from paperscope.errors import PaperscopeError
 from paperscope.paper import Hit, Hits
+from paperscope.terminal import dumps, echo_query, shown, shown_lines
 
 EXIT_USER_ERROR = 2
 
@@ -69,7 +71,7 @@ def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
 def _one_line(message: str) -> str:
     """Escape what a terminal would act on (CR, LF, ESC, bidi overrides) so an error stays one line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+    return shown(message)
 
 
 class _Group(click.Group):
@@ -84,6 +86,10 @@ class _Group(click.Group):
             click.echo(_one_line(f"paperscope: error: {e.format_message()}{where}"), err=True)
         except (PaperscopeError, ValueError) as e:
             click.echo(_one_line(f"paperscope: error: {e}"), err=True)
+        except OSError as e:  # the file system refused: name the path and the cause, on one line
+            where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+            click.echo(_one_line(f"paperscope: error: {where}{e.strerror or e}; check the path, its permissions "
+                                 "and free space"), err=True)
         except (KeyboardInterrupt, click.Abort):
             click.echo("paperscope: interrupted; the store is unchanged (re-run to resume)", err=True)
             sys.exit(130)
@@ -125,38 +131,44 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
                    chunk_size=chunk_size, progress=default_progress(quiet or as_json),
                    index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(dumps(report.to_dict(), indent=2))
     else:
         for example in report.skip_examples:
-            click.echo(f"skipped {example}", err=True)
-        click.echo(report.summary())
+            click.echo(f"skipped {shown(example)}", err=True)
+        for line in report.merges:
+            click.echo(shown(line), err=True)
+        if report.merged > len(report.merges):
+            click.echo(f"... and {report.merged - len(report.merges)} more merges", err=True)
+        click.echo(shown(report.summary()))
+    for warning in report.warnings:
+        click.echo(f"paperscope: warning: {shown(warning)}", err=True)
 
 
 def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
     note = getattr(hits, "note", None)
     if as_json:
-        click.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        click.echo(dumps([h.to_dict() for h in hits], indent=2))
         if note:
-            click.echo(f"paperscope: {note}", err=True)
+            click.echo(f"paperscope: {shown(note)}", err=True)
         return
     click.echo(header)
     if not hits:
-        click.echo(f"  (no results: {note})" if note else "  (no results)")
+        click.echo(f"  (no results: {shown(note)})" if note else "  (no results)")
         return
     width = shutil.get_terminal_size((100, 20)).columns
-    id_w = max(len(h.paper.id) for h in hits)
+    ids = [shown(h.paper.id, 80) for h in hits]
+    id_w = max(len(i) for i in ids)
     title_w = max(20, width - id_w - 16)
     click.echo(f"{'#':>3}  {'score':>5}  {'id':<{id_w}}  title")
-    for h in hits:
-        title = h.paper.title if len(h.paper.title) <= title_w else h.paper.title[: title_w - 1] + "…"
-        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {h.paper.id:<{id_w}}  {title}")
+    for h, pid in zip(hits, ids):
+        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {pid:<{id_w}}  {shown(h.paper.title, title_w)}")
         if h.terms is not None:
             dense = "n/a" if h.dense is None else f"{h.dense:.3f}"
             lexical = "n/a" if h.lexical is None else f"{h.lexical:.3f}"
-            terms = ", ".join(h.terms) or "(none)"
+            terms = shown(", ".join(h.terms) or "(none)")
             click.echo(f"{'':>12}why: dense similarity {dense}, lexical {lexical}; shared terms: {terms}")
     if note:
-        click.echo(f"  ({note})")
+        click.echo(f"  ({shown(note)})")
 
 
 def _index_line(ix: dict[str, Any]) -> str:
@@ -186,7 +198,7 @@ def related(paper: str, store: Path | None, k: int, as_json: bool, **opts: Any) 
     with Explorer(store) as ex:
         target = ex.paper(paper)
         _print_hits(ex.related(target.id, k=k, **_ranking_kwargs(opts)), as_json,
-                    f"Related to {target.id}: {target.title}")
+                    f"Related to {shown(target.id)}: {shown(target.title)}")
 
 
 @main.command()
@@ -200,7 +212,7 @@ def search(text: str, store: Path | None, k: int, as_json: bool, **opts: Any) ->
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
-        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {text!r}:")
+        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {echo_query(text)}:")
 
 
 @main.command()
@@ -218,8 +230,13 @@ def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | 
 
     with Explorer(store) as ex:
         hits = ex.recommend(list(papers), list(negative), k=k, **_ranking_kwargs(opts))
-        neg = f", unlike {len(negative)}" if negative else ""
-        _print_hits(hits, as_json, f"Recommended from {len(papers)} papers{neg}:")
+        # Count what the query used: repeated papers once, and a --not paper that is also a positive is dropped.
+        pos = {ex.paper(p).id for p in papers}
+        neg_ids = {ex.paper(p).id for p in negative} - pos
+        dropped = len({ex.paper(p).id for p in negative} & pos)
+        neg = f", unlike {len(neg_ids)}" if neg_ids else ""
+        note = f" (--not ignored for {dropped} paper{'s' * (dropped != 1)} also given as positive)" if dropped else ""
+        _print_hits(hits, as_json, f"Recommended from {len(pos)} paper{'s' * (len(pos) != 1)}{neg}{note}:")
 
 
 @main.command("eval")
@@ -246,9 +263,9 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
         out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
         if curve is not None:
             out["tuning"] = [{"weight": w, "ndcg@10": s} for w, s in curve]
-        click.echo(json.dumps(out, indent=2))
+        click.echo(dumps(out, indent=2))
         return
-    click.echo(ev.format_results(results))
+    click.echo(shown_lines(ev.format_results(results)))
     if curve is not None:
         best = max(curve, key=lambda ws: ws[1])
         click.echo("\ntuning split, hybrid nDCG@10 by dense weight:")
@@ -266,7 +283,7 @@ def info(store: Path | None, as_json: bool) -> None:
     with Explorer(store) as ex:
         data = ex.info()
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(dumps(data, indent=2))
         return
     b = data["build"]
     rate = f"{b['texts_per_second']:.1f} texts/s" if b.get("texts_per_second") else "n/a"
@@ -282,7 +299,7 @@ def info(store: Path | None, as_json: bool) -> None:
         ("paperscope", data["paperscope_version"]),
     ]
     for key, value in lines:
-        click.echo(f"{key:>11}  {value}")
+        click.echo(f"{key:>11}  {shown(value)}")
 
 
 @main.command("verify")
@@ -295,12 +312,12 @@ def verify_command(store: Path | None, as_json: bool) -> None:
 
     report = verify(Store(store))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(dumps(report.to_dict(), indent=2))
     else:
         for f in report.findings:
             click.echo(_one_line(f"{'ok' if f.ok else 'DAMAGED':>7}  {f.path}: {f.detail}"))
         bad = len(report.damaged)
-        click.echo(f"{report.store}: " + ("OK" if report.ok else f"{bad} problem{'s' * (bad != 1)} found"))
+        click.echo(f"{shown(report.store)}: " + ("OK" if report.ok else f"{bad} problem{'s' * (bad != 1)} found"))
     if not report.ok:
         sys.exit(1)
 
@@ -314,20 +331,22 @@ def verify_command(store: Path | None, as_json: bool) -> None:
               help="Number of fine topics (default: about sqrt(papers)).")
 @click.option("--themes", "coarse_topics", type=click.IntRange(min=1), default=None,
               help="Number of coarse themes (default: about topics / 2.5).")
-@click.option("--seed", type=int, default=42, show_default=True, help="Random seed for UMAP and k-means.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True,
+              help="Random seed for UMAP and k-means (0 to 2**32-1).")
+@click.option("--wait", "lock_wait", type=click.FloatRange(0, 86_400), default=0, show_default=True,
+              help="Seconds to wait for a running index to finish before refusing (checked before any work).")
 @json_option
 def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
-                coarse_topics: int | None, seed: int, as_json: bool) -> None:
+                coarse_topics: int | None, seed: int, lock_wait: float, as_json: bool) -> None:
     """Draw the topic map: map.png, a self-contained map.html and topics.json."""
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
 
     params = MapParams(seed=seed, fine_topics=fine_topics, coarse_topics=coarse_topics)
     with Explorer(store) as ex:
-        tm = ex.topic_map(out, params=params, refit=refit)
+        tm = ex.topic_map(out, params=params, refit=refit, lock_wait=lock_wait)
     if as_json:
-        click.echo(json.dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2,
-                              ensure_ascii=False))
+        click.echo(dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2))
         return
     s = tm.stats
     how = ("kept from the saved map, up to date" if s.get("cached")
@@ -335,9 +354,9 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
     click.echo(f"map of {len(tm)} papers ({how}; {s['placed']} newly placed): {s['topics']['theme']} themes, "
                f"{s['topics']['topic']} topics, {s['low_confidence']} papers low-confidence; {s['seconds']:.1f}s")
     for t in sorted((t for t in tm.topics if t.level == 1), key=lambda t: -t.size):
-        click.echo(f"  topic {t.id:>3}  {t.size:>5}  {t.label}")
+        click.echo(f"  topic {t.id:>3}  {t.size:>5}  {shown(t.label)}")
     for kind, path in s["outputs"].items():
-        click.echo(f"{kind:>7}: {path}")
+        click.echo(f"{kind:>7}: {shown(path)}")
 
 
 @main.group()
@@ -367,7 +386,7 @@ def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -
         source, name = {"kind": "directory", "path": str(path)}, path.name
     new = pin(path, source, name, template=template)
     lock.write_text(new.to_json(), encoding="utf-8")
-    click.echo(f"pinned {name} ({len(new.files)} files, dim {new.dimension}, fingerprint {new.fingerprint}) in {lock}")
+    click.echo(f"pinned {shown(name)} ({len(new.files)} files, dim {new.dimension}, fingerprint {new.fingerprint}) in {shown(lock)}")
 
 
 if __name__ == "__main__":

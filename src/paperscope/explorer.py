@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ import numpy as np
 
 from paperscope import index
 from paperscope import lexical as lexical_mod
-from paperscope.corpus.normalize import normalise_title
+from paperscope.corpus.normalize import normalise_title, title_id
 from paperscope.embed import Embedder
 from paperscope.embed.lock import ModelLock
 from paperscope.errors import ModelLockError, PaperscopeError, StoreError, UnknownPaperError
@@ -92,9 +94,13 @@ class Explorer:
     def _row_of(self, key: str) -> int:
         key = key.strip()
         found = self._query("SELECT row FROM papers WHERE id = ?", (key,))
-        if not found:
-            found = self._query("SELECT row FROM papers WHERE norm_title = ? ORDER BY row LIMIT 1",
-                                (normalise_title(key),))
+        norm = normalise_title(key)
+        if not found and norm:  # a key of only punctuation or emoji matches no title by its (empty) normal form
+            same = self._query("SELECT row, id, title FROM papers WHERE norm_title = ? ORDER BY row LIMIT 100", (norm,))
+            # Titles that differ only in meaningful symbols (C++ / C, = / ≠) share a normal form but not an
+            # id: prefer the exact title, then the one whose id this key would get, then the first.
+            tid = title_id(key)
+            found = ([r for r in same if r[2] == key] or [r for r in same if r[1] == tid] or same)[:1]
         if not found:
             raise UnknownPaperError(key, self._suggest(key))
         return int(found[0][0])
@@ -332,7 +338,7 @@ class Explorer:
 
     # ---- the topic map ------------------------------------------------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
-                  render: bool = True, related_k: int = 5) -> TopicMap:
+                  render: bool = True, related_k: int = 5, lock_wait: float = 0.0) -> TopicMap:
         """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
 
         An up-to-date saved map (same generation, same parameters) is returned as it is. After a
@@ -340,41 +346,80 @@ class Explorer:
         :func:`paperscope.map.compute_map`); ``refit=True`` starts afresh. With ``render`` the
         PNG, the HTML page and topics.json are written to ``out`` (default: ``STORE/map``);
         their paths are in ``result.stats["outputs"]``.
+
+        A map that must be saved takes the store's writer lock first (waiting up to ``lock_wait``
+        seconds for a running index), so a busy store is refused before any work is done. Each
+        output file is written beside its final name and renamed into place after the map state
+        is saved: an interrupted run leaves the previous files whole.
         """
         from paperscope.map import MapParams, compute_map, from_record, to_record
 
         params = params or MapParams()
+        out_dir = Path(out) if out is not None else self.store.map_dir
+        self._check_map_out(out_dir)
         previous = None if refit else self.saved_map()
         if previous is not None and previous.stats.get("fingerprint") != self.fingerprint:
-            previous = None  # other vectors: nothing of the old layout carries over
+            previous = None
         fresh = not (previous is not None and previous.generation == self.generation.name
                      and previous.params == params)
-        if fresh:
-            ids, titles, texts, hashes = [], [], [], []
-            for start in range(0, self._n, 5000):
-                for pid, title, abstract, chash in self._query(
-                        "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
-                        (start, start + 5000)):
-                    ids.append(pid)
-                    titles.append(title)
-                    texts.append(f"{title}. {abstract}")
-                    hashes.append(chash)
-            tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
-                             previous)
-            tm.stats["fingerprint"] = self.fingerprint
-        else:
-            assert previous is not None
-            tm = previous
-        tm.stats["cached"] = not fresh
-        # Render before saving: a map whose outputs could not be written leaves the store as it was.
-        outputs = self._render_map(tm, Path(out) if out is not None else self.store.map_dir, related_k) \
-            if render else None
-        if fresh:
-            with self.store.writer():
-                self.store.write_map(*to_record(tm))
-        if outputs is not None:
-            tm.stats["outputs"] = outputs
+        if not fresh:
+            return self._map_outputs(previous, out_dir, related_k, render, None, cached=True)
+        with self.store.writer(wait=lock_wait):
+            return self._fresh_map(params, None if refit else self.saved_map(), out_dir, related_k, render)
+
+    def _check_map_out(self, out: Path) -> None:
+        """Map outputs never go inside the store's generations (they would be taken for one)."""
+        try:
+            inside = out.resolve().is_relative_to(self.store.generations_dir.resolve())
+        except OSError:
+            inside = False
+        if inside:
+            raise PaperscopeError(f"{out}: inside the store's generations directory; choose another --out "
+                                  f"(default: {self.store.map_dir})")
+
+    def _map_outputs(self, tm: TopicMap, out: Path, related_k: int, render: bool, save: Any,
+                     cached: bool) -> TopicMap:
+        """Render to temporary files, save the state (``save``), then rename the files into place."""
+        tm.stats["cached"] = cached
+        staged = self._render_map(tm, out, related_k) if render else None
+        try:
+            if save is not None:
+                save(tm)
+            if staged is not None:
+                tm.stats["outputs"] = {kind: str(_publish(tmp)) for kind, tmp in staged.items()}
+        finally:
+            for tmp in (staged or {}).values():
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         return tm
+
+    def _fresh_map(self, params: MapParams, previous: TopicMap | None, out: Path, related_k: int,
+                   render: bool) -> TopicMap:
+        from paperscope.map import compute_map, to_record
+
+        if previous is not None and previous.stats.get("fingerprint") != self.fingerprint:
+            previous = None  # other vectors: nothing of the old layout carries over
+        ids, titles, texts, hashes = [], [], [], []
+        for start in range(0, self._n, 5000):
+            for pid, title, abstract, chash in self._query(
+                    "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
+                    (start, start + 5000)):
+                ids.append(pid)
+                titles.append(title)
+                texts.append(f"{title}. {abstract}")
+                hashes.append(chash)
+        tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
+                         previous)
+        tm.stats["fingerprint"] = self.fingerprint
+
+        def save(m: TopicMap) -> None:
+            try:
+                self.store.write_map(*to_record(m))
+            except OSError as e:
+                raise StoreError(f"{e.filename or self.store.map_dir}: cannot save the map ({e.strerror or e}); "
+                                 "the previous map is unchanged") from None
+        # Render before saving: a map whose outputs could not be written leaves the store as it was.
+        return self._map_outputs(tm, out, related_k, render, save, cached=False)
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""
@@ -388,7 +433,7 @@ class Explorer:
         except (KeyError, ValueError, TypeError) as e:
             raise StoreError(f"{self.store.map_dir}: damaged map ({e}); re-run: paperscope map --refit") from None
 
-    def _render_map(self, tm: TopicMap, out: Path, related_k: int) -> dict[str, str]:
+    def _render_map(self, tm: TopicMap, out: Path, related_k: int) -> dict[str, Path]:
         from paperscope.render import write_html, write_png, write_topics_json
 
         from paperscope.map.topicmap import fit_sample
@@ -397,13 +442,20 @@ class Explorer:
         # smoothly, and each needs its related papers computed here.
         rows = fit_sample(tm.ids, _HTML_POINTS)
         related = {tm.ids[i]: [h.paper.id for h in self.related(tm.ids[i], k=related_k)] for i in rows}
+        staged: dict[str, Path] = {}
         try:
             out.mkdir(parents=True, exist_ok=True)
-            return {"png": str(write_png(tm, out / "map.png")),
-                    "html": str(write_html(tm, out / "map.html", related, rows=rows)),
-                    "topics": str(write_topics_json(tm, out / "topics.json"))}
+            tag = f".tmp-{os.getpid()}"
+            staged["png"] = write_png(tm, out / f"map.png{tag}.png")
+            staged["html"] = write_html(tm, out / f"map.html{tag}.html", related, rows=rows)
+            staged["topics"] = write_topics_json(tm, out / f"topics.json{tag}.json")
+            return staged
         except OSError as e:
-            raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e})") from None
+            for tmp in staged.values():
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e}); "
+                                  "the previous map files are unchanged") from None
 
     # ---- about the store ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -420,3 +472,10 @@ class Explorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _publish(tmp: Path) -> Path:
+    """Rename ``NAME.tmp-PID.EXT`` onto ``NAME`` atomically (readers see the old file or the new)."""
+    final = tmp.with_name(tmp.name.split(".tmp-", 1)[0])
+    os.replace(tmp, final)
+    return final

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from paperscope import __version__, index, lexical
-from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
+from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
 from paperscope.embed import Embedder, check_vectors, with_backend
 from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.errors import InputError, StoreError
-from paperscope.store import PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
+from paperscope.paper import Paper
+from paperscope.store import PAPER_COLUMNS, sqlite_uri, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
 
 CHUNK_SIZE = 256
 _COPY_CHUNK = 8192
@@ -58,6 +59,11 @@ class BuildReport:
     entries_read: int = 0
     rows_skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)
+    # Two readings with different text that got one id (same id, or titles alike): one line each.
+    merged: int = 0
+    merges: list[str] = field(default_factory=list)
+    # Problems after the commit (the new generation is live): reported, never a failure.
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
     model_load_seconds: float = 0.0
@@ -72,6 +78,7 @@ class BuildReport:
         rate = f", {self.texts_per_second:.1f} texts/s" if self.texts_per_second else ""
         head = "nothing changed" if self.nothing_to_do else f"generation {self.generation}"
         skipped = f", {self.rows_skipped} rows skipped" if self.rows_skipped else ""
+        skipped += f", {self.merged} merged with another reading of a different text" if self.merged else ""
         return (f"{head}: {self.papers} papers ({self.added} added, {self.changed} changed, {self.updated} "
                 f"metadata-only, {self.unchanged} unchanged, {self.removed} removed{skipped}); "
                 f"embedded {self.embedded} ({self.resumed} resumed from checkpoint) in {self.seconds:.1f}s{rate}")
@@ -86,6 +93,16 @@ def content_hash(text: str) -> str:
 
 
 ProgressFactory = Callable[[int, str], Any]
+MAX_MERGE_LINES = 1000  # merge lines kept in the report; the count is always exact
+
+
+def _as_paths(paths: Iterable[str | Path] | str | os.PathLike[str] | None) -> list[Path] | None:
+    """One path given as a string or Path is one path, never an iterable of characters."""
+    if paths is None:
+        return None
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        return [Path(os.fsdecode(paths))]
+    return [Path(os.fsdecode(p)) if isinstance(p, bytes) else Path(p) for p in paths]
 
 
 def _no_progress(total: int, desc: str) -> Any:
@@ -96,7 +113,7 @@ def _no_progress(total: int, desc: str) -> Any:
 
 
 def build(
-    paths: Iterable[str | Path] | None = None,
+    paths: Iterable[str | Path] | str | Path | None = None,
     store: str | Path | Store | None = None,
     *,
     lock: ModelLock | str | Path | None = None,
@@ -111,7 +128,7 @@ def build(
 ) -> BuildReport:
     """Index ``paths`` (default: the bundled corpus) into ``store``; returns what was done.
 
-    Inputs add to what the store holds; ``prune=True`` drops papers not in this run's inputs.
+    ``paths`` is one path or an iterable of paths. Inputs add to what the store holds; ``prune=True`` drops papers not in this run's inputs.
     ``rebuild=True`` re-embeds everything (needed after the pinned model changed). ``embedder``
     overrides the lock's model (tests pass a small fake; its fingerprint is recorded).
     ``index_type`` forces the FAISS index ("flat", "ivf", "hnsw"; default: chosen by size).
@@ -129,8 +146,32 @@ def build(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
     embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
-    files = expand(list(paths) if paths is not None else [bundled_corpus()])
+    # The store is never read as an input, wherever it lies under the inputs.
+    files = expand(_as_paths(paths) or [bundled_corpus()], exclude=st.path)
+    try:
+        return _build_locked(st, files, model_lock, fingerprint, dimension, text_of, embedder, embed_chunks,
+                             backend, prune, rebuild, chunk_size, progress, index_type, t0)
+    except (OSError, sqlite3.OperationalError) as e:
+        raise os_failure(e, st.path) from None
 
+
+def os_failure(e: OSError | sqlite3.OperationalError, store: Path) -> StoreError:
+    """One line for an OS or SQLite failure while writing: the path, the cause, what to do."""
+    if isinstance(e, OSError):
+        where = os.fsdecode(e.filename) if e.filename is not None else str(store)
+        cause = e.strerror or str(e)
+    else:
+        where, cause = str(store), str(e)
+    hint = ("free some space" if "full" in cause.lower() or "too large" in cause.lower() or "quota" in cause.lower()
+            else "check that the path is a writable directory")
+    return StoreError(f"{where}: cannot write the store ({cause}); {hint} and re-run "
+                      "(the previous generation is unchanged)")
+
+
+def _build_locked(st: Store, files: list[Path], model_lock: ModelLock, fingerprint: str, dimension: int,
+                  text_of: Callable[[str, str], str], embedder: Embedder | None, embed_chunks: EmbedChunks,
+                  backend: str | None, prune: bool, rebuild: bool, chunk_size: int, progress: ProgressFactory,
+                  index_type: str | None, t0: float) -> BuildReport:
     with st.writer():
         prev = _previous(st, rebuild)
         prev_lock = (prev.manifest["model"].get("lock") or {}) if prev is not None else {}
@@ -202,15 +243,23 @@ def build(
                 "inputs": [str(f) for f in files],
                 "build": report.to_dict(),
             }
-            gen = st.commit(name, tmp, manifest)
+            gen = st.commit(name, tmp, manifest, report.warnings)
             report.generation = gen.name
         except BaseException:
-            st.discard(tmp)
+            if report.generation is None:
+                st.discard(tmp)
             raise
-        # Only after the swap: the checkpoint has served its purpose.
-        staging = st.staging()
-        staging.clear()
-        staging.close()
+        # Only after the swap: the checkpoint has served its purpose. The new generation is live
+        # now, so a failure here (a full disk cannot VACUUM) is a warning, never a failed build.
+        try:
+            staging = st.staging()
+            try:
+                staging.clear()
+            finally:
+                staging.close()
+        except (OSError, sqlite3.Error) as e:
+            report.warnings.append(f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({e}); "
+                                   "the new generation is committed; the next index clears it")
         return report
 
 
@@ -237,14 +286,15 @@ def _previous(st: Store, rebuild: bool) -> Generation | None:
 def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: Callable[[str, str], str],
                  prune: bool, report: BuildReport) -> sqlite3.Connection:
     """Create the new papers table: previous papers, then this run's inputs merged in."""
-    con = sqlite3.connect(db, isolation_level=None)  # explicit BEGIN/COMMIT below
+    # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
+    con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
     con.execute("PRAGMA journal_mode=OFF")  # a crashed build's file is thrown away anyway
     con.execute("PRAGMA synchronous=OFF")
     con.executescript(PAPERS_DDL)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     con.execute("CREATE TEMP TABLE seen (id TEXT PRIMARY KEY)")
     if prev is not None:
-        con.execute("ATTACH DATABASE ? AS old", (f"file:{prev.file('papers.sqlite')}?mode=ro",))
+        con.execute("ATTACH DATABASE ? AS old", (sqlite_uri(prev.file("papers.sqlite"), mode="ro"),))
         con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
     read = ReadReport()
@@ -255,6 +305,13 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
         existing = con.execute(f"SELECT {cols} FROM papers WHERE id=?", (paper.id,)).fetchone()
         if existing is not None:
             old = paper_from_row(existing)
+            if _is_merge(old, paper, first_this_run):
+                report.merged += 1
+                if len(report.merges) < MAX_MERGE_LINES:
+                    where = f" ({paper.sources[0]})" if paper.sources else ""
+                    report.merges.append(f"merged {paper.title!r}{where} into {paper.id} ({old.title!r}): "
+                                         + ("same id" if old.title == paper.title or not paper.id.startswith("t-")
+                                            else "titles differ only in case, spacing or punctuation"))
             if first_this_run and prune:
                 # With --prune the inputs are the whole truth: sources start afresh this run.
                 old = replace(old, sources=())
@@ -299,6 +356,18 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
         report.added = n_seen
     report.papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
     return con
+
+
+def _is_merge(old: Paper, new: Paper, first_this_run: bool) -> bool:
+    """Whether a reading merged into a paper is a *different* text (worth a line), not the same paper again.
+
+    Within one run, any difference in title or abstract under one id is reported. Against the
+    store, a paper with an explicit id may change (an update, counted as changed); one whose id
+    comes from its title is reported when the title is written differently.
+    """
+    if not first_this_run:
+        return (old.title, old.abstract) != (new.title, new.abstract)
+    return new.id.startswith("t-") and old.title != new.title and new.id == title_id(new.title)
 
 
 def _compact_rows(con: sqlite3.Connection) -> None:

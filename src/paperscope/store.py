@@ -26,6 +26,7 @@ import os
 import shutil
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,19 @@ def default_store() -> Path:
     return Path(data) / "paperscope"
 
 
+def sqlite_uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI for SQLite naming exactly ``path``, whatever its characters.
+
+    SQLite reads ``#`` and ``?`` in a URI as the start of a fragment or a query and ``%`` as an
+    escape, so a store path holding them named another file (``run#2`` opened ``run``). The path
+    is made absolute and every byte outside the unreserved set is percent-encoded (bytes, so a
+    name that is not valid UTF-8 is encoded too).
+    """
+    absolute = os.path.abspath(os.fsencode(path))
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return "file:" + urllib.parse.quote(absolute, safe=b"/") + (f"?{query}" if query else "")
+
+
 def paper_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Paper:
     """Columns in PAPER_COLUMNS order to a Paper."""
     (pid, title, abstract, authors, authors_count, date, upvotes, organisation, categories, sources) = row
@@ -98,15 +112,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: str) -> None:
-    """Write a small text file so that readers see the old content or the new, never a part."""
+def write_atomic(path: Path, data: str, after_replace: list[str] | None = None) -> None:
+    """Write a small text file so that readers see the old content or the new, never a part.
+
+    With ``after_replace`` a failure after the rename (syncing the directory) is appended there
+    as a warning instead of raised: the new content is in place by then.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    try:
+        _fsync_dir(path.parent)
+    except OSError as e:
+        if after_replace is None:
+            raise
+        after_replace.append(f"{path.parent}: could not sync the directory ({e.strerror or e})")
 
 
 @dataclass(frozen=True)
@@ -125,7 +153,7 @@ class Generation:
 
     def connect(self) -> sqlite3.Connection:
         """Read-only SQLite connection; ``immutable`` because a generation never changes."""
-        uri = f"file:{self.file('papers.sqlite')}?mode=ro&immutable=1"
+        uri = sqlite_uri(self.file("papers.sqlite"), mode="ro", immutable="1")
         try:
             con = sqlite3.connect(uri, uri=True, check_same_thread=False)
             con.execute("SELECT count(*) FROM papers").fetchone()
@@ -202,19 +230,35 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the single-writer lock; a second writer fails at once with a clear message."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def writer(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold the single-writer lock; a second writer waits up to ``wait`` seconds, then fails clearly.
+
+        An OS failure (read-only directory, a file where a directory belongs) is a StoreError
+        naming the path, before anything is written.
+        """
         lock_path = self.path / ".writer.lock"
-        fh = open(lock_path, "a+")
         try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise StoreLockedError(f"{self.path}: another paperscope index is writing this store ({holder}); "
-                                       "wait for it to finish") from None
+            self.path.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")  # noqa: SIM115 - closed in the finally below
+        except OSError as e:
+            where = os.fsdecode(e.filename) if e.filename is not None else str(self.path)
+            raise StoreError(f"{where}: cannot write the store ({e.strerror or e}); "
+                             "check that the path is a writable directory") from None
+        try:
+            deadline = time.monotonic() + max(0.0, wait)
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        continue
+                    fh.seek(0)
+                    holder = fh.read(200).strip() or "another process"
+                    waited = f" (waited {wait:g}s)" if wait > 0 else ""
+                    raise StoreLockedError(f"{self.path}: another paperscope index is writing this store "
+                                           f"({holder}){waited}; wait for it to finish") from None
             fh.seek(0)
             fh.truncate()
             fh.write(f"pid {os.getpid()}")
@@ -234,8 +278,12 @@ class Store:
         tmp.mkdir()
         return name, tmp
 
-    def commit(self, name: str, tmp: Path, manifest: dict[str, Any]) -> Generation:
-        """Write the manifest last, rename the generation into place and swap CURRENT to it."""
+    def commit(self, name: str, tmp: Path, manifest: dict[str, Any], warnings: list[str] | None = None) -> Generation:
+        """Write the manifest last, rename the generation into place and swap CURRENT to it.
+
+        Once CURRENT names the new generation the commit has happened: what fails after that
+        (pruning old generations) is appended to ``warnings``, never raised.
+        """
         files: dict[str, dict[str, Any]] = {}
         for f in FILES:
             path = tmp / f
@@ -249,8 +297,13 @@ class Store:
         final = self.generations_dir / name
         os.replace(tmp, final)
         _fsync_dir(self.generations_dir)
-        write_atomic(self.path / "CURRENT", name + "\n")
-        self._drop_old(keep=name)
+        write_atomic(self.path / "CURRENT", name + "\n", after_replace=warnings)
+        try:
+            self._drop_old(keep=name)
+        except OSError as e:
+            if warnings is None:
+                raise
+            warnings.append(f"{self.generations_dir}: could not remove old generations ({e.strerror or e})")
         return Generation(final, manifest)
 
     def discard(self, tmp: Path) -> None:
@@ -333,7 +386,7 @@ class Staging:
 
     def __init__(self, path: Path):
         self.path = path
-        self.con = sqlite3.connect(path)
+        self.con = sqlite3.connect(sqlite_uri(path), uri=True)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, hash TEXT, vec BLOB, "
