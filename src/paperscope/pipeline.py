@@ -31,7 +31,7 @@ from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_titl
 from paperscope.corpus.records import merge
 from paperscope.embed import Embedder, check_vectors, with_backend
 from paperscope.embed.engines import EmbedChunks, get_engine
-from paperscope.embed.lock import ModelLock, load_lock
+from paperscope.embed.lock import ModelLock, find_lock, load_lock
 from paperscope.errors import InputError, StoreError
 from paperscope.paper import Paper
 from paperscope.store import PAPER_COLUMNS, sqlite_uri, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
@@ -138,6 +138,7 @@ def build(
     """
     t0 = time.perf_counter()
     st = store if isinstance(store, Store) else Store(store)
+    lock_file = None if isinstance(lock, ModelLock) or embedder is not None else find_lock(lock)
     model_lock = with_backend(lock if isinstance(lock, ModelLock) else load_lock(lock), backend)
     fingerprint = embedder.fingerprint if embedder is not None else model_lock.fingerprint
     dimension = embedder.dimension if embedder is not None else model_lock.dimension
@@ -150,7 +151,7 @@ def build(
     files = expand(_as_paths(paths) or [bundled_corpus()], exclude=st.path)
     try:
         return _build_locked(st, files, model_lock, fingerprint, dimension, text_of, embedder, embed_chunks,
-                             backend, prune, rebuild, chunk_size, progress, index_type, t0)
+                             backend, prune, rebuild, chunk_size, progress, index_type, t0, lock_file)
     except (OSError, sqlite3.OperationalError) as e:
         raise os_failure(e, st.path) from None
 
@@ -171,7 +172,7 @@ def os_failure(e: OSError | sqlite3.OperationalError, store: Path) -> StoreError
 def _build_locked(st: Store, files: list[Path], model_lock: ModelLock, fingerprint: str, dimension: int,
                   text_of: Callable[[str, str], str], embedder: Embedder | None, embed_chunks: EmbedChunks,
                   backend: str | None, prune: bool, rebuild: bool, chunk_size: int, progress: ProgressFactory,
-                  index_type: str | None, t0: float) -> BuildReport:
+                  index_type: str | None, t0: float, lock_file: Path | None = None) -> BuildReport:
     with st.writer():
         prev = _previous(st, rebuild)
         prev_lock = (prev.manifest["model"].get("lock") or {}) if prev is not None else {}
@@ -181,12 +182,19 @@ def _build_locked(st: Store, files: list[Path], model_lock: ModelLock, fingerpri
             fingerprint, dimension = model_lock.fingerprint, model_lock.dimension
         if prev is not None and prev.manifest["model"]["fingerprint"] != fingerprint and not rebuild:
             other = prev_lock.get("backend", "torch")
-            what = (f"backend {other}, this run asks for {model_lock.backend}" if embedder is None
-                    and other != model_lock.backend else f"the lock now gives {fingerprint} ({model_lock.name})")
+            read = f" (read from {lock_file})" if lock_file is not None else ""
+            if embedder is None and other != model_lock.backend:
+                what = f"backend {other}, this run asks for {model_lock.backend}"
+                advice = f"to switch to {model_lock.backend}, re-embed everything: paperscope index --rebuild"
+            else:
+                what = f"the lock{read} gives {fingerprint} ({model_lock.name})"
+                # --rebuild would re-embed with *this* lock's model: say so, and how to keep the store's.
+                advice = (f"to keep {prev.manifest['model']['name']}, pass --lock with the lock it was built with; "
+                          f"to switch every paper to {model_lock.name}, run `paperscope index --rebuild`"
+                          + (f" (with --lock {lock_file})" if lock_file is not None else ""))
             raise StoreError(
                 f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
-                f"({prev.manifest['model']['name']}), {what}; "
-                "run `paperscope index --rebuild` to re-embed everything with the new model or backend")
+                f"({prev.manifest['model']['name']}), {what}; {advice}")
         name, tmp = st.new_generation()
         report = BuildReport(store=str(st.path), generation=None)
         try:
