@@ -95,6 +95,8 @@ class Explorer:
         key = key.strip()
         found = self._query("SELECT row FROM papers WHERE id = ?", (key,))
         norm = normalise_title(key)
+        if not found:  # the id this title would get (titles that normalise to nothing have one too)
+            found = self._query("SELECT row FROM papers WHERE id = ?", (title_id(key),))
         if not found and norm:  # a key of only punctuation or emoji matches no title by its (empty) normal form
             same = self._query("SELECT row, id, title FROM papers WHERE norm_title = ? ORDER BY row LIMIT 100", (norm,))
             # Titles that differ only in meaningful symbols (C++ / C, = / ≠) share a normal form but not an

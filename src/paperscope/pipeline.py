@@ -34,6 +34,7 @@ from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, find_lock, load_lock
 from paperscope.errors import InputError, StoreError
 from paperscope.paper import Paper
+from paperscope.terminal import shown
 from paperscope.store import PAPER_COLUMNS, sqlite_uri, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
 
 CHUNK_SIZE = 256
@@ -163,8 +164,9 @@ def os_failure(e: OSError | sqlite3.OperationalError, store: Path) -> StoreError
         cause = e.strerror or str(e)
     else:
         where, cause = str(store), str(e)
-    hint = ("free some space" if "full" in cause.lower() or "too large" in cause.lower() or "quota" in cause.lower()
-            else "check that the path is a writable directory")
+    low = cause.lower()
+    hint = ("free some space" if any(w in low for w in ("full", "too large", "quota", "no space"))
+            else "check free space and that the path is a writable directory")
     return StoreError(f"{where}: cannot write the store ({cause}); {hint} and re-run "
                       "(the previous generation is unchanged)")
 
@@ -196,7 +198,8 @@ def _build_locked(st: Store, files: list[Path], model_lock: ModelLock, fingerpri
                 f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
                 f"({prev.manifest['model']['name']}), {what}; {advice}")
         name, tmp = st.new_generation()
-        report = BuildReport(store=str(st.path), generation=None)
+        # Paths in the report and manifest are text: bytes of a name that are not UTF-8 are escaped.
+        report = BuildReport(store=shown(st.path), generation=None)
         try:
             con = _fill_papers(tmp / "papers.sqlite", prev, files, text_of, prune, report)
             # A generation from before lexical indexes existed is upgraded by a plain re-run.
@@ -248,7 +251,7 @@ def _build_locked(st: Store, files: list[Path], model_lock: ModelLock, fingerpri
                 "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
                             "tokenizer_version": lexical.TOKENIZER_VERSION},
                 "counts": {"papers": report.papers},
-                "inputs": [str(f) for f in files],
+                "inputs": [shown(f) for f in files],
                 "build": report.to_dict(),
             }
             gen = st.commit(name, tmp, manifest, report.warnings)
@@ -462,7 +465,8 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
 
 
 def _has_old(con: sqlite3.Connection) -> bool:
-    return any(name == "old" for _, name, _ in con.execute("PRAGMA database_list"))
+    # Only the name column: the file column fails to decode for a store path that is not UTF-8.
+    return any(name == "old" for (name,) in con.execute("SELECT name FROM pragma_database_list"))
 
 
 def _write_vectors(con: sqlite3.Connection, path: Path, prev: Generation | None, staging: Any,

@@ -37,6 +37,7 @@ import numpy as np
 from paperscope.embed.lock import sha256_file
 from paperscope.errors import StoreError, StoreLockedError
 from paperscope.paper import Paper
+from paperscope.terminal import dumps
 from paperscope.verify import GENERATION_NAME, check_files, check_manifest, check_seal, sealed
 
 SCHEMA_VERSION = 1
@@ -101,7 +102,7 @@ def paper_values(p: Paper) -> tuple[Any, ...]:
     """A Paper as values in PAPER_COLUMNS order."""
     return (p.id, p.title, p.abstract, json.dumps(list(p.authors), ensure_ascii=False), p.authors_count,
             p.date, p.upvotes, p.organisation, json.dumps(list(p.categories)),
-            json.dumps(list(p.sources), ensure_ascii=False))
+            dumps(list(p.sources)))  # a file name that is not UTF-8 is kept, JSON-escaped
 
 
 def _fsync_dir(path: Path) -> None:

@@ -64,6 +64,8 @@ def expand(paths: Iterable[str | Path] | str | Path, exclude: Path | None = None
     files: list[Path] = []
     for p in _one_or_many(paths):
         if p.is_dir():
+            if _inside(p, skip):
+                raise InputError(f"{p}: is inside the store being written ({exclude}); inputs must lie outside it")
             found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
                            and f.name.lower().removesuffix(".gz").endswith(SUFFIXES) and not _inside(f, skip))
             if not found:

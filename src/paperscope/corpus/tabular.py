@@ -82,6 +82,8 @@ def row_to_paper(row: Mapping[str, object], source: str, where: str, report: Rea
         authors=authors,
         authors_count=authors_count,
         date=date,
+        upvotes=_count(row.get("upvotes")),
+        organisation=clean_text(org) or None if isinstance(org := row.get("organisation"), str) else None,
         categories=categories,
         sources=(source,),
     )

@@ -195,7 +195,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     else:
         fine_k, coarse_k = cluster.auto_sizes(n, params.fine_topics, params.coarse_topics)
         # Never more topics than distinct points: identical papers are one topic, not a split of ties.
-        distinct = len(np.unique(np.round(space_base, 5), axis=0))
+        distinct = len(np.unique(np.round(joint[base_idx], 5), axis=0))  # before UMAP, which spreads ties
         fine_k, coarse_k = min(fine_k, distinct), min(coarse_k, distinct)
         init = _warm_centroids(space_base, base_idx, ids, previous, prev_row, fine_k) if warm else None
         centroids, parents = cluster.fit_topics(space_base, fine_k, coarse_k, params.seed, init=init)
