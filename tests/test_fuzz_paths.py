@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FakeEmbedder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FakeEmbedder
 from paperscope.cli import main
 from paperscope.corpus import read_corpus
 from paperscope.corpus.normalize import clean_text, title_id
@@ -136,7 +136,7 @@ def store6(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(option=st.sampled_from(["-k", "--min-authors", "--max-authors", "--date-from", "--date-to"]), value=_CLI_INT)
 def test_numeric_cli_options_are_a_result_or_one_line(store6: Path, option: str, value: str) -> None:
-    code, out, err = _cli(["related", "p1", "--store", str(store6), "--mode", "lexical", option, value])
+    code, _, err = _cli(["related", "p1", "--store", str(store6), "--mode", "lexical", option, value])
     assert code in (0, 2), err
     if code == 2:
         assert len(err.strip().splitlines()) == 1 and err.startswith("paperscope: error:")

@@ -6,7 +6,6 @@ SQLite or the model.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys

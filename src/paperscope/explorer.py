@@ -354,7 +354,7 @@ class Explorer:
         output file is written beside its final name and renamed into place after the map state
         is saved: an interrupted run leaves the previous files whole.
         """
-        from paperscope.map import MapParams, compute_map, from_record, to_record
+        from paperscope.map import MapParams
 
         params = params or MapParams()
         out_dir = Path(out) if out is not None else self.store.map_dir

@@ -34,8 +34,9 @@ from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, find_lock, load_lock
 from paperscope.errors import InputError, StoreError
 from paperscope.paper import Paper
+from paperscope.store import (PAPER_COLUMNS, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row,
+                              paper_values, sqlite_uri)
 from paperscope.terminal import shown
-from paperscope.store import PAPER_COLUMNS, sqlite_uri, PAPERS_DDL, SCHEMA_VERSION, Generation, Store, now, paper_from_row, paper_values
 
 CHUNK_SIZE = 256
 _COPY_CHUNK = 8192
@@ -320,9 +321,9 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
                 report.merged += 1
                 if len(report.merges) < MAX_MERGE_LINES:
                     where = f" ({paper.sources[0]})" if paper.sources else ""
-                    report.merges.append(f"merged {paper.title!r}{where} into {paper.id} ({old.title!r}): "
+                    report.merges.append(shown(f"merged {paper.title!r}{where} into {paper.id} ({old.title!r}): "
                                          + ("same id" if old.title == paper.title or not paper.id.startswith("t-")
-                                            else "titles differ only in case, spacing or punctuation"))
+                                            else "titles differ only in case, spacing or punctuation")))
             if first_this_run and prune:
                 # With --prune the inputs are the whole truth: sources start afresh this run.
                 old = replace(old, sources=())

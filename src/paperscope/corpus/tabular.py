@@ -8,8 +8,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from paperscope.corpus.normalize import MAX_ABSTRACT_CHARS, clean_text, title_id, too_long
 from paperscope.corpus.lines import LongLine
+from paperscope.corpus.normalize import MAX_ABSTRACT_CHARS, clean_text, title_id, too_long
 from paperscope.corpus.records import ReadReport
 from paperscope.errors import InputError
 from paperscope.paper import Paper

@@ -16,6 +16,7 @@ import numpy as np
 from paperscope.embed import Embedder
 from paperscope.embed.lock import ModelLock
 from paperscope.errors import ModelLockError
+from paperscope.terminal import shown
 
 if TYPE_CHECKING:
     from paperscope.pipeline import BuildReport
@@ -44,7 +45,7 @@ def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
                     prepare_query_model(lock, model)  # torch is loaded now: exporting costs seconds
                 except (OSError, ModelLockError) as e:
                     # An optional speed-up: an unwritable or damaged cache must never sink a build.
-                    report.warnings.append(f"skipped the ONNX query-model export ({e}); queries will load torch")
+                    report.warnings.append(shown(f"skipped the ONNX query-model export ({e}); queries will load torch"))
         return local
     if name == "ray":
         if embedder is not None:
