@@ -217,3 +217,9 @@ def test_distinct_titles_stay_distinct_or_the_merge_is_reported(tmp_path_factory
     assert report.papers + report.merged == len(distinct), (distinct, report.merges)
     for line in report.merges:
         assert line.startswith("merged ") and "\n" not in line
+
+
+@pytest.mark.parametrize("args", [["map", "--wait", "nan"], ["eval", "--weight", "nan"], ["eval", "--weight", "-0.1"]])
+def test_float_options_refuse_nan(store6: Path, args: list[str]) -> None:
+    code, _, err = _cli([*args, "--store", str(store6)])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and args[1] in err, err

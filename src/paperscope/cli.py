@@ -37,6 +37,13 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> str 
         raise click.BadParameter(str(e).split(": ", 1)[1]) from None
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """FloatRange lets NaN through (every comparison with it is false): refuse it here."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, not nan")
+    return value
+
+
 def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
@@ -241,7 +248,7 @@ def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | 
 @main.command("eval")
 @click.argument("labels", nargs=-1, type=click.Path(path_type=Path))
 @store_option
-@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None, callback=_finite,
               help="Dense share of the hybrid score (default: the tuned one).")
 @click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
 @json_option
@@ -333,6 +340,7 @@ def verify_command(store: Path | None, as_json: bool) -> None:
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True,
               help="Random seed for UMAP and k-means (0 to 2**32-1).")
 @click.option("--wait", "lock_wait", type=click.FloatRange(0, 86_400), default=0, show_default=True,
+              callback=_finite,
               help="Seconds to wait for a running index to finish before refusing (checked before any work).")
 @json_option
 def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
