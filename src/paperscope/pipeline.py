@@ -269,9 +269,11 @@ def _build_locked(st: Store, files: list[Path], model_lock: ModelLock, fingerpri
                 staging.clear()
             finally:
                 staging.close()
-        except (OSError, sqlite3.Error) as e:
-            report.warnings.append(f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({e}); "
-                                   "the new generation is committed; the next index clears it")
+        except (OSError, sqlite3.Error, KeyboardInterrupt) as e:
+            # Even an interrupt: the generation is live, so saying "unchanged" would be false.
+            why = str(e) or type(e).__name__
+            report.warnings.append(shown(f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({why}); "
+                                         "the new generation is committed; the next index clears it"))
         return report
 
 

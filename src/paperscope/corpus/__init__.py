@@ -96,7 +96,8 @@ def _page_lines(path: Path, fh: BinaryIO) -> list[str | LongLine]:
         if lineno == 1:
             line = line.removeprefix(b"\xef\xbb\xbf")
         try:
-            out.append(line.decode("utf-8"))
+            # splitlines, as the page parser always did: CR-only pages and U+2028 split lines too.
+            out.extend(line.decode("utf-8").splitlines() or [""])
         except UnicodeDecodeError as e:
             raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {line[e.start]:#04x})") from None
     return out
