@@ -420,3 +420,24 @@ def test_item15_search_echo_is_truncated_and_recommend_header_counts_what_was_us
     assert code == 0 and len(out.splitlines()[0]) < 300
     code, out, _ = cli(["recommend", "p1", "--not", "p1", "--store", str(small_store), "--mode", "lexical"])
     assert code == 0 and "unlike" not in out.splitlines()[0] and "--not ignored for 1 paper" in out.splitlines()[0]
+
+
+def test_item_numbers_counts_on_pages_are_range_checked(tmp_path: Path) -> None:
+    """Class of 'every number is range-checked': a page's author and upvote counts reached SQLite unchecked."""
+    page = tmp_path / "p.txt"
+    page.write_text(f"Subscribe\nBig counts\n{A}\n• {'9' * 30} authors\nJun 13, 2022 {'7' * 40}\n"
+                    f"Fine counts\n{A}\n• 6 authors\nJun 13, 2022 4\n", encoding="utf-8")
+    papers = {p.title: p for p in read_corpus(page)}
+    assert (papers["Big counts"].authors_count, papers["Big counts"].upvotes) == (None, None)
+    assert (papers["Fine counts"].authors_count, papers["Fine counts"].upvotes) == (6, 4)
+    assert build(page, tmp_path / "s", embedder=FakeEmbedder()).papers == 2
+
+
+def test_item_values_a_float_id_is_skipped_not_silently_changed(tmp_path: Path) -> None:
+    """Class of 'no field changes value': JSON 1706.03760 parses as 1706.0376, a different arXiv id."""
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"id": 1706.03760, "title": "Attention", "abstract": "%s"}\n{"id": 42, "title": "Int", '
+                    '"abstract": "%s"}\n' % (A, A))
+    report = ReadReport()
+    assert [p.id for p in read_papers(path, report)] == ["42"]
+    assert report.skipped == 1 and "write ids as strings" in report.skip_examples[0]

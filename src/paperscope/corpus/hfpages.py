@@ -25,6 +25,7 @@ from paperscope.paper import Paper
 # Titles in the wild stay under ~170 characters and HF abstracts are full paragraphs; 200
 # separates them on every bundled page. A shorter abstract would be read as page chrome.
 ABSTRACT_MIN_CHARS = 200
+MAX_COUNT = 10**6  # the same bound as counts in JSONL and CSV rows
 
 CHROME = frozenset({
     "new", "Subscribe", "Daily Papers", "byAK and the research community",
@@ -50,7 +51,12 @@ def parse_date(line: str) -> tuple[str, int | None] | None:
         return None
     month, day = _MONTHS[m["mon"]], int(m["day"])
     date = f"{m['year']}-{month:02d}-{day:02d}" if m["year"] else f"--{month:02d}-{day:02d}"
-    return date, (int(m["up"]) if m["up"] else None)
+    return date, _bounded(m["up"])
+
+
+def _bounded(digits: str | None) -> int | None:
+    """A count from the page, or None when absent or beyond any real count (SQLite holds 64-bit integers)."""
+    return int(digits) if digits and len(digits) <= 7 and int(digits) <= MAX_COUNT else None
 
 
 def _is_abstract(line: str | LongLine) -> bool:
@@ -96,7 +102,7 @@ def _parse_metadata(block: list[str]) -> dict[str, object]:
         if line in CHROME or line == "·":
             continue
         if m := _AUTHORS.match(line):
-            meta["authors_count"] = int(m.group(1))
+            meta["authors_count"] = _bounded(m.group(1))
         elif (parsed := parse_date(line)) is not None:
             meta["date"], meta["upvotes"] = parsed
         elif "organisation" not in meta:

@@ -59,6 +59,10 @@ def row_to_paper(row: Mapping[str, object], source: str, where: str, report: Rea
         if not isinstance(row.get(key) or "", _SCALAR) or isinstance(row.get(key), bool):
             report.skip(where, f"{key} is a JSON {type(row.get(key)).__name__}, not text")
             return None
+    if isinstance(row.get("id"), float):
+        # 1706.03760 arrives as the float 1706.0376: the id would silently change. Ids are text.
+        report.skip(where, f"id is a JSON number with a fraction ({row['id']!r}); write ids as strings")
+        return None
     title = clean_text(str(row.get("title") or ""))
     abstract = clean_text(str(row.get("abstract") or ""))
     if not title or not abstract:
