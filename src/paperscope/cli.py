@@ -7,7 +7,7 @@ here knows about FAISS, SQLite or the model; the choices offered come from the l
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +18,7 @@ import click
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, ENGINES, INDEX_TYPES, MODES
 from paperscope.errors import InvalidArgument, PaperscopeError
 from paperscope.paper import Hit
+from paperscope.terminal import dumps, echo_query, shown, shown_lines
 
 EXIT_USER_ERROR = 2
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -55,12 +56,19 @@ def _emit(data: Any, as_json: bool, as_jsonl: bool) -> bool:
     """Print ``data`` as JSON (indented) or JSON lines (one object per list item); False if neither."""
     if as_jsonl:
         for item in data if isinstance(data, list) else [data]:
-            click.echo(json.dumps(item, ensure_ascii=False))
+            click.echo(dumps(item))
         return True
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        click.echo(dumps(data, indent=2))
         return True
     return False
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """FloatRange lets NaN through (every comparison with it is false): refuse it here."""
+    if value is not None and value != value:
+        raise click.BadParameter("must be a number, not nan")
+    return value
 
 
 def ranking_options(f: Any) -> Any:
@@ -96,7 +104,7 @@ def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
 def _one_line(message: str) -> str:
     """Escape what a terminal would act on (CR, LF, ESC, bidi overrides) so an error stays one line."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+    return shown(message)
 
 
 class _Group(click.Group):
@@ -111,6 +119,10 @@ class _Group(click.Group):
             click.echo(_one_line(f"paperscope: error: {e.format_message()}{where}"), err=True)
         except PaperscopeError as e:  # not a bare ValueError: that is a bug, and keeps its traceback
             click.echo(_one_line(f"paperscope: error: {e}"), err=True)
+        except OSError as e:  # the file system refused: name the path and the cause, on one line
+            where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+            click.echo(_one_line(f"paperscope: error: {where}{e.strerror or e}; check the path, its permissions "
+                                 "and free space"), err=True)
         except (KeyboardInterrupt, click.Abort):
             click.echo("paperscope: interrupted; the store is unchanged (re-run to resume)", err=True)
             sys.exit(130)
@@ -160,34 +172,40 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
                    index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend)
     if not _emit(report.to_dict(), as_json, as_jsonl):
         for example in report.skip_examples:
-            click.echo(f"skipped {example}", err=True)
-        click.echo(report.summary())
+            click.echo(f"skipped {shown(example)}", err=True)
+        for line in report.merges:
+            click.echo(shown(line), err=True)
+        if report.merged > len(report.merges):
+            click.echo(f"... and {report.merged - len(report.merges)} more merges", err=True)
+        click.echo(shown(report.summary()))
+    for warning in report.warnings:
+        click.echo(f"paperscope: warning: {shown(warning)}", err=True)
 
 
 def _print_hits(hits: list[Hit], as_json: bool, header: str, as_jsonl: bool = False) -> None:
     note = getattr(hits, "note", None)
     if _emit([h.to_dict() for h in hits], as_json, as_jsonl):
         if note:
-            click.echo(f"paperscope: {note}", err=True)
+            click.echo(f"paperscope: {shown(note)}", err=True)
         return
     click.echo(header)
     if not hits:
-        click.echo(f"  (no results: {note})" if note else "  (no results)")
+        click.echo(f"  (no results: {shown(note)})" if note else "  (no results)")
         return
     width = shutil.get_terminal_size((100, 20)).columns
-    id_w = max(len(h.paper.id) for h in hits)
+    ids = [shown(h.paper.id, 80) for h in hits]
+    id_w = max(len(i) for i in ids)
     title_w = max(20, width - id_w - 16)
     click.echo(f"{'#':>3}  {'score':>5}  {'id':<{id_w}}  title")
-    for h in hits:
-        title = h.paper.title if len(h.paper.title) <= title_w else h.paper.title[: title_w - 1] + "…"
-        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {h.paper.id:<{id_w}}  {title}")
+    for h, pid in zip(hits, ids):
+        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {pid:<{id_w}}  {shown(h.paper.title, title_w)}")
         if h.terms is not None:
             dense = "n/a" if h.dense is None else f"{h.dense:.3f}"
             lexical = "n/a" if h.lexical is None else f"{h.lexical:.3f}"
-            terms = ", ".join(h.terms) or "(none)"
+            terms = shown(", ".join(h.terms) or "(none)")
             click.echo(f"{'':>12}why: dense similarity {dense}, lexical {lexical}; shared terms: {terms}")
     if note:
-        click.echo(f"  ({note})")
+        click.echo(f"  ({shown(note)})")
 
 
 def _index_line(ix: dict[str, Any]) -> str:
@@ -217,7 +235,7 @@ def related(paper: str, store: Path | None, k: int, as_json: bool, as_jsonl: boo
     with Explorer(store) as ex:
         target = ex.paper(paper)
         _print_hits(ex.related(target.id, k=k, **_ranking_kwargs(opts)), as_json,
-                    f"Related to {target.id}: {target.title}", as_jsonl)
+                    f"Related to {shown(target.id)}: {shown(target.title)}", as_jsonl)
 
 
 @main.command(**example('paperscope search "low-rank adaptation of language models" --mode lexical'))
@@ -231,7 +249,8 @@ def search(text: str, store: Path | None, k: int, as_json: bool, as_jsonl: bool,
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
-        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {text!r}:", as_jsonl)
+        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {echo_query(text)}:",
+                    as_jsonl)
 
 
 @main.command(**example("paperscope recommend 2106.09685 2402.09353 --not 2305.14314"))
@@ -249,14 +268,19 @@ def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | 
 
     with Explorer(store) as ex:
         hits = ex.recommend(list(papers), list(negative), k=k, **_ranking_kwargs(opts))
-        neg = f", unlike {len(negative)}" if negative else ""
-        _print_hits(hits, as_json, f"Recommended from {len(papers)} papers{neg}:", as_jsonl)
+        # Count what the query used: repeated papers once, and a --not paper that is also a positive is dropped.
+        pos = {ex.paper(p).id for p in papers}
+        neg_ids = {ex.paper(p).id for p in negative} - pos
+        dropped = len({ex.paper(p).id for p in negative} & pos)
+        neg = f", unlike {len(neg_ids)}" if neg_ids else ""
+        note = f" (--not ignored for {dropped} paper{'s' * (dropped != 1)} also given as positive)" if dropped else ""
+        _print_hits(hits, as_json, f"Recommended from {len(pos)} paper{'s' * (len(pos) != 1)}{neg}{note}:", as_jsonl)
 
 
 @main.command("eval", **example("paperscope eval --tune"))
 @click.argument("labels", nargs=-1, type=click.Path(path_type=Path))
 @store_option
-@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None, callback=_finite,
               help="Dense share of the hybrid score (default: the tuned one).")
 @click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
 @json_option
@@ -282,9 +306,9 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
         out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
         if curve is not None:
             out["tuning"] = [{"weight": w, "ndcg@10": s} for w, s in curve]
-        click.echo(json.dumps(out, indent=2))
+        click.echo(dumps(out, indent=2))
         return
-    click.echo(ev.format_results(results))
+    click.echo(shown_lines(ev.format_results(results)))
     if curve is not None:
         best = max(curve, key=lambda ws: ws[1])
         click.echo("\ntuning split, hybrid nDCG@10 by dense weight:")
@@ -317,7 +341,7 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
         ("paperscope", data["paperscope_version"]),
     ]
     for key, value in lines:
-        click.echo(f"{key:>11}  {value}")
+        click.echo(f"{key:>11}  {shown(value)}")
 
 
 @main.command("verify", **example("paperscope verify --store ~/papers"))
@@ -332,12 +356,12 @@ def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
     if as_jsonl:  # one object per checked file
         _emit([vars(f) for f in report.findings], False, True)
     elif as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(dumps(report.to_dict(), indent=2))
     else:
         for f in report.findings:
             click.echo(_one_line(f"{'ok' if f.ok else 'DAMAGED':>7}  {f.path}: {f.detail}"))
         bad = len(report.damaged)
-        click.echo(f"{report.store}: " + ("OK" if report.ok else f"{bad} problem{'s' * (bad != 1)} found"))
+        click.echo(f"{shown(report.store)}: " + ("OK" if report.ok else f"{bad} problem{'s' * (bad != 1)} found"))
     if not report.ok:
         sys.exit(1)
 
@@ -351,23 +375,26 @@ def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
               help="Number of fine topics (default: about sqrt(papers)).")
 @click.option("--themes", "coarse_topics", type=click.IntRange(min=1), default=None,
               help="Number of coarse themes (default: about topics / 2.5).")
-@click.option("--seed", type=int, default=42, show_default=True, help="Random seed for UMAP and k-means.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True,
+              help="Random seed for UMAP and k-means (0 to 2**32-1).")
+@click.option("--wait", "lock_wait", type=click.FloatRange(0, 86_400), default=0, show_default=True,
+              callback=_finite,
+              help="Seconds to wait for a running index to finish before refusing (checked before any work).")
 @json_option
 def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
-                coarse_topics: int | None, seed: int, as_json: bool, as_jsonl: bool) -> None:
+                coarse_topics: int | None, seed: int, lock_wait: float, as_json: bool, as_jsonl: bool) -> None:
     """Draw the topic map: map.png, a self-contained map.html and topics.json."""
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
 
     params = MapParams(seed=seed, fine_topics=fine_topics, coarse_topics=coarse_topics)
     with Explorer(store) as ex:
-        tm = ex.topic_map(out, params=params, refit=refit)
+        tm = ex.topic_map(out, params=params, refit=refit, lock_wait=lock_wait)
     if as_jsonl:  # one object per topic
         _emit([t.to_dict() for t in tm.topics], False, True)
         return
     if as_json:
-        click.echo(json.dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2,
-                              ensure_ascii=False))
+        click.echo(dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2))
         return
     s = tm.stats
     how = ("kept from the saved map, up to date" if s.get("cached")
@@ -375,9 +402,9 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
     click.echo(f"map of {len(tm)} papers ({how}; {s['placed']} newly placed): {s['topics']['theme']} themes, "
                f"{s['topics']['topic']} topics, {s['low_confidence']} papers low-confidence; {s['seconds']:.1f}s")
     for t in sorted((t for t in tm.topics if t.level == 1), key=lambda t: -t.size):
-        click.echo(f"  topic {t.id:>3}  {t.size:>5}  {t.label}")
+        click.echo(f"  topic {t.id:>3}  {t.size:>5}  {shown(t.label)}")
     for kind, path in s["outputs"].items():
-        click.echo(f"{kind:>7}: {path}")
+        click.echo(f"{kind:>7}: {shown(path)}")
 
 
 @main.command(**example("paperscope serve --store ~/papers --open"))
@@ -424,7 +451,7 @@ def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -
         source, name = {"kind": "directory", "path": str(path)}, path.name
     new = pin(path, source, name, template=template)
     lock.write_text(new.to_json(), encoding="utf-8")
-    click.echo(f"pinned {name} ({len(new.files)} files, dim {new.dimension}, fingerprint {new.fingerprint}) in {lock}")
+    click.echo(f"pinned {shown(name)} ({len(new.files)} files, dim {new.dimension}, fingerprint {new.fingerprint}) in {shown(lock)}")
 
 
 if __name__ == "__main__":

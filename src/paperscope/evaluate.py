@@ -85,11 +85,14 @@ def load_labels(path: str | Path) -> Labels:
 def _load_themes(path: Path) -> Labels:
     theme_of: dict[str, tuple[str, str]] = {}
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            if reader.fieldnames is None or not {"title", "theme"} <= {f.strip() for f in reader.fieldnames}:
+            if reader.fieldnames is None or not {"title", "theme"} <= {f.strip().lower() for f in reader.fieldnames}:
                 raise InputError(f"{path}: line 1: expected a header with columns title,theme, got {reader.fieldnames}")
-            for row in reader:
+            for raw in reader:
+                # Header cells are matched as the check above matched them: "title, theme" works.
+                row = {(k or "").strip().lower(): v for k, v in raw.items()}
                 title = (row.get("title") or "").strip()
                 theme = (row.get("theme") or "").strip()
                 if not title or not theme:
@@ -116,7 +119,7 @@ def _load_themes(path: Path) -> Labels:
 
 def _load_queries(path: Path) -> Labels:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not JSON
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:

@@ -280,20 +280,22 @@ class Explorer:
 
     # ---- the topic map (orchestrated in paperscope.map.maker) ----------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
-                  render: bool = True, related_k: int = 5) -> TopicMap:
+                  render: bool = True, related_k: int = 5, lock_wait: float = 0.0) -> TopicMap:
         """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
 
         An up-to-date saved map (same generation, same parameters) is returned as it is. After a
         re-index, papers already on the map keep their place and topic (see
         :func:`paperscope.map.compute_map`); ``refit=True`` starts afresh. With ``render`` the
         PNG, the HTML page and topics.json are written to ``out`` (default: ``STORE/map``);
-        their paths are in ``result.stats["outputs"]``.
+        their paths are in ``result.stats["outputs"]``. A map that must be saved takes the store's
+        writer lock first, waiting up to ``lock_wait`` seconds for a running index; outputs are
+        renamed into place only after the map state is saved.
         """
         from paperscope.map.maker import make_map
         from paperscope.render import write_outputs
 
         return make_map(self, out, params=params, refit=refit, writer=write_outputs if render else None,
-                        related_k=related_k)
+                        related_k=related_k, lock_wait=lock_wait)
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -31,12 +32,26 @@ def fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def write_atomic(path: Path, data: str) -> None:
-    """Write a small text file so that readers see the old content or the new, never a part."""
+def write_atomic(path: Path, data: str, after_replace: list[str] | None = None) -> None:
+    """Write a small text file so that readers see the old content or the new, never a part.
+
+    With ``after_replace`` a failure after the rename (syncing the directory) is appended there
+    as a warning instead of raised: the new content is in place by then.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    try:
+        fsync_dir(path.parent)
+    except OSError as e:
+        if after_replace is None:
+            raise
+        after_replace.append(f"{path.parent}: could not sync the directory ({e.strerror or e})")

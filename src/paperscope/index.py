@@ -190,8 +190,20 @@ def kind_of(info: dict[str, Any] | None) -> str:
     return {"IndexFlatIP": "flat"}.get(kind, kind)
 
 
+def _utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # FAISS takes a C string: a name that is not UTF-8 goes through Python I/O
+        return False
+
+
 def save(index: faiss.Index, path: Path) -> None:
-    faiss.write_index(index, str(path))
+    if _utf8(path):
+        faiss.write_index(index, str(path))
+        return
+    with open(path, "wb") as fh:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write))
 
 
 def load(path: Path, n: int, dim: int, info: dict[str, Any] | None = None) -> faiss.Index:
@@ -199,7 +211,11 @@ def load(path: Path, n: int, dim: int, info: dict[str, Any] | None = None) -> fa
     if not path.is_file():
         raise DamagedError(path, "missing")
     try:
-        index = faiss.read_index(str(path))
+        if _utf8(path):
+            index = faiss.read_index(str(path))
+        else:
+            with open(path, "rb") as fh:
+                index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
         raise DamagedError(path, f"damaged ({first[:120]})") from None

@@ -28,14 +28,15 @@ import numpy as np
 
 from paperscope import __version__, index, lexical
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
-from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
+from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
 from paperscope.embed import registry
 from paperscope.embed.base import Embedder, check_vectors
 from paperscope.embed.engines import EmbedChunks, get_engine
-from paperscope.embed.lock import ModelLock, load_lock
+from paperscope.embed.lock import ModelLock, find_lock, load_lock
 from paperscope.embed.registry import with_backend
 from paperscope.errors import InputError, InvalidArgument, StoreError
+from paperscope.paper import Paper
 from paperscope.report import BuildReport
 from paperscope.store import (
     PAPER_COLUMNS,
@@ -46,9 +47,35 @@ from paperscope.store import (
     now,
     paper_from_row,
     paper_values,
+    sqlite_uri,
 )
+from paperscope.terminal import shown
 
 _COPY_CHUNK = 8192
+MAX_MERGE_LINES = 1000  # merge lines kept in the report; the count is always exact
+
+
+def _as_paths(paths: Iterable[str | Path] | str | os.PathLike[str] | None) -> list[Path] | None:
+    """One path given as a string or Path is one path, never an iterable of characters."""
+    if paths is None:
+        return None
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        return [Path(os.fsdecode(paths))]
+    return [Path(os.fsdecode(p)) if isinstance(p, bytes) else Path(p) for p in paths]
+
+
+def os_failure(e: OSError | sqlite3.OperationalError, store: Path) -> StoreError:
+    """One line for an OS or SQLite failure while writing: the path, the cause, what to do."""
+    if isinstance(e, OSError):
+        where = os.fsdecode(e.filename) if e.filename is not None else str(store)
+        cause = e.strerror or str(e)
+    else:
+        where, cause = str(store), str(e)
+    low = cause.lower()
+    hint = ("free some space" if any(w in low for w in ("full", "too large", "quota", "no space"))
+            else "check free space and that the path is a writable directory")
+    return StoreError(f"{where}: cannot write the store ({cause}); {hint} and re-run "
+                      "(the previous generation is unchanged)")
 
 
 def content_hash(text: str) -> str:
@@ -117,7 +144,7 @@ def _backend_of(gen: Generation) -> str:
 
 
 def build(
-    paths: Iterable[str | Path] | None = None,
+    paths: Iterable[str | Path] | str | Path | None = None,
     store: str | Path | Store | None = None,
     *,
     lock: ModelLock | str | Path | None = None,
@@ -146,19 +173,32 @@ def build(
     """
     t0 = time.perf_counter()
     st = store if isinstance(store, Store) else Store(store)
+    lock_file = None if isinstance(lock, ModelLock) or embedder is not None else find_lock(lock)
     model = BuildModel(with_backend(lock if isinstance(lock, ModelLock) else load_lock(lock), backend), embedder)
     if chunk_size < 1:
         raise InvalidArgument(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
     embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
-    files = expand(list(paths) if paths is not None else [bundled_corpus()])
+    # The store is never read as an input, wherever it lies under the inputs.
+    files = expand(_as_paths(paths) or [bundled_corpus()], exclude=st.path)
+    try:
+        return _build_locked(st, files, model, embed_chunks, backend, prune, rebuild, chunk_size, progress,
+                             index_type, t0, lock_file)
+    except (OSError, sqlite3.OperationalError) as e:
+        raise os_failure(e, st.path) from None
 
+
+def _build_locked(st: Store, files: list[Path], model: BuildModel, embed_chunks: EmbedChunks, backend: str | None,
+                  prune: bool, rebuild: bool, chunk_size: int, progress: ProgressFactory, index_type: str | None,
+                  t0: float, lock_file: Path | None) -> BuildReport:
+    """The stages of :func:`build`, under the store's writer lock."""
     with st.writer():
         prev = _previous(st, rebuild)
         model.keep_store_backend(prev, backend)
-        _check_same_model(st, prev, model, rebuild)
+        _check_same_model(st, prev, model, rebuild, lock_file)
         name, tmp = st.new_generation()
-        report = BuildReport(store=str(st.path), generation=None)
+        # Paths in the report and manifest are text: bytes of a name that are not UTF-8 are escaped.
+        report = BuildReport(store=shown(st.path), generation=None)
         try:
             con = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report)
             if _nothing_changed(prev, report, rebuild, index_type):
@@ -176,28 +216,46 @@ def build(
             index_info = _write_index(tmp, prev, reused, index_type)
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
-            report.generation = st.commit(name, tmp, manifest).name
+            report.generation = st.commit(name, tmp, manifest, report.warnings).name
         except BaseException:
-            st.discard(tmp)
+            if report.generation is None:
+                st.discard(tmp)
             raise
-        # Only after the swap: the checkpoint has served its purpose.
-        staging = st.staging()
-        staging.clear()
-        staging.close()
+        # Only after the swap: the checkpoint has served its purpose. The new generation is live
+        # now, so a failure here (a full disk cannot VACUUM) is a warning, never a failed build.
+        try:
+            staging = st.staging()
+            try:
+                staging.clear()
+            finally:
+                staging.close()
+        except (OSError, sqlite3.Error, KeyboardInterrupt) as e:
+            # Even an interrupt: the generation is live, so saying "unchanged" would be false.
+            why = str(e) or type(e).__name__
+            report.warnings.append(shown(f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({why}); "
+                                         "the new generation is committed; the next index clears it"))
         return report
 
 
-def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, rebuild: bool) -> None:
+def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, rebuild: bool,
+                      lock_file: Path | None) -> None:
     """Vectors of two models never mix: another fingerprint than the store's needs --rebuild."""
     if prev is None or rebuild or prev.manifest["model"]["fingerprint"] == model.fingerprint:
         return
     other = _backend_of(prev)
-    what = (f"backend {other}, this run asks for {model.lock.backend}" if model.custom is None
-            and other != model.lock.backend else f"the lock now gives {model.fingerprint} ({model.lock.name})")
+    read = f" (read from {lock_file})" if lock_file is not None else ""
+    if model.custom is None and other != model.lock.backend:
+        what = f"backend {other}, this run asks for {model.lock.backend}"
+        advice = f"to switch to {model.lock.backend}, re-embed everything: paperscope index --rebuild"
+    else:
+        what = f"the lock{read} gives {model.fingerprint} ({model.lock.name})"
+        # --rebuild would re-embed with *this* lock's model: say so, and how to keep the store's.
+        advice = (f"to keep {prev.manifest['model']['name']}, pass --lock with the lock it was built with; "
+                  f"to switch every paper to {model.lock.name}, run `paperscope index --rebuild`"
+                  + (f" (with --lock {lock_file})" if lock_file is not None else ""))
     raise StoreError(
         f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
-        f"({prev.manifest['model']['name']}), {what}; "
-        "run `paperscope index --rebuild` to re-embed everything with the new model or backend")
+        f"({prev.manifest['model']['name']}), {what}; {advice}")
 
 
 def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool, index_type: str | None) -> bool:
@@ -251,7 +309,7 @@ def _manifest(prev: Generation | None, model: BuildModel, artifact: str | None, 
         "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
                     "tokenizer_version": lexical.TOKENIZER_VERSION},
         "counts": {"papers": report.papers},
-        "inputs": [str(f) for f in files],
+        "inputs": [shown(f) for f in files],
         "build": report.to_dict(),
     }
 
@@ -279,14 +337,15 @@ def _previous(st: Store, rebuild: bool) -> Generation | None:
 def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: Callable[[str, str], str],
                  prune: bool, report: BuildReport) -> sqlite3.Connection:
     """Create the new papers table: previous papers, then this run's inputs merged in."""
-    con = sqlite3.connect(db, isolation_level=None)  # explicit BEGIN/COMMIT below
+    # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
+    con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
     con.execute("PRAGMA journal_mode=OFF")  # a crashed build's file is thrown away anyway
     con.execute("PRAGMA synchronous=OFF")
     con.executescript(PAPERS_DDL)
     con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     con.execute("CREATE TEMP TABLE seen (id TEXT PRIMARY KEY)")
     if prev is not None:
-        con.execute("ATTACH DATABASE ? AS old", (f"file:{prev.file('papers.sqlite')}?mode=ro",))
+        con.execute("ATTACH DATABASE ? AS old", (sqlite_uri(prev.file("papers.sqlite"), mode="ro"),))
         con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
     read = ReadReport()
@@ -296,6 +355,13 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
         existing = con.execute(f"SELECT {cols} FROM papers WHERE id=?", (paper.id,)).fetchone()
         if existing is not None:
             old = paper_from_row(existing)
+            if _is_merge(old, paper, first_this_run):
+                report.merged += 1
+                if len(report.merges) < MAX_MERGE_LINES:
+                    where = f" ({paper.sources[0]})" if paper.sources else ""
+                    report.merges.append(shown(f"merged {paper.title!r}{where} into {paper.id} ({old.title!r}): "
+                                         + ("same id" if old.title == paper.title or not paper.id.startswith("t-")
+                                            else "titles differ only in case, spacing or punctuation")))
             if first_this_run and prune:
                 # With --prune the inputs are the whole truth: sources start afresh this run.
                 old = replace(old, sources=())
@@ -339,6 +405,18 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
         report.added = n_seen
     report.papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
     return con
+
+
+def _is_merge(old: Paper, new: Paper, first_this_run: bool) -> bool:
+    """Whether a reading merged into a paper is a *different* text (worth a line), not the same paper again.
+
+    Within one run, any difference in title or abstract under one id is reported. Against the
+    store, a paper with an explicit id may change (an update, counted as changed); one whose id
+    comes from its title is reported when the title is written differently.
+    """
+    if not first_this_run:
+        return (old.title, old.abstract) != (new.title, new.abstract)
+    return new.id.startswith("t-") and old.title != new.title and new.id == title_id(new.title)
 
 
 def _compact_rows(con: sqlite3.Connection) -> None:
@@ -397,7 +475,8 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
 
 
 def _has_old(con: sqlite3.Connection) -> bool:
-    return any(name == "old" for _, name, _ in con.execute("PRAGMA database_list"))
+    # Only the name column: the file column fails to decode for a store path that is not UTF-8.
+    return any(name == "old" for (name,) in con.execute("SELECT name FROM pragma_database_list"))
 
 
 def _write_vectors(con: sqlite3.Connection, path: Path, prev: Generation | None, staging: Any,

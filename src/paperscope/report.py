@@ -25,6 +25,11 @@ class BuildReport:
     entries_read: int = 0
     rows_skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)
+    # Two readings with different text that got one id (same id, or titles alike): one line each.
+    merged: int = 0
+    merges: list[str] = field(default_factory=list)
+    # Problems after the commit (the new generation is live): reported, never a failure.
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
     model_load_seconds: float = 0.0
@@ -39,6 +44,7 @@ class BuildReport:
         rate = f", {self.texts_per_second:.1f} texts/s" if self.texts_per_second else ""
         head = "nothing changed" if self.nothing_to_do else f"generation {self.generation}"
         skipped = f", {self.rows_skipped} rows skipped" if self.rows_skipped else ""
+        skipped += f", {self.merged} merged with another reading of a different text" if self.merged else ""
         return (f"{head}: {self.papers} papers ({self.added} added, {self.changed} changed, {self.updated} "
                 f"metadata-only, {self.unchanged} unchanged, {self.removed} removed{skipped}); "
                 f"embedded {self.embedded} ({self.resumed} resumed from checkpoint) in {self.seconds:.1f}s{rate}")

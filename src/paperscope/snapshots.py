@@ -56,15 +56,24 @@ class Snapshots:
         tmp.mkdir()
         return name, tmp
 
-    def commit(self, name: str, tmp: Path) -> Path:
-        """Rename ``tmp`` into place, point the pointer at it, prune all but the last ``keep``."""
+    def commit(self, name: str, tmp: Path, warnings: list[str] | None = None) -> Path:
+        """Rename ``tmp`` into place, point the pointer at it, prune all but the last ``keep``.
+
+        Once the pointer names the new snapshot the commit has happened: with ``warnings`` given,
+        what fails after that (syncing the directory, pruning) is appended there, never raised.
+        """
         final = self.directory / name
         os.replace(tmp, final)
         fsync_dir(self.directory)
-        write_atomic(self.pointer, name + "\n")
-        for old in self.names()[:-self.keep]:
-            if old != name:
-                shutil.rmtree(self.directory / old, ignore_errors=True)
+        write_atomic(self.pointer, name + "\n", after_replace=warnings)
+        try:
+            for old in self.names()[:-self.keep]:
+                if old != name:
+                    shutil.rmtree(self.directory / old, ignore_errors=True)
+        except OSError as e:
+            if warnings is None:
+                raise
+            warnings.append(f"{self.directory}: could not remove old snapshots ({e.strerror or e})")
         return final
 
     def current(self) -> Path | None:

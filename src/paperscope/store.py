@@ -26,6 +26,7 @@ import os
 import shutil
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from paperscope.errors import DamagedError, StoreError, StoreLockedError
 from paperscope.files import fsync_dir, fsync_file, sha256_file, write_atomic
 from paperscope.paper import Paper
 from paperscope.snapshots import Snapshots
+from paperscope.terminal import dumps
 from paperscope.verify import check_files, check_manifest, check_seal, sealed
 
 SCHEMA_VERSION = 1
@@ -76,6 +78,19 @@ def default_store() -> Path:
     return Path(data) / "paperscope"
 
 
+def sqlite_uri(path: Path, **params: str) -> str:
+    """A ``file:`` URI for SQLite naming exactly ``path``, whatever its characters.
+
+    SQLite reads ``#`` and ``?`` in a URI as the start of a fragment or a query and ``%`` as an
+    escape, so a store path holding them named another file (``run#2`` opened ``run``). The path
+    is made absolute and every byte outside the unreserved set is percent-encoded (bytes, so a
+    name that is not valid UTF-8 is encoded too).
+    """
+    absolute = os.path.abspath(os.fsencode(path))
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return "file:" + urllib.parse.quote(absolute, safe=b"/") + (f"?{query}" if query else "")
+
+
 def paper_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Paper:
     """Columns in PAPER_COLUMNS order to a Paper."""
     (pid, title, abstract, authors, authors_count, date, upvotes, organisation, categories, sources) = row
@@ -88,7 +103,7 @@ def paper_values(p: Paper) -> tuple[Any, ...]:
     """A Paper as values in PAPER_COLUMNS order."""
     return (p.id, p.title, p.abstract, json.dumps(list(p.authors), ensure_ascii=False), p.authors_count,
             p.date, p.upvotes, p.organisation, json.dumps(list(p.categories)),
-            json.dumps(list(p.sources), ensure_ascii=False))
+            dumps(list(p.sources)))  # a file name that is not UTF-8 is kept, JSON-escaped
 
 
 __all__ = ["fsync_dir", "write_atomic"]  # re-exported from paperscope.files for older imports
@@ -111,7 +126,7 @@ class Generation:
 
     def connect(self) -> sqlite3.Connection:
         """Read-only SQLite connection; ``immutable`` because a generation never changes."""
-        uri = f"file:{self.file('papers.sqlite')}?mode=ro&immutable=1"
+        uri = sqlite_uri(self.file("papers.sqlite"), mode="ro", immutable="1")
         try:
             con = sqlite3.connect(uri, uri=True, check_same_thread=False)
             con.execute("SELECT count(*) FROM papers").fetchone()
@@ -190,19 +205,35 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
-        """Hold the single-writer lock; a second writer fails at once with a clear message."""
-        self.path.mkdir(parents=True, exist_ok=True)
+    def writer(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold the single-writer lock; a second writer waits up to ``wait`` seconds, then fails clearly.
+
+        An OS failure (read-only directory, a file where a directory belongs) is a StoreError
+        naming the path, before anything is written.
+        """
         lock_path = self.path / ".writer.lock"
-        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the whole with-block, closed in its finally
         try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another process"
-                raise StoreLockedError(f"{self.path}: another paperscope index is writing this store ({holder}); "
-                                       "wait for it to finish") from None
+            self.path.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")  # noqa: SIM115 - closed in the finally below
+        except OSError as e:
+            where = os.fsdecode(e.filename) if e.filename is not None else str(self.path)
+            raise StoreError(f"{where}: cannot write the store ({e.strerror or e}); "
+                             "check that the path is a writable directory") from None
+        try:
+            deadline = time.monotonic() + max(0.0, wait)
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        continue
+                    fh.seek(0)
+                    holder = fh.read(200).strip() or "another process"
+                    waited = f" (waited {wait:g}s)" if wait > 0 else ""
+                    raise StoreLockedError(f"{self.path}: another paperscope index is writing this store "
+                                           f"({holder}){waited}; wait for it to finish") from None
             fh.seek(0)
             fh.truncate()
             fh.write(f"pid {os.getpid()}")
@@ -215,8 +246,12 @@ class Store:
         """A fresh temporary directory for the next generation (stale ones from crashes removed)."""
         return self.generations.begin()
 
-    def commit(self, name: str, tmp: Path, manifest: dict[str, Any]) -> Generation:
-        """Write the manifest last, rename the generation into place and swap CURRENT to it."""
+    def commit(self, name: str, tmp: Path, manifest: dict[str, Any], warnings: list[str] | None = None) -> Generation:
+        """Write the manifest last, rename the generation into place and swap CURRENT to it.
+
+        Once CURRENT names the new generation the commit has happened: what fails after that
+        (pruning old generations) is appended to ``warnings``, never raised.
+        """
         files: dict[str, dict[str, Any]] = {}
         for f in FILES:
             path = tmp / f
@@ -225,7 +260,7 @@ class Store:
         manifest = sealed({**manifest, "generation": name, "files": files})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         fsync_file(tmp / "manifest.json")
-        return Generation(self.generations.commit(name, tmp), manifest)
+        return Generation(self.generations.commit(name, tmp, warnings), manifest)
 
     def discard(self, tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -285,7 +320,7 @@ class Staging:
 
     def __init__(self, path: Path):
         self.path = path
-        self.con = sqlite3.connect(path)
+        self.con = sqlite3.connect(sqlite_uri(path), uri=True)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, hash TEXT, vec BLOB, "

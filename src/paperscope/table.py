@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope.corpus.normalize import normalise_title
+from paperscope.corpus.normalize import normalise_title, title_id
 from paperscope.errors import DamagedError, UnknownPaperError
 from paperscope.filters import Filter
 from paperscope.paper import Paper
@@ -63,9 +63,15 @@ class PaperTable:
         """The row of the paper with this id (or exact title); UnknownPaperError with suggestions otherwise."""
         key = key.strip()
         found = self.query("SELECT row FROM papers WHERE id = ?", (key,))
-        if not found:
-            found = self.query("SELECT row FROM papers WHERE norm_title = ? ORDER BY row LIMIT 1",
-                               (normalise_title(key),))
+        norm = normalise_title(key)
+        if not found:  # the id this title would get (titles that normalise to nothing have one too)
+            found = self.query("SELECT row FROM papers WHERE id = ?", (title_id(key),))
+        if not found and norm:  # a key of only punctuation or emoji matches no title by its (empty) normal form
+            same = self.query("SELECT row, id, title FROM papers WHERE norm_title = ? ORDER BY row LIMIT 100", (norm,))
+            # Titles that differ only in meaningful symbols (C++ / C, = / ≠) share a normal form but not an
+            # id: prefer the exact title, then the one whose id this key would get, then the first.
+            tid = title_id(key)
+            found = ([r for r in same if r[2] == key] or [r for r in same if r[1] == tid] or same)[:1]
         if not found:
             raise UnknownPaperError(key, self.suggest(key))
         return int(found[0][0])

@@ -31,9 +31,30 @@ def normalise_title(title: str) -> str:
     return _NON_WORD.sub(" ", t).strip()
 
 
+def _is_meaningful_symbol(c: str) -> bool:
+    # Math symbols (+ = ≠ < > ± ...) and '#' change what a title names: "C++" is not "C", "P = NP"
+    # is not "P ≠ NP", "C#" is not "C". Other punctuation ('?', ':', '-', '$' of LaTeX, '&') does not.
+    return c == "#" or unicodedata.category(c) == "Sm"
+
+
+def id_key(title: str) -> str:
+    """The form of a title that its id hashes: :func:`normalise_title`, plus its meaningful symbols.
+
+    Titles with no meaningful symbol hash exactly as before (ids of existing stores stay), so case,
+    whitespace and punctuation variants of one title still share an id; a title that normalises
+    to nothing (only emoji, combining marks or punctuation) hashes its NFC form, so two such titles
+    never share the id of the empty string.
+    """
+    norm = normalise_title(title)
+    if not norm:
+        return "\x00raw\x00" + " ".join(unicodedata.normalize("NFC", title).split())
+    symbols = "".join(c for c in unicodedata.normalize("NFKC", title) if _is_meaningful_symbol(c))
+    return norm if not symbols else f"{norm}\x00{symbols}"
+
+
 def title_id(title: str) -> str:
-    """A stable id for a paper that has no arXiv id: ``t-`` + 12 hex digits of the title's hash."""
-    digest = hashlib.sha256(normalise_title(title).encode("utf-8")).hexdigest()
+    """A stable id for a paper that has no arXiv id: ``t-`` + 12 hex digits of the hash of :func:`id_key`."""
+    digest = hashlib.sha256(id_key(title).encode("utf-8", "surrogatepass")).hexdigest()
     return "t-" + digest[:12]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from paperscope.paper import Paper
+from paperscope.terminal import shown
 
 
 @dataclass
@@ -18,7 +19,8 @@ class ReadReport:
     def skip(self, where: str, why: str) -> None:
         self.skipped += 1
         if len(self.skip_examples) < 5:
-            self.skip_examples.append(f"{where}: {why}")
+            # Text, storable in the manifest: a file name's control characters and undecodable bytes escaped.
+            self.skip_examples.append(shown(f"{where}: {why}"))
 
 
 def merge(old: Paper, new: Paper) -> Paper:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from paperscope.corpus.lines import LongLine
 from paperscope.corpus.normalize import MAX_ABSTRACT_CHARS, clean_text, title_id, too_long
 from paperscope.corpus.records import ReadReport
 from paperscope.errors import InputError
@@ -41,12 +42,27 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) and 0 <= value <= _MAX_COUNT else None
 
 
+def _categories(value: object) -> tuple[str, ...]:
+    """The arXiv snapshot's ``"cs.LG stat.ML"`` or a JSON list of names, cleaned like every text field."""
+    if isinstance(value, str):
+        parts = value.split()
+    elif isinstance(value, list):
+        parts = [str(v) for v in value if isinstance(v, _SCALAR) and not isinstance(v, bool)]
+    else:
+        return ()
+    return tuple(dict.fromkeys(c for c in (clean_text(p) for p in parts) if c))
+
+
 def row_to_paper(row: Mapping[str, object], source: str, where: str, report: ReadReport) -> Paper | None:
     """Map one JSON object or CSV row to a Paper; None (counted as skipped) if it lacks text."""
     for key in ("id", "title", "abstract"):
         if not isinstance(row.get(key) or "", _SCALAR) or isinstance(row.get(key), bool):
             report.skip(where, f"{key} is a JSON {type(row.get(key)).__name__}, not text")
             return None
+    if isinstance(row.get("id"), float):
+        # 1706.03760 arrives as the float 1706.0376: the id would silently change. Ids are text.
+        report.skip(where, f"id is a JSON number with a fraction ({row['id']!r}); write ids as strings")
+        return None
     title = clean_text(str(row.get("title") or ""))
     abstract = clean_text(str(row.get("abstract") or ""))
     if not title or not abstract:
@@ -62,8 +78,7 @@ def row_to_paper(row: Mapping[str, object], source: str, where: str, report: Rea
         authors_count = len(authors)
     # arXiv snapshot rows carry update_date, generic rows may carry date; kept as written.
     date = clean_text(str(row.get("date") or row.get("update_date") or "")) or None
-    cats = row.get("categories")
-    categories = tuple(str(cats).split()) if isinstance(cats, str) else ()
+    categories = _categories(row.get("categories"))
     return Paper(
         id=raw_id or title_id(title),
         title=title,
@@ -71,22 +86,37 @@ def row_to_paper(row: Mapping[str, object], source: str, where: str, report: Rea
         authors=authors,
         authors_count=authors_count,
         date=date,
+        upvotes=_count(row.get("upvotes")),
+        organisation=clean_text(org) or None if isinstance(org := row.get("organisation"), str) else None,
         categories=categories,
         sources=(source,),
     )
 
 
-def _decoded_lines(path: Path, raw: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path, raw: Iterable[bytes | LongLine]) -> Iterator[tuple[int, str | LongLine]]:
+    """Lines as text, numbered from 1; a byte-order mark opening the file is dropped (Excel, Notepad)."""
     for lineno, line in enumerate(raw, 1):
+        if isinstance(line, LongLine):
+            yield lineno, line
+            continue
+        if lineno == 1:
+            line = line.removeprefix(b"\xef\xbb\xbf")
         try:
             yield lineno, line.decode("utf-8")
         except UnicodeDecodeError as e:
             raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {line[e.start]:#04x} at column {e.start + 1})") from None
 
 
-def read_jsonl(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[Paper]:
-    """Stream JSON Lines; a line that is not a JSON object is an error naming file and line."""
+def read_jsonl(path: Path, raw: Iterable[bytes | LongLine], report: ReadReport) -> Iterator[Paper]:
+    """Stream JSON Lines; a line that is not a JSON object is an error naming file and line.
+
+    A line over the length cap is skipped and counted without being held (see corpus/lines.py).
+    """
     for lineno, line in _decoded_lines(path, raw):
+        if isinstance(line, LongLine):
+            report.entries += 1
+            report.skip(f"{path}:{lineno}", line.reason())
+            continue
         if not line.strip():
             continue
         try:
@@ -102,14 +132,20 @@ def read_jsonl(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator
             yield paper
 
 
-def read_csv(path: Path, raw: Iterable[bytes], report: ReadReport) -> Iterator[Paper]:
-    """Stream a CSV file with a header row naming at least ``title`` and ``abstract``."""
+def read_csv(path: Path, raw: Iterable[bytes | LongLine], report: ReadReport) -> Iterator[Paper]:
+    """Stream a CSV file with a header row naming at least ``title`` and ``abstract``.
+
+    A quoted field may span lines, so an over-long line cannot be skipped alone: it is an error.
+    """
     at = [0]  # the line being read: the csv module's line_num lags behind when it raises
 
     def numbered() -> Iterator[str]:
         for n, text in _decoded_lines(path, raw):
             at[0] = n
-            yield text.removeprefix("\ufeff") if n == 1 else text
+            if isinstance(text, LongLine):
+                raise InputError(f"{path}:{n}: malformed CSV ({text.reason().removesuffix(', skipped unread')}; "
+                                 "no row that long can be indexed)")
+            yield text
 
     lines = numbered()
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:

@@ -16,8 +16,9 @@ from paperscope.choices import DEFAULT_ENGINE, ENGINES
 from paperscope.embed import registry
 from paperscope.embed.base import Embedder
 from paperscope.embed.lock import ModelLock
-from paperscope.errors import InvalidArgument
+from paperscope.errors import InvalidArgument, ModelLockError
 from paperscope.report import BuildReport
+from paperscope.terminal import shown
 
 __all__ = ["DEFAULT_ENGINE", "ENGINES", "EmbedChunks", "get_engine"]
 
@@ -36,7 +37,11 @@ def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
             for texts in chunks:
                 yield model.embed_batch(texts)
             if embedder is None:
-                registry.after_build(lock, model)  # torch: cache the torch-free query model now
+                try:
+                    registry.after_build(lock, model)  # torch: cache the torch-free query model now
+                except (OSError, ModelLockError) as e:
+                    # An optional speed-up: an unwritable or damaged cache must never sink a build.
+                    report.warnings.append(shown(f"skipped the ONNX query-model export ({e}); queries will load torch"))
         return local
     if name == "ray":
         if embedder is not None:

@@ -30,7 +30,16 @@ def lexical_features(fit_texts: Sequence[str], texts: Sequence[str], dims: int, 
     Fitting on a fixed base set (not on every text) is what lets a grown corpus keep its map.
     """
     vectorizer = TfidfVectorizer(analyzer=terms, min_df=2, sublinear_tf=True, dtype=np.float32)
-    base = vectorizer.fit_transform(fit_texts)
+    try:
+        base = vectorizer.fit_transform(fit_texts)
+    except ValueError:  # no term in two papers (tiny or unrelated corpus): every term counts
+        vectorizer = TfidfVectorizer(analyzer=terms, min_df=1, sublinear_tf=True, dtype=np.float32)
+        try:
+            base = vectorizer.fit_transform(fit_texts)
+        except ValueError:  # no term at all (stop words only): the dense half alone places them
+            return np.zeros((len(texts), 1), dtype=np.float32)
+    if base.shape[1] < 2 or base.shape[0] < 2:  # too few terms or papers for an SVD
+        return _unit(vectorizer.transform(texts).toarray().astype(np.float32))
     n_comp = max(1, min(dims, base.shape[1] - 1, base.shape[0] - 1))
     svd = TruncatedSVD(n_components=n_comp, random_state=seed).fit(base)
     return _unit(svd.transform(vectorizer.transform(texts)))

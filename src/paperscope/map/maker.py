@@ -7,13 +7,15 @@ files are written by a ``writer`` the caller passes (``paperscope.render.write_o
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from paperscope.errors import StoreError
+from paperscope.errors import PaperscopeError, StoreError
 from paperscope.map.topicmap import MapParams, TopicMap, compute_map, fit_sample, from_record, to_record
 from paperscope.store import Generation, Store
 
@@ -59,32 +61,73 @@ def saved_map(store: Store) -> TopicMap | None:
 
 
 def make_map(src: MapSource, out: str | Path | None = None, *, params: MapParams | None = None,
-             refit: bool = False, writer: Writer | None = None, related_k: int = 5) -> TopicMap:
-    """See :meth:`paperscope.explorer.Explorer.topic_map`; ``writer=None`` renders nothing."""
+             refit: bool = False, writer: Writer | None = None, related_k: int = 5,
+             lock_wait: float = 0.0) -> TopicMap:
+    """See :meth:`paperscope.explorer.Explorer.topic_map`; ``writer=None`` renders nothing.
+
+    A map that must be saved takes the store's writer lock first (waiting up to ``lock_wait``
+    seconds for a running index), so a busy store is refused before any work is done. The
+    outputs are rendered into a temporary folder beside their final place and renamed into
+    place after the map state is saved: an interrupted run leaves the previous files whole.
+    """
     params = params or MapParams()
-    previous = None if refit else saved_map(src.store)
+    out_dir = Path(out) if out is not None else src.store.map_dir
+    _check_out(src.store, out_dir)
+    previous = _usable(src, None if refit else saved_map(src.store))
+    if previous is not None and previous.generation == src.generation.name and previous.params == params:
+        previous.stats["cached"] = True
+        return _render_save_publish(src, previous, out_dir, writer, related_k, save=False)
+    with src.store.writer(wait=lock_wait):
+        # Read again under the lock: another map may have been saved meanwhile.
+        tm = _compute(src, params, _usable(src, None if refit else saved_map(src.store)))
+        tm.stats["cached"] = False
+        return _render_save_publish(src, tm, out_dir, writer, related_k, save=True)
+
+
+def _usable(src: MapSource, previous: TopicMap | None) -> TopicMap | None:
+    """The saved map if its layout may carry over (other vectors: nothing of the old layout does)."""
     if previous is not None and previous.stats.get("fingerprint") != src.fingerprint:
-        previous = None  # other vectors: nothing of the old layout carries over
-    fresh = not (previous is not None and previous.generation == src.generation.name
-                 and previous.params == params)
-    if fresh:
-        tm = _compute(src, params, previous)
-    else:
-        assert previous is not None
-        tm = previous
-    tm.stats["cached"] = not fresh
-    # Render before saving: a map whose outputs could not be written leaves the store as it was.
-    outputs = None
-    if writer is not None:
-        rows = fit_sample(tm.ids, HTML_POINTS)
-        related = {tm.ids[i]: [(h.paper.id, h.score) for h in src.related(tm.ids[i], k=related_k)] for i in rows}
-        papers = {tm.ids[i]: src.paper(tm.ids[i]) for i in rows}  # the page's panel: authors, date, abstract
-        outputs = writer(tm, Path(out) if out is not None else src.store.map_dir, related, rows, papers)
-    if fresh:
-        with src.store.writer():
-            src.store.write_map(*to_record(tm))
-    if outputs is not None:
-        tm.stats["outputs"] = outputs
+        return None
+    return previous
+
+
+def _check_out(store: Store, out: Path) -> None:
+    """Map outputs never go inside the store's generations (they would be taken for one)."""
+    try:
+        inside = out.resolve().is_relative_to(store.generations_dir.resolve())
+    except OSError:
+        inside = False
+    if inside:
+        raise PaperscopeError(f"{out}: inside the store's generations directory; choose another --out "
+                              f"(default: {store.map_dir})")
+
+
+def _render_save_publish(src: MapSource, tm: TopicMap, out: Path, writer: Writer | None, related_k: int,
+                         save: bool) -> TopicMap:
+    """Render into a temporary folder, save the map state, then rename each output into ``out``."""
+    staging = out / f".tmp-map-{os.getpid()}"
+    try:
+        staged = None
+        if writer is not None:
+            rows = fit_sample(tm.ids, HTML_POINTS)
+            related = {tm.ids[i]: [(h.paper.id, h.score) for h in src.related(tm.ids[i], k=related_k)] for i in rows}
+            papers = {tm.ids[i]: src.paper(tm.ids[i]) for i in rows}  # the page's panel: authors, date, abstract
+            staged = writer(tm, staging, related, rows, papers)
+        if save:
+            try:
+                src.store.write_map(*to_record(tm))
+            except OSError as e:
+                raise StoreError(f"{e.filename or src.store.map_dir}: cannot save the map ({e.strerror or e}); "
+                                 "the previous map is unchanged") from None
+        if staged is not None:
+            published = {}
+            for kind, path in staged.items():
+                final = out / Path(path).name
+                os.replace(path, final)  # readers see the old file or the new, never a part
+                published[kind] = str(final)
+            tm.stats["outputs"] = published
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return tm
 
 

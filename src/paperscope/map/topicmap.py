@@ -21,6 +21,10 @@ from paperscope.map import cluster, features, labels, project
 LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
 
 
+MAX_SEED = 2**32 - 1
+MIN_PAPERS = 4  # UMAP and two topics need a few points; fewer is one clear error, before any work
+
+
 @dataclass(frozen=True)
 class MapParams:
     """Everything that decides a map. Stored beside it; a change means a fresh fit."""
@@ -40,7 +44,9 @@ class MapParams:
     max_fit: int = 50_000
 
     def __post_init__(self) -> None:
-        checks = [(self.n_neighbors >= 2, "n_neighbors must be at least 2"),
+        checks = [(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
+                   f"seed must be an integer in [0, {MAX_SEED}] (numpy's and scikit-learn's range)"),
+                  (self.n_neighbors >= 2, "n_neighbors must be at least 2"),
                   (0.0 <= self.min_dist <= 1.0, "min_dist must be in [0, 1]"),
                   (self.cluster_dims >= 2, "cluster_dims must be at least 2"),
                   (self.lexical_dims >= 1, "lexical_dims must be at least 1"),
@@ -140,6 +146,8 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.shape[0] != n or not (len(titles) == len(texts) == len(hashes) == n):
         raise ValueError("compute_map: ids, titles, texts, hashes and vectors must have one entry per paper")
+    if n < MIN_PAPERS:
+        raise ValueError(f"a map needs at least {MIN_PAPERS} papers, the store has {n}; index more papers first")
     row = {pid: i for i, pid in enumerate(ids)}
     prev_row = {pid: i for i, pid in enumerate(previous.ids)} if previous is not None else {}
     reuse = previous is not None and _can_reuse(previous, params, row, hashes)
@@ -187,6 +195,9 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
         coarse = np.array([parent_of[int(f)] for f in fine], dtype=np.int32)
     else:
         fine_k, coarse_k = cluster.auto_sizes(n, params.fine_topics, params.coarse_topics)
+        # Never more topics than distinct points: identical papers are one topic, not a split of ties.
+        distinct = len(np.unique(np.round(joint[base_idx], 5), axis=0))  # before UMAP, which spreads ties
+        fine_k, coarse_k = min(fine_k, distinct), min(coarse_k, distinct)
         init = _warm_centroids(space_base, base_idx, ids, previous, prev_row, fine_k) if warm else None
         centroids, parents = cluster.fit_topics(space_base, fine_k, coarse_k, params.seed, init=init)
         space = np.zeros((n, space_base.shape[1]), dtype=np.float32)

@@ -23,4 +23,5 @@ def write_outputs(tm: TopicMap, out: Path, related: Mapping[str, Sequence[tuple[
                 "html": str(write_html(tm, out / "map.html", related, rows=rows, papers=papers)),
                 "topics": str(write_topics_json(tm, out / "topics.json"))}
     except OSError as e:
-        raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e})") from None
+        raise PaperscopeError(f"{e.filename or out}: cannot write the map there ({e.strerror or e}); "
+                              "the previous map files are unchanged") from None
