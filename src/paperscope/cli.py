@@ -111,10 +111,17 @@ def main() -> None:
               help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).")
 @click.option("--backend", type=click.Choice(["torch", "onnx-int8", "static"]), default=None,
               help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
+              help="Where the torch backend embeds: auto picks the GPU when torch sees one, else the CPU.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float16", "bfloat16"]), default="auto",
+              show_default=True, help="Precision of the forward pass (auto: float16 on CUDA, float32 elsewhere).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Tokenizer processes feeding the GPU (default: cores - 2).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
 def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune: bool, rebuild: bool,
-          chunk_size: int, index_type: str, engine: str, backend: str | None, quiet: bool, as_json: bool) -> None:
+          chunk_size: int, index_type: str, engine: str, backend: str | None, device: str, dtype: str,
+          workers: int | None, quiet: bool, as_json: bool) -> None:
     """Index PATHS (files or directories; default: the bundled corpus) into the store.
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
@@ -123,7 +130,8 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
 
     report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
                    chunk_size=chunk_size, progress=default_progress(quiet or as_json),
-                   index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend)
+                   index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend,
+                   device=device, dtype=dtype, workers=workers)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -279,10 +287,23 @@ def info(store: Path | None, as_json: bool) -> None:
         ("last build", f"{b['added']} added, {b['changed']} changed, {b['updated']} metadata-only, "
                        f"{b['unchanged']} unchanged, {b['removed']} removed; embedded {b['embedded']} "
                        f"in {b['seconds']:.1f}s ({rate})"),
+        ("embedded on", _devices_line(data)),
         ("paperscope", data["paperscope_version"]),
     ]
     for key, value in lines:
         click.echo(f"{key:>11}  {value}")
+
+
+def _devices_line(data: dict[str, Any]) -> str:
+    """Which device and dtype made this generation's new vectors; how a CPU-only backend gets the GPU."""
+    from paperscope.embed.device import GPU_BACKENDS, describe
+
+    line = describe(data["build"].get("devices"))
+    backend = (data["model"].get("lock") or {}).get("backend")
+    if backend and backend not in GPU_BACKENDS:
+        line += (f"; backend {backend} runs on the CPU: to embed on a GPU, "
+                 "paperscope index --backend torch --rebuild --device cuda")
+    return line
 
 
 @main.command("verify")

@@ -30,6 +30,7 @@ from paperscope import __version__, index, lexical
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers
 from paperscope.corpus.records import merge
 from paperscope.embed import Embedder, check_vectors, with_backend
+from paperscope.embed import device as devices
 from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.errors import InputError, StoreError
@@ -62,6 +63,11 @@ class BuildReport:
     embed_seconds: float = 0.0
     model_load_seconds: float = 0.0
     nothing_to_do: bool = False
+    # Where this run embedded (set by the engine when the model loads) and, over this generation's new
+    # vectors (resumed ones included), which device and dtype made how many: [{device, dtype, count}].
+    device: str | None = None
+    dtype: str | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def texts_per_second(self) -> float | None:
@@ -108,6 +114,10 @@ def build(
     index_type: str | None = None,
     engine: str = "local",
     backend: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    feeder: bool | None = None,
+    workers: int | None = None,
 ) -> BuildReport:
     """Index ``paths`` (default: the bundled corpus) into ``store``; returns what was done.
 
@@ -118,6 +128,11 @@ def build(
     ``engine="ray"`` embeds on Ray Data (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
     ``backend`` is one of ``embed.BACKENDS`` (default: the store's own, else the lock's); it is
     part of the fingerprint, so another backend than the store's needs ``rebuild=True``.
+    ``device`` ("auto", "cpu", "cuda", "cuda:N", "mps") and ``dtype`` ("auto": fp16 on CUDA) say
+    where the torch backend runs; a missing device fails here, before the store is touched. The
+    device is not part of the fingerprint: switching devices never re-embeds an unchanged paper.
+    ``feeder`` forces the GPU feeder on or off (default: on CUDA only); ``workers`` is its number of
+    tokenizer processes (default: cores - 2). See docs/gpu.md.
     """
     t0 = time.perf_counter()
     st = store if isinstance(store, Store) else Store(store)
@@ -128,7 +143,8 @@ def build(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
-    embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
+    request = _device_request(device, dtype, feeder, workers, engine, embedder, model_lock)
+    embed_chunks = get_engine(engine, embedder, request)  # fails before the store is touched
     files = expand(list(paths) if paths is not None else [bundled_corpus()])
 
     with st.writer():
@@ -138,6 +154,8 @@ def build(
             # No --backend: keep the store's own backend.
             model_lock = with_backend(model_lock, prev_lock.get("backend", "torch"))
             fingerprint, dimension = model_lock.fingerprint, model_lock.dimension
+        if request is not None and engine == "local":
+            devices.check(request.device, request.dtype, backend=model_lock.backend)  # the store's own backend
         if prev is not None and prev.manifest["model"]["fingerprint"] != fingerprint and not rebuild:
             other = prev_lock.get("backend", "torch")
             what = (f"backend {other}, this run asks for {model_lock.backend}" if embedder is None
@@ -167,6 +185,7 @@ def build(
             try:
                 _embed_missing(con, staging, fingerprint, embed_chunks, model_lock, text_of, dimension, chunk_size,
                                progress, report, reuse_previous=not rebuild)
+                report.devices = devices.summarise(staging.made_by(fingerprint))
                 reused = _write_vectors(con, tmp / "vectors.npy", prev if not rebuild else None, staging,
                                         fingerprint, dimension)
             finally:
@@ -212,6 +231,22 @@ def build(
         staging.clear()
         staging.close()
         return report
+
+
+def _device_request(device: str, dtype: str, feeder: bool | None, workers: int | None, engine: str,
+                    embedder: Embedder | None, lock: ModelLock) -> devices.DeviceRequest | None:
+    """Parse and check ``device``/``dtype`` before anything is written; None keeps a custom embedder's own."""
+    if embedder is not None:
+        if devices.parse_device(device) != "auto" or devices.parse_dtype(dtype) != "auto":
+            raise ValueError("device= and dtype= place the lock's model; a custom embedder= places itself")
+        return None
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if engine == "local":
+        devices.check(device, dtype, backend=lock.backend)  # a missing GPU is one line, here
+    else:
+        devices.parse_device(device), devices.parse_dtype(dtype)  # the cluster's GPUs are checked by Ray
+    return devices.DeviceRequest(device, dtype, feeder, workers)
 
 
 def _previous(st: Store, rebuild: bool) -> Generation | None:
@@ -373,7 +408,8 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
         # the chunks in flight. The engine comes first in zip() so that it runs to its end (the
         # local engine prepares the torch-free query model after its last chunk).
         for vectors, chunk in zip(embed_chunks(lock, texts(), report), chunks):
-            staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension))
+            staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension),
+                        made_by=(report.device or "cpu", report.dtype or "float32"))
             report.embedded += len(chunk)
             bar.update(len(chunk))
     finally:

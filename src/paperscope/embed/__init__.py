@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from paperscope.embed.base import LockedEmbedder
+from paperscope.embed.device import CPU, Placement
 from paperscope.embed.lock import ModelLock, load_lock, model_dir, verify_files
 
 
@@ -47,10 +48,14 @@ def check_vectors(vectors: np.ndarray, n: int, dimension: int) -> np.ndarray:
 
 
 class SentenceTransformerEmbedder(LockedEmbedder):
-    """The pinned sentence-transformers model on torch (CPU), verified against models.lock."""
+    """The pinned sentence-transformers model on torch, verified against models.lock.
 
-    def __init__(self, lock: ModelLock, verify: bool = True):
+    ``placement`` (issue 18, embed/device.py) is the device and dtype; the default is today's CPU fp32.
+    """
+
+    def __init__(self, lock: ModelLock, verify: bool = True, placement: Placement | None = None):
         self.lock = lock
+        self.placement = placement or CPU
         root = model_dir(lock)
         if verify:
             verify_files(lock, root)
@@ -63,8 +68,12 @@ class SentenceTransformerEmbedder(LockedEmbedder):
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from sentence_transformers import SentenceTransformer  # heavy: imported only when embedding
 
-        self.model = SentenceTransformer(str(root), device="cpu")
+        self.model = SentenceTransformer(str(root), device=self.placement.device)
         self.model.max_seq_length = lock.max_seq_length
+        if self.placement.dtype != "float32":  # a runtime cast: the weights on disk (and their hashes) stay fp32
+            import torch
+
+            self.model.to(getattr(torch, self.placement.dtype))
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         # encode() sorts by length inside the call, so a large call pads little.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from paperscope.embed import Embedder
+from paperscope.embed.device import CPU, DeviceRequest, load_placed, placement_of
 from paperscope.embed.lock import ModelLock
 
 if TYPE_CHECKING:
@@ -23,8 +24,11 @@ EmbedChunks = Callable[[ModelLock, Iterator[list[str]], "BuildReport"], Iterator
 ENGINES = ("local", "ray")
 
 
-def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
-    """The engine called ``name``; ``embedder`` (local only) replaces the lock's model."""
+def get_engine(name: str, embedder: Embedder | None = None, request: DeviceRequest | None = None) -> EmbedChunks:
+    """The engine called ``name``; ``embedder`` (local only) replaces the lock's model.
+
+    ``request`` (embed/device.py) says where the lock's model runs; None is today's CPU path.
+    """
     if name == "local":
         def local(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport) -> Iterator[np.ndarray]:
             model = embedder
@@ -32,11 +36,15 @@ def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
                 from paperscope.embed import load_embedder
 
                 t_load = time.perf_counter()
-                model = load_embedder(lock)  # only once there is something to embed
+                # only once there is something to embed
+                model = load_placed(lock, request) if request is not None else load_embedder(lock)
                 report.model_load_seconds = time.perf_counter() - t_load
-            for texts in chunks:
-                yield model.embed_batch(texts)
-            if embedder is None and lock.backend == "torch":
+            report.device, report.dtype = placement_of(model).device, placement_of(model).dtype
+            # The feeder streams: tokenization runs ahead in worker processes, vectors come back per chunk.
+            stream = getattr(model, "embed_chunks", None)
+            yield from (stream(chunks) if stream is not None else (model.embed_batch(texts) for texts in chunks))
+            # The export is checked against this model's vectors to 1e-5: only a CPU fp32 model is that reference.
+            if embedder is None and lock.backend == "torch" and placement_of(model) == CPU:
                 from paperscope.embed.onnx_backend import prepare_query_model
 
                 prepare_query_model(lock, model)  # torch is loaded now: exporting costs seconds
@@ -48,5 +56,9 @@ def get_engine(name: str, embedder: Embedder | None = None) -> EmbedChunks:
         from paperscope.embed import ray_engine  # imports ray lazily; fails clearly without the extra
 
         ray_engine.require_ray()
+        if request is not None:
+            from functools import partial
+
+            return partial(ray_engine.embed_chunks, device=request.device, dtype=request.dtype)
         return ray_engine.embed_chunks
     raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {name!r}")
