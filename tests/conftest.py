@@ -22,6 +22,7 @@ os.environ.setdefault("PAPERSCOPE_CACHE", tempfile.mkdtemp(prefix="paperscope-ca
 def pytest_configure(config: pytest.Config) -> None:
     # Registered here rather than in pyproject.toml so the [ray] work merges without touching its marker list.
     config.addinivalue_line("markers", "ray: tests that start a local Ray (need the paperscope[ray] extra)")
+    config.addinivalue_line("markers", "gpu: tests that need a CUDA GPU (skipped without one)")
 
 
 TENSOR_PROGRAMS_V = "Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer"

@@ -164,12 +164,46 @@ class FeederEmbedder(LockedEmbedder):
         return check_vectors(out if out is not None else np.zeros((0, self.dimension), np.float32),
                              len(texts), self.dimension)
 
-    def embed_chunks(self, chunks: Iterable[list[str]]) -> Iterator[np.ndarray]:
-        """One (len(chunk), dimension) float32 array per chunk, in order, each as soon as its window is done."""
-        yield from self._run(chunks, workers=self.workers)
+    def embed_chunks(self, chunks: Iterable[list[str]], workers: int | None = None) -> Iterator[np.ndarray]:
+        """One (len(chunk), dimension) float32 array per chunk, in order, each as soon as its window is done.
+
+        ``workers`` tokenizer processes (default: ``self.workers``; 0 tokenizes in this process).
+        """
+        yield from self._run(chunks, workers=self.workers if workers is None else max(0, int(workers)))
 
     # ---- the pipeline ----
+    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of all texts concatenated, each text's length), in this process: what a worker returns."""
+        return _tokenize_with(self._tokenizer, texts)
+
     def _run(self, chunks: Iterable[list[str]], workers: int) -> Iterator[np.ndarray]:
+        window_ids: list[np.ndarray] = []
+        window_lengths: list[np.ndarray] = []
+        sizes: list[int] = []  # the chunk lengths of this window, in order
+        held = 0
+        for size, ids, lengths in self.token_stream(chunks, workers):
+            if size >= 0:
+                sizes.append(size)
+            window_ids.append(ids)
+            window_lengths.append(lengths)
+            held += lengths.size
+            if held >= self.window_texts and size >= 0:  # a window ends on a chunk boundary
+                yield from self._split(self.forward_tokens(np.concatenate(window_ids),
+                                                           np.concatenate(window_lengths)), sizes)
+                window_ids, window_lengths, sizes, held = [], [], [], 0
+        if sizes:
+            yield from self._split(self.forward_tokens(np.concatenate(window_ids),
+                                                       np.concatenate(window_lengths)), sizes)
+
+    def token_stream(self, chunks: Iterable[list[str]], workers: int | None = None
+                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(chunk size or -1, ids, lengths) per tokenizer job, in input order, ``prefetch`` jobs ahead.
+
+        ``workers`` processes tokenize (default: ``self.workers``; 0: this process, no read-ahead).
+        A chunk longer than JOB_TEXTS is split into several jobs; only its last job carries the
+        chunk's size (the others -1), so a consumer can cut windows on chunk boundaries.
+        """
+        workers = self.workers if workers is None else workers
         pool = None
         if workers > 0:
             import multiprocessing
@@ -181,60 +215,40 @@ class FeederEmbedder(LockedEmbedder):
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                        initializer=_init_worker,
                                        initargs=(self.tokenizer_json, self.lock.max_seq_length))
+        inflight: deque[tuple[int, Future[Any] | _Done]] = deque()
+        it = iter(chunks)
+        exhausted = False
         try:
-            window: list[tuple[int, np.ndarray, np.ndarray]] = []  # (chunk length, ids, lengths) per job
-            sizes: list[int] = []  # the chunk lengths of this window, in order
-            held = 0
-            for size, ids, lengths in self._tokenized(chunks, pool):
-                if size >= 0:
-                    sizes.append(size)
-                window.append((size, ids, lengths))
-                held += lengths.size
-                if held >= self.window_texts and size >= 0:
-                    yield from self._split(self._forward(window), sizes)
-                    window, sizes, held = [], [], 0
-            if window:
-                yield from self._split(self._forward(window), sizes)
+            while True:
+                while not exhausted and len(inflight) < (self.prefetch if pool is not None else 1):
+                    chunk = next(it, None)  # reading the texts (the store's SQLite) happens here, in this thread
+                    if chunk is None:
+                        exhausted = True
+                        break
+                    starts = list(range(0, len(chunk), JOB_TEXTS)) or [0]
+                    for k, start in enumerate(starts):
+                        part = chunk[start:start + JOB_TEXTS]
+                        job = pool.submit(_tokenize, part) if pool is not None else _Done(self.tokenize(part))
+                        inflight.append((len(chunk) if k == len(starts) - 1 else -1, job))
+                if not inflight:
+                    return
+                size, job = inflight.popleft()
+                ids, lengths = job.result()
+                yield size, ids, lengths
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _tokenized(self, chunks: Iterable[list[str]], pool: ProcessPoolExecutor | None
-                   ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(chunk size or -1 for a continued chunk, ids, lengths) per job, in input order, ``prefetch`` jobs ahead.
+    def forward_tokens(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Unit vectors for tokenized texts (as :meth:`tokenize` gives), in input order.
 
-        A chunk longer than JOB_TEXTS is split into several jobs; only its last job carries the chunk's
-        size, so a window always ends on a chunk boundary.
+        Length-sorted, token-budget batches; on CUDA pinned host memory and non-blocking copies;
+        one device-to-host copy at the end.
         """
-        inflight: deque[tuple[int, Future[Any] | _Done]] = deque()
-        it = iter(chunks)
-        exhausted = False
-        while True:
-            while not exhausted and len(inflight) < self.prefetch:
-                chunk = next(it, None)  # reading the texts (the store's SQLite) happens here, in this thread
-                if chunk is None:
-                    exhausted = True
-                    break
-                starts = list(range(0, len(chunk), JOB_TEXTS)) or [0]
-                for k, start in enumerate(starts):
-                    part = chunk[start:start + JOB_TEXTS]
-                    job = pool.submit(_tokenize, part) if pool is not None else _Done(
-                        _tokenize_with(self._tokenizer, part))
-                    inflight.append((len(chunk) if k == len(starts) - 1 else -1, job))
-            if not inflight:
-                return
-            size, job = inflight.popleft()
-            ids, lengths = job.result()
-            yield size, ids, lengths
-
-    def _forward(self, window: list[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Vectors for every text of the window, in window order: length-sorted, token-budget batches."""
         import time
 
         import torch
 
-        ids = np.concatenate([w[1] for w in window]) if window else np.zeros(0, np.int32)
-        lengths = np.concatenate([w[2] for w in window]) if window else np.zeros(0, np.int32)
         n = int(lengths.size)
         if n == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
