@@ -150,6 +150,9 @@ class FeederEmbedder(LockedEmbedder):
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         import torch
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar would interleave with ours
 
         modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
         model = AutoModel.from_pretrained(str(root / modules[0].get("path", "")))
