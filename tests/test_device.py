@@ -210,3 +210,31 @@ def test_ray_engine_asks_for_no_gpu_on_the_cpu(tmp_path: Path, monkeypatch: pyte
     assert report.embedded == 24 and seen and set(seen) == {0}
     assert Store(tmp_path / "ray").require_current().manifest["build"]["devices"] == [
         {"device": "cpu", "dtype": "float32", "count": 24}]
+
+
+BLOCKER = """
+import importlib.abc, runpy, sys
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"faiss", "umap", "ray", "click"}:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def test_gpu_benchmark_path_imports_nothing_the_gpu_machine_lacks() -> None:
+    """The GPU machine has no faiss, umap, ray or click: the benchmark and the feeder must not need them."""
+    root = Path(__file__).resolve().parents[1]
+    code = BLOCKER + (
+        "import paperscope, paperscope.store, paperscope.embed.feeder, paperscope.embed.device\n"
+        f"sys.argv = ['gpu_embed.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(root / 'benchmarks' / 'gpu_embed.py')!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('faiss', 'umap', 'ray', 'click', 'torch'))\n"
+        "print('HEAVY', heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert out.returncode == 0, out.stderr
+    assert "--model-dir" in out.stdout and out.stdout.strip().splitlines()[-1] == "HEAVY []"
