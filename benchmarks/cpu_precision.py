@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from paperscope.corpus import bundled_corpus, expand, read_papers  # noqa: E402
-from paperscope.embed.device import Placement  # noqa: E402
-from paperscope.embed.feeder import FeederEmbedder  # noqa: E402
-from paperscope.embed.lock import load_lock  # noqa: E402
+from paperscope.corpus import bundled_corpus, expand, read_papers
+from paperscope.embed.device import Placement
+from paperscope.embed.feeder import FeederEmbedder
+from paperscope.embed.lock import load_lock
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
         try:
             emb = FeederEmbedder(lock, Placement("cpu", dtype), workers=0, verify=dtype == "float32")
             out[dtype] = np.concatenate(list(emb.embed_chunks([texts[i:i + 64] for i in range(0, len(texts), 64)])))
-        except Exception as e:  # a dtype torch cannot run on this CPU is a finding, not a crash
+        except Exception as e:  # noqa: BLE001 - a dtype torch cannot run on this CPU is a finding, not a crash
             print(f"| {dtype} | failed: {type(e).__name__}: {str(e).splitlines()[0][:80]} | | | |")
             continue
         seconds = time.perf_counter() - t0

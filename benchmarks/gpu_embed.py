@@ -55,12 +55,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local: never the hu
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from paperscope.corpus import bundled_corpus, expand, read_papers  # noqa: E402
-from paperscope.embed import SentenceTransformerEmbedder  # noqa: E402
-from paperscope.embed.device import Placement, resolve  # noqa: E402
-from paperscope.embed.feeder import FeederEmbedder, default_workers  # noqa: E402
-from paperscope.embed.lock import ModelLock, load_lock, model_dir, pin  # noqa: E402
-from paperscope.store import Staging  # noqa: E402
+from paperscope.corpus import bundled_corpus, expand, read_papers
+from paperscope.embed import SentenceTransformerEmbedder
+from paperscope.embed.device import Placement, resolve
+from paperscope.embed.feeder import FeederEmbedder, default_workers
+from paperscope.embed.lock import ModelLock, load_lock, model_dir, pin
+from paperscope.store import Staging
 
 CHUNK = 256  # paperscope index's default --chunk-size: texts per checkpoint
 
@@ -92,7 +92,7 @@ def generate_texts(n: int, template: ModelLock, seed: int = 0) -> list[str]:
 def machine() -> dict[str, str]:
     cpu = "unknown"
     try:
-        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
         cpu = m.group(1).strip() if m else platform.processor() or "unknown"
     except OSError:
         pass
@@ -153,7 +153,6 @@ def st_encode(root: Path, lock: ModelLock, placement: Placement, texts: list[str
     model.encode(texts[:64], batch_size=batch, normalize_embeddings=True)  # warm-up (CUDA kernels, allocator)
     out, seconds, peak = timed(placement.device, lambda: model.encode(
         texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
-    del model
     return out, seconds, peak
 
 
@@ -251,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="gpu-embed-") as tmp:
             _, s, peak = timed(placement.device, lambda: paperscope_path(narrow, texts, Path(tmp), workers))
         row(rows, f"ablation: feeder, windows of one chunk ({CHUNK})", placement, len(texts), s, peak)
-        del narrow
 
     # 3. the ceilings: the forward pass alone (pre-tokenized), the tokenizer workers alone.
     ids, lengths = feeder.tokenize(texts)
@@ -261,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     _, s, _ = timed("cpu", lambda: sum(1 for _ in feeder.token_stream(
         (texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)), workers)))
     row(rows, f"tokenize-only ({workers} worker processes)", Placement("cpu", "-"), len(texts), s, None)
-    del feeder, ids, lengths
+    feeder = narrow = None  # free the GPU's memory before the CPU row
 
     # 4. today's CPU path.
     if not args.skip_cpu:
@@ -273,7 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         vectors["cpu"] = out
         row(rows, "cpu-today (sentence-transformers on the CPU, fp32, batch 32)", Placement("cpu", "float32"),
             len(cpu_texts), s, None, f"torch threads {__import__('torch').get_num_threads()}")
-        del plain
 
     print_report(rows, info, args, placement, vectors)
     if args.json is not None:

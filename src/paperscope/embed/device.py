@@ -187,7 +187,7 @@ class DeviceRequest:
         return self.feeder if self.feeder is not None else placement.device.startswith("cuda")
 
 
-def load_placed(lock: "ModelLock", request: DeviceRequest) -> object:
+def load_placed(lock: ModelLock, request: DeviceRequest) -> object:
     """The embedder for ``lock`` on the device ``request`` resolves to.
 
     torch: the feeder on CUDA (or when asked), else sentence-transformers on the device. Other
