@@ -152,10 +152,12 @@ def _require(device: str) -> None:
 
 
 def placement_of(model: object) -> Placement:
-    """Where an embedder runs: its ``placement`` attribute, else the CPU in fp32 (onnx and static
-    backends report their own precision, e.g. int8, through ``placement`` when they have one)."""
+    """Where an embedder runs: its ``placement`` attribute, else the CPU (int8 for onnx-int8, else fp32)."""
     placed = getattr(model, "placement", None)
-    return placed if isinstance(placed, Placement) else CPU
+    if isinstance(placed, Placement):
+        return placed
+    backend = getattr(getattr(model, "lock", None), "backend", None)
+    return Placement("cpu", "int8") if backend == "onnx-int8" else CPU
 
 
 def summarise(made_by: list[tuple[str, str, int]]) -> list[dict[str, object]]:
