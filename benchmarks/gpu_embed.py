@@ -148,8 +148,7 @@ def st_encode(root: Path, lock: ModelLock, placement: Placement, texts: list[str
 
     model = SentenceTransformer(str(root), device=placement.device)
     model.max_seq_length = lock.max_seq_length
-    if placement.dtype != "float32":
-        model.to(getattr(torch, placement.dtype))
+    model.to(getattr(torch, placement.dtype))  # also fp32 from an fp16 copy of the weights
     model.encode(texts[:64], batch_size=batch, normalize_embeddings=True)  # warm-up (CUDA kernels, allocator)
     out, seconds, peak = timed(placement.device, lambda: model.encode(
         texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
@@ -180,6 +179,18 @@ def paperscope_path(feeder: FeederEmbedder, texts: list[str], store_dir: Path, w
     return out
 
 
+def write_fp16_copy(root: Path, out: Path) -> None:
+    """The model directory with model.safetensors in fp16: half the size, cosine >= 0.99999 to fp32 (NOTES.md)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(root, out, ignore=shutil.ignore_patterns("model.safetensors", "__pycache__"), dirs_exist_ok=True)
+    weights = {k: v.half().contiguous() for k, v in load_file(str(root / "model.safetensors")).items()}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
+    print(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2**20:.0f} MiB)")
+
+
 def agreement(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
     cos = np.sum(got * want, axis=1)
     k = min(10, len(want) - 1)
@@ -202,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablate", action="store_true", help="also the feeder with workers=0 and one-chunk windows")
     ap.add_argument("--skip-cpu", action="store_true", help="no CPU-path row")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--write-fp16-copy", type=Path, default=None, metavar="DIR",
+                    help="write the pinned model with fp16 weights (45 MB, for a GPU machine) to DIR and exit")
     args = ap.parse_args(argv)
+    if args.write_fp16_copy is not None:
+        write_fp16_copy(model_dir(load_lock()), args.write_fp16_copy)
+        return 0
 
     if args.model_dir is not None:
         root = args.model_dir.resolve()
@@ -265,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cpu:
         cpu_texts = texts[:args.cpu_n]
         plain = SentenceTransformerEmbedder(lock, verify=args.model_dir is None)
+        plain.model.float()  # fp32 even from an fp16 copy of the weights (a no-op for the pinned model)
         plain.embed_batch(cpu_texts[:32])  # warm-up
         out, s, _ = timed("cpu", lambda: np.concatenate(
             [plain.embed_batch(cpu_texts[i:i + CHUNK]) for i in range(0, len(cpu_texts), CHUNK)]))
