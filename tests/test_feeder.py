@@ -18,7 +18,7 @@ import pytest
 from paperscope.corpus import bundled_corpus, expand, read_papers
 from paperscope.embed import SentenceTransformerEmbedder, load_lock
 from paperscope.embed.device import CPU
-from paperscope.embed.feeder import FeederEmbedder, check_pooling
+from paperscope.embed.feeder import FeederEmbedder, check_pooling, supports
 from paperscope.embed.lock import model_dir
 from paperscope.errors import ModelLockError
 from paperscope.pipeline import build
@@ -122,6 +122,7 @@ def test_feeder_refuses_a_model_it_cannot_pool(tmp_path: Path) -> None:
     cfg.write_text(json.dumps(data))
     with pytest.raises(ModelLockError, match="mean pooling only.*pooling_mode_cls_token"):
         check_pooling(root, lock)
+    assert supports(model_dir(lock), lock) and not supports(root, lock)  # auto then keeps sentence-transformers
 
 
 def vectors_by_id(store: Path) -> dict[str, np.ndarray]:

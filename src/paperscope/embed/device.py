@@ -201,7 +201,11 @@ def load_placed(lock: ModelLock, request: DeviceRequest) -> object:
     if lock.backend not in GPU_BACKENDS:
         return load_embedder(lock)
     if request.use_feeder(placement):
-        from paperscope.embed.feeder import FeederEmbedder
+        from paperscope.embed.feeder import FeederEmbedder, supports
+        from paperscope.embed.lock import model_dir
 
-        return FeederEmbedder(lock, placement, workers=request.workers)
+        # A model the feeder cannot run (CLS pooling, a Dense layer) gets sentence-transformers on the
+        # same device, unless the feeder was asked for by name (then its one-line refusal).
+        if request.feeder or supports(model_dir(lock), lock):
+            return FeederEmbedder(lock, placement, workers=request.workers)
     return SentenceTransformerEmbedder(lock, placement=placement)

@@ -113,6 +113,15 @@ def check_pooling(root: Path, lock: ModelLock) -> None:
         raise ModelLockError(f"{root / 'modules.json'}: normalisation disagrees with models.lock; re-pin the model")
 
 
+def supports(root: Path, lock: ModelLock) -> bool:
+    """Whether the feeder can run the model in ``root`` (see :func:`check_pooling`)."""
+    try:
+        check_pooling(root, lock)
+    except (ModelLockError, OSError, ValueError, KeyError, IndexError):
+        return False
+    return True
+
+
 class FeederEmbedder(LockedEmbedder):
     """The pinned torch model run by the feeder on ``placement`` (any torch device; meant for CUDA).
 
