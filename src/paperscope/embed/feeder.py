@@ -224,6 +224,9 @@ class FeederEmbedder(LockedEmbedder):
             # fork on Linux, as torch's own DataLoader workers do: the children never touch torch or CUDA
             # (only tokenizers), and fork needs no `if __name__ == "__main__"` guard in the caller's script.
             method = "fork" if sys.platform.startswith("linux") else "spawn"
+            # Said explicitly (the library's default), so that tokenizers does not warn in every forked child
+            # that parallelism was used before the fork; the children turn their own off in _init_worker.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                        initializer=_init_worker,
                                        initargs=(self.tokenizer_json, self.lock.max_seq_length))
