@@ -138,7 +138,7 @@ def row(rows: list[dict[str, Any]], path: str, placement: Placement, n: int, sec
     rows.append({"path": path, "device": placement.device, "dtype": placement.dtype, "n": n,
                  "per_second": n / seconds if seconds > 0 else float("nan"), "seconds": seconds,
                  "peak_gpu_mib": peak, "note": note})
-    print(f"  {path}: {n / seconds:,.0f}/s ({seconds:.1f}s)", file=sys.stderr, flush=True)
+    print(f"  {path}: {n / seconds:,.1f}/s ({seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
 def st_encode(root: Path, lock: ModelLock, placement: Placement, texts: list[str],
@@ -307,7 +307,7 @@ def print_report(rows: list[dict[str, Any]], info: dict[str, str], args: argpars
     print("|---|---|---|---:|---:|---:|---:|")
     for r in rows:
         peak = f"{r['peak_gpu_mib']:,.0f}" if r["peak_gpu_mib"] is not None else "n/a"
-        print(f"| {r['path']} | {r['device']} | {r['dtype']} | {r['n']:,} | {r['per_second']:,.0f} | "
+        print(f"| {r['path']} | {r['device']} | {r['dtype']} | {r['n']:,} | {r['per_second']:,.{0 if r['per_second'] >= 100 else 1}f} | "
               f"{r['seconds']:.1f} | {peak} |")
     base = next((r for r in rows if r["path"].startswith("st-encode")), None)
     ours = next((r for r in rows if r["path"].startswith("paperscope")), None)
