@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from paperscope.errors import PaperscopeError
-
-if TYPE_CHECKING:
-    from paperscope.embed.lock import ModelLock
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -187,25 +183,3 @@ class DeviceRequest:
     def use_feeder(self, placement: Placement) -> bool:
         # The feeder is built for a GPU; on the CPU the plain path stays the default (measured: no faster there).
         return self.feeder if self.feeder is not None else placement.device.startswith("cuda")
-
-
-def load_placed(lock: ModelLock, request: DeviceRequest) -> object:
-    """The embedder for ``lock`` on the device ``request`` resolves to.
-
-    torch: the feeder on CUDA (or when asked), else sentence-transformers on the device. Other
-    backends: their own CPU embedder, whatever ``auto`` finds (a device never changes a backend).
-    """
-    from paperscope.embed import SentenceTransformerEmbedder, load_embedder
-
-    placement = resolve(request.device, request.dtype, backend=lock.backend)
-    if lock.backend not in GPU_BACKENDS:
-        return load_embedder(lock)
-    if request.use_feeder(placement):
-        from paperscope.embed.feeder import FeederEmbedder, supports
-        from paperscope.embed.lock import model_dir
-
-        # A model the feeder cannot run (CLS pooling, a Dense layer) gets sentence-transformers on the
-        # same device, unless the feeder was asked for by name (then its one-line refusal).
-        if request.feeder or supports(model_dir(lock), lock):
-            return FeederEmbedder(lock, placement, workers=request.workers)
-    return SentenceTransformerEmbedder(lock, placement=placement)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from paperscope.embed import Embedder
-from paperscope.embed.device import CPU, DeviceRequest, load_placed, placement_of
+from paperscope.embed.device import CPU, DeviceRequest, placement_of
 from paperscope.embed.lock import ModelLock
+from paperscope.embed.placed import load_placed
 
 if TYPE_CHECKING:
     from paperscope.pipeline import BuildReport

@@ -59,7 +59,8 @@ class EmbedActor:
 
         # One actor per CPU: more torch threads per actor would only fight over the same cores.
         torch.set_num_threads(threads)
-        from paperscope.embed.device import DeviceRequest, load_placed
+        from paperscope.embed.device import DeviceRequest
+        from paperscope.embed.placed import load_placed
 
         # With num_gpus=1 Ray makes the actor's own GPU its cuda:0; on the CPU this is today's path.
         self.model = load_placed(ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"),
