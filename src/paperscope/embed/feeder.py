@@ -150,6 +150,10 @@ class FeederEmbedder(LockedEmbedder):
         self.tokenizer_json = str(root / "tokenizer.json")
         self._tokenizer = _load_tokenizer(self.tokenizer_json, lock.max_seq_length)
         self.model = self._load_model(root, placement)
+        import inspect
+
+        # BERT-like models take token_type_ids, others (MPNet, say) refuse the argument.
+        self._type_ids = "token_type_ids" in inspect.signature(self.model.forward).parameters
         self.forward_seconds = 0.0
 
     @staticmethod
@@ -291,8 +295,8 @@ class FeederEmbedder(LockedEmbedder):
                 input_ids = input_ids.to(device, non_blocking=True)
                 mask = mask.to(device, non_blocking=True)
                 where = where.to(device, non_blocking=True)
-                hidden = self.model(input_ids=input_ids, attention_mask=mask,
-                                    token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+                extra = {"token_type_ids": torch.zeros_like(input_ids)} if self._type_ids else {}
+                hidden = self.model(input_ids=input_ids, attention_mask=mask, **extra).last_hidden_state
                 out[where] = pool_and_normalise(hidden, mask, self.lock.normalize)
                 i += rows
             result = out.cpu().numpy()  # the one device-to-host copy (and sync) per window
