@@ -11,3 +11,4 @@ ENGINES = ("local", "ray")
 DEFAULT_ENGINE = "local"
 # Texts embedded between two checkpoints of a build.
 CHUNK_SIZE = 256
+DTYPES = ("auto", "float32", "float16", "bfloat16")  # --dtype of index (embed/device.py)

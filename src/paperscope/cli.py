@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, ENGINES, INDEX_TYPES, MODES
+from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, DTYPES, ENGINES, INDEX_TYPES, MODES
 from paperscope.errors import InvalidArgument, PaperscopeError
 from paperscope.paper import Hit
 from paperscope.terminal import dumps, echo_query, shown, shown_lines
@@ -156,11 +156,17 @@ def _backends() -> tuple[str, ...]:
               help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).")
 @click.option("--backend", type=click.Choice(_backends()), default=None,
               help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
+              help="Where the torch backend embeds: auto picks the GPU when torch sees one, else the CPU.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="auto",
+              show_default=True, help="Precision of the forward pass (auto: float16 on CUDA, float32 elsewhere).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Tokenizer processes feeding the GPU (default: cores - 2).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
 def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune: bool, rebuild: bool,
-          chunk_size: int, index_type: str, engine: str, backend: str | None, quiet: bool, as_json: bool,
-          as_jsonl: bool) -> None:
+          chunk_size: int, index_type: str, engine: str, backend: str | None, device: str, dtype: str,
+          workers: int | None, quiet: bool, as_json: bool, as_jsonl: bool) -> None:
     """Index PATHS (files or directories; default: the bundled corpus) into the store.
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
@@ -169,7 +175,8 @@ def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune:
 
     report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
                    chunk_size=chunk_size, progress=default_progress(quiet or as_json or as_jsonl),
-                   index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend)
+                   index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend,
+                   device=device, dtype=dtype, workers=workers)
     if not _emit(report.to_dict(), as_json, as_jsonl):
         for example in report.skip_examples:
             click.echo(f"skipped {shown(example)}", err=True)
@@ -338,10 +345,23 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
         ("last build", f"{b['added']} added, {b['changed']} changed, {b['updated']} metadata-only, "
                        f"{b['unchanged']} unchanged, {b['removed']} removed; embedded {b['embedded']} "
                        f"in {b['seconds']:.1f}s ({rate})"),
+        ("embedded on", _devices_line(data)),
         ("paperscope", data["paperscope_version"]),
     ]
     for key, value in lines:
         click.echo(f"{key:>11}  {shown(value)}")
+
+
+def _devices_line(data: dict[str, Any]) -> str:
+    """Which device and dtype made this generation's new vectors; how a CPU-only backend gets the GPU."""
+    from paperscope.embed.device import GPU_BACKENDS, describe
+
+    line = describe(data["build"].get("devices"))
+    backend = (data["model"].get("lock") or {}).get("backend")
+    if backend and backend not in GPU_BACKENDS:
+        line += (f"; backend {backend} runs on the CPU: to embed on a GPU, "
+                 "paperscope index --backend torch --rebuild --device cuda")
+    return line
 
 
 @main.command("verify", **example("paperscope verify --store ~/papers"))

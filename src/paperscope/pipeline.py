@@ -30,6 +30,7 @@ from paperscope import __version__, index, lexical
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
+from paperscope.embed import device as devices
 from paperscope.embed import registry
 from paperscope.embed.base import Embedder, check_vectors
 from paperscope.embed.engines import EmbedChunks, get_engine
@@ -156,6 +157,10 @@ def build(
     index_type: str | None = None,
     engine: str = DEFAULT_ENGINE,
     backend: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    feeder: bool | None = None,
+    workers: int | None = None,
 ) -> BuildReport:
     """Index ``paths`` (default: the bundled corpus) into ``store``; returns what was done.
 
@@ -166,6 +171,12 @@ def build(
     ``engine="ray"`` embeds on Ray Data (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
     ``backend`` is one of ``embed.BACKENDS`` (default: the store's own, else the lock's); it is
     part of the fingerprint, so another backend than the store's needs ``rebuild=True``.
+
+    ``device`` ("auto", "cpu", "cuda", "cuda:N", "mps") and ``dtype`` ("auto": fp16 on CUDA) say
+    where the torch backend runs; a missing device fails here, before the store is touched. The
+    device is not part of the fingerprint: switching devices never re-embeds an unchanged paper.
+    ``feeder`` forces the GPU feeder on or off (default: on CUDA only); ``workers`` is its number of
+    tokenizer processes (default: cores - 2). See docs/gpu.md.
 
     The stages, in order: check the arguments; take the writer lock and the verified previous
     generation; fill the papers table; stop if nothing changed; embed what is missing; write the
@@ -178,23 +189,26 @@ def build(
     if chunk_size < 1:
         raise InvalidArgument(f"chunk_size must be at least 1, got {chunk_size}")
     index.check_type(index_type)
-    embed_chunks = get_engine(engine, embedder)  # fails before the store is touched
+    request = _device_request(device, dtype, feeder, workers, engine, embedder, model.lock)
+    embed_chunks = get_engine(engine, embedder, request)  # fails before the store is touched
     # The store is never read as an input, wherever it lies under the inputs.
     files = expand(_as_paths(paths) or [bundled_corpus()], exclude=st.path)
     try:
         return _build_locked(st, files, model, embed_chunks, backend, prune, rebuild, chunk_size, progress,
-                             index_type, t0, lock_file)
+                             index_type, t0, lock_file, request if engine == "local" else None)
     except (OSError, sqlite3.OperationalError) as e:
         raise os_failure(e, st.path) from None
 
 
 def _build_locked(st: Store, files: list[Path], model: BuildModel, embed_chunks: EmbedChunks, backend: str | None,
                   prune: bool, rebuild: bool, chunk_size: int, progress: ProgressFactory, index_type: str | None,
-                  t0: float, lock_file: Path | None) -> BuildReport:
+                  t0: float, lock_file: Path | None, request: devices.DeviceRequest | None) -> BuildReport:
     """The stages of :func:`build`, under the store's writer lock."""
     with st.writer():
         prev = _previous(st, rebuild)
         model.keep_store_backend(prev, backend)
+        if request is not None:  # the device against the store's own backend (a device never changes it)
+            devices.check(request.device, request.dtype, backend=model.lock.backend)
         _check_same_model(st, prev, model, rebuild, lock_file)
         name, tmp = st.new_generation()
         # Paths in the report and manifest are text: bytes of a name that are not UTF-8 are escaped.
@@ -235,6 +249,22 @@ def _build_locked(st: Store, files: list[Path], model: BuildModel, embed_chunks:
             report.warnings.append(shown(f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({why}); "
                                          "the new generation is committed; the next index clears it"))
         return report
+
+
+def _device_request(device: str, dtype: str, feeder: bool | None, workers: int | None, engine: str,
+                    embedder: Embedder | None, lock: ModelLock) -> devices.DeviceRequest | None:
+    """Parse and check ``device``/``dtype`` before anything is written; None keeps a custom embedder's own."""
+    if embedder is not None:
+        if devices.parse_device(device) != "auto" or devices.parse_dtype(dtype) != "auto":
+            raise InvalidArgument("device= and dtype= place the lock's model; a custom embedder= places itself")
+        return None
+    if workers is not None and workers < 0:
+        raise InvalidArgument(f"workers must be 0 or more, got {workers}")
+    if engine == "local":
+        devices.check(device, dtype, backend=lock.backend)  # a missing GPU is one line, here
+    else:
+        devices.parse_device(device), devices.parse_dtype(dtype)  # the cluster's GPUs are checked by Ray
+    return devices.DeviceRequest(device, dtype, feeder, workers)
 
 
 def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, rebuild: bool,
@@ -278,6 +308,7 @@ def _embed_and_write_vectors(st: Store, con: sqlite3.Connection, tmp: Path, base
     try:
         _embed_missing(con, staging, model.fingerprint, embed_chunks, model.lock, model.text, model.dimension,
                        chunk_size, progress, report, reuse_previous=base is not None)
+        report.devices = devices.summarise(staging.made_by(model.fingerprint))
         return _write_vectors(con, tmp / "vectors.npy", base, staging, model.fingerprint, model.dimension)
     finally:
         staging.close()
@@ -463,7 +494,8 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
         # the chunks in flight. The engine comes first in zip() so that it runs to its end (the
         # local engine prepares the torch-free query model after its last chunk).
         for vectors, chunk in zip(embed_chunks(lock, texts(), report), chunks):
-            staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension))
+            staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension),
+                        made_by=(report.device or "cpu", report.dtype or "float32"))
             report.embedded += len(chunk)
             bar.update(len(chunk))
     finally:

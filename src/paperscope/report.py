@@ -34,6 +34,11 @@ class BuildReport:
     embed_seconds: float = 0.0
     model_load_seconds: float = 0.0
     nothing_to_do: bool = False
+    # Where this run embedded (set by the engine when the model loads) and, over this generation's new
+    # vectors (resumed ones included), which device and dtype made how many: [{device, dtype, count}].
+    device: str | None = None
+    dtype: str | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def texts_per_second(self) -> float | None:

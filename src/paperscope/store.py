@@ -325,14 +325,26 @@ class Staging:
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, hash TEXT, vec BLOB, "
                          "PRIMARY KEY (fingerprint, hash))")
+        # Which device and dtype made each checkpointed chunk (issue 18): summed into the manifest,
+        # so a build resumed on another device records both. Never part of a vector's key.
+        self.con.execute("CREATE TABLE IF NOT EXISTS made_by (fingerprint TEXT, device TEXT, dtype TEXT, count INT)")
 
     def has(self, fingerprint: str) -> set[str]:
         return {h for (h,) in self.con.execute("SELECT hash FROM vectors WHERE fingerprint=?", (fingerprint,))}
 
-    def put(self, fingerprint: str, hashes: Iterable[str], vectors: np.ndarray) -> None:
+    def put(self, fingerprint: str, hashes: Iterable[str], vectors: np.ndarray,
+            made_by: tuple[str, str] | None = None) -> None:
+        """Checkpoint one chunk (one transaction); ``made_by`` is the (device, dtype) that embedded it."""
         with self.con:
             self.con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
                                  [(fingerprint, h, v.tobytes()) for h, v in zip(hashes, vectors, strict=True)])
+            if made_by is not None:
+                self.con.execute("INSERT INTO made_by VALUES (?, ?, ?, ?)", (fingerprint, *made_by, len(vectors)))
+
+    def made_by(self, fingerprint: str) -> list[tuple[str, str, int]]:
+        """(device, dtype, vectors) for every device that checkpointed vectors of ``fingerprint``."""
+        return [(d, t, int(c)) for d, t, c in self.con.execute(
+            "SELECT device, dtype, sum(count) FROM made_by WHERE fingerprint=? GROUP BY device, dtype", (fingerprint,))]
 
     def get(self, fingerprint: str, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -348,6 +360,7 @@ class Staging:
     def clear(self) -> None:
         with self.con:
             self.con.execute("DELETE FROM vectors")
+            self.con.execute("DELETE FROM made_by")
         self.con.execute("VACUUM")
 
     def close(self) -> None:

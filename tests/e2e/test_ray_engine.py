@@ -44,9 +44,9 @@ def test_ray_engine_matches_local_engine(tmp_path: Path, real_store: Path, monke
     puts: list[int] = []
     real_put = Staging.put
 
-    def spy(self: Staging, fingerprint: str, hashes: list[str], vectors: np.ndarray) -> None:
+    def spy(self: Staging, fingerprint: str, hashes: list[str], vectors: np.ndarray, **kwargs: object) -> None:
         puts.append(len(hashes))
-        real_put(self, fingerprint, hashes, vectors)
+        real_put(self, fingerprint, hashes, vectors, **kwargs)  # made_by= (issue 18) passes through
 
     monkeypatch.setattr(Staging, "put", spy)
     report = build(None, tmp_path / "ray", engine="ray", chunk_size=64)

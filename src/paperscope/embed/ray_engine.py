@@ -36,6 +36,8 @@ CPUS_ENV = "PAPERSCOPE_RAY_CPUS"
 WINDOW_CHUNKS = 32
 # Rows per map_batches call: small enough that the actors share a window evenly.
 BATCH_ROWS = 64
+# On a GPU an actor's batch must be large enough to fill the card (the feeder batches it by tokens).
+GPU_BATCH_ROWS = 2048
 
 
 def require_ray() -> None:
@@ -50,14 +52,17 @@ def require_ray() -> None:
 class EmbedActor:
     """One per Ray actor: loads (and verifies) the pinned model once, then embeds batches."""
 
-    def __init__(self, lock_json: str, threads: int = 1):
+    def __init__(self, lock_json: str, threads: int = 1, device: str = "cpu", dtype: str = "auto"):
         import torch
 
         # One actor per CPU: more torch threads per actor would only fight over the same cores.
         torch.set_num_threads(threads)
-        from paperscope.embed.registry import load_embedder
+        from paperscope.embed.device import DeviceRequest
+        from paperscope.embed.placed import load_placed
 
-        self.model = load_embedder(ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"))
+        # With num_gpus=1 Ray makes the actor's own GPU its cuda:0; on the CPU this is today's path.
+        self.model = load_placed(ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"),
+                                 DeviceRequest(device, dtype))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.model.embed_batch([str(t) for t in batch["text"]])
@@ -99,10 +104,36 @@ def _windows(chunks: Iterator[list[str]], size: int) -> Iterator[list[list[str]]
         yield window
 
 
-def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport) -> Iterator[np.ndarray]:
-    """Vectors for each chunk of texts, chunk for chunk and in order, embedded on Ray Data."""
+def actor_placement(device: str, cluster_gpus: float) -> tuple[int, str]:
+    """(num_gpus per embedding actor, the device the actor loads the model on) for ``--device``.
+
+    ``cuda``/``cuda:N`` asks Ray for one GPU per actor (Ray picks which: an actor sees its own GPU
+    as cuda:0) and fails in one line when the cluster has none; ``auto`` does so when the cluster has
+    GPUs, else runs on the CPU with ``num_gpus=0``, as ``cpu`` does.
+    """
+    from paperscope.embed.device import parse_device
+
+    device = parse_device(device)
+    if device.startswith("cuda"):
+        if cluster_gpus < 1:
+            raise PaperscopeError(f"--engine ray --device {device}: the Ray cluster has no GPU "
+                                  "(ray.cluster_resources() lists none); use --device cpu or auto")
+        return 1, "cuda:0"
+    if device == "auto":
+        return (1, "cuda:0") if cluster_gpus >= 1 else (0, "cpu")
+    return 0, device
+
+
+def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport, device: str = "cpu",
+                 dtype: str = "auto") -> Iterator[np.ndarray]:
+    """Vectors for each chunk of texts, chunk for chunk and in order, embedded on Ray Data.
+
+    ``device`` as in :func:`actor_placement`; ``report.device`` / ``report.dtype`` record the choice.
+    """
     import ray
     import ray.data
+
+    from paperscope.embed.device import default_dtype, parse_dtype
 
     started = _connect()
     try:
@@ -113,27 +144,35 @@ def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildRepo
         # Ray Data logs every execution at INFO; a paperscope run prints one summary line.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled": we know
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        resources = ray.cluster_resources()
+        cpus = max(1, int(resources.get("CPU", 1)))
+        num_gpus, actor_device = actor_placement(device, float(resources.get("GPU", 0)))
+        slots = max(1, int(resources.get("GPU", 0))) if num_gpus else cpus
+        report.device = actor_device
+        report.dtype = default_dtype(actor_device) if parse_dtype(dtype) == "auto" else parse_dtype(dtype)
         lock_json = lock.to_json()
         for window in _windows(chunks, WINDOW_CHUNKS):
-            yield from _embed_window(ray, window, lock_json, cpus)
+            yield from _embed_window(ray, window, lock_json, slots, num_gpus, actor_device, report.dtype)
     finally:
         if started:
             ray.shutdown()
 
 
-def _embed_window(ray: Any, window: list[list[str]], lock_json: str, cpus: int) -> Iterator[np.ndarray]:
+def _embed_window(ray: Any, window: list[list[str]], lock_json: str, slots: int, num_gpus: int = 0,
+                  device: str = "cpu", dtype: str = "float32") -> Iterator[np.ndarray]:
     texts = [t for chunk in window for t in chunk]
     items = [{"pos": i, "text": t} for i, t in enumerate(texts)]
-    blocks = max(1, -(-len(items) // BATCH_ROWS))
-    actors = max(1, min(cpus, blocks))
+    rows = GPU_BATCH_ROWS if num_gpus else BATCH_ROWS
+    blocks = max(1, -(-len(items) // rows))
+    actors = max(1, min(slots, blocks))
     with warnings.catch_warnings():
         # max_restarts is only reachable through ray_remote_args, deprecated from Ray 2.60 on
         # (removed in 2.64; the extra pins 2.60.0).
         warnings.simplefilter("ignore", DeprecationWarning)
         ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-            EmbedActor, fn_constructor_kwargs={"lock_json": lock_json, "threads": 1},
-            batch_size=BATCH_ROWS, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+            EmbedActor, fn_constructor_kwargs={"lock_json": lock_json, "threads": 1, "device": device, "dtype": dtype},
+            batch_size=rows, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+            num_gpus=num_gpus,  # one GPU per actor with --device cuda; 0 on the CPU
             # A failed actor fails the run: the checkpoint makes a re-run cheap, and restarts
             # would need the constructor arguments kept alive in the object store.
             max_restarts=0)

@@ -8,14 +8,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from paperscope.embed.base import LockedEmbedder, check_vectors
+from paperscope.embed.device import CPU, Placement
 from paperscope.embed.lock import ModelLock, model_dir, verify_files
 
 
 class SentenceTransformerEmbedder(LockedEmbedder):
-    """The pinned sentence-transformers model on torch (CPU), verified against models.lock."""
+    """The pinned sentence-transformers model on torch, verified against models.lock.
 
-    def __init__(self, lock: ModelLock, verify: bool = True):
+    ``placement`` (embed/device.py) is the device and dtype; the default is the CPU in fp32.
+    """
+
+    def __init__(self, lock: ModelLock, verify: bool = True, placement: Placement | None = None):
         self.lock = lock
+        self.placement = placement or CPU
         root = model_dir(lock)
         if verify:
             verify_files(lock, root)
@@ -28,8 +33,12 @@ class SentenceTransformerEmbedder(LockedEmbedder):
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         from sentence_transformers import SentenceTransformer  # heavy: imported only when embedding
 
-        self.model = SentenceTransformer(str(root), device="cpu")
+        self.model = SentenceTransformer(str(root), device=self.placement.device)
         self.model.max_seq_length = lock.max_seq_length
+        if self.placement.dtype != "float32":  # a runtime cast: the weights on disk (and their hashes) stay fp32
+            import torch
+
+            self.model.to(getattr(torch, self.placement.dtype))
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         # encode() sorts by length inside the call, so a large call pads little.
