@@ -225,7 +225,7 @@ sys.meta_path.insert(0, Blocker())
 
 def test_gpu_benchmark_path_imports_nothing_the_gpu_machine_lacks() -> None:
     """The GPU machine has no faiss, umap, ray or click: the benchmark and the feeder must not need them."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     code = BLOCKER + (
         "import paperscope, paperscope.store, paperscope.embed.feeder, paperscope.embed.device\n"
         f"sys.argv = ['gpu_embed.py', '--help']\n"

@@ -24,7 +24,7 @@ from conftest import FakeEmbedder
 from hostile import snapshot
 
 from paperscope.cli import main
-from paperscope.corpus import ReadReport, read_corpus, read_papers
+from paperscope.corpus import ReadReport, bundled_corpus, read_corpus, read_papers
 from paperscope.errors import InputError, PaperscopeError, StoreError, StoreLockedError, UnknownPaperError
 from paperscope.evaluate import load_labels
 from paperscope.explorer import Explorer
@@ -105,7 +105,7 @@ def test_item1_duplicate_explicit_ids_with_different_text_are_reported(tmp_path:
 
 
 def test_item1_bundled_ids_quoted_in_docs_are_unchanged(tmp_path: Path) -> None:
-    ids = {p.id for p in read_corpus(Path(__file__).parents[1] / "src" / "paperscope" / "data" / "hf-papers")}
+    ids = {p.id for p in read_corpus(bundled_corpus())}
     assert len(ids) == 432
     assert {"t-6b1401c46806"} <= ids  # quoted in the README and tests
 
@@ -202,7 +202,7 @@ def test_item6_disk_full_is_one_line_and_keeps_the_previous_generation(tmp_path:
                                    for i in range(300)])
     gens = sorted(p.name for p in (store / "generations").iterdir())
     before = {k: v for k, v in snapshot(store).items() if k.startswith(("CURRENT", "generations"))}
-    tests, src = str(Path(__file__).parent), str(Path(__file__).parents[1] / "src")
+    tests, src = str(Path(__file__).parents[1]), str(Path(__file__).parents[2] / "src")
     child = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), str(200_000), tests, src],
                            capture_output=True, text=True, timeout=300, check=False)
     assert child.returncode == 2, child.stderr

@@ -28,7 +28,7 @@ from paperscope.serve import CSP
 from tests.conftest import TENSOR_PROGRAMS_V, FakeEmbedder
 from tests.served import running
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 SRC = TESTS.parent / "src"
 HTTP = httpx.Client(timeout=120)  # generous: the machine running the suite may be busy
 HOSTILE_TITLE = "<img src=x onerror=alert(1)> Robust attention for hostile inputs"
