@@ -40,8 +40,10 @@ def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
         click.option("--mode", type=click.Choice(_MODES), default=None,
-                     help="Ranking: dense (model vectors), lexical (BM25), hybrid (both; the default, best measured)."),
+                     help="Ranking: dense (model vectors), lexical (TF-IDF), hybrid (both; the default, best measured)."),
         click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
+        click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
+                     help="Drop hits scoring below this (scores are calibrated probabilities of being related)."),
         click.option("--date-from", callback=_date, default=None,
                      help="Only papers dated on or after (YYYY[-MM[-DD]])."),
         click.option("--date-to", callback=_date, default=None,
@@ -64,7 +66,7 @@ def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
     return {"mode": opts["mode"], "why": opts["why"], "date_from": opts["date_from"], "date_to": opts["date_to"],
             "min_authors": opts["min_authors"], "max_authors": opts["max_authors"], "source": opts["source"],
-            "where": parse_where(opts["where"]) or None}
+            "where": parse_where(opts["where"]) or None, "min_score": opts["min_score"]}
 
 
 def _one_line(message: str) -> str:
@@ -146,10 +148,13 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str) -> None:
     width = shutil.get_terminal_size((100, 20)).columns
     id_w = max(len(h.paper.id) for h in hits)
     title_w = max(20, width - id_w - 16)
-    click.echo(f"{'#':>3}  {'score':>5}  {'id':<{id_w}}  title")
+    title_w = max(20, title_w - 14)
+    click.echo(f"{'#':>3}  {'score':>5}  {'dense':>5}  {'lex':>5}  {'id':<{id_w}}  title")
     for h in hits:
         title = h.paper.title if len(h.paper.title) <= title_w else h.paper.title[: title_w - 1] + "…"
-        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {h.paper.id:<{id_w}}  {title}")
+        dense = "  n/a" if h.dense is None else f"{h.dense:5.3f}"
+        lexical = "  n/a" if h.lexical is None else f"{h.lexical:5.3f}"
+        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {dense}  {lexical}  {h.paper.id:<{id_w}}  {title}")
         if h.terms is not None:
             dense = "n/a" if h.dense is None else f"{h.dense:.3f}"
             lexical = "n/a" if h.lexical is None else f"{h.lexical:.3f}"
@@ -228,8 +233,11 @@ def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | 
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None,
               help="Dense share of the hybrid score (default: the tuned one).")
 @click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
+@click.option("--baselines", is_flag=True,
+              help="Score TF-IDF and its fusions with the store's vectors beside every mode, held-out, with intervals.")
 @json_option
-def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, as_json: bool) -> None:
+def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, baselines: bool,
+          as_json: bool) -> None:
     """Precision@10, recall@10, nDCG@10 and MAP of `related` for every ranking mode.
 
     LABELS are theme CSVs (title,theme) or query JSON files (query -> relevant titles); with
@@ -239,6 +247,17 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
     from paperscope.explorer import Explorer
 
     sets = [ev.load_labels(p) for p in labels] or ev.shipped_labels()
+    if baselines:
+        from paperscope import baselines as bl
+
+        with Explorer(store) as ex:
+            rows = bl.compare(ex, sets)
+        if as_json:
+            click.echo(json.dumps([{"labels": r.labels, "ranking": r.name, "queries": r.queries,
+                                    "ndcg@10": vars(r.ndcg), "map": vars(r.map)} for r in rows], indent=2))
+        else:
+            click.echo(bl.format_rows(rows))
+        return
     with Explorer(store) as ex:
         curve = ev.tune(ex, sets) if tune else None
         results = [ex.evaluate(s, weight=weight)[0] for s in sets]

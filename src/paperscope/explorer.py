@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from paperscope import index
+from paperscope import rank as rank_mod
 from paperscope import lexical as lexical_mod
 from paperscope.corpus.normalize import normalise_title
 from paperscope.embed import Embedder
@@ -158,13 +159,15 @@ class Explorer:
     # Ranking (modes, filters, explanations) lives in rank.py / filters.py / lexical.py.
     @property
     def lexical(self) -> LexicalIndex:
-        """The BM25 index of this generation; built in memory for a store written before it existed."""
+        """The lexical index of this generation; built in memory for a store written before it existed
+        or by another tokenizer version (a plain `paperscope index` re-tokenises it on disk)."""
         with self._lexical_lock:
             if self._lexical is None:
                 if self._lexical_file is not None:
                     self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n,
                                                       fileobj=self._lexical_file)
-                else:
+                if self._lexical is None or self._lexical.version != lexical_mod.TOKENIZER_VERSION:
+                    # No index, or one from another tokenizer: tokenise in memory until the next index.
                     with self._db_lock:
                         self._lexical = lexical_mod.build_from_store(self._con)
             return self._lexical
@@ -172,8 +175,11 @@ class Explorer:
     @property
     def ranker(self) -> Ranker:
         if self._ranker is None:
-            self._ranker = Ranker(self._vectors, self._index, self.lexical)
+            self._ranker = Ranker(self._vectors, self._index, self.lexical, titles=self._titles_of)
         return self._ranker
+
+    def _titles_of(self, rows: list[int]) -> list[str]:
+        return [p.title for p in self._fetch_rows(rows)]
 
     def _allowed(self, filt: Filter | None) -> np.ndarray | None:
         if filt is None:
@@ -186,7 +192,8 @@ class Explorer:
                                  "re-index to repair: paperscope index --rebuild") from None
 
     def _run(self, q: Query, k: int, mode: str, filt: Filter | None, why: bool,
-             weight: float | None = None) -> Hits:
+             weight: float | None = None, min_score: float | None = None) -> Hits:
+        min_score = rank_mod.check_min_score(min_score)
         allowed = self._allowed(filt)
         if allowed is not None:
             candidates = allowed.copy()
@@ -196,33 +203,37 @@ class Explorer:
         if q.dense is not None and not np.isfinite(q.dense).all():
             raise StoreError(f"{self.generation.file('vectors.npy')}: damaged (non-finite values); "
                              "re-index to repair: paperscope index --rebuild")
-        ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
+        if weight is None:
+            weight = rank_mod.SEARCH_WEIGHT if q.text else HYBRID_WEIGHT
+        ranked = self.ranker.rank(q, k, mode, allowed, weight)
         self._check_answer(q, ranked)
-        papers = self._fetch_rows([r.row for r in ranked])
+        kept = [r for r in ranked if min_score is None or r.score >= min_score]
+        papers = self._fetch_rows([r.row for r in kept])
         hits = []
-        for i, (r, p) in enumerate(zip(ranked, papers), 1):
-            extra = {}
-            if why:
-                terms = self.lexical.shared_terms(q.lexical, r.row, text_query=q.text)
-                extra = {"dense": r.dense, "lexical": r.lexical, "terms": tuple(terms)}
-            hits.append(Hit(paper=p, score=r.score, rank=i, **extra))
+        for i, (r, p) in enumerate(zip(kept, papers), 1):
+            terms = tuple(self.lexical.shared_terms(q.lexical, r.row, text_query=q.text)) if why else None
+            hits.append(Hit(paper=p, score=r.score, rank=i, dense=r.dense, lexical=r.lexical, terms=terms))
         note = None
         term = " and contain a query term" if q.text and mode == "lexical" else ""
-        if len(hits) < k and filt is not None:
-            note = f"only {len(hits)} papers match the filter ({filt.describe()}){term}"
-        elif len(hits) < k and term:
-            note = f"only {len(hits)} papers contain a query term"
+        if len(ranked) < k and filt is not None:
+            note = f"only {len(ranked)} papers match the filter ({filt.describe()}){term}"
+        elif len(ranked) < k and term:
+            note = f"only {len(ranked)} papers contain a query term"
+        if len(kept) < len(ranked):
+            dropped = f"{len(ranked) - len(kept)} of the top {len(ranked)} scored below min_score {min_score:g}"
+            note = f"{note}; {dropped}" if note else dropped
         return Hits(hits, note=note)
 
     def related(self, key: str, k: int = 10, *, mode: str | None = None, why: bool = False,
                 date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                 max_authors: int | None = None, source: str | None = None,
-                where: dict[str, str] | None = None) -> Hits:
+                where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
         """The k papers most related to the paper with this id or exact title, best first.
 
         ``mode`` is one of ``rank.MODES`` (default: ``rank.DEFAULT_MODE``, the best measured).
         Filters keep only matching papers; the result still has k papers whenever k match, and
-        is empty with a ``note`` when none do. Never includes the paper itself.
+        is empty with a ``note`` when none do. Never includes the paper itself. ``min_score``
+        (in [0, 1]) drops hits scoring below it; ``note`` then says how many were dropped.
         """
         k = self._check_k(k)
         mode = check_mode(mode)
@@ -231,12 +242,12 @@ class Explorer:
         row = self._row_of(key)
         q = Query(dense=np.asarray(self._vectors[row], dtype=np.float32), lexical=self.lexical.rows_vector([row]),
                   exclude=frozenset([row]))
-        return self._run(q, k, mode, filt, why)
+        return self._run(q, k, mode, filt, why, min_score=min_score)
 
     def search(self, text: str, k: int = 10, *, mode: str | None = None, why: bool = False,
                date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                max_authors: int | None = None, source: str | None = None,
-               where: dict[str, str] | None = None) -> Hits:
+               where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
         """The k papers nearest to free text; ``mode="lexical"`` needs no model at all.
 
         Dense and hybrid modes embed the text with the store's own pinned model. Filters as
@@ -252,13 +263,13 @@ class Explorer:
         q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
         if mode == "lexical" and q.lexical.nnz == 0:
             return Hits([], note=f"no indexed term in {text.strip()!r} (after stop words); try --mode dense")
-        return self._run(q, k, mode, filt, why)
+        return self._run(q, k, mode, filt, why, min_score=min_score)
 
     def recommend(self, positive: list[str], negative: list[str] = (), k: int = 10, *,
                   mode: str | None = None, why: bool = False, negative_weight: float = 0.5,
                   date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                   max_authors: int | None = None, source: str | None = None,
-                  where: dict[str, str] | None = None) -> Hits:
+                  where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
         """Papers like all of ``positive`` and unlike ``negative`` (ids or exact titles), best first.
 
         Rocchio on both sides: the query is the mean of the positive papers' vectors minus
@@ -284,7 +295,7 @@ class Explorer:
         dense = dense / norm if norm > 0 else dense
         q = Query(dense=dense.astype(np.float32), lexical=self.lexical.rows_vector(pos, neg, negative_weight),
                   exclude=frozenset(pos + neg))
-        return self._run(q, k, mode, filt, why)
+        return self._run(q, k, mode, filt, why, min_score=min_score)
 
     def evaluate(self, labels: str | Path | Labels | None = None, *, modes: tuple[str, ...] = MODES,
                  weight: float | None = None) -> list[EvalResult]:

@@ -151,7 +151,9 @@ def build(
         try:
             con = _fill_papers(tmp / "papers.sqlite", prev, files, text_of, prune, report)
             # A generation from before lexical indexes existed is upgraded by a plain re-run.
-            has_lexical = prev is not None and "lexical.npz" in prev.manifest.get("files", {})
+            # So is one whose lexical index came from another tokenizer version (it is re-tokenised).
+            has_lexical = (prev is not None and "lexical.npz" in prev.manifest.get("files", {})
+                           and lexical.stored_version(prev.file("lexical.npz")) == lexical.TOKENIZER_VERSION)
             same_index = index_type is None or index_type == index.kind_of(prev.manifest.get("index") if prev else None)
             if (prev is not None and not rebuild and has_lexical and same_index
                     and not (report.added or report.changed or report.updated or report.removed)):
@@ -196,8 +198,8 @@ def build(
                           "lock": json.loads(model_lock.to_json()) if embedder is None else None,
                           "artifact_sha256": artifact},
                 "index": index_info,
-                "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
-                            "tokenizer_version": lexical.TOKENIZER_VERSION},
+                "lexical": {"scoring": "tfidf-sublinear-cosine", "title_boost": lexical.TITLE_BOOST,
+                            "phrase_weight": lexical.PHRASE_WEIGHT, "tokenizer_version": lexical.TOKENIZER_VERSION},
                 "counts": {"papers": report.papers},
                 "inputs": [str(f) for f in files],
                 "build": report.to_dict(),
