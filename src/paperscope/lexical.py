@@ -30,7 +30,7 @@ __all__ = ["TOKENIZER_VERSION", "LexicalIndex", "TermVector", "build_for_generat
            "paper_counts", "paper_text", "tokenize"]
 
 # Chosen on the tuning half (docs/ranking.md): title terms count this much extra; bigram weight.
-TITLE_BOOST = 2.0
+TITLE_BOOST = 3.0
 PHRASE_WEIGHT = 1.0
 
 

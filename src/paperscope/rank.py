@@ -35,13 +35,17 @@ DEFAULT_MODE = "hybrid"
 HYBRID_WEIGHT = 0.7
 # Dense share for free-text queries (search): a few words are a weaker lexical signal than a paper.
 SEARCH_WEIGHT = 0.8
-EXPANSION = 0.5
+EXPANSION = 1.0
 EXPAND_DOCS = 3
 # (a, b) of the shown score 1 / (1 + exp(-(a + b * z))) per mode; z is the fused z-score in hybrid.
 # Fitted by `evaluate.fit_calibration` on the tuning half with the bundled MiniLM store (docs/ranking.md).
-CALIBRATION: dict[str, tuple[float, float]] = {"dense": (-2.32, 0.59), "lexical": (-2.571, 0.633),
-                                               "hybrid": (-2.639, 0.619)}
+CALIBRATION: dict[str, tuple[float, float]] = {"dense": (-2.32, 0.59), "lexical": (-2.53, 0.612),
+                                               "hybrid": (-2.478, 0.463)}
 POOL = 200
+# Below this many papers a store's own score distribution says little: the bundled corpus' is used.
+MIN_REFERENCE_PAPERS = 50
+# Measured on the bundled corpus (432 papers, all-MiniLM-L6-v2) by Ranker.reference().
+DEFAULT_REFERENCE = (0.3047, 0.1441, 0.0156, 0.0140, 0.0062, 0.0121)
 _REFERENCE_QUERIES = 64
 _REFERENCE_TARGETS = 8192
 # Below this many allowed rows a filtered dense query is scored exactly over just those rows;
@@ -142,8 +146,11 @@ class Ranker:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
 
         Query rows are evenly spaced over the store (at most 64); dense scores against evenly spaced
-        targets (at most 8,192), lexical scores against every paper (read from postings).
+        targets (at most 8,192), lexical scores against every paper (read from postings). A store of
+        fewer than ``MIN_REFERENCE_PAPERS`` papers uses ``DEFAULT_REFERENCE``, the bundled corpus'.
         """
+        if self._reference is None and self.n < MIN_REFERENCE_PAPERS:
+            self._reference = Reference(*DEFAULT_REFERENCE)
         if self._reference is None:
             qrows = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_QUERIES)).astype(np.int64))
             targets = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_TARGETS)).astype(np.int64))
@@ -246,10 +253,15 @@ class Ranker:
         # Expansion is tuned on paper queries; a free-text query is never expanded (its first hits
         # are the least certain, and feedback would lift an off-topic query's scores).
         expand = (0.0 if q.text else EXPANSION) if expand is None else expand
-        rows, fused, dense, lex = self._hybrid(q, max(k, EXPAND_DOCS) if expand > 0 else k, mask, lex_all,
-                                               weight, ref)
-        if expand > 0 and len(rows):
-            wide = self.expanded(q, rows[:EXPAND_DOCS], expand)
+        if expand > 0:
+            # Feedback comes from the best matches in the whole store (never the filter's): a paper's
+            # score must not depend on which other papers a filter lets through.
+            fmask = self._mask(q, None)
+            lex_f = self.lexical_scores(q) if mask is not None else lex_all
+            if fmask is not None:
+                lex_f = np.where(fmask, lex_f, -np.inf)
+            feedback = self._hybrid(q, EXPAND_DOCS, fmask, lex_f, weight, ref)[0]
+            wide = self.expanded(q, feedback, expand) if len(feedback) else q
             lex_all = self.lexical_scores(wide)
             if mask is not None:
                 lex_all = np.where(mask, lex_all, -np.inf)
@@ -257,6 +269,8 @@ class Ranker:
             # Each side's shown score stays the similarity to what was asked, not to the expansion.
             dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if len(rows) else np.zeros(0)
             lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
+        else:
+            rows, fused, dense, lex = self._hybrid(q, k, mask, lex_all, weight, ref)
         shown = calibrated("hybrid", fused, calibration)
         return [Ranked(int(r), float(p), float(d), float(x)) for r, p, d, x in zip(rows, shown, dense, lex)]
 

@@ -143,12 +143,12 @@ def _token_terms(token: str) -> list[str]:
     key = fold(token)
     parts = _COMPOUND_SPLIT.split(key) if key not in SYNONYMS.values() else [key]
     if len(parts) == 1:
-        return [stem(key)]
+        return [s for s in (stem(key),) if is_kept(s)]  # "pers" -> "per" is a stop word again
     out = [key]
     for p in parts:
-        p = SYNONYMS.get(p, p)
+        p = stem(SYNONYMS.get(p, p))
         if is_kept(p):
-            out.append(stem(p))
+            out.append(p)
     return out
 
 
@@ -160,7 +160,7 @@ def ranking_terms(text: str, *, phrases_too: bool = False) -> list[str]:
         for t in toks:
             out.extend(_token_terms(t))
         if phrases_too:
-            keys = [stem(fold(t)) for t in toks]
+            keys = [t for t in (stem(fold(t)) for t in toks) if is_kept(t)]
             out.extend(f"{a} {b}" for a, b in zip(keys, keys[1:]))
     return out
 
