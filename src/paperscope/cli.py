@@ -40,7 +40,8 @@ def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
         click.option("--mode", type=click.Choice(_MODES), default=None,
-                     help="Ranking: dense (model vectors), lexical (TF-IDF), hybrid (both; the default, best measured)."),
+                     help="Ranking: dense (model vectors), lexical (TF-IDF), hybrid (both; the default, best "
+                          "measured)."),
         click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
         click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
                      help="Drop hits scoring below this (scores are calibrated probabilities of being related)."),

@@ -245,8 +245,10 @@ def _tuning_queries(ex: Explorer, label_sets: Sequence[Labels]) -> list[list[tup
 
 
 def tune(ex: Explorer, label_sets: Sequence[Labels], weights: Sequence[float] | None = None,
-         expand: float = 0.0) -> list[tuple[float, float]]:
+         expand: float | None = None) -> list[tuple[float, float]]:
     """Mean nDCG@10 of hybrid per dense weight, on the tuning split only (held-out queries unseen).
+
+    ``expand`` is the query-expansion strength (None: the shipped ``rank.EXPANSION``).
 
     Each label set counts equally (the mean of per-set means), so the 300-odd theme queries do
     not drown the hand-picked ones. Returns (weight, score) pairs in weight order.

@@ -37,6 +37,7 @@ words, ``LABEL_STOP_WORDS``: words that occur in abstracts of every topic and so
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -161,7 +162,7 @@ def ranking_terms(text: str, *, phrases_too: bool = False) -> list[str]:
             out.extend(_token_terms(t))
         if phrases_too:
             keys = [t for t in (stem(fold(t)) for t in toks) if is_kept(t)]
-            out.extend(f"{a} {b}" for a, b in zip(keys, keys[1:]))
+            out.extend(f"{a} {b}" for a, b in itertools.pairwise(keys))
     return out
 
 
