@@ -175,11 +175,8 @@ class Explorer:
     @property
     def ranker(self) -> Ranker:
         if self._ranker is None:
-            self._ranker = Ranker(self._vectors, self._index, self.lexical, titles=self._titles_of)
+            self._ranker = Ranker(self._vectors, self._index, self.lexical)
         return self._ranker
-
-    def _titles_of(self, rows: list[int]) -> list[str]:
-        return [p.title for p in self._fetch_rows(rows)]
 
     def _allowed(self, filt: Filter | None) -> np.ndarray | None:
         if filt is None:

@@ -203,6 +203,19 @@ class LexicalIndex:
         norm = float(np.sqrt((w ** 2).sum() + (((1.0 + np.log(unknown)) * unseen_idf) ** 2).sum()))
         return TermVector(ids, (w / norm).astype(np.float32))
 
+    def title_vector(self, row: int) -> TermVector:
+        """The query :meth:`text_vector` makes of this paper's title, from the stored title counts."""
+        assert self.title_counts is not None
+        lo, hi = self.indptr[row], self.indptr[row + 1]
+        tc = self.title_counts[lo:hi]
+        keep = tc > 0
+        ids = self.terms[lo:hi][keep].astype(np.int64)
+        if not len(ids):
+            return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        w = (1.0 + np.log(tc[keep].astype(np.float64))) * self.idf()[ids]
+        order = np.argsort(ids)
+        return TermVector(ids[order], (w[order] / np.linalg.norm(w)).astype(np.float32))
+
     def rows_vector(self, positive: list[int], negative: list[int] = (), beta: float = 0.5) -> TermVector:
         """Rocchio query from paper rows: mean of positive unit rows minus ``beta`` x mean of negative ones."""
         u = self.unit()

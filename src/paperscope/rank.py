@@ -20,7 +20,6 @@ mean of the first ``EXPAND_DOCS`` fused hits to both sides of the query and rank
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
@@ -133,14 +132,12 @@ def calibrated(mode: str, z: np.ndarray, calibration: dict[str, tuple[float, flo
 class Ranker:
     """Ranks paper rows for a Query in one of the MODES, within an optional allowed-rows mask."""
 
-    def __init__(self, vectors: np.ndarray, index: faiss.Index, lex: LexicalIndex,
-                 titles: Callable[[list[int]], list[str]] | None = None):
+    def __init__(self, vectors: np.ndarray, index: faiss.Index, lex: LexicalIndex):
         self.vectors = vectors
         self.index = index
         self.lex = lex
         self.n = vectors.shape[0]
         self._reference: Reference | None = None
-        self._titles = titles
 
     def reference(self) -> Reference:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
@@ -156,14 +153,14 @@ class Ranker:
             targets = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_TARGETS)).astype(np.int64))
             tv = np.asarray(self.vectors[targets], dtype=np.float32)
             d, lx, tx = [], [], []
-            titles = self._titles(qrows.tolist()) if self._titles is not None else [""] * len(qrows)
-            for r, title in zip(qrows.tolist(), titles):
+            for r in qrows.tolist():
                 keep = targets != r
                 d.append((tv[keep] @ np.asarray(self.vectors[r], dtype=np.float32)).astype(np.float64))
                 lx.append(np.delete(self.lex.score_vector(self.lex.rows_vector([r])), r))
-                tx.append(np.delete(self.lex.score_text(self.lex.text_vector(title)), r))
+                # titles as free-text queries, from the stored title counts (no SQLite read)
+                tx.append(np.delete(self.lex.score_text(self.lex.title_vector(r)), r))
             dv, lv, xv = np.concatenate(d), np.concatenate(lx), np.concatenate(tx)
-            if not xv.any():  # no titles given: the paper-to-paper distribution is the better guess
+            if not xv.any():  # no title counts (an index from tokenizer 1): paper-to-paper is the better guess
                 xv = lv
             self._reference = Reference(float(dv.mean()), max(float(dv.std()), 1e-6),
                                         float(lv.mean()), max(float(lv.std()), 1e-6),
