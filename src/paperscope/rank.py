@@ -254,9 +254,12 @@ class Ranker:
             # Feedback comes from the best matches in the whole store (never the filter's): a paper's
             # score must not depend on which other papers a filter lets through.
             fmask = self._mask(q, None)
-            lex_f = self.lexical_scores(q) if mask is not None else lex_all
-            if fmask is not None:
-                lex_f = np.where(fmask, lex_f, -np.inf)
+            if allowed is None:  # no filter: the first pass already is the whole store's (one lexical pass saved)
+                lex_f = lex_all
+            else:
+                lex_f = self.lexical_scores(q)
+                if fmask is not None:
+                    lex_f = np.where(fmask, lex_f, -np.inf)
             feedback = self._hybrid(q, EXPAND_DOCS, fmask, lex_f, weight, ref)[0]
             wide = self.expanded(q, feedback, expand) if len(feedback) else q
             lex_all = self.lexical_scores(wide)
