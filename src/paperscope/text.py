@@ -23,10 +23,11 @@ Rules, in order:
    (``NUMBER = [\\d.]+``), or is one character long (except ``μ``).
 5. ``stem`` (ranking only): a small plural fold, two regexes on the folded word:
    ``^([^\\W\\d_]{2,})ies$`` -> ``\\1y`` and ``^([^\\W\\d_]{2,}[^\\W\\d_suia])s$`` -> ``\\1``
-   (``models`` -> ``model``, ``studies`` -> ``study``; ``loss``, ``focus``, ``analysis`` kept).
+   (``models`` -> ``model``, ``studies`` -> ``study``; ``loss``, ``focus``, ``analysis`` kept);
+   a stemmed word that is now a stop word (``pers`` -> ``per``) is dropped.
 6. ``ranking_terms``: each kept token folded and stemmed; a compound (``text-to-3D``,
    ``GPT-3.5``) gives the whole compound and its kept parts (``text-to-3d``, ``text``, ``3d``),
-   so it matches the exact phrase and each word. With ``phrases=True`` also the bigrams of
+   so it matches the exact phrase and each word. With ``phrases_too=True`` also the bigrams of
    adjacent kept tokens (``diffusion model``), never across punctuation: a phrase break is
    ``PHRASE_BREAK = [,;:()\\[\\]{}!?"]|\\.\\s``.
 7. ``paper_text``: what is read of a paper: ``"{title}. {abstract}"``.
