@@ -105,7 +105,7 @@ def build_store(store: Path, n: int, dim: int, seed: int) -> dict[str, float]:
         manifest = {"schema_version": SCHEMA_VERSION, "paperscope_version": __version__, "created_at": now(),
                     "previous_generation": None,
                     "model": {"name": "synthetic", "fingerprint": "synthetic-1m", "dimension": dim, "lock": None},
-                    "index": info, "lexical": {"scoring": "bm25", "tokenizer_version": TOKENIZER_VERSION},
+                    "index": info, "lexical": {"scoring": "tfidf-sublinear-cosine", "tokenizer_version": TOKENIZER_VERSION},
                     "counts": {"papers": n}, "inputs": [], "build": {"synthetic": True}}
         st.commit(name, tmp, manifest)
         times["commit_sha256_s"] = time.perf_counter() - t0

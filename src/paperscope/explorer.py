@@ -22,7 +22,7 @@ from paperscope.errors import InvalidArgument, StoreError
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex, TermVector
 from paperscope.paper import Hit, Hits, Paper
-from paperscope.rank import HYBRID_WEIGHT, MODES, Query, Ranked, Ranker, check_mode
+from paperscope.rank import HYBRID_WEIGHT, MODES, SEARCH_WEIGHT, Query, Ranked, Ranker, check_min_score, check_mode
 from paperscope.store import Generation, Store
 from paperscope.table import PaperTable
 from paperscope.vectors import VectorIndex
@@ -97,13 +97,15 @@ class Explorer:
     # ---- the parts -----------------------------------------------------------------------
     @property
     def lexical(self) -> LexicalIndex:
-        """The BM25 index of this generation; built in memory for a store written before it existed."""
+        """The lexical index of this generation; built in memory for a store written before it existed
+        or by another tokenizer version (a plain `paperscope index` re-tokenises it on disk)."""
         with self._lexical_lock:
             if self._lexical is None:
                 if self._lexical_file is not None:
                     self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n,
                                                       fileobj=self._lexical_file)
-                else:
+                if self._lexical is None or self._lexical.version != lexical_mod.TOKENIZER_VERSION:
+                    # No index, or one from another tokenizer: tokenise in memory until the next index.
                     self._lexical = self.table.with_connection(lexical_mod.build_from_store)
             return self._lexical
 
@@ -119,24 +121,32 @@ class Explorer:
         return Query(dense=self.index.vector(row), lexical=self.lexical.rows_vector([row]), exclude=frozenset([row]))
 
     def rank(self, q: Query, k: int, mode: str | None = None, *, allowed: np.ndarray | None = None,
-             weight: float | None = None) -> list[Ranked]:
-        """The k best rows for ``q`` (within the ``allowed`` mask), after the per-answer integrity checks."""
+             weight: float | None = None, expand: float | None = None) -> list[Ranked]:
+        """The k best rows for ``q`` (within the ``allowed`` mask), after the per-answer integrity checks.
+
+        ``weight`` is the dense share of hybrid (default: ``rank.SEARCH_WEIGHT`` for free text,
+        ``rank.HYBRID_WEIGHT`` for papers); ``expand`` the query-expansion strength (default: the shipped one).
+        """
         mode = check_mode(mode)
         self.index.check_query(q.dense)
-        ranked = self.ranker.rank(q, k, mode, allowed, HYBRID_WEIGHT if weight is None else weight)
+        if weight is None:
+            weight = SEARCH_WEIGHT if q.text else HYBRID_WEIGHT
+        ranked = self.ranker.rank(q, k, mode, allowed, weight, expand=expand)
         self.index.check_answer(q.dense, q.exclude, ranked)
         return ranked
 
     def nearest(self, query: np.ndarray | Query, k: int = 10, *, mode: str | None = None,
                 exclude: Sequence[int] = (), why: bool = False, filter: Filter | None = None,
-                weight: float | None = None) -> Hits:
+                weight: float | None = None, min_score: float | None = None) -> Hits:
         """The k papers nearest to a vector (or a built :class:`~paperscope.rank.Query`), best first.
 
         A bare unit vector (the store's dimension) is ranked in ``"dense"`` mode, the default
         for it; ``exclude`` lists rows never returned. ``related``, ``search`` and ``recommend``
-        are this method applied to the query each builds.
+        are this method applied to the query each builds. ``min_score`` (in [0, 1]) drops hits
+        scoring below it; ``note`` then says how many were dropped.
         """
         k = check_k(k)
+        min_score = check_min_score(min_score)
         if not isinstance(query, Query):
             vec = np.asarray(query, dtype=np.float32)
             if vec.shape != (self.dimension,):
@@ -156,43 +166,46 @@ class Explorer:
             if not candidates.any():
                 return Hits([], note=f"no paper matches the filter ({filter.describe()})")
         ranked = self.rank(query, k, mode, allowed=allowed, weight=weight)
-        papers = self.table.fetch([r.row for r in ranked])
+        kept = [r for r in ranked if min_score is None or r.score >= min_score]
+        papers = self.table.fetch([r.row for r in kept])
         hits = []
-        for i, (r, p) in enumerate(zip(ranked, papers), 1):
-            extra = {}
-            if why:
-                terms = self.lexical.shared_terms(query.lexical, r.row, text_query=query.text)
-                extra = {"dense": r.dense, "lexical": r.lexical, "terms": tuple(terms)}
-            hits.append(Hit(paper=p, score=r.score, rank=i, **extra))
+        for i, (r, p) in enumerate(zip(kept, papers), 1):
+            terms = tuple(self.lexical.shared_terms(query.lexical, r.row, text_query=query.text)) if why else None
+            hits.append(Hit(paper=p, score=r.score, rank=i, dense=r.dense, lexical=r.lexical, terms=terms))
         note = None
         term = " and contain a query term" if query.text and mode == "lexical" else ""
-        if len(hits) < k and filter is not None:
-            note = f"only {len(hits)} papers match the filter ({filter.describe()}){term}"
-        elif len(hits) < k and term:
-            note = f"only {len(hits)} papers contain a query term"
+        if len(ranked) < k and filter is not None:
+            note = f"only {len(ranked)} papers match the filter ({filter.describe()}){term}"
+        elif len(ranked) < k and term:
+            note = f"only {len(ranked)} papers contain a query term"
+        if len(kept) < len(ranked):
+            dropped = f"{len(ranked) - len(kept)} of the top {len(ranked)} scored below min_score {min_score:g}"
+            note = f"{note}; {dropped}" if note else dropped
         return Hits(hits, note=note)
 
     # ---- the verbs -----------------------------------------------------------------------
     def related(self, key: str, k: int = 10, *, mode: str | None = None, why: bool = False,
                 date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                 max_authors: int | None = None, source: str | None = None,
-                where: dict[str, str] | None = None) -> Hits:
+                where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
         """The k papers most related to the paper with this id or exact title, best first.
 
         ``mode`` is one of ``rank.MODES`` (default: ``rank.DEFAULT_MODE``, the best measured).
         Filters keep only matching papers; the result still has k papers whenever k match, and
-        is empty with a ``note`` when none do. Never includes the paper itself.
+        is empty with a ``note`` when none do. Never includes the paper itself. ``min_score``
+        (in [0, 1]) drops hits scoring below it; ``note`` then says how many were dropped.
         """
         k = check_k(k)
         mode = check_mode(mode)
         filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
                            max_authors=max_authors, source=source, where=where)
-        return self.nearest(self.related_query(self.table.row_of(key)), k, mode=mode, why=why, filter=filt)
+        return self.nearest(self.related_query(self.table.row_of(key)), k, mode=mode, why=why, filter=filt,
+                            min_score=min_score)
 
     def search(self, text: str, k: int = 10, *, mode: str | None = None, why: bool = False,
                date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                max_authors: int | None = None, source: str | None = None,
-               where: dict[str, str] | None = None) -> Hits:
+               where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
         """The k papers nearest to free text; ``mode="lexical"`` needs no model at all.
 
         Dense and hybrid modes embed the text with the store's own pinned model. Filters as
@@ -208,13 +221,13 @@ class Explorer:
         q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
         if mode == "lexical" and q.lexical.nnz == 0:
             return Hits([], note=f"no indexed term in {text.strip()!r} (after stop words); try --mode dense")
-        return self.nearest(q, k, mode=mode, why=why, filter=filt)
+        return self.nearest(q, k, mode=mode, why=why, filter=filt, min_score=min_score)
 
     def recommend(self, positive: list[str], negative: list[str] = (), k: int = 10, *,
                   mode: str | None = None, why: bool = False, negative_weight: float = 0.5,
                   date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
                   max_authors: int | None = None, source: str | None = None,
-                  where: dict[str, str] | None = None) -> Hits:
+                  where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
         """Papers like all of ``positive`` and unlike ``negative`` (ids or exact titles), best first.
 
         Rocchio on both sides: the query is the mean of the positive papers' vectors minus
@@ -240,7 +253,7 @@ class Explorer:
         dense = dense / norm if norm > 0 else dense
         q = Query(dense=dense.astype(np.float32), lexical=self.lexical.rows_vector(pos, neg, negative_weight),
                   exclude=frozenset(pos + neg))
-        return self.nearest(q, k, mode=mode, why=why, filter=filt)
+        return self.nearest(q, k, mode=mode, why=why, filter=filt, min_score=min_score)
 
     def evaluate(self, labels: str | Path | Labels | None = None, *, modes: tuple[str, ...] = MODES,
                  weight: float | None = None) -> list[EvalResult]:

@@ -1,19 +1,22 @@
-"""The lexical side of ranking: a tokenizer for paper text and a BM25 index over title + abstract.
+"""The lexical side of ranking: term counts per paper and sublinear TF-IDF cosine over them.
 
-The index stores raw term counts per paper (CSR arrays in ``lexical.npz``, never pickled);
-document frequencies and BM25 weights are derived when it is loaded, so adding or changing a
-paper only re-tokenises that paper. Paper-to-paper similarity is the cosine of BM25-weighted
-term vectors (the arxiv-sanity TF-IDF idea with BM25's saturation); a free-text query is
-scored with plain BM25.
+The index stores raw term counts per paper, and separately how many of them are in the title
+(CSR arrays in ``lexical.npz``, never pickled; the vocabulary as UTF-8 bytes plus offsets, so a
+long term costs its own bytes, not the longest term's width times the vocabulary). Terms are
+:func:`paperscope.text.ranking_terms` with phrases: words, compounds and their parts, and bigrams.
+Weights are derived when the index is loaded, so adding or changing a paper only re-tokenises
+that paper: ``(1 + ln tf) * idf`` with ``tf = count + TITLE_BOOST * title count`` and
+``idf = ln((1 + n) / (1 + df)) + 1`` (scikit-learn's smoothed idf), bigrams scaled by
+``PHRASE_WEIGHT``, each paper's row L2-normalised. Every lexical score, paper to paper or text to
+paper, is the cosine of two such vectors, in [0, 1]. The constants were chosen on the tuning half
+of the shipped labels (``paperscope eval --tune``; docs/ranking.md).
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -21,150 +24,129 @@ from typing import BinaryIO
 import numpy as np
 
 from paperscope.errors import DamagedError, StoreError
+from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokenize
 
-# Bump when tokenize() changes: stored term counts from another version are not reused.
-TOKENIZER_VERSION = 1
-K1, B = 1.2, 0.75
+__all__ = ["TOKENIZER_VERSION", "LexicalIndex", "TermVector", "build_for_generation", "build_from_store",
+           "paper_counts", "paper_text", "tokenize"]
 
-# English function words plus words every abstract uses; none of them says what a paper is about.
-STOP_WORDS = frozenset("""
-a about above across after again against all almost alone along already also although always am among an
-and another any anyone anything anywhere are around as at back be became because become becomes been before
-beforehand behind being below beside besides between beyond both but by can cannot could de did do does doing
-done down due during each eg either else elsewhere enough et etc even ever every everything except few first
-for former formerly from further had has have having he her here hereby herein hers herself him himself his
-how however i ie if in indeed into is it its itself just last latter least less made many may me meanwhile
-might mine more moreover most mostly much must my myself namely neither never nevertheless next no nobody
-none nor not nothing now nowhere of off often on once one only onto or other others otherwise our ours
-ourselves out over own per perhaps please put rather re same see seem seemed seeming seems several she
-should show shows shown since so some somehow something sometime sometimes somewhere still such than that the
-their theirs them themselves then thence there thereafter thereby therefore therein thereupon these they this
-those though through throughout thru thus to together too toward towards under until up upon us use used
-uses using very via was we well were what whatever when whence whenever where whereas whereby wherein
-whether which while who whoever whole whom whose why will with within without would yet you your yours
-yourself yourselves don doesn isn aren won
-paper propose proposed proposes present presents introduce introduces approach approaches method methods
-new novel result results work works based demonstrate demonstrates achieve achieves existing different
-various specifically particular significantly significant state art stateoftheart code available
-""".split())
-
-# Spellings of the same term that tokenisation alone would keep apart.
-_SYNONYMS = {"mup": "μp", "mutransfer": "μtransfer", "μ-transfer": "μtransfer", "mu-transfer": "μtransfer",
-             "μ-p": "μp"}
-_TOKEN = re.compile(r"[^\W_]+(?:-[^\W_]+)*")
-_APOSTROPHE = re.compile(r"['’]\w*")  # "don't" -> "don", "model's" -> "model"
-_LATEX = re.compile(r"[$\\{}^]")
+# Chosen on the tuning half (docs/ranking.md): title terms count this much extra; bigram weight.
+TITLE_BOOST = 3.0
+PHRASE_WEIGHT = 1.0
 
 
-def _fold_plural(word: str) -> str:
-    """A deliberately small stemmer: plural -> singular, so "models" meets "model"."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "as")) and word.isalpha():
-        return word[:-1]
-    return word
+def paper_counts(title: str, abstract: str) -> tuple[Counter[str], Counter[str]]:
+    """(all term counts, title term counts) of one paper, as the index stores them."""
+    return (Counter(ranking_terms(paper_text(title, abstract), phrases_too=True)),
+            Counter(ranking_terms(title, phrases_too=True)))
 
 
-def _keep(token: str) -> bool:
-    return token not in STOP_WORDS and not token.isdigit() and (len(token) > 1 or token == "μ")
+def _encode_vocab(vocab: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [t.encode("utf-8", "surrogatepass") for t in vocab]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased terms of ``text``, stop words and bare numbers removed.
-
-    Kept as terms: "LoRA" -> ``lora``, "μP"/"muP"/"µP" -> ``μp``, "3D" -> ``3d``. A hyphenated
-    term yields the whole compound and its parts ("text-to-3D" -> ``text-to-3d``, ``text``,
-    ``3d``), so it matches both the exact phrase and each word. LaTeX markup ("u-$μ$P") is dropped.
-    """
-    # NFKC turns the micro sign into Greek mu, so "µP" and "μP" are one term.
-    text = _APOSTROPHE.sub("", unicodedata.normalize("NFKC", _LATEX.sub("", text)).lower())
-    out: list[str] = []
-    for match in _TOKEN.finditer(text):
-        raw = match.group()
-        raw = _SYNONYMS.get(raw, raw)
-        parts = raw.split("-")
-        if len(parts) > 1:
-            if _keep(raw):
-                out.append(raw)
-            out.extend(_SYNONYMS.get(p, _fold_plural(p)) for p in parts if _keep(p))
-        elif _keep(raw):
-            out.append(_SYNONYMS.get(raw, _fold_plural(raw)))
-    return out
-
-
-def paper_text(title: str, abstract: str) -> str:
-    """What the lexical index reads for a paper."""
-    return f"{title}. {abstract}"
+def _decode_vocab(data: np.ndarray, offsets: np.ndarray) -> list[str]:
+    raw = data.tobytes()
+    return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
 
 @dataclass
 class LexicalIndex:
-    """Term counts per paper row (CSR arrays) and the BM25 weights derived from them."""
+    """Term counts per paper row (CSR arrays) and the TF-IDF weights derived from them."""
 
-    vocab: np.ndarray  # unicode array, sorted; term id = position
+    vocab: Sequence[str]  # sorted; term id = position
     indptr: np.ndarray  # int64, len n + 1
     terms: np.ndarray  # int32 term ids, row by row
     counts: np.ndarray  # int32, parallel to terms
+    title_counts: np.ndarray | None = None  # int32, parallel to terms (None: no title information)
+    title_boost: float = TITLE_BOOST
+    phrase_weight: float = PHRASE_WEIGHT
+    version: int = TOKENIZER_VERSION  # the tokenizer that made these counts
     _term_id: dict[str, int] = field(default_factory=dict, repr=False)
-    _weights: np.ndarray | None = field(default=None, repr=False)
     _unit: np.ndarray | None = field(default=None, repr=False)
+    _idf: np.ndarray | None = field(default=None, repr=False)
     _rows: np.ndarray | None = field(default=None, repr=False)
     _post: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._term_id = {t: i for i, t in enumerate(self.vocab.tolist())}
+        self.vocab = [str(t) for t in self.vocab] if not isinstance(self.vocab, list) else self.vocab
+        self._term_id = {t: i for i, t in enumerate(self.vocab)}
+        if self.title_counts is None:
+            self.title_counts = np.zeros_like(self.counts)
 
     @property
     def n(self) -> int:
         return len(self.indptr) - 1
 
+    def with_weights(self, *, title_boost: float | None = None, phrase_weight: float | None = None) -> LexicalIndex:
+        """The same counts weighted with other constants (used to tune them on the tuning half)."""
+        return LexicalIndex(self.vocab, self.indptr, self.terms, self.counts, self.title_counts,
+                            self.title_boost if title_boost is None else title_boost,
+                            self.phrase_weight if phrase_weight is None else phrase_weight, self.version)
+
     # ---- construction ----------------------------------------------------------------------
     @classmethod
-    def from_counts(cls, rows: Iterable[Counter[str]]) -> LexicalIndex:
-        """Build from one term Counter per paper row, in row order."""
-        rows = list(rows)
-        vocab = sorted({t for c in rows for t in c})
+    def from_counts(cls, rows: Iterable[Counter[str] | tuple[Counter[str], Counter[str]]]) -> LexicalIndex:
+        """Build from one term Counter (or (all, title) Counter pair) per paper row, in row order."""
+        rows = [r if isinstance(r, tuple) else (r, Counter()) for r in rows]
+        vocab = sorted({t for c, _ in rows for t in c})
         tid = {t: i for i, t in enumerate(vocab)}
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
         terms: list[int] = []
         counts: list[int] = []
-        for i, c in enumerate(rows):
+        titles: list[int] = []
+        for i, (c, tc) in enumerate(rows):
             for t, v in sorted(c.items()):
                 terms.append(tid[t])
                 counts.append(v)
+                titles.append(min(tc.get(t, 0), v))
             indptr[i + 1] = len(terms)
-        return cls(np.array(vocab, dtype=np.str_) if vocab else np.zeros(0, dtype="<U1"), indptr,
-                   np.array(terms, dtype=np.int32), np.array(counts, dtype=np.int32))
+        return cls(vocab, indptr, np.array(terms, dtype=np.int32), np.array(counts, dtype=np.int32),
+                   np.array(titles, dtype=np.int32))
 
-    def row_counts(self, row: int) -> Counter[str]:
-        """The stored term counts of one row (used to carry unchanged papers into a new generation)."""
+    def row_counts(self, row: int) -> tuple[Counter[str], Counter[str]]:
+        """The stored (all, title) term counts of one row (to carry unchanged papers into a new generation)."""
         lo, hi = self.indptr[row], self.indptr[row + 1]
-        return Counter(dict(zip(self.vocab[self.terms[lo:hi]].tolist(), self.counts[lo:hi].tolist())))
+        names = [self.vocab[t] for t in self.terms[lo:hi].tolist()]
+        assert self.title_counts is not None
+        titles = {t: c for t, c in zip(names, self.title_counts[lo:hi].tolist()) if c}
+        return Counter(dict(zip(names, self.counts[lo:hi].tolist()))), Counter(titles)
 
     def save(self, path: Path) -> None:
+        data, offsets = _encode_vocab(self.vocab)
         with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
-            np.savez(fh, vocab=self.vocab, indptr=self.indptr, terms=self.terms, counts=self.counts,
-                     tokenizer_version=np.array(TOKENIZER_VERSION))
+            np.savez(fh, vocab_utf8=data, vocab_offsets=offsets, indptr=self.indptr, terms=self.terms,
+                     counts=self.counts, title_counts=self.title_counts, tokenizer_version=np.array(TOKENIZER_VERSION))
 
     @classmethod
     def load(cls, path: Path, n: int | None = None, *, any_version: bool = True,
              fileobj: BinaryIO | None = None) -> LexicalIndex:
         """Read ``lexical.npz`` (from ``fileobj`` if given, already open on it); checks shapes (and ``n``
-        rows) so a damaged file is named, not used."""
+        rows) so a damaged file is named, not used. An index from an older tokenizer (``any_version``)
+        is read as it is: its terms still match, only less well, until the next index re-tokenises."""
         try:
             with np.load(fileobj if fileobj is not None else path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("vocab", "indptr", "terms", "counts", "tokenizer_version")}
+                version = int(z["tokenizer_version"])
+                if "vocab_utf8" in z.files:
+                    vocab: Sequence[str] = _decode_vocab(z["vocab_utf8"], z["vocab_offsets"])
+                    titles = z["title_counts"]
+                else:  # version 1: a fixed-width unicode vocabulary, no title counts
+                    vocab, titles = z["vocab"].tolist(), None
+                arrays = {k: z[k] for k in ("indptr", "terms", "counts")}
         except Exception as e:  # noqa: BLE001 - also zipfile.BadZipFile (bad CRC) and header parse errors
             raise DamagedError(path, f"damaged ({e})") from None
-        if not any_version and int(arrays["tokenizer_version"]) != TOKENIZER_VERSION:
-            raise StoreError(f"{path}: tokenizer version {int(arrays['tokenizer_version'])}, "
-                             f"expected {TOKENIZER_VERSION}")
+        if not any_version and version != TOKENIZER_VERSION:
+            raise StoreError(f"{path}: tokenizer version {version}, expected {TOKENIZER_VERSION}")
         ip, terms = arrays["indptr"], arrays["terms"]
         ok = (ip.ndim == 1 and len(ip) >= 1 and ip[0] == 0 and ip[-1] == len(terms) == len(arrays["counts"])
-              and bool(np.all(np.diff(ip) >= 0)) and (len(terms) == 0 or int(terms.max()) < len(arrays["vocab"])))
+              and (titles is None or len(titles) == len(terms))
+              and bool(np.all(np.diff(ip) >= 0)) and (len(terms) == 0 or int(terms.max()) < len(vocab)))
         if not ok or (n is not None and len(ip) - 1 != n):
             raise DamagedError(path, f"inconsistent lexical index (rows {len(ip) - 1}, expected {n})")
-        return cls(arrays["vocab"], ip.astype(np.int64), terms.astype(np.int32), arrays["counts"].astype(np.int32))
+        return cls(vocab, ip.astype(np.int64), terms.astype(np.int32), arrays["counts"].astype(np.int32),
+                   None if titles is None else titles.astype(np.int32), version=version)
 
     # ---- weights -------------------------------------------------------------------------------
     # Plain numpy over the CSR arrays (no scipy): opening a store for `related` must stay light.
@@ -173,20 +155,25 @@ class LexicalIndex:
             self._rows = np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.indptr))
         return self._rows
 
+    def idf(self) -> np.ndarray:
+        """Smoothed idf of every vocabulary term, bigrams scaled by ``phrase_weight``."""
+        if self._idf is None:
+            df = np.bincount(self.terms, minlength=len(self.vocab)).astype(np.float64)
+            idf = np.log((1.0 + self.n) / (1.0 + df)) + 1.0
+            if self.phrase_weight != 1.0:
+                phrase = np.fromiter((" " in t for t in self.vocab), dtype=bool, count=len(self.vocab))
+                idf[phrase] *= self.phrase_weight
+            self._idf = idf.astype(np.float32)
+        return self._idf
+
     def weights(self) -> np.ndarray:
-        """BM25 term weight of every stored (paper, term) entry, parallel to ``terms``."""
-        if self._weights is None:
-            tf = self.counts.astype(np.float32)
-            df = np.bincount(self.terms, minlength=len(self.vocab)).astype(np.float32)
-            idf = np.log1p((self.n - df + 0.5) / (df + 0.5)).astype(np.float32)
-            dl = np.diff(self.indptr).astype(np.float32)
-            avgdl = float(dl.mean()) if self.n and dl.mean() > 0 else 1.0
-            norm = np.repeat(K1 * (1 - B + B * dl / avgdl), np.diff(self.indptr)).astype(np.float32)
-            self._weights = (idf[self.terms] * tf * np.float32(K1 + 1) / (tf + norm)).astype(np.float32)
-        return self._weights
+        """Unnormalised TF-IDF weight of every stored (paper, term) entry, parallel to ``terms``."""
+        assert self.title_counts is not None
+        tf = self.counts.astype(np.float32) + np.float32(self.title_boost) * self.title_counts.astype(np.float32)
+        return ((1.0 + np.log(np.maximum(tf, 1e-12))) * self.idf()[self.terms]).astype(np.float32)
 
     def unit(self) -> np.ndarray:
-        """BM25 weights with each paper's row scaled to unit length: row dot products are cosines."""
+        """TF-IDF weights with each paper's row scaled to unit length: row dot products are cosines."""
         if self._unit is None:
             w = self.weights()
             sq = np.bincount(self._row_of_nnz(), weights=w.astype(np.float64) ** 2, minlength=self.n)
@@ -197,9 +184,36 @@ class LexicalIndex:
 
     # ---- queries -------------------------------------------------------------------------------
     def text_vector(self, text: str) -> TermVector:
-        """A query vector: 1 per known query term (BM25 ignores query term counts here)."""
-        ids = sorted({self._term_id[t] for t in tokenize(text) if t in self._term_id})
-        return TermVector(np.array(ids, dtype=np.int64), np.ones(len(ids), dtype=np.float32))
+        """A query vector for free text, weighted like a paper's row and of unit length.
+
+        Terms the corpus never uses count in the length with the largest idf, so a query matching
+        one word of five scores lower than one matching all five ("cooking recipes for pasta" is not
+        a strong match for a paper about training recipes).
+        """
+        counts = Counter(ranking_terms(text, phrases_too=True))
+        if not counts:
+            return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        unseen_idf = float(np.log(1.0 + self.n) + 1.0)
+        idf = self.idf()
+        known = sorted((self._term_id[t], c) for t, c in counts.items() if t in self._term_id)
+        unknown = np.array([c for t, c in counts.items() if t not in self._term_id], dtype=np.float64)
+        ids = np.array([i for i, _ in known], dtype=np.int64)
+        w = (1.0 + np.log(np.array([c for _, c in known], dtype=np.float64))) * idf[ids]
+        norm = float(np.sqrt((w ** 2).sum() + (((1.0 + np.log(unknown)) * unseen_idf) ** 2).sum()))
+        return TermVector(ids, (w / norm).astype(np.float32))
+
+    def title_vector(self, row: int) -> TermVector:
+        """The query :meth:`text_vector` makes of this paper's title, from the stored title counts."""
+        assert self.title_counts is not None
+        lo, hi = self.indptr[row], self.indptr[row + 1]
+        tc = self.title_counts[lo:hi]
+        keep = tc > 0
+        ids = self.terms[lo:hi][keep].astype(np.int64)
+        if not len(ids):
+            return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        w = (1.0 + np.log(tc[keep].astype(np.float64))) * self.idf()[ids]
+        order = np.argsort(ids)
+        return TermVector(ids[order], (w[order] / np.linalg.norm(w)).astype(np.float32))
 
     def rows_vector(self, positive: list[int], negative: list[int] = (), beta: float = 0.5) -> TermVector:
         """Rocchio query from paper rows: mean of positive unit rows minus ``beta`` x mean of negative ones."""
@@ -237,16 +251,16 @@ class LexicalIndex:
         return np.bincount(rows[idx], weights=weights, minlength=self.n)
 
     def score_text(self, query: TermVector) -> np.ndarray:
-        """BM25 score of every paper for a text query vector."""
-        return self._score(self.weights(), query)
+        """Cosine of every paper with a text query vector (from :meth:`text_vector`)."""
+        return self._score(self.unit(), query)
 
     def score_vector(self, query: TermVector) -> np.ndarray:
         """Cosine-style score of every paper against a vector built from paper rows."""
         return self._score(self.unit(), query)
 
     def score_rows(self, query: TermVector, rows: np.ndarray, *, text: bool = False) -> np.ndarray:
-        """The scores of :meth:`score_text` (``text``) or :meth:`score_vector` for just these rows."""
-        data = self.weights() if text else self.unit()
+        """The scores of :meth:`score_text` / :meth:`score_vector` for just these rows."""
+        data = self.unit()
         q = dict(zip(query.ids.tolist(), query.values.tolist()))
         out = np.zeros(len(rows), dtype=np.float64)
         for i, r in enumerate(rows):
@@ -257,13 +271,13 @@ class LexicalIndex:
 
     def shared_terms(self, query: TermVector, row: int, n: int = 5, *, text_query: bool = False) -> list[str]:
         """The terms that contribute most to ``row``'s lexical score against ``query``."""
-        data = self.weights() if text_query else self.unit()
+        data = self.unit()
         lo, hi = self.indptr[row], self.indptr[row + 1]
         terms = self.terms[lo:hi]
         q = dict(zip(query.ids.tolist(), query.values.tolist()))
         contrib = data[lo:hi] * np.array([q.get(int(t), 0.0) for t in terms], dtype=np.float32)
         order = np.argsort(-contrib, kind="stable")
-        return [str(self.vocab[terms[i]]) for i in order[:n] if contrib[i] > 0]
+        return [self.vocab[terms[i]] for i in order[:n] if contrib[i] > 0]
 
 
 @dataclass(frozen=True)
@@ -276,6 +290,15 @@ class TermVector:
     @property
     def nnz(self) -> int:
         return len(self.ids)
+
+
+def stored_version(path: Path) -> int | None:
+    """The tokenizer version of a ``lexical.npz`` (None when it cannot be read)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return int(z["tokenizer_version"])
+    except Exception:  # noqa: BLE001 - damaged or missing: the caller re-tokenises
+        return None
 
 
 def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | None) -> tuple[int, int]:
@@ -297,7 +320,7 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
             if old is not None else "")
     tokenised = reused = 0
 
-    def counts() -> Iterator[Counter[str]]:
+    def counts() -> Iterator[tuple[Counter[str], Counter[str]]]:
         nonlocal tokenised, reused
         for title, abstract, old_row in con.execute(
                 f"SELECT p.title, p.abstract, {'o.row' if old is not None else 'NULL'} FROM papers p {join} "
@@ -307,7 +330,7 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
                 yield old.row_counts(old_row)
             else:
                 tokenised += 1
-                yield Counter(tokenize(paper_text(title, abstract)))
+                yield paper_counts(title, abstract)
 
     LexicalIndex.from_counts(counts()).save(out)
     return tokenised, reused
@@ -315,5 +338,5 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
 
 def build_from_store(con: sqlite3.Connection) -> LexicalIndex:
     """An in-memory index for a generation written before lexical indexes existed."""
-    return LexicalIndex.from_counts(Counter(tokenize(paper_text(t, a)))
+    return LexicalIndex.from_counts(paper_counts(t, a)
                                     for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row"))

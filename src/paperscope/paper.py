@@ -43,12 +43,13 @@ class Paper:
 
 @dataclass(frozen=True)
 class Hit:
-    """A ranked result: the paper, its score in the ranking mode used, and its 1-based rank.
+    """A ranked result: the paper, its score, its 1-based rank, and each ranking side's own score.
 
-    With ``why=True`` a hit also says why it matched: ``dense`` is the cosine similarity of
-    the model's vectors (None when no vector query was made), ``lexical`` the lexical score
-    (BM25 for text, cosine of BM25 vectors for papers) and ``terms`` the shared key terms that
-    contribute most to it. ``score`` is cosine similarity in ``dense`` mode, as before.
+    ``score`` is a calibrated probability in (0, 1) that the paper is related to the query, the
+    same scale in every mode and for every query (see :mod:`paperscope.rank`). ``dense`` is the
+    cosine similarity of the model's vectors (None when no vector query was made, e.g. a lexical
+    search), ``lexical`` the lexical cosine (TF-IDF vectors, in [0, 1]). With ``why=True``,
+    ``terms`` lists the shared key terms that contribute most to the lexical score.
     """
 
     paper: Paper
@@ -59,14 +60,16 @@ class Hit:
     terms: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """Flat JSON shape used by ``--json``: id, title, score, rank, then the metadata (and ``why``)."""
+        """Flat JSON shape used by ``--json``: id, title, score, rank, dense, lexical, then the metadata
+        (and ``why``)."""
         d = self.paper.to_dict()
         d.pop("abstract")
         out = {"id": self.paper.id, "title": self.paper.title, "score": round(self.score, 6),
-               "rank": self.rank, **{k: v for k, v in d.items() if k not in ("id", "title")}}
+               "rank": self.rank, "dense": None if self.dense is None else round(self.dense, 6),
+               "lexical": None if self.lexical is None else round(self.lexical, 6),
+               **{k: v for k, v in d.items() if k not in ("id", "title")}}
         if self.terms is not None:
-            out["why"] = {"dense_similarity": None if self.dense is None else round(self.dense, 6),
-                          "lexical_score": None if self.lexical is None else round(self.lexical, 6),
+            out["why"] = {"dense_similarity": out["dense"], "lexical_score": out["lexical"],
                           "shared_terms": list(self.terms)}
         return out
 

@@ -291,9 +291,12 @@ def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, reb
 def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool, index_type: str | None) -> bool:
     """True when the new generation would equal the live one (the model is then never loaded).
 
-    A generation from before lexical indexes existed is upgraded by a plain re-run.
+    A generation from before lexical indexes existed is upgraded by a plain re-run, and so is
+    one whose lexical index came from another tokenizer version (it is re-tokenised).
     """
     if prev is None or rebuild or "lexical.npz" not in prev.manifest.get("files", {}):
+        return False
+    if lexical.stored_version(prev.file("lexical.npz")) != lexical.TOKENIZER_VERSION:
         return False
     if index_type is not None and index_type != index.kind_of(prev.manifest.get("index")):
         return False
@@ -337,8 +340,8 @@ def _manifest(prev: Generation | None, model: BuildModel, artifact: str | None, 
         "previous_generation": prev.name if prev else None,
         "model": model.manifest_block(artifact),
         "index": index_info,
-        "lexical": {"scoring": "bm25", "k1": lexical.K1, "b": lexical.B,
-                    "tokenizer_version": lexical.TOKENIZER_VERSION},
+        "lexical": {"scoring": "tfidf-sublinear-cosine", "title_boost": lexical.TITLE_BOOST,
+                    "phrase_weight": lexical.PHRASE_WEIGHT, "tokenizer_version": lexical.TOKENIZER_VERSION},
         "counts": {"papers": report.papers},
         "inputs": [shown(f) for f in files],
         "build": report.to_dict(),

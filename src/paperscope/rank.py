@@ -1,9 +1,21 @@
-"""Ranking modes: dense (the model's vectors), lexical (BM25) and hybrid (a fusion of both).
+"""Ranking modes: dense (the model's vectors), lexical (TF-IDF) and hybrid (a fusion of both).
 
-Hybrid fuses over a candidate pool: the top ``POOL`` papers of each side (within the filter),
-with exact dense and lexical scores for every paper in the union, each min-max scaled over the
-pool, mixed as ``weight * dense + (1 - weight) * lexical``. The pool size does not depend on k,
-so the first 10 results are the same whether 10 or 100 are asked for.
+Scores mean the same thing for every query. Each side's raw score (the dense cosine, the lexical
+cosine) is turned into a z-score against the corpus' own score distribution: the mean and standard
+deviation of that side's paper-to-paper scores over a fixed sample of paper pairs
+(:class:`Reference`, computed once per open store). Hybrid ranks by
+``weight * z_dense + (1 - weight) * z_lexical``; every mode's shown score is a calibrated
+probability that the paper is related, ``1 / (1 + exp(-(a + b * z)))``, with (a, b) fitted per
+mode on the tuning half of the shipped labels (``paperscope eval --tune``). So a score does not
+depend on which other papers were candidates: a lone match keeps its score, the best hit of an
+off-topic query scores low, and ``min_score`` means the same for every query.
+
+Hybrid fuses over a candidate pool: the top ``POOL`` papers of each side (within the filter), with
+exact dense and lexical scores for every paper in the union. The pool size does not depend on k,
+so the first 10 results are the same whether 10 or 100 are asked for. Optional query expansion
+(``expand`` > 0, on by default for paper queries: related and recommend) adds ``expand`` x the
+mean of the first ``EXPAND_DOCS`` fused hits to both sides of the query and ranks again
+(pseudo-relevance feedback); free-text queries are not expanded.
 """
 
 from __future__ import annotations
@@ -17,12 +29,25 @@ from paperscope.choices import MODES
 from paperscope.errors import InvalidArgument
 from paperscope.lexical import LexicalIndex, TermVector
 
-# Chosen by measurement: `paperscope eval --tune` picks the weight on the tuning half of the
-# shipped labels; hybrid at that weight beats both single modes on the held-out half (README,
-# "Ranking quality").
+# Chosen by measurement: `paperscope eval --tune` picks the weight, the expansion and the
+# calibration on the tuning half of the shipped labels (docs/ranking.md).
 DEFAULT_MODE = "hybrid"
-HYBRID_WEIGHT = 0.6
+HYBRID_WEIGHT = 0.7
+# Dense share for free-text queries (search): a few words are a weaker lexical signal than a paper.
+SEARCH_WEIGHT = 0.8
+EXPANSION = 1.0
+EXPAND_DOCS = 3
+# (a, b) of the shown score 1 / (1 + exp(-(a + b * z))) per mode; z is the fused z-score in hybrid.
+# Fitted by `evaluate.fit_calibration` on the tuning half with the bundled MiniLM store (docs/ranking.md).
+CALIBRATION: dict[str, tuple[float, float]] = {"dense": (-2.32, 0.59), "lexical": (-2.53, 0.612),
+                                               "hybrid": (-2.478, 0.463)}
 POOL = 200
+# Below this many papers a store's own score distribution says little: the bundled corpus' is used.
+MIN_REFERENCE_PAPERS = 50
+# Measured on the bundled corpus (432 papers, all-MiniLM-L6-v2) by Ranker.reference().
+DEFAULT_REFERENCE = (0.3047, 0.1441, 0.0156, 0.0140, 0.0062, 0.0121)
+_REFERENCE_QUERIES = 64
+_REFERENCE_TARGETS = 8192
 # Below this many allowed rows a filtered dense query is scored exactly over just those rows;
 # above it FAISS is asked for more and more neighbours until enough pass the filter.
 _BRUTE_FORCE_ROWS = 200_000
@@ -38,12 +63,22 @@ def check_mode(mode: str | None) -> str:
     return mode
 
 
+def check_min_score(min_score: float | None) -> float | None:
+    """``min_score`` as a float in [0, 1] (None: keep every hit); ValueError otherwise."""
+    if min_score is None:
+        return None
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.floating, np.integer)) \
+            or not 0.0 <= float(min_score) <= 1.0:
+        raise InvalidArgument(f"min_score must be a number in [0, 1], got {min_score!r}")
+    return float(min_score)
+
+
 @dataclass
 class Query:
     """What a ranking needs: a dense vector (None when no model is needed) and a lexical vector.
 
-    ``text`` marks a free-text query (lexical side scored with BM25); otherwise the lexical
-    vector is built from paper rows and scored by cosine.
+    ``text`` marks a free-text query (its lexical scores are compared with titles used as queries);
+    otherwise the lexical vector is built from paper rows. Both are scored by cosine.
     """
 
     dense: np.ndarray | None
@@ -54,10 +89,45 @@ class Query:
 
 @dataclass(frozen=True)
 class Ranked:
+    """One ranked row: the shown score (a calibrated probability) and each side's raw cosine."""
+
     row: int
     score: float
     dense: float | None
     lexical: float
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The corpus' score distribution per side: mean and standard deviation of paper-to-paper scores."""
+
+    dense_mean: float
+    dense_std: float
+    lexical_mean: float
+    lexical_std: float
+    # A short text's lexical cosines spread much wider than a whole paper's: free-text queries are
+    # compared with the corpus' titles used as queries.
+    text_mean: float
+    text_std: float
+
+    def z_dense(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.dense_mean) / self.dense_std
+
+    def z_lexical(self, x: np.ndarray, text: bool = False) -> np.ndarray:
+        """Lexical evidence: the z-score for a paper query; for free text its log, ``ln(1 + max(z, 0))``.
+
+        A few words matching one rare term of a paper give a huge z (most papers share no term with
+        a short text); the log keeps one such word from outweighing the meaning of the whole query.
+        """
+        if not text:
+            return (np.asarray(x, dtype=np.float64) - self.lexical_mean) / self.lexical_std
+        return np.log1p(np.maximum((np.asarray(x, dtype=np.float64) - self.text_mean) / self.text_std, 0.0))
+
+
+def calibrated(mode: str, z: np.ndarray, calibration: dict[str, tuple[float, float]] | None = None) -> np.ndarray:
+    """The shown score for z-scores of ``mode``: a probability in (0, 1), increasing with z."""
+    a, b = (calibration or CALIBRATION)[mode]
+    return 1.0 / (1.0 + np.exp(-(a + b * np.asarray(z, dtype=np.float64))))
 
 
 class Ranker:
@@ -68,6 +138,35 @@ class Ranker:
         self.index = index
         self.lex = lex
         self.n = vectors.shape[0]
+        self._reference: Reference | None = None
+
+    def reference(self) -> Reference:
+        """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
+
+        Query rows are evenly spaced over the store (at most 64); dense scores against evenly spaced
+        targets (at most 8,192), lexical scores against every paper (read from postings). A store of
+        fewer than ``MIN_REFERENCE_PAPERS`` papers uses ``DEFAULT_REFERENCE``, the bundled corpus'.
+        """
+        if self._reference is None and self.n < MIN_REFERENCE_PAPERS:
+            self._reference = Reference(*DEFAULT_REFERENCE)
+        if self._reference is None:
+            qrows = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_QUERIES)).astype(np.int64))
+            targets = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_TARGETS)).astype(np.int64))
+            tv = np.asarray(self.vectors[targets], dtype=np.float32)
+            d, lx, tx = [], [], []
+            for r in qrows.tolist():
+                keep = targets != r
+                d.append((tv[keep] @ np.asarray(self.vectors[r], dtype=np.float32)).astype(np.float64))
+                lx.append(np.delete(self.lex.score_vector(self.lex.rows_vector([r])), r))
+                # titles as free-text queries, from the stored title counts (no SQLite read)
+                tx.append(np.delete(self.lex.score_text(self.lex.title_vector(r)), r))
+            dv, lv, xv = np.concatenate(d), np.concatenate(lx), np.concatenate(tx)
+            if not xv.any():  # no title counts (an index from tokenizer 1): paper-to-paper is the better guess
+                xv = lv
+            self._reference = Reference(float(dv.mean()), max(float(dv.std()), 1e-6),
+                                        float(lv.mean()), max(float(lv.std()), 1e-6),
+                                        float(xv.mean()), max(float(xv.std()), 1e-6))
+        return self._reference
 
     # ---- the two sides -------------------------------------------------------------------
     def _mask(self, q: Query, allowed: np.ndarray | None) -> np.ndarray | None:
@@ -121,41 +220,91 @@ class Ranker:
 
     # ---- modes ---------------------------------------------------------------------------
     def rank(self, q: Query, k: int, mode: str, allowed: np.ndarray | None = None,
-             weight: float = HYBRID_WEIGHT) -> list[Ranked]:
-        """The k best allowed rows for ``q``; fewer only when fewer rows are allowed."""
+             weight: float = HYBRID_WEIGHT, *, expand: float | None = None,
+             calibration: dict[str, tuple[float, float]] | None = None) -> list[Ranked]:
+        """The k best allowed rows for ``q``; fewer only when fewer rows are allowed (or, in lexical
+        mode, contain a query term). Scores are calibrated probabilities (see the module docstring)."""
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidArgument(f"hybrid weight must be in [0, 1], got {weight}")
         mask = self._mask(q, allowed)
+        ref = self.reference()
         if mode == "dense":
             rows, scores = self.dense_top(q, k, mask)
             # Only the returned rows' lexical scores: no pass over every paper in dense mode.
             lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
-            return [Ranked(int(r), float(s), float(s), float(x)) for r, s, x in zip(rows, scores, lex)]
+            shown = calibrated("dense", ref.z_dense(scores), calibration)
+            return [Ranked(int(r), float(p), float(s), float(x)) for r, p, s, x in zip(rows, shown, scores, lex)]
         lex_all = self.lexical_scores(q)
         if mask is not None:
             lex_all = np.where(mask, lex_all, -np.inf)
         if mode == "lexical":
             rows, scores = _top(np.arange(self.n), lex_all, k)
-            # A text query's BM25 score is 0 for papers without any query term: those are not matches.
+            # A text query's lexical score is 0 for papers without any query term: those are not matches.
             keep = scores > 0 if q.text else np.isfinite(scores)
             rows, scores = rows[keep], scores[keep]
             dense = self.vectors[rows] @ q.dense if q.dense is not None and len(rows) else None
-            return [Ranked(int(r), float(s), None if dense is None else float(dense[i]), float(s))
-                    for i, (r, s) in enumerate(zip(rows, scores))]
+            shown = calibrated("lexical", ref.z_lexical(scores, q.text), calibration)
+            return [Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s))
+                    for i, (r, p, s) in enumerate(zip(rows, shown, scores))]
         if mode != "hybrid":
-            raise ValueError(f"unknown ranking mode {mode!r}; use one of {', '.join(MODES)}")
+            raise InvalidArgument(f"unknown ranking mode {mode!r}; use one of {', '.join(MODES)}")
+        # Expansion is tuned on paper queries; a free-text query is never expanded (its first hits
+        # are the least certain, and feedback would lift an off-topic query's scores).
+        expand = (0.0 if q.text else EXPANSION) if expand is None else expand
+        if expand > 0:
+            # Feedback comes from the best matches in the whole store (never the filter's): a paper's
+            # score must not depend on which other papers a filter lets through.
+            fmask = self._mask(q, None)
+            if allowed is None:  # no filter: the first pass already is the whole store's (one lexical pass saved)
+                lex_f = lex_all
+            else:
+                lex_f = self.lexical_scores(q)
+                if fmask is not None:
+                    lex_f = np.where(fmask, lex_f, -np.inf)
+            feedback = self._hybrid(q, EXPAND_DOCS, fmask, lex_f, weight, ref)[0]
+            wide = self.expanded(q, feedback, expand) if len(feedback) else q
+            lex_all = self.lexical_scores(wide)
+            if mask is not None:
+                lex_all = np.where(mask, lex_all, -np.inf)
+            rows, fused, _, _ = self._hybrid(wide, k, mask, lex_all, weight, ref)
+            # Each side's shown score stays the similarity to what was asked, not to the expansion.
+            dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if len(rows) else np.zeros(0)
+            lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
+        else:
+            rows, fused, dense, lex = self._hybrid(q, k, mask, lex_all, weight, ref)
+        shown = calibrated("hybrid", fused, calibration)
+        return [Ranked(int(r), float(p), float(d), float(x)) for r, p, d, x in zip(rows, shown, dense, lex)]
+
+    def _hybrid(self, q: Query, k: int, mask: np.ndarray | None, lex_all: np.ndarray, weight: float,
+                ref: Reference) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool."""
         pool = max(POOL, 2 * k)
         d_rows, _ = self.dense_top(q, pool, mask)
         l_rows, l_scores = _top(np.arange(self.n), lex_all, pool)
         l_rows = l_rows[np.isfinite(l_scores)]
         rows = np.union1d(d_rows, l_rows).astype(np.int64)
         if not len(rows):
-            return []
+            return rows, np.zeros(0), np.zeros(0), np.zeros(0)
         dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64)
         lex = lex_all[rows].astype(np.float64)
-        fused = fuse(dense, lex, weight)
-        top_rows, top_scores = _top(rows, fused, k)
-        where = {int(r): i for i, r in enumerate(rows)}
-        return [Ranked(int(r), float(s), float(dense[where[int(r)]]), float(lex[where[int(r)]]))
-                for r, s in zip(top_rows, top_scores)]
+        fused = fuse(ref.z_dense(dense), ref.z_lexical(lex, q.text), weight)
+        top_rows, top_fused = _top(rows, fused, k)
+        where = np.searchsorted(rows, top_rows)  # rows is sorted (union1d)
+        return top_rows, top_fused, dense[where], lex[where]
+
+    def expanded(self, q: Query, rows: np.ndarray, beta: float) -> Query:
+        """Pseudo-relevance feedback: ``beta`` x the mean of these papers added to both sides of ``q``."""
+        assert q.dense is not None
+        dense = q.dense.astype(np.float64) + beta * np.asarray(self.vectors[rows], dtype=np.float64).mean(axis=0)
+        dense /= max(float(np.linalg.norm(dense)), 1e-12)
+        fb = self.lex.rows_vector([int(r) for r in rows])
+        ids = np.concatenate([q.lexical.ids, fb.ids])
+        vals = np.concatenate([q.lexical.values.astype(np.float64), beta * fb.values.astype(np.float64)])
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        summed = np.bincount(inverse, weights=vals, minlength=len(uniq))
+        # keep the expanded lexical query at unit length so its cosines stay on the reference scale
+        summed /= max(float(np.linalg.norm(summed)), 1e-12)
+        return Query(dense.astype(np.float32), TermVector(uniq, summed.astype(np.float32)), q.text, q.exclude)
 
 
 def _search_one(index: faiss.Index, vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,17 +320,14 @@ def _search_one(index: faiss.Index, vec: np.ndarray, k: int) -> tuple[np.ndarray
         faiss.omp_set_num_threads(before)
 
 
-def minmax(x: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] over the pool; a constant side contributes nothing to the ordering."""
-    lo, hi = float(x.min()), float(x.max())
-    return np.zeros_like(x) if hi - lo <= 1e-12 else (x - lo) / (hi - lo)
+def fuse(z_dense: np.ndarray, z_lexical: np.ndarray, weight: float) -> np.ndarray:
+    """Weighted sum of the two sides' corpus z-scores; ``weight`` is the dense share, in [0, 1].
 
-
-def fuse(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
-    """Weighted sum of min-max scaled scores; ``weight`` is the dense share, in [0, 1]."""
+    The result of one row does not depend on the other candidates (unlike min-max over a pool).
+    """
     if not 0.0 <= weight <= 1.0:
         raise InvalidArgument(f"hybrid weight must be in [0, 1], got {weight}")
-    return weight * minmax(dense) + (1.0 - weight) * minmax(lexical)
+    return weight * np.asarray(z_dense, dtype=np.float64) + (1.0 - weight) * np.asarray(z_lexical, dtype=np.float64)
 
 
 def _top(rows: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

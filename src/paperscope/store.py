@@ -10,7 +10,7 @@ Layout::
         papers.sqlite            papers and metadata; papers.row is the vector row
         vectors.npy              float32 (n, dim), L2-normalised, never pickled
         index.faiss              FAISS index over vectors.npy, labels = rows
-        lexical.npz              term counts per row for BM25 (CSR arrays, never pickled)
+        lexical.npz              term counts per row for TF-IDF (CSR arrays, never pickled)
         manifest.json            written last: versions, model, counts, sha256 per file
 
 A build writes ``generations/.tmp-*`` and renames it into place, then swaps CURRENT, so a

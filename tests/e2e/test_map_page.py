@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from paperscope.explorer import Explorer
-from paperscope.lexical import tokenize
 from paperscope.pipeline import build
 from paperscope.render.html import ABSTRACT_LIMIT, page_document, page_html
+from paperscope.text import tokenize
 from tests.browser import chromium, require_browser
 from tests.conftest import FakeEmbedder
 

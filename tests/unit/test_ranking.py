@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from paperscope.errors import StoreError
 from paperscope.explorer import Explorer
 from paperscope.filters import Filter, parse_where
-from paperscope.lexical import LexicalIndex, tokenize
+from paperscope.lexical import LexicalIndex, paper_counts, tokenize
 from paperscope.paper import Hit, Paper
 from paperscope.pipeline import build
 from paperscope.rank import MODES, fuse
+from paperscope.text import paper_text, ranking_terms
 
 MODES_ = list(MODES)
 
@@ -47,9 +48,10 @@ def test_lexical_round_trip_without_pickle(tmp_path: Path) -> None:
     idx = LexicalIndex.from_counts([Counter({"lora": 2, "adapter": 1}), Counter(), Counter({"μp": 3})])
     idx.save(tmp_path / "lexical.npz")
     with np.load(tmp_path / "lexical.npz", allow_pickle=False) as z:
-        assert z["vocab"].dtype.kind == "U"
+        assert z["vocab_utf8"].dtype == np.uint8 and z["vocab_offsets"].dtype == np.int64  # no fixed-width strings
     back = LexicalIndex.load(tmp_path / "lexical.npz", 3)
-    assert [back.row_counts(i) for i in range(3)] == [Counter({"lora": 2, "adapter": 1}), Counter(), Counter({"μp": 3})]
+    assert [back.row_counts(i)[0] for i in range(3)] == [Counter({"lora": 2, "adapter": 1}), Counter(),
+                                                          Counter({"μp": 3})]
     with pytest.raises(StoreError, match="expected 4"):
         LexicalIndex.load(tmp_path / "lexical.npz", 4)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
@@ -57,7 +59,7 @@ def test_lexical_round_trip_without_pickle(tmp_path: Path) -> None:
         LexicalIndex.load(tmp_path / "bad.npz")
 
 
-def test_bm25_prefers_the_rare_shared_term() -> None:
+def test_tfidf_prefers_the_rare_shared_term() -> None:
     docs = [Counter({"model": 1, "lora": 1}), Counter({"model": 3}), Counter({"model": 1, "diffusion": 1})]
     idx = LexicalIndex.from_counts(docs)
     scores = idx.score_text(idx.text_vector("LoRA model"))
@@ -81,9 +83,9 @@ def test_lexical_index_is_updated_incrementally(tmp_path: Path, fake: FakeEmbedd
     second = build([_jsonl(tmp_path / "b.jsonl", papers)], store, embedder=fake)
     assert second.tokenised == 2  # the changed paper and the new one; 19 reused from the previous generation
     ex = Explorer(store, embedder=fake)
-    rebuilt = LexicalIndex.from_counts(Counter(tokenize(f"{p.title}. {p.abstract}")) for p in ex.papers())
+    rebuilt = LexicalIndex.from_counts(paper_counts(p.title, p.abstract) for p in ex.papers())
     assert [ex.lexical.row_counts(i) for i in range(len(ex))] == [rebuilt.row_counts(i) for i in range(len(ex))]
-    assert "hyperbolic" in ex.lexical.row_counts(ex.row("p3"))
+    assert "hyperbolic" in ex.lexical.row_counts(ex.row("p3"))[0]
     assert build([_jsonl(tmp_path / "b.jsonl", papers)], store, embedder=fake).nothing_to_do
 
 
@@ -100,8 +102,8 @@ def test_hybrid_at_the_extremes_equals_the_single_modes(ex: Explorer) -> None:
     q = ex.related_query(ex.row(TENSOR_PROGRAMS_V))
     dense = [r.row for r in ex.rank(q, 10, "dense")]
     lexical = [r.row for r in ex.rank(q, 10, "lexical")]
-    assert [r.row for r in ex.rank(q, 10, "hybrid", weight=1.0)] == dense
-    assert [r.row for r in ex.rank(q, 10, "hybrid", weight=0.0)] == lexical
+    assert [r.row for r in ex.rank(q, 10, "hybrid", weight=1.0, expand=0.0)] == dense
+    assert [r.row for r in ex.rank(q, 10, "hybrid", weight=0.0, expand=0.0)] == lexical
     assert dense != lexical  # otherwise the test above says nothing
 
 
@@ -221,15 +223,21 @@ def test_recommend_excludes_inputs_and_moves_away_from_negatives(ex: Explorer) -
 
 def test_why_gives_shared_terms_and_dense_similarity(ex: Explorer) -> None:
     target = ex.paper(TENSOR_PROGRAMS_V)
-    q_terms = set(tokenize(f"{target.title}. {target.abstract}"))
+    def terms_of(p: Paper) -> set[str]:  # words, compounds and phrases, as the lexical index reads them
+        return set(ranking_terms(paper_text(p.title, p.abstract), phrases_too=True))
+
+    q_terms = terms_of(target)
     for mode in MODES_:
         for h in ex.related(TENSOR_PROGRAMS_V, k=5, mode=mode, why=True):
-            assert h.terms and set(h.terms) <= q_terms & set(tokenize(f"{h.paper.title}. {h.paper.abstract}"))
+            assert h.terms and set(h.terms) <= q_terms & terms_of(h.paper)
             expected = float(ex.vector(target.id) @ ex.vector(h.paper.id))
             assert h.dense == pytest.approx(expected, abs=1e-5)
             assert h.to_dict()["why"]["shared_terms"] == list(h.terms)
     plain = ex.related(TENSOR_PROGRAMS_V, k=3)
-    assert all(h.terms is None and "why" not in h.to_dict() for h in plain)  # unchanged JSON without --why
+    assert all(h.terms is None and "why" not in h.to_dict() for h in plain)  # no explanation without --why
+    # ... but each side's own score is always there
+    assert all(h.dense is not None and h.lexical is not None and h.to_dict()["dense"] == round(h.dense, 6)
+               for h in plain)
 
 
 @pytest.mark.parametrize("mode", MODES_)

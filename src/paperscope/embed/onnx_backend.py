@@ -145,7 +145,10 @@ class OnnxEmbedder(DerivedEmbedder):
                 e = encodings[i]
                 n = len(e.ids)
                 ids[j, :n], mask[j, :n], types[j, :n] = e.ids, e.attention_mask, e.type_ids
-            hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            # Models without segment ids (MPNet, e.g. all-mpnet-base-v2) export no token_type_ids input.
+            wanted = {i.name for i in self.session.get_inputs()}
+            hidden = self.session.run(None, {k: v for k, v in feed.items() if k in wanted})[0]
             out[idx] = pool(hidden, mask, self.lock.normalize)
         return check_vectors(out, len(texts), self.dimension)
 

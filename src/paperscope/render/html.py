@@ -5,7 +5,10 @@ All corpus text travels as JSON inside a ``<script type="application/json">`` bl
 ``textContent``: a title like ``<img src=x onerror=...>`` shows as text and never runs.
 
 The static page carries everything it shows: coordinates, topics, titles, authors, dates,
-sources, abstracts (up to :data:`ABSTRACT_LIMIT` papers), the related papers with their
+sources, abstracts (up to :data:`# The page ranks its own search with BM25 over this index (small, and simple to score in JavaScript);
+# the terms are paperscope's own (paperscope.text), so a query finds what `--mode lexical` finds.
+K1, B = 1.2, 0.75
+ABSTRACT_LIMIT` papers), the related papers with their
 scores, and a BM25 inverted index over title + abstract built here with paperscope's own
 lexical tokenizer, so the page's search ranks as ``paperscope search --mode lexical`` does
 (the page tokenizes the query with a JavaScript port of :func:`paperscope.lexical.tokenize`).
@@ -22,10 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from paperscope.lexical import K1, STOP_WORDS, B, paper_text, tokenize
 from paperscope.map import LEVELS, TopicMap
 from paperscope.paper import Paper
 from paperscope.render.png import PALETTE
+from paperscope.text import STOP_WORDS, paper_text, tokenize
 
 # Above this many papers the static page leaves out abstracts (and indexes titles only): 50,000
 # abstracts would make a page of 60+ MB. The page says so; `paperscope serve` has them all.
