@@ -81,6 +81,12 @@ class Filter:
             if key not in SCALAR_KEYS + LIST_KEYS:
                 raise InvalidArgument(f"where: unknown field {key!r}; use one of {', '.join(SCALAR_KEYS + LIST_KEYS)}")
         object.__setattr__(self, "where", dict(self.where))
+        for name, value in [("source", self.source), *((f"where {k}", v) for k, v in self.where.items())]:
+            try:  # a name with bytes that are not UTF-8 (a surrogate escape) cannot be matched in SQLite
+                str(value).encode("utf-8") if value is not None else None
+            except UnicodeEncodeError:
+                raise InvalidArgument(f"{name}: {ascii(value)} is not valid UTF-8; name the file by its path "
+                                      "or a UTF-8 part of its name") from None
 
     @classmethod
     def make(cls, **options: Any) -> Filter | None:

@@ -308,7 +308,7 @@ def test_item9_map_outputs_are_replaced_whole_or_not_at_all(
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device", str(out / "topics.json"))
 
-    monkeypatch.setattr("paperscope.render.write_topics_json", broken)
+    monkeypatch.setattr("paperscope.render.outputs.write_topics_json", broken)
     with Explorer(small_store) as ex, pytest.raises(PaperscopeError, match="No space left on device"):
         ex.topic_map(out, params=MapParams(seed=2))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # png and html not half-replaced

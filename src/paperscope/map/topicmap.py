@@ -147,7 +147,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     if vectors.shape[0] != n or not (len(titles) == len(texts) == len(hashes) == n):
         raise ValueError("compute_map: ids, titles, texts, hashes and vectors must have one entry per paper")
     if n < MIN_PAPERS:
-        raise ValueError(f"a map needs at least {MIN_PAPERS} papers, the store has {n}; index more papers first")
+        raise InvalidArgument(f"a map needs at least {MIN_PAPERS} papers, the store has {n}; index more papers first")
     row = {pid: i for i, pid in enumerate(ids)}
     prev_row = {pid: i for i, pid in enumerate(previous.ids)} if previous is not None else {}
     reuse = previous is not None and _can_reuse(previous, params, row, hashes)

@@ -5,10 +5,7 @@ All corpus text travels as JSON inside a ``<script type="application/json">`` bl
 ``textContent``: a title like ``<img src=x onerror=...>`` shows as text and never runs.
 
 The static page carries everything it shows: coordinates, topics, titles, authors, dates,
-sources, abstracts (up to :data:`# The page ranks its own search with BM25 over this index (small, and simple to score in JavaScript);
-# the terms are paperscope's own (paperscope.text), so a query finds what `--mode lexical` finds.
-K1, B = 1.2, 0.75
-ABSTRACT_LIMIT` papers), the related papers with their
+sources, abstracts (up to :data:`ABSTRACT_LIMIT` papers), the related papers with their
 scores, and a BM25 inverted index over title + abstract built here with paperscope's own
 lexical tokenizer, so the page's search ranks as ``paperscope search --mode lexical`` does
 (the page tokenizes the query with a JavaScript port of :func:`paperscope.lexical.tokenize`).
@@ -32,6 +29,9 @@ from paperscope.text import STOP_WORDS, paper_text, tokenize
 
 # Above this many papers the static page leaves out abstracts (and indexes titles only): 50,000
 # abstracts would make a page of 60+ MB. The page says so; `paperscope serve` has them all.
+# The page ranks its own search with BM25 over this index (small, and simple to score in JavaScript);
+# the terms are paperscope's own (paperscope.text), so a query finds what `--mode lexical` finds.
+K1, B = 1.2, 0.75
 ABSTRACT_LIMIT = 5_000
 ABSTRACT_CHARS = 3_000  # a longer abstract is cut here (with an ellipsis) on the static page
 AUTHORS_SHOWN = 12  # more authors are summarised as "+ N more"
