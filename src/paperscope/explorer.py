@@ -350,17 +350,8 @@ class Explorer:
         fresh = not (previous is not None and previous.generation == self.generation.name
                      and previous.params == params)
         if fresh:
-            ids, titles, texts, hashes = [], [], [], []
-            for start in range(0, self._n, 5000):
-                for pid, title, abstract, chash in self._query(
-                        "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
-                        (start, start + 5000)):
-                    ids.append(pid)
-                    titles.append(title)
-                    texts.append(f"{title}. {abstract}")
-                    hashes.append(chash)
-            tm = compute_map(ids, titles, texts, hashes, np.asarray(self._vectors), self.generation.name, params,
-                             previous)
+            ids, titles, texts, hashes, vectors = self.map_inputs()
+            tm = compute_map(ids, titles, texts, hashes, vectors, self.generation.name, params, previous)
             tm.stats["fingerprint"] = self.fingerprint
         else:
             assert previous is not None
@@ -375,6 +366,22 @@ class Explorer:
         if outputs is not None:
             tm.stats["outputs"] = outputs
         return tm
+
+    def map_inputs(self) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
+        """What :func:`paperscope.map.compute_map` takes, in store order: ids, titles, texts, content hashes, vectors.
+
+        Public so benchmarks and notebooks can fit maps with other parameters without a store write.
+        """
+        ids, titles, texts, hashes = [], [], [], []
+        for start in range(0, self._n, 5000):
+            for pid, title, abstract, chash in self._query(
+                    "SELECT id, title, abstract, content_hash FROM papers WHERE row >= ? AND row < ? ORDER BY row",
+                    (start, start + 5000)):
+                ids.append(pid)
+                titles.append(title)
+                texts.append(f"{title}. {abstract}")
+                hashes.append(chash)
+        return ids, titles, texts, hashes, np.asarray(self._vectors)
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""
