@@ -417,6 +417,32 @@ class Explorer:
         """The manifest of the open generation (counts, model, last build's stats)."""
         return {"store": str(self.store.path), **self.generation.manifest}
 
+    def to_pandas(self, *, abstracts: bool = True) -> Any:
+        """Every paper as a DataFrame row (store order): the fields of :class:`Paper` (pandas needed)."""
+        from paperscope.frames import pandas
+
+        rows = [p.to_dict() for p in self.papers()]
+        if not abstracts:
+            for r in rows:
+                r.pop("abstract")
+        return pandas().DataFrame(rows)
+
+    def __repr__(self) -> str:
+        model = self.generation.manifest.get("model", {})
+        return (f"Explorer({str(self.store.path)!r}: {self._n} papers, generation {self.generation.name}, "
+                f"model {model.get('name', '?')} {self.dimension}-d)")
+
+    def _repr_html_(self) -> str:
+        """What the store holds, for Jupyter: papers, generation, model, index, whether a map is saved."""
+        from paperscope.frames import esc, table
+
+        m = self.generation.manifest
+        saved = self.store.read_map() is not None
+        rows = [("store", str(self.store.path)), ("papers", self._n), ("generation", self.generation.name),
+                ("model", f"{m.get('model', {}).get('name', '?')} ({self.dimension}-d)"),
+                ("index", (m.get("index") or {}).get("type", "flat")), ("saved map", "yes" if saved else "no")]
+        return f"<b>{esc('paperscope Explorer')}</b>" + table(("", ""), rows)
+
     def close(self) -> None:
         self._con.close()
         if self._lexical_file is not None:

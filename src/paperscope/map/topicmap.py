@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from paperscope.map import cluster, features, labels, project
+from paperscope.map import cluster, features, frames, labels, project
+from paperscope.map.frames import MapView, Members
 
 LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
 
@@ -74,7 +75,7 @@ class Topic:
                 "keywords": self.keywords, "size": self.size, "parent": self.parent}
 
 
-@dataclass
+@dataclass(repr=False)
 class TopicMap:
     """A computed map: per paper (in ``ids`` order) 2-D coordinates and a topic per level."""
 
@@ -106,9 +107,34 @@ class TopicMap:
                 return t
         raise KeyError(f"no topic {topic_id} at level {level}")
 
-    def members(self, level: int, topic_id: int) -> list[str]:
-        """Ids of the papers in one topic, in map order."""
-        return [self.ids[i] for i in np.flatnonzero(self.levels[level] == topic_id)]
+    def members(self, level: int | Topic, topic_id: int | None = None) -> Members:
+        """Ids of the papers in one topic, in map order: ``members(topic)`` or ``members(level, id)``.
+
+        The list also shows as a table in Jupyter, has ``to_pandas()`` and ``view()`` (the map of those papers).
+        """
+        if isinstance(level, Topic):
+            level, topic_id = level.level, level.id
+        return Members(self, np.flatnonzero(self.levels[level] == topic_id))
+
+    def to_pandas(self) -> Any:
+        """One row per paper: id, title, x, y, theme and topic ids and labels, margin, low_confidence."""
+        return frames.map_frame(self)
+
+    def topics_to_pandas(self) -> Any:
+        """One row per topic (themes first): level, id, label, keywords, size, parent, three example titles."""
+        return frames.topics_frame(self)
+
+    def view(self, topic: Topic | None = None, height: int = 620) -> MapView:
+        """The interactive map inline in a notebook; with ``topic``, only its papers."""
+        rows = None if topic is None else np.flatnonzero(self.levels[topic.level] == topic.id)
+        return MapView(self, rows, height)
+
+    def __repr__(self) -> str:
+        # The dataclass repr printed every coordinate (110 KB for 432 papers).
+        return frames.summary(self)
+
+    def _repr_html_(self) -> str:
+        return frames.summary_html(self) + frames.iframe(frames.page_html(self))
 
     def find(self, words: str, level: int = 1) -> Topic:
         """The topic at ``level`` whose label or keywords mention ``words`` most prominently."""
