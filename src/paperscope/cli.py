@@ -176,6 +176,39 @@ def _index_line(ix: dict[str, Any]) -> str:
 @main.command()
 @click.argument("paper")
 @store_option
+@json_option
+def show(paper: str, store: Path | None, as_json: bool) -> None:
+    """Print one paper in full: PAPER is an id or an exact title.
+
+    Example usage: paperscope show 2203.03466
+    """
+    import textwrap
+
+    from paperscope.explorer import Explorer
+
+    with Explorer(store) as ex:
+        p = ex.paper(paper)
+    if as_json:
+        click.echo(json.dumps(p.to_dict(), indent=2, ensure_ascii=False))
+        return
+    width = min(100, shutil.get_terminal_size((100, 20)).columns)
+    click.echo(p.title)
+    click.echo(f"id: {p.id}")
+    if p.authors:
+        more = f" (+{p.authors_count - len(p.authors)} more)" if p.authors_count and p.authors_count > len(p.authors) else ""
+        click.echo("authors: " + ", ".join(p.authors) + more)
+    for name, value in (("date", p.date), ("organisation", p.organisation), ("upvotes", p.upvotes),
+                        ("categories", ", ".join(p.categories)), ("sources", ", ".join(p.sources)),
+                        ("link", p.link)):
+        if value not in (None, ""):
+            click.echo(f"{name}: {value}")
+    click.echo("")
+    click.echo(textwrap.fill(p.abstract, width=width) if p.abstract else "(no abstract)")
+
+
+@main.command()
+@click.argument("paper")
+@store_option
 @k_option
 @ranking_options
 @json_option
@@ -315,9 +348,10 @@ def verify_command(store: Path | None, as_json: bool) -> None:
 @click.option("--themes", "coarse_topics", type=click.IntRange(min=1), default=None,
               help="Number of coarse themes (default: about topics / 2.5).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Random seed for UMAP and k-means.")
+@click.option("--open", "open_page", is_flag=True, help="Open map.html in the web browser afterwards.")
 @json_option
 def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
-                coarse_topics: int | None, seed: int, as_json: bool) -> None:
+                coarse_topics: int | None, seed: int, open_page: bool, as_json: bool) -> None:
     """Draw the topic map: map.png, a self-contained map.html and topics.json."""
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
@@ -328,6 +362,8 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
     if as_json:
         click.echo(json.dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2,
                               ensure_ascii=False))
+        if open_page:
+            _open_page(Path(tm.stats["outputs"]["html"]))
         return
     s = tm.stats
     how = ("kept from the saved map, up to date" if s.get("cached")
@@ -338,6 +374,17 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
         click.echo(f"  topic {t.id:>3}  {t.size:>5}  {t.label}")
     for kind, path in s["outputs"].items():
         click.echo(f"{kind:>7}: {path}")
+    if open_page:
+        _open_page(Path(s["outputs"]["html"]))
+
+
+def _open_page(path: Path) -> None:
+    """Open the page in the user's browser (webbrowser: the system's default, or $BROWSER)."""
+    import webbrowser
+
+    url = path.resolve().as_uri()
+    if not webbrowser.open(url):
+        click.echo(f"paperscope: no browser could be started; open {url}", err=True)
 
 
 @main.group()

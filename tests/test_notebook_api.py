@@ -1,0 +1,135 @@
+"""Jupyter-facing API with the fake embedder: reprs stay small, HTML is escaped, DataFrames have the
+documented columns; the labels read as phrases; `paperscope show`, `--json` with abstracts, `map --open`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from paperscope.cli import main
+from paperscope.explorer import Explorer
+from paperscope.map.acronyms import Acronyms, long_form
+from paperscope.map.cluster import merge_topics
+from paperscope.map.labels import Labeller, label_topics
+from paperscope.paper import Hit, Hits, Paper
+from paperscope.pipeline import build
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import FakeEmbedder
+
+    path = tmp_path_factory.mktemp("nbapi") / "store"
+    build(None, path, embedder=FakeEmbedder())
+    return path
+
+
+@pytest.fixture(scope="module")
+def tm(store: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a TopicMap
+    with Explorer(store) as ex:
+        return ex.topic_map(tmp_path_factory.mktemp("map"))
+
+
+def test_paper_and_hits_show_compactly_and_escape_markup() -> None:
+    p = Paper("2203.03466", "<b>Tensor</b> Programs V", "word " * 400, authors=("A. One", "B. Two"), date="2022-03-07")
+    assert len(repr(p)) < 120 and "word word" not in repr(p)
+    html = p._repr_html_()
+    assert "&lt;b&gt;Tensor" in html and "<b>Tensor" not in html and "https://arxiv.org/abs/2203.03466" in html
+    hits = Hits([Hit(p, 0.9 - i / 100, i + 1) for i in range(10)], note="filtered")
+    assert len(repr(hits)) < 2048 and "filtered" in repr(hits)
+    table = hits._repr_html_()
+    assert table.count("<tr>") == 11 and len(table) < 20_000  # abstracts cut short
+    df = hits.to_pandas()
+    assert list(df.columns[:4]) == ["rank", "score", "id", "title"] and len(df) == 10 and df["abstract"].str.len().min() > 1000
+    assert Paper("t-abc", "x", "y").link is None
+
+
+def test_hit_json_keeps_the_abstract() -> None:
+    d = Hit(Paper("a", "T", "the abstract"), 0.5, 1).to_dict()
+    assert d["abstract"] == "the abstract" and d["score"] == 0.5
+
+
+def test_topic_map_frames_and_repr(tm) -> None:  # noqa: ANN001
+    assert len(repr(tm)) < 2048 and f"{len(tm)} papers" in repr(tm)
+    df = tm.to_pandas()
+    assert list(df.columns) == ["id", "title", "x", "y", "theme", "theme_label", "topic", "topic_label", "margin",
+                                "low_confidence"]
+    assert len(df) == len(tm) and df["low_confidence"].sum() == tm.low_confidence
+    topics = tm.topics_to_pandas()
+    assert set(topics["level"]) == {"theme", "topic"} and len(topics) == len(tm.topics)
+    assert (topics["examples"].str.count(r" \| ") <= 2).all()
+    first = next(t for t in tm.topics if t.level == 1)
+    members = tm.members(first)
+    assert list(members) == tm.members(1, first.id) and len(members) == first.size
+    assert set(members.to_pandas()["topic"]) == {first.id}
+    page = tm._repr_html_()
+    assert "<iframe srcdoc=" in page and "<script" not in page.split("srcdoc=")[1][:200]  # the page is escaped
+    view = tm.view(first)._repr_html_()
+    assert "<iframe" in view and len(view) < len(page)
+
+
+def test_explorer_repr_and_frame(store: Path) -> None:
+    with Explorer(store) as ex:
+        assert "432 papers" in repr(ex) and "saved map" in ex._repr_html_()
+        df = ex.to_pandas(abstracts=False)
+        assert len(df) == 432 and "abstract" not in df.columns and {"id", "title", "date"} <= set(df.columns)
+
+
+def test_acronyms_and_labels_read_as_phrases() -> None:
+    assert long_form("LoRA", "we use Low-Rank Adaptation") == "Low-Rank Adaptation"
+    assert long_form("μP", "the Maximal Update Parametrization") == "Maximal Update Parametrization"
+    assert long_form("PDE", "some words here") is None
+    texts = [f"Paper {i}. We study Low-Rank Adaptation (LoRA) of models. LoRA, again." for i in range(4)]
+    texts += [f"Paper {i}. Score-based diffusion models sample images; diffusion models denoise." for i in range(4)]
+    texts += [f"Paper {i}. Maximal Update Parametrization (μP) transfers hyperparameters; muP width." for i in range(4)]
+    named = label_topics(texts, np.repeat([0, 1, 2], 4), labeller=Labeller(texts))
+    assert named[0][0] == "Low-rank adaptation (LoRA)"
+    assert named[1][0] == "Diffusion models"
+    assert named[2][0] == "Maximal update parametrization (μP)"
+    a = Acronyms()
+    a.add(["the Hyperparameter (HP) of it"])
+    assert a.expand("hp") == "Hyperparameter"  # one word: found, but too short to be a label's long form
+
+
+def test_themes_merge_by_ward_on_topics_with_their_sizes() -> None:
+    # Two big topics close together and two small ones far apart: plain Ward on centroids would
+    # pair the big ones first; counting papers, the small far pair is cheaper to merge.
+    centroids = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [12.0, 0.0]])
+    sizes = np.array([100, 100, 1, 1])
+    parents = merge_topics(centroids, sizes, 3)
+    assert parents[2] == parents[3] and parents[0] != parents[1]
+    assert len(set(merge_topics(centroids, sizes, 1))) == 1
+
+
+def test_show_prints_the_whole_paper(store: Path) -> None:
+    with Explorer(store) as ex:
+        p = next(ex.papers())
+    r = CliRunner().invoke(main, ["show", p.id, "--store", str(store)])
+    assert r.exit_code == 0 and p.title in r.output and f"id: {p.id}" in r.output
+    assert " ".join(p.abstract.split()[:5]) in " ".join(r.output.split())
+    r = CliRunner().invoke(main, ["show", p.id, "--store", str(store), "--json"])
+    assert json.loads(r.output) == p.to_dict()
+    r = CliRunner().invoke(main, ["show", "no such paper at all", "--store", str(store)])
+    assert r.exit_code != 0 and "no paper" in r.output
+
+
+def test_related_json_keeps_abstracts(store: Path) -> None:
+    with Explorer(store) as ex:
+        p = next(ex.papers())
+    r = CliRunner().invoke(main, ["related", p.id, "--store", str(store), "--json", "-k", "3"])
+    assert r.exit_code == 0, r.output
+    assert all(h["abstract"] for h in json.loads(r.output))
+
+
+def test_map_open_opens_the_page(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
+    r = CliRunner().invoke(main, ["map", "--store", str(store), "--out", str(tmp_path), "--open"])
+    assert r.exit_code == 0, r.output
+    assert opened == [(tmp_path / "map.html").resolve().as_uri()]
