@@ -85,7 +85,7 @@ def test_acronyms_and_labels_read_as_phrases() -> None:
     assert long_form("PDE", "some words here") is None
     texts = [f"Paper {i}. We study Low-Rank Adaptation (LoRA) of models. LoRA, again." for i in range(4)]
     texts += [f"Paper {i}. Score-based diffusion models sample images; diffusion models denoise." for i in range(4)]
-    texts += [f"Paper {i}. Maximal Update Parametrization (μP) transfers hyperparameters; muP width." for i in range(4)]
+    texts += [f"Paper {i}. Maximal Update Parametrization (μP) transfers hyperparameters. muP, again." for i in range(4)]
     named = label_topics(texts, np.repeat([0, 1, 2], 4), labeller=Labeller(texts))
     assert named[0][0] == "Low-rank adaptation (LoRA)"
     assert named[1][0] == "Diffusion models"

@@ -79,6 +79,10 @@ class Acronyms:
         best = by_fold.most_common(1)[0][0]
         return max((c, f) for f, c in forms.items() if " ".join(fold(w) for w in f.split()) == best)[1]
 
+    def long_form_words(self) -> frozenset[str]:
+        """Folded words of every long form: capitalised there for the acronym, not because they are names."""
+        return frozenset(w for forms in self._long.values() for f in forms for w in fold(f).replace("-", " ").split())
+
     def short_of(self, phrase: str) -> str | None:
         """The short form written after a folded long form (``low-rank adaptation`` -> ``LoRA``), if any."""
         forms = self._short.get(phrase)

@@ -97,7 +97,8 @@ class Labeller:
         self.forms.add(texts)
         self.acronyms = Acronyms()
         self.acronyms.add(texts)
-        self._caps = _capitalised_words(texts)
+        # "Low-Rank Adaptation (LoRA)" capitalises for the acronym: those words are not names.
+        self._caps = _capitalised_words(texts) - self.acronyms.long_form_words()
         self._lower = [fold(t) for t in texts]
 
     def show(self, term: str) -> str:
@@ -163,7 +164,8 @@ class Labeller:
             # Hyphenated words case each part: "Parameter-Efficient" -> "parameter-efficient", "u-μP" stays.
             parts = [p if (p and (is_short_form(p) or fold(p) in self._caps)) else p.lower() for p in word.split("-")]
             w = "-".join(parts)
-            out.append(w[:1].upper() + w[1:] if i == 0 else w)
+            # The first word is capitalised unless written as an acronym: "μP width", not "ΜP width".
+            out.append(w[:1].upper() + w[1:] if i == 0 and not is_short_form(word.split("-")[0]) else w)
         return " ".join(out)
 
 
