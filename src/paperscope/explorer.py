@@ -332,14 +332,15 @@ class Explorer:
 
     # ---- the topic map ------------------------------------------------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
-                  render: bool = True, related_k: int = 5) -> TopicMap:
+                  render: bool = True, related_k: int = 5, progress: bool | None = None) -> TopicMap:
         """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
 
         An up-to-date saved map (same generation, same parameters) is returned as it is. After a
         re-index, papers already on the map keep their place and topic (see
         :func:`paperscope.map.compute_map`); ``refit=True`` starts afresh. With ``render`` the
         PNG, the HTML page and topics.json are written to ``out`` (default: ``STORE/map``);
-        their paths are in ``result.stats["outputs"]``.
+        their paths are in ``result.stats["outputs"]``. ``progress`` shows a bar over the steps
+        (default: in a notebook only; tqdm.auto).
         """
         from paperscope.map import MapParams, compute_map, from_record, to_record
 
@@ -350,8 +351,21 @@ class Explorer:
         fresh = not (previous is not None and previous.generation == self.generation.name
                      and previous.params == params)
         if fresh:
+            from paperscope.map.topicmap import STEPS
+            from paperscope.progress import in_notebook
+
+            bar = None
+            if progress or (progress is None and in_notebook()):
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(STEPS) + int(render), desc="topic map", unit="step")
+            def step(name: str) -> None:
+                if bar is not None:
+                    bar.set_postfix_str(name)
+                    bar.update(0 if name == STEPS[0] else 1)
             ids, titles, texts, hashes, vectors = self.map_inputs()
-            tm = compute_map(ids, titles, texts, hashes, vectors, self.generation.name, params, previous)
+            tm = compute_map(ids, titles, texts, hashes, vectors, self.generation.name, params, previous, step=step)
+            step("render")
             tm.stats["fingerprint"] = self.fingerprint
         else:
             assert previous is not None
@@ -363,6 +377,9 @@ class Explorer:
         if fresh:
             with self.store.writer():
                 self.store.write_map(*to_record(tm))
+            if bar is not None:
+                bar.update(bar.total - bar.n)
+                bar.close()
         if outputs is not None:
             tm.stats["outputs"] = outputs
         return tm

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +18,8 @@ import numpy as np
 from paperscope.map import cluster, features, frames, labels, project
 from paperscope.map.frames import MapView, Members
 
-LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
+LEVELS = ("theme", "topic")
+STEPS = ("features", "clustering space", "layout", "labels")  # what compute_map reports to ``step``  # level 0: coarse themes, level 1: fine topics
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ class TopicMap:
 
 def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str], hashes: Sequence[str],
                 vectors: np.ndarray, generation: str, params: MapParams,
-                previous: TopicMap | None = None) -> TopicMap:
+                previous: TopicMap | None = None, step: Callable[[str], None] | None = None) -> TopicMap:
     """Project, cluster and label the papers; keep the previous map's layout and topic ids where possible.
 
     With a previous map made with the same parameters whose fitted papers are all still
@@ -159,8 +160,10 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     (deterministic), and only new papers are placed (``transform``) and assigned to the
     existing topics: old papers keep their coordinates and topics exactly. Otherwise the
     map is fitted afresh, aligned to the previous layout (Procrustes) and topic ids are
-    carried over where a new topic mostly holds an old topic's papers.
+    carried over where a new topic mostly holds an old topic's papers. ``step(name)`` is called as
+    each of the STEPS begins (for a progress bar).
     """
+    step = step or (lambda name: None)
     t0 = time.perf_counter()
     n = len(ids)
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -181,8 +184,10 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
                        dtype=np.int64)
 
     texts_arr = list(texts)
+    step("features")
     lexical = features.lexical_features([texts_arr[i] for i in base_idx], texts_arr, params.lexical_dims, params.seed)
     joint = features.joint_features(vectors, lexical, params.lexical_weight)
+    step("clustering space")
     space_base, space_new = project.fit_transform(
         joint[base_idx], joint[new_idx], n_components=min(params.cluster_dims, max(2, len(base_idx) - 2)),
         n_neighbors=params.n_neighbors, min_dist=0.0, seed=params.seed)
@@ -190,6 +195,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     # the mean of their nearest old papers), so the picture changes no more than it must.
     warm = previous is not None and not reuse
     xy_init = _warm_layout(joint, base_idx, ids, previous, prev_row) if warm else None
+    step("layout")
     xy_base, xy_new = project.fit_transform(
         joint[base_idx], joint[new_idx], n_components=2, n_neighbors=params.n_neighbors,
         min_dist=params.min_dist, seed=params.seed, init=xy_init)
@@ -238,6 +244,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
                 coords = _align(coords, np.array([i for i, _ in common]), previous.coords[[j for _, j in common]])
         parent_of = {int(f): int(c) for f, c in zip(fine, coarse)}
 
+    step("labels")
     topics = _label(texts_arr, [coarse, fine], parent_of)
     stats = {"seconds": round(time.perf_counter() - t0, 3), "papers": n, "fitted_on": int(is_base.sum()),
              "placed": int(len(new_idx)), "reused_fit": bool(reuse),
