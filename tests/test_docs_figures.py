@@ -14,7 +14,7 @@ from paperscope.map import MapParams
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _summary(tm) -> dict:  # noqa: ANN001 - the same shape as docs/make_figures.py's map_summary
+def _summary(tm) -> dict:
     return {"seed": tm.params.seed, "params_key": tm.params.key, "papers": len(tm), "low_confidence": tm.low_confidence,
             "topics": sorted(([t.level, t.label, t.size] for t in tm.topics), key=lambda r: (r[0], -r[2], r[1]))}
 

@@ -29,7 +29,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tm(store: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a TopicMap
+def tm(store: Path, tmp_path_factory: pytest.TempPathFactory):
     with Explorer(store) as ex:
         return ex.topic_map(tmp_path_factory.mktemp("map"))
 
@@ -53,7 +53,7 @@ def test_hit_json_keeps_the_abstract() -> None:
     assert d["abstract"] == "the abstract" and d["score"] == 0.5
 
 
-def test_topic_map_frames_and_repr(tm) -> None:  # noqa: ANN001
+def test_topic_map_frames_and_repr(tm) -> None:
     assert len(repr(tm)) < 2048 and f"{len(tm)} papers" in repr(tm)
     df = tm.to_pandas()
     assert list(df.columns) == ["id", "title", "x", "y", "theme", "theme_label", "topic", "topic_label", "margin",

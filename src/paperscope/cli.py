@@ -195,7 +195,8 @@ def show(paper: str, store: Path | None, as_json: bool) -> None:
     click.echo(p.title)
     click.echo(f"id: {p.id}")
     if p.authors:
-        more = f" (+{p.authors_count - len(p.authors)} more)" if p.authors_count and p.authors_count > len(p.authors) else ""
+        extra = (p.authors_count or 0) - len(p.authors)
+        more = f" (+{extra} more)" if extra > 0 else ""
         click.echo("authors: " + ", ".join(p.authors) + more)
     for name, value in (("date", p.date), ("organisation", p.organisation), ("upvotes", p.upvotes),
                         ("categories", ", ".join(p.categories)), ("sources", ", ".join(p.sources)),

@@ -18,8 +18,8 @@ import numpy as np
 from paperscope.map import cluster, features, frames, labels, project
 from paperscope.map.frames import MapView, Members
 
-LEVELS = ("theme", "topic")
-STEPS = ("features", "clustering space", "layout", "labels")  # what compute_map reports to ``step``  # level 0: coarse themes, level 1: fine topics
+LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
+STEPS = ("features", "clustering space", "layout", "labels")  # what compute_map reports to ``step``
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def write_png(tm: TopicMap, path: Path, *, title: str | None = None, dpi: int = 
 
     from paperscope.map import cluster
 
-    coarse, fine = tm.levels
+    coarse = tm.levels[0]
     level = level_labels[0]
     ids = tm.levels[level]
     parent = {t.id: (t.parent if t.level == 1 else t.id) for t in tm.topics if t.level == level}
