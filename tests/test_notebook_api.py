@@ -133,3 +133,27 @@ def test_map_open_opens_the_page(store: Path, tmp_path: Path, monkeypatch: pytes
     r = CliRunner().invoke(main, ["map", "--store", str(store), "--out", str(tmp_path), "--open"])
     assert r.exit_code == 0, r.output
     assert opened == [(tmp_path / "map.html").resolve().as_uri()]
+
+
+def test_picture_frame_ignores_outliers_and_labels_sit_off_the_points() -> None:
+    from paperscope.render.png import draw_map
+
+    rng = np.random.default_rng(0)
+    coords = np.vstack([rng.normal(size=(300, 2)), [[60.0, 0.0]] * 3])  # three far outliers
+    topic = (coords[:, 0] > 0).astype(int)
+    fig = draw_map(coords, topic, topic, {0: "Left topic", 1: "Right topic"}, {0: 0, 1: 1},
+                   muted=np.arange(len(coords)) % 10 == 0, title="303 papers", subtitle="test")
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] < 10  # the outliers do not stretch the frame
+    texts = {t.get_text(): t for t in ax.texts if t.get_text()}  # leader lines are empty annotations
+    assert set(texts) == {"Left topic", "Right topic"}
+    assert any("outside the frame" in t.get_text() for t in fig.texts)
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(coords[:300])
+    for t in texts.values():
+        box = t.get_window_extent(renderer)
+        inside = ((pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) & (pts[:, 1] > box.y0) & (pts[:, 1] < box.y1)).sum()
+        assert inside <= 3  # placed off the points (a few may remain when no free spot is near)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
