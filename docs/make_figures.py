@@ -45,6 +45,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _is_progress(output: dict) -> bool:
+    """A progress bar's frames or tqdm's "no ipywidgets" warning: timings of one run, not content."""
+    text = output.get("text", "") if output.get("output_type") == "stream" else ""
+    return bool(text) and ("%|" in text or "TqdmWarning" in text or "IProgress" in text or not text.strip())
+
+
+def scrub(nb_path: Path, home: Path) -> None:
+    """Drop progress-bar output and replace the store's path with $PAPERSCOPE_HOME in the stored outputs."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not _is_progress(o)]
+    text = nbformat.writes(nb)
+    for path in (str(home), str(home.parent)):
+        text = text.replace(path, "$PAPERSCOPE_HOME")
+    nb_path.write_text(text, encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=None)
@@ -66,10 +86,7 @@ def main() -> None:
     subprocess.run([sys.executable, str(make)], check=True, env=env)
     subprocess.run([sys.executable, str(make), "--execute"], check=True, env=env)
     nb = ROOT / "notebooks" / "topic_map.ipynb"
-    text = nb.read_text(encoding="utf-8")
-    for path in (str(home), str(home.parent)):
-        text = text.replace(path, "$PAPERSCOPE_HOME")
-    nb.write_text(text, encoding="utf-8")
+    scrub(nb, home)
     print(f"{nb.relative_to(ROOT)}: executed against a fresh store, paths replaced")
 
 
