@@ -189,6 +189,9 @@ def label_topics(texts: Sequence[str], labels: np.ndarray, *, n: int = 8,
             if best is None:
                 break
             key, text = best
+            # A second phrase must say something: a phrase or an acronym, not one plain word ("and Sampling").
+            if parts and " " not in key and not is_short_form(lab.show(key)):
+                break
             parts.append(text)
             used |= set(key.split())
             top = rest[0][1] if rest else 0.0
@@ -260,4 +263,23 @@ def unique(named: dict[int, tuple[str, list[str]]], texts: Sequence[str], labels
             words = out[topic][1]
             extra = next((w for w in words if fold(w) not in fold(label) and fold(w) not in GENERIC), None)
             out[topic] = (f"{label}: {extra}" if extra else f"{label} ({topic})", words)
+    return out
+
+
+def adopt_child_labels(themes: dict[int, tuple[str, list[str]]], topics: dict[int, tuple[str, list[str]]],
+                       parent_of: dict[int, int], sizes: dict[int, int]) -> dict[int, tuple[str, list[str]]]:
+    """A theme named by one word that its largest topic's label begins with takes that label.
+
+    "Diffusion" over a theme whose largest topic is "Diffusion models (DMs)" becomes the latter: the
+    theme-level terms are broader, so their best phrase is often a word the topic level completes.
+    """
+    out = dict(themes)
+    for theme, (label, words) in themes.items():
+        children = [t for t, p in parent_of.items() if p == theme and t in topics]
+        if not children or " " in label:
+            continue
+        largest = max(children, key=lambda t: (sizes.get(t, 0), -t))
+        child_label = topics[largest][0]
+        if fold(child_label).startswith(fold(label) + " ") and child_label != label:
+            out[theme] = (child_label, words)
     return out

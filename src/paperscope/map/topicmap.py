@@ -330,15 +330,19 @@ def _align(coords: np.ndarray, idx: np.ndarray, target: np.ndarray) -> np.ndarra
 
 
 def _label(texts: list[str], levels: list[np.ndarray], parent_of: dict[int, int]) -> list[Topic]:
-    topics: list[Topic] = []
     labeller = labels.Labeller(texts)  # corpus-wide written forms and acronyms, shared by both levels
+    named: list[dict[int, tuple[str, list[str]]]] = []
     for level, assigned in enumerate(levels):
         # A theme spans several topics: two phrases name it better than one.
-        named = labels.label_topics(texts, assigned, n=8, labeller=labeller, phrases=2 if level == 0 else 1)
-        named = labels.unique(named, texts, assigned, labeller)
+        found = labels.label_topics(texts, assigned, n=8, labeller=labeller, phrases=2 if level == 0 else 1)
+        named.append(labels.unique(found, texts, assigned, labeller))
+    fine_sizes = {int(k): int(v) for k, v in zip(*np.unique(levels[1], return_counts=True))}
+    named[0] = labels.adopt_child_labels(named[0], named[1], parent_of, fine_sizes)
+    topics: list[Topic] = []
+    for level, assigned in enumerate(levels):
         sizes = np.bincount(assigned - assigned.min()) if len(assigned) else []
-        for tid in sorted(named):
-            label, words = named[tid]
+        for tid in sorted(named[level]):
+            label, words = named[level][tid]
             topics.append(Topic(id=tid, level=level, label=label, keywords=words,
                                 size=int(sizes[tid - assigned.min()]),
                                 parent=parent_of.get(tid) if level == 1 else None))
