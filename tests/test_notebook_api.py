@@ -157,3 +157,14 @@ def test_picture_frame_ignores_outliers_and_labels_sit_off_the_points() -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_a_one_word_theme_takes_the_label_its_largest_topic_completes() -> None:
+    from paperscope.map.labels import adopt_child_labels
+
+    themes = {0: ("Diffusion", ["diffusion"]), 1: ("Hyperparameter", ["hyperparameter"])}
+    topics = {10: ("Diffusion models (DMs)", []), 11: ("Category", []), 12: ("Scaling laws", []),
+              13: ("Hyperparameter optimization (HPO)", [])}
+    out = adopt_child_labels(themes, topics, {10: 0, 11: 0, 12: 1, 13: 1}, {10: 27, 11: 12, 12: 22, 13: 13})
+    assert out[0][0] == "Diffusion models (DMs)"
+    assert out[1][0] == "Hyperparameter"  # its largest topic is "Scaling laws": no completion
