@@ -38,7 +38,10 @@ def build(paths: Iterable[str | Path] | None = None, store: str | Path | None = 
     """
     from paperscope.explorer import Explorer
     from paperscope.pipeline import build as _build
+    from paperscope.progress import auto_progress, in_notebook
 
+    if "progress" not in options and in_notebook():  # a bar in Jupyter, as the CLI shows one in a terminal
+        options["progress"] = auto_progress()
     _build(paths, store, **options)
     return Explorer(store, embedder=options.get("embedder"))
 

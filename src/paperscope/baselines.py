@@ -17,15 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from paperscope.evaluate import MAP_DEPTH, Labels, evaluate, is_held_out, query_metrics, resolve
+from paperscope.evaluate import MAP_DEPTH, Explorer, Labels, evaluate, is_held_out, query_metrics, resolve
 from paperscope.rank import MODES
-
-if TYPE_CHECKING:
-    from paperscope.explorer import Explorer
 
 BOOTSTRAP = 1000
 SEED = 0

@@ -235,6 +235,36 @@ def _index_line(ix: dict[str, Any]) -> str:
     return f"{kind} ({'; '.join(details)})"
 
 
+@main.command(**example("paperscope show 2203.03466"))
+@click.argument("paper")
+@store_option
+@json_option
+def show(paper: str, store: Path | None, as_json: bool, as_jsonl: bool) -> None:
+    """Print one paper in full: PAPER is an id or an exact title."""
+    import textwrap
+
+    from paperscope.explorer import Explorer
+
+    with Explorer(store) as ex:
+        p = ex.paper(paper)
+    if _emit(p.to_dict(), as_json, as_jsonl):
+        return
+    width = min(100, shutil.get_terminal_size((100, 20)).columns)
+    click.echo(shown(p.title))
+    click.echo(f"id: {shown(p.id)}")
+    if p.authors:
+        extra = (p.authors_count or 0) - len(p.authors)
+        more = f" (+{extra} more)" if extra > 0 else ""
+        click.echo(shown("authors: " + ", ".join(p.authors) + more))
+    for name, value in (("date", p.date), ("organisation", p.organisation), ("upvotes", p.upvotes),
+                        ("categories", ", ".join(p.categories)), ("sources", ", ".join(p.sources)),
+                        ("link", p.link)):
+        if value not in (None, ""):
+            click.echo(f"{name}: {shown(value)}")
+    click.echo("")
+    click.echo(shown_lines(textwrap.fill(p.abstract, width=width)) if p.abstract else "(no abstract)")
+
+
 @main.command(**example("paperscope related 2106.09685 -k 5"))
 @click.argument("paper")
 @store_option
@@ -418,9 +448,11 @@ def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
 @click.option("--wait", "lock_wait", type=click.FloatRange(0, 86_400), default=0, show_default=True,
               callback=_finite,
               help="Seconds to wait for a running index to finish before refusing (checked before any work).")
+@click.option("--open", "open_page", is_flag=True, help="Open map.html in the web browser afterwards.")
 @json_option
 def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
-                coarse_topics: int | None, seed: int, lock_wait: float, as_json: bool, as_jsonl: bool) -> None:
+                coarse_topics: int | None, seed: int, lock_wait: float, open_page: bool, as_json: bool,
+                as_jsonl: bool) -> None:
     """Draw the topic map: map.png, a self-contained map.html and topics.json."""
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
@@ -433,6 +465,8 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
         return
     if as_json:
         click.echo(dumps({"stats": tm.stats, "topics": [t.to_dict() for t in tm.topics]}, indent=2))
+        if open_page:
+            _open_page(Path(tm.stats["outputs"]["html"]))
         return
     s = tm.stats
     how = ("kept from the saved map, up to date" if s.get("cached")
@@ -443,6 +477,17 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
         click.echo(f"  topic {t.id:>3}  {t.size:>5}  {shown(t.label)}")
     for kind, path in s["outputs"].items():
         click.echo(f"{kind:>7}: {shown(path)}")
+    if open_page:
+        _open_page(Path(s["outputs"]["html"]))
+
+
+def _open_page(path: Path) -> None:
+    """Open the page in the user's browser (webbrowser: the system's default, or $BROWSER)."""
+    import webbrowser
+
+    url = path.resolve().as_uri()
+    if not webbrowser.open(url):
+        click.echo(f"paperscope: no browser could be started; open {url}", err=True)
 
 
 @main.command(**example("paperscope serve --store ~/papers --open"))

@@ -25,6 +25,7 @@ from paperscope.paper import Hit, Hits, Paper
 from paperscope.rank import HYBRID_WEIGHT, MODES, SEARCH_WEIGHT, Query, Ranked, Ranker, check_min_score, check_mode
 from paperscope.store import Generation, Store
 from paperscope.table import PaperTable
+from paperscope.text import paper_text
 from paperscope.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -293,7 +294,8 @@ class Explorer:
 
     # ---- the topic map (orchestrated in paperscope.map.maker) ----------------------------
     def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
-                  render: bool = True, related_k: int = 5, lock_wait: float = 0.0) -> TopicMap:
+                  render: bool = True, related_k: int = 5, lock_wait: float = 0.0,
+                  progress: bool | None = None) -> TopicMap:
         """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
 
         An up-to-date saved map (same generation, same parameters) is returned as it is. After a
@@ -302,16 +304,31 @@ class Explorer:
         PNG, the HTML page and topics.json are written to ``out`` (default: ``STORE/map``);
         their paths are in ``result.stats["outputs"]``. A map that must be saved takes the store's
         writer lock first, waiting up to ``lock_wait`` seconds for a running index; outputs are
-        renamed into place only after the map state is saved.
+        renamed into place only after the map state is saved. ``progress`` shows a bar over the
+        steps (default: in a notebook only; tqdm.auto).
         """
         from paperscope.map.maker import make_map
         from paperscope.render import write_outputs
 
         return make_map(self, out, params=params, refit=refit, writer=write_outputs if render else None,
-                        related_k=related_k, lock_wait=lock_wait)
+                        related_k=related_k, lock_wait=lock_wait, progress=progress)
+
+    def map_inputs(self) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
+        """What :func:`paperscope.map.compute_map` takes, in store order: ids, titles, texts, content hashes, vectors.
+
+        Public so benchmarks and notebooks can fit maps with other parameters without a store write.
+        """
+        ids, titles, texts, hashes = [], [], [], []
+        for pid, title, abstract, chash in self.table.columns("id", "title", "abstract", "content_hash"):
+            ids.append(pid)
+            titles.append(title)
+            texts.append(paper_text(title, abstract))
+            hashes.append(chash)
+        return ids, titles, texts, hashes, np.asarray(self.index.vectors)
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""
+        import paperscope.render.html  # noqa: F401 - registers the page a map shows inline in a notebook
         from paperscope.map.maker import saved_map
 
         return saved_map(self.store)
@@ -320,6 +337,32 @@ class Explorer:
     def info(self) -> dict[str, Any]:
         """The manifest of the open generation (counts, model, last build's stats)."""
         return {"store": str(self.store.path), **self.generation.manifest}
+
+    def to_pandas(self, *, abstracts: bool = True) -> Any:
+        """Every paper as a DataFrame row (store order): the fields of :class:`Paper` (pandas needed)."""
+        from paperscope.frames import pandas
+
+        rows = [p.to_dict() for p in self.papers()]
+        if not abstracts:
+            for r in rows:
+                r.pop("abstract")
+        return pandas().DataFrame(rows)
+
+    def __repr__(self) -> str:
+        model = self.generation.manifest.get("model", {})
+        return (f"Explorer({str(self.store.path)!r}: {len(self)} papers, generation {self.generation.name}, "
+                f"model {model.get('name', '?')} {self.dimension}-d)")
+
+    def _repr_html_(self) -> str:
+        """What the store holds, for Jupyter: papers, generation, model, index, whether a map is saved."""
+        from paperscope.frames import esc, table
+
+        m = self.generation.manifest
+        saved = self.store.read_map() is not None
+        rows = [("store", str(self.store.path)), ("papers", len(self)), ("generation", self.generation.name),
+                ("model", f"{m.get('model', {}).get('name', '?')} ({self.dimension}-d)"),
+                ("index", (m.get("index") or {}).get("type", "flat")), ("saved map", "yes" if saved else "no")]
+        return f"<b>{esc('paperscope Explorer')}</b>" + table(("", ""), rows)
 
     def close(self) -> None:
         self.table.close()

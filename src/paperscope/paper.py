@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from paperscope.frames import esc, pandas, short, table
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,27 @@ class Paper:
             "sources": list(self.sources),
         }
 
+    @property
+    def link(self) -> str | None:
+        """The arXiv abstract page when the id is an arXiv id (``2203.03466``), else None."""
+        return arxiv_link(self.id)
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print the whole abstract: a list of papers became kilobytes.
+        date = f", {self.date}" if self.date else ""
+        return f"Paper({self.id!r}, {short(self.title, 70)!r}{date})"
+
+    def _repr_html_(self) -> str:
+        """Title, id (linked on arXiv), authors, date, sources and the abstract, for Jupyter."""
+        link = self.link
+        pid = f"<a href='{esc(link)}' target='_blank' rel='noopener'>{esc(self.id)}</a>" if link else esc(self.id)
+        authors = ", ".join(self.authors[:8]) + (" et al." if len(self.authors) > 8 else "")
+        meta = " · ".join(x for x in (authors, self.date or "", self.organisation or "") if x)
+        cats = f"<br><small>categories: {esc(', '.join(self.categories))}</small>" if self.categories else ""
+        src = f"<br><small>sources: {esc(', '.join(self.sources))}</small>" if self.sources else ""
+        return (f"<div><b>{esc(self.title)}</b><br><small>{pid}{' · ' + esc(meta) if meta else ''}</small>"
+                f"{cats}{src}<p style='max-width:60em'>{esc(self.abstract)}</p></div>")
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -60,10 +84,9 @@ class Hit:
     terms: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """Flat JSON shape used by ``--json``: id, title, score, rank, dense, lexical, then the metadata
+        """Flat JSON shape used by ``--json``: id, title, score, rank, dense, lexical, then every paper field
         (and ``why``)."""
         d = self.paper.to_dict()
-        d.pop("abstract")
         out = {"id": self.paper.id, "title": self.paper.title, "score": round(self.score, 6),
                "rank": self.rank, "dense": None if self.dense is None else round(self.dense, 6),
                "lexical": None if self.lexical is None else round(self.lexical, 6),
@@ -75,8 +98,46 @@ class Hit:
 
 
 class Hits(list[Hit]):
-    """The hits of one query, best first: a plain list, plus ``note`` saying why it is empty or short."""
+    """The hits of one query, best first: a plain list, plus ``note`` saying why it is empty or short.
+
+    In Jupyter it shows as a compact table (abstracts cut short); ``to_pandas()`` gives a DataFrame.
+    """
 
     def __init__(self, hits: list[Hit] = (), note: str | None = None):
         super().__init__(hits)
         self.note = note
+
+    def __repr__(self) -> str:
+        lines = [f"Hits({len(self)}" + (f", note={self.note!r}" if self.note else "") + ")"]
+        lines += [f"  {h.rank:>2}. {h.score:.3f}  {h.paper.id}  {short(h.paper.title, 80)}" for h in self[:20]]
+        if len(self) > 20:
+            lines.append(f"  … {len(self) - 20} more")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = [(h.rank, f"{h.score:.3f}", h.paper.id, h.paper.title, h.paper.date or "",
+                 short(h.paper.abstract, 160)) for h in self]
+        note = f"{len(self)} hits" + (f" ({self.note})" if self.note else "")
+        return table(("#", "score", "id", "title", "date", "abstract"), rows, caption=note)
+
+    def to_pandas(self) -> Any:
+        """One row per hit: rank, score, the why-fields when present, then every paper field."""
+        pd = pandas()
+        rows = []
+        for h in self:
+            row: dict[str, object] = {"rank": h.rank, "score": h.score}
+            if h.terms is not None:
+                row.update(dense=h.dense, lexical=h.lexical, shared_terms=list(h.terms))
+            row.update(h.paper.to_dict())
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def arxiv_link(paper_id: str) -> str | None:
+    """``https://arxiv.org/abs/ID`` for a new-style (``2203.03466``, ``2203.03466v2``) or old-style arXiv id."""
+    import re
+
+    pid = paper_id.removeprefix("arXiv:").removeprefix("arxiv:")
+    if re.fullmatch(r"\d{4}\.\d{4,5}(v\d+)?|[a-z\-]+(\.[A-Z]{2})?/\d{7}(v\d+)?", pid):
+        return f"https://arxiv.org/abs/{pid}"
+    return None

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from paperscope.errors import PaperscopeError, StoreError
-from paperscope.map.topicmap import MapParams, TopicMap, compute_map, fit_sample, from_record, to_record
+from paperscope.map.topicmap import STEPS, MapParams, TopicMap, compute_map, fit_sample, from_record, to_record
 from paperscope.store import Generation, Store
 
 # The page holds at most this many papers (a fixed sample): a browser draws 50k points
@@ -48,6 +48,8 @@ class MapSource(Protocol):
 
     def paper(self, paper_id: str) -> Any: ...
 
+    def map_inputs(self) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]: ...
+
 
 def saved_map(store: Store) -> TopicMap | None:
     """The last map saved in the store (possibly of an older generation), or None."""
@@ -62,13 +64,14 @@ def saved_map(store: Store) -> TopicMap | None:
 
 def make_map(src: MapSource, out: str | Path | None = None, *, params: MapParams | None = None,
              refit: bool = False, writer: Writer | None = None, related_k: int = 5,
-             lock_wait: float = 0.0) -> TopicMap:
+             lock_wait: float = 0.0, progress: bool | None = None) -> TopicMap:
     """See :meth:`paperscope.explorer.Explorer.topic_map`; ``writer=None`` renders nothing.
 
     A map that must be saved takes the store's writer lock first (waiting up to ``lock_wait``
     seconds for a running index), so a busy store is refused before any work is done. The
     outputs are rendered into a temporary folder beside their final place and renamed into
     place after the map state is saved: an interrupted run leaves the previous files whole.
+    ``progress`` shows a bar over the steps (default: in a notebook only).
     """
     params = params or MapParams()
     out_dir = Path(out) if out is not None else src.store.map_dir
@@ -79,9 +82,29 @@ def make_map(src: MapSource, out: str | Path | None = None, *, params: MapParams
         return _render_save_publish(src, previous, out_dir, writer, related_k, save=False)
     with src.store.writer(wait=lock_wait):
         # Read again under the lock: another map may have been saved meanwhile.
-        tm = _compute(src, params, _usable(src, None if refit else saved_map(src.store)))
-        tm.stats["cached"] = False
-        return _render_save_publish(src, tm, out_dir, writer, related_k, save=True)
+        bar = _steps_bar(progress, render=writer is not None)
+        try:
+            tm = _compute(src, params, _usable(src, None if refit else saved_map(src.store)), bar)
+            tm.stats["cached"] = False
+            if bar is not None:
+                bar.set_postfix_str("render")
+                bar.update(1)
+            return _render_save_publish(src, tm, out_dir, writer, related_k, save=True)
+        finally:
+            if bar is not None:
+                bar.update(bar.total - bar.n)
+                bar.close()
+
+
+def _steps_bar(progress: bool | None, render: bool) -> Any:
+    """A tqdm.auto bar over compute_map's steps (and rendering), or None: by default only in a notebook."""
+    from paperscope.progress import in_notebook
+
+    if not (progress or (progress is None and in_notebook())):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(STEPS) + int(render), desc="topic map", unit="step")
 
 
 def _usable(src: MapSource, previous: TopicMap | None) -> TopicMap | None:
@@ -131,14 +154,13 @@ def _render_save_publish(src: MapSource, tm: TopicMap, out: Path, writer: Writer
     return tm
 
 
-def _compute(src: MapSource, params: MapParams, previous: TopicMap | None) -> TopicMap:
-    ids, titles, texts, hashes = [], [], [], []
-    for pid, title, abstract, chash in src.table.columns("id", "title", "abstract", "content_hash"):
-        ids.append(pid)
-        titles.append(title)
-        texts.append(f"{title}. {abstract}")
-        hashes.append(chash)
-    tm = compute_map(ids, titles, texts, hashes, np.asarray(src.index.vectors), src.generation.name, params,
-                     previous)
+def _compute(src: MapSource, params: MapParams, previous: TopicMap | None, bar: Any = None) -> TopicMap:
+    def step(name: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(name)
+            bar.update(0 if name == STEPS[0] else 1)
+
+    ids, titles, texts, hashes, vectors = src.map_inputs()
+    tm = compute_map(ids, titles, texts, hashes, vectors, src.generation.name, params, previous, step=step)
     tm.stats["fingerprint"] = src.fingerprint
     return tm

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from paperscope.map import LEVELS, TopicMap
+from paperscope.map.frames import register_page_maker
 from paperscope.paper import Paper
 from paperscope.render.png import PALETTE
 from paperscope.text import STOP_WORDS, paper_text, tokenize
@@ -196,3 +197,6 @@ def write_html(tm: TopicMap, path: Path, related: Related | None, *, title: str 
 
 # Public for the tests that check the page's escaping of </script> and friends.
 safe_json = _safe_json
+
+
+register_page_maker(page_html)  # lets a TopicMap shown in a notebook embed this page
