@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=432)
     args = ap.parse_args()
     lock = load_lock()
-    texts = [lock.text(p.title, p.abstract) for p in read_papers(expand([bundled_corpus()]))][:args.n]
+    texts = [lock.text(p.title, p.abstract) for p in read_papers(expand([bundled_corpus()]))][: args.n]
     out: dict[str, np.ndarray] = {}
     print(f"{len(texts)} bundled papers, torch CPU kernels\n")
     print("| dtype | cosine min | cosine mean | related top-10 overlap | seconds |")
@@ -39,7 +39,7 @@ def main() -> int:
         t0 = time.perf_counter()
         try:
             emb = FeederEmbedder(lock, Placement("cpu", dtype), workers=0, verify=dtype == "float32")
-            out[dtype] = np.concatenate(list(emb.embed_chunks([texts[i:i + 64] for i in range(0, len(texts), 64)])))
+            out[dtype] = np.concatenate(list(emb.embed_chunks([texts[i : i + 64] for i in range(0, len(texts), 64)])))
         except Exception as e:  # noqa: BLE001 - a dtype torch cannot run on this CPU is a finding, not a crash
             print(f"| {dtype} | failed: {type(e).__name__}: {str(e).splitlines()[0][:80]} | | | |")
             continue

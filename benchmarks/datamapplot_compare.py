@@ -37,8 +37,9 @@ def main() -> None:
     names = np.array([label[int(f)] for f in tm.levels[1]], dtype=object)
     names[tm.margin < 0.1] = "Unlabelled"
     t0 = time.perf_counter()
-    fig, _ = datamapplot.create_plot(tm.coords, names, title=f"{len(tm)} papers", sub_title="datamapplot 0.7.3",
-                                     figsize=(16, 9), dpi=120)
+    fig, _ = datamapplot.create_plot(
+        tm.coords, names, title=f"{len(tm)} papers", sub_title="datamapplot 0.7.3", figsize=(16, 9), dpi=120
+    )
     fig.savefig(args.out / "datamapplot.png", dpi=120)
     print(f"datamapplot: {args.out / 'datamapplot.png'} in {time.perf_counter() - t0:.1f}s")
 

@@ -82,8 +82,8 @@ def generate_texts(n: int, template: ModelLock, seed: int = 0) -> list[str]:
     draws = rng.choice(len(vocab), int(tl.sum() + al.sum()), p=freq / freq.sum())
     out, at = [], 0
     for t, a in zip(tl, al):
-        title = " ".join(vocab[draws[at:at + t]])
-        abstract = " ".join(vocab[draws[at + t:at + t + a]])
+        title = " ".join(vocab[draws[at : at + t]])
+        abstract = " ".join(vocab[draws[at + t : at + t + a]])
         at += t + a
         out.append(template.text(title[:1].upper() + title[1:], abstract))
     return out
@@ -102,10 +102,15 @@ def machine() -> dict[str, str]:
     import sentence_transformers
     import transformers
 
-    return {"cpu": f"{cpu} ({os.cpu_count()} logical cores)", "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "sentence-transformers": sentence_transformers.__version__,
-            "load average": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    return {
+        "cpu": f"{cpu} ({os.cpu_count()} logical cores)",
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence-transformers": sentence_transformers.__version__,
+        "load average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
 
 
 def gpu_peak_reset(device: str) -> None:
@@ -133,16 +138,33 @@ def timed(device: str, fn: Callable[[], Any]) -> tuple[Any, float, float | None]
     return out, seconds, gpu_peak_mib(device)
 
 
-def row(rows: list[dict[str, Any]], path: str, placement: Placement, n: int, seconds: float, peak: float | None,
-        note: str = "") -> None:
-    rows.append({"path": path, "device": placement.device, "dtype": placement.dtype, "n": n,
-                 "per_second": n / seconds if seconds > 0 else float("nan"), "seconds": seconds,
-                 "peak_gpu_mib": peak, "note": note})
+def row(
+    rows: list[dict[str, Any]],
+    path: str,
+    placement: Placement,
+    n: int,
+    seconds: float,
+    peak: float | None,
+    note: str = "",
+) -> None:
+    rows.append(
+        {
+            "path": path,
+            "device": placement.device,
+            "dtype": placement.dtype,
+            "n": n,
+            "per_second": n / seconds if seconds > 0 else float("nan"),
+            "seconds": seconds,
+            "peak_gpu_mib": peak,
+            "note": note,
+        }
+    )
     print(f"  {path}: {n / seconds:,.1f}/s ({seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
-def st_encode(root: Path, lock: ModelLock, placement: Placement, texts: list[str],
-              batch: int) -> tuple[np.ndarray, float, float | None]:
+def st_encode(
+    root: Path, lock: ModelLock, placement: Placement, texts: list[str], batch: int
+) -> tuple[np.ndarray, float, float | None]:
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -150,8 +172,12 @@ def st_encode(root: Path, lock: ModelLock, placement: Placement, texts: list[str
     model.max_seq_length = lock.max_seq_length
     model.to(getattr(torch, placement.dtype))  # also fp32 from an fp16 copy of the weights
     model.encode(texts[:64], batch_size=batch, normalize_embeddings=True)  # warm-up (CUDA kernels, allocator)
-    out, seconds, peak = timed(placement.device, lambda: model.encode(
-        texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False))
+    out, seconds, peak = timed(
+        placement.device,
+        lambda: model.encode(
+            texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        ),
+    )
     return out, seconds, peak
 
 
@@ -162,7 +188,7 @@ def paperscope_path(feeder: FeederEmbedder, texts: list[str], store_dir: Path, w
 
     def chunks() -> Iterator[list[str]]:
         for start in range(0, len(texts), CHUNK):
-            chunk = texts[start:start + CHUNK]
+            chunk = texts[start : start + CHUNK]
             hashes.append([hashlib.sha256(t.encode("utf-8")).hexdigest() for t in chunk])
             yield chunk
 
@@ -171,7 +197,7 @@ def paperscope_path(feeder: FeederEmbedder, texts: list[str], store_dir: Path, w
     made_by = (feeder.placement.device, feeder.placement.dtype)
     for i, vectors in enumerate(feeder.embed_chunks(chunks(), workers=workers)):
         staging.put(feeder.fingerprint, hashes[i], vectors, made_by=made_by)
-        out[at:at + len(vectors)] = vectors
+        out[at : at + len(vectors)] = vectors
         at += len(vectors)
     stored = sum(c for _, _, c in staging.made_by(feeder.fingerprint))
     staging.close()
@@ -194,8 +220,8 @@ def write_fp16_copy(root: Path, out: Path) -> None:
 def agreement(got: np.ndarray, want: np.ndarray) -> dict[str, float]:
     cos = np.sum(got * want, axis=1)
     k = min(10, len(want) - 1)
-    top_got = np.argsort(-(got @ got.T), axis=1)[:, 1:k + 1]
-    top_want = np.argsort(-(want @ want.T), axis=1)[:, 1:k + 1]
+    top_got = np.argsort(-(got @ got.T), axis=1)[:, 1 : k + 1]
+    top_want = np.argsort(-(want @ want.T), axis=1)[:, 1 : k + 1]
     overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_got, top_want)])
     return {"cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "top10_overlap": float(overlap)}
 
@@ -213,8 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ablate", action="store_true", help="also the feeder with workers=0 and one-chunk windows")
     ap.add_argument("--skip-cpu", action="store_true", help="no CPU-path row")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    ap.add_argument("--write-fp16-copy", type=Path, default=None, metavar="DIR",
-                    help="write the pinned model with fp16 weights (45 MB, for a GPU machine) to DIR and exit")
+    ap.add_argument(
+        "--write-fp16-copy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the pinned model with fp16 weights (45 MB, for a GPU machine) to DIR and exit",
+    )
     args = ap.parse_args(argv)
     if args.write_fp16_copy is not None:
         write_fp16_copy(model_dir(load_lock()), args.write_fp16_copy)
@@ -231,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     t0 = time.perf_counter()
     texts = generate_texts(args.n, lock, args.seed)
-    print(f"generated {len(texts):,} texts in {time.perf_counter() - t0:.1f}s; device {placement.device} "
-          f"{placement.dtype}, {workers} tokenizer workers", file=sys.stderr, flush=True)
+    print(
+        f"generated {len(texts):,} texts in {time.perf_counter() - t0:.1f}s; device {placement.device} "
+        f"{placement.dtype}, {workers} tokenizer workers",
+        file=sys.stderr,
+        flush=True,
+    )
     gpu = placement.device.startswith("cuda")
     rows: list[dict[str, Any]] = []
     vectors: dict[str, np.ndarray] = {}
-    st_texts = texts[:args.st_n or args.n]
+    st_texts = texts[: args.st_n or args.n]
 
     # 1. sentence-transformers' own encode on the device: the baseline a user would write.
     fp32 = Placement(placement.device, "float32")
@@ -256,8 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-embed-") as tmp:
         out, s, peak = timed(placement.device, lambda: paperscope_path(feeder, texts, Path(tmp), workers))
     vectors["paperscope"] = out
-    row(rows, f"paperscope feeder -> checkpoint store ({workers} workers)", placement, len(texts), s, peak,
-        f"model load {load_s:.1f}s not included")
+    row(
+        rows,
+        f"paperscope feeder -> checkpoint store ({workers} workers)",
+        placement,
+        len(texts),
+        s,
+        peak,
+        f"model load {load_s:.1f}s not included",
+    )
     if args.ablate:
         with tempfile.TemporaryDirectory(prefix="gpu-embed-") as tmp:
             _, s, peak = timed(placement.device, lambda: paperscope_path(feeder, texts, Path(tmp), 0))
@@ -270,55 +312,89 @@ def main(argv: list[str] | None = None) -> int:
     # 3. the ceilings: the forward pass alone (pre-tokenized), the tokenizer workers alone.
     ids, lengths = feeder.tokenize(texts)
     _, s, peak = timed(placement.device, lambda: feeder.forward_tokens(ids, lengths))
-    row(rows, "forward-only (pre-tokenized, length-sorted, token budget)", placement, len(texts), s, peak,
-        f"mean {lengths.mean():.0f} tokens/text")
-    _, s, _ = timed("cpu", lambda: sum(1 for _ in feeder.token_stream(
-        (texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)), workers)))
+    row(
+        rows,
+        "forward-only (pre-tokenized, length-sorted, token budget)",
+        placement,
+        len(texts),
+        s,
+        peak,
+        f"mean {lengths.mean():.0f} tokens/text",
+    )
+    _, s, _ = timed(
+        "cpu",
+        lambda: sum(
+            1 for _ in feeder.token_stream((texts[i : i + CHUNK] for i in range(0, len(texts), CHUNK)), workers)
+        ),
+    )
     row(rows, f"tokenize-only ({workers} worker processes)", Placement("cpu", "-"), len(texts), s, None)
     feeder = narrow = None  # free the GPU's memory before the CPU row
 
     # 4. today's CPU path.
     if not args.skip_cpu:
-        cpu_texts = texts[:args.cpu_n]
+        cpu_texts = texts[: args.cpu_n]
         plain = SentenceTransformerEmbedder(lock, verify=args.model_dir is None)
         plain.model.float()  # fp32 even from an fp16 copy of the weights (a no-op for the pinned model)
         plain.embed_batch(cpu_texts[:32])  # warm-up
-        out, s, _ = timed("cpu", lambda: np.concatenate(
-            [plain.embed_batch(cpu_texts[i:i + CHUNK]) for i in range(0, len(cpu_texts), CHUNK)]))
+        out, s, _ = timed(
+            "cpu",
+            lambda: np.concatenate(
+                [plain.embed_batch(cpu_texts[i : i + CHUNK]) for i in range(0, len(cpu_texts), CHUNK)]
+            ),
+        )
         vectors["cpu"] = out
-        row(rows, "cpu-today (sentence-transformers on the CPU, fp32, batch 32)", Placement("cpu", "float32"),
-            len(cpu_texts), s, None, f"torch threads {__import__('torch').get_num_threads()}")
+        row(
+            rows,
+            "cpu-today (sentence-transformers on the CPU, fp32, batch 32)",
+            Placement("cpu", "float32"),
+            len(cpu_texts),
+            s,
+            None,
+            f"torch threads {__import__('torch').get_num_threads()}",
+        )
 
     print_report(rows, info, args, placement, vectors)
     if args.json is not None:
-        agree = agreement(vectors["paperscope"][:len(vectors["cpu"])], vectors["cpu"]) if "cpu" in vectors else None
-        args.json.write_text(json.dumps({"machine": info, "rows": rows, "agreement": agree,
-                                         "argv": sys.argv[1:]}, indent=2))
+        agree = agreement(vectors["paperscope"][: len(vectors["cpu"])], vectors["cpu"]) if "cpu" in vectors else None
+        args.json.write_text(
+            json.dumps({"machine": info, "rows": rows, "agreement": agree, "argv": sys.argv[1:]}, indent=2)
+        )
     return 0
 
 
-def print_report(rows: list[dict[str, Any]], info: dict[str, str], args: argparse.Namespace, placement: Placement,
-                 vectors: dict[str, np.ndarray]) -> None:
-    print(f"\nMachine: CPU {info['cpu']}; GPU {info['gpu']}; Python {info['python']}, torch {info['torch']}, "
-          f"transformers {info['transformers']}, sentence-transformers {info['sentence-transformers']}; "
-          f"load average at start {info['load average']}")
+def print_report(
+    rows: list[dict[str, Any]],
+    info: dict[str, str],
+    args: argparse.Namespace,
+    placement: Placement,
+    vectors: dict[str, np.ndarray],
+) -> None:
+    print(
+        f"\nMachine: CPU {info['cpu']}; GPU {info['gpu']}; Python {info['python']}, torch {info['torch']}, "
+        f"transformers {info['transformers']}, sentence-transformers {info['sentence-transformers']}; "
+        f"load average at start {info['load average']}"
+    )
     print(f"Command: python benchmarks/gpu_embed.py {' '.join(sys.argv[1:])}\n")
     print("| path | device | dtype | N | abstracts/s | seconds | peak GPU MiB |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in rows:
         peak = f"{r['peak_gpu_mib']:,.0f}" if r["peak_gpu_mib"] is not None else "n/a"
-        print(f"| {r['path']} | {r['device']} | {r['dtype']} | {r['n']:,} | {r['per_second']:,.{0 if r['per_second'] >= 100 else 1}f} | "
-              f"{r['seconds']:.1f} | {peak} |")
+        print(
+            f"| {r['path']} | {r['device']} | {r['dtype']} | {r['n']:,} | {r['per_second']:,.{0 if r['per_second'] >= 100 else 1}f} | "
+            f"{r['seconds']:.1f} | {peak} |"
+        )
     base = next((r for r in rows if r["path"].startswith("st-encode")), None)
     ours = next((r for r in rows if r["path"].startswith("paperscope")), None)
     if base and ours:
         best = max((r for r in rows if r["path"].startswith("st-encode")), key=lambda r: r["per_second"])
         print(f"\npaperscope path / best sentence-transformers encode: {ours['per_second'] / best['per_second']:.2f}x")
     if "cpu" in vectors:
-        a = agreement(vectors["paperscope"][:len(vectors["cpu"])], vectors["cpu"])
-        print(f"paperscope path ({placement.device} {placement.dtype}) vs CPU fp32 path on {len(vectors['cpu']):,} "
-              f"texts: cosine min {a['cosine_min']:.6f}, mean {a['cosine_mean']:.7f}; "
-              f"top-10 neighbour overlap {a['top10_overlap']:.3f}")
+        a = agreement(vectors["paperscope"][: len(vectors["cpu"])], vectors["cpu"])
+        print(
+            f"paperscope path ({placement.device} {placement.dtype}) vs CPU fp32 path on {len(vectors['cpu']):,} "
+            f"texts: cosine min {a['cosine_min']:.6f}, mean {a['cosine_mean']:.7f}; "
+            f"top-10 neighbour overlap {a['top10_overlap']:.3f}"
+        )
 
 
 if __name__ == "__main__":

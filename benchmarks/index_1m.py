@@ -39,7 +39,7 @@ def generate(path: Path, n: int, dim: int, seed: int) -> float:
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     at = 0
     for block in clustered_chunks(n, dim, seed=seed):
-        out[at:at + block.shape[0]] = block
+        out[at : at + block.shape[0]] = block
         at += block.shape[0]
     out.flush()
     del out
@@ -52,7 +52,7 @@ def latency_ms(idx: object, vectors: np.ndarray, rows: np.ndarray, threads: int)
     faiss.omp_set_num_threads(threads)
     times = []
     for i, row in enumerate(rows):
-        q = np.ascontiguousarray(vectors[row:row + 1], dtype=np.float32)
+        q = np.ascontiguousarray(vectors[row : row + 1], dtype=np.float32)
         t0 = time.perf_counter()
         idx.search(q, 11)  # type: ignore[attr-defined]
         if i >= 20:  # warm-up: first touches of lists / pages
@@ -77,9 +77,14 @@ def one_type(vec_path: Path, kind: str | None, out_dir: Path, latency_queries: i
     rows = np.random.default_rng(1).choice(vectors.shape[0], size=latency_queries + 20, replace=False)
     cores = os.cpu_count() or 1
     result = {
-        "type": info["type"], "chosen_by": info["chosen_by"], "params": info["params"],
-        "recall_at_10": info["recall_at_10"], "recall_queries": info["recall_queries"],
-        "build_s": info["build_seconds"], "tuning_s": info["recall_seconds"], "build_total_s": round(wall, 1),
+        "type": info["type"],
+        "chosen_by": info["chosen_by"],
+        "params": info["params"],
+        "recall_at_10": info["recall_at_10"],
+        "recall_queries": info["recall_queries"],
+        "build_s": info["build_seconds"],
+        "tuning_s": info["recall_seconds"],
+        "build_total_s": round(wall, 1),
         "size_mb": round(path.stat().st_size / 2**20, 1),
         "latency_1thread_ms": latency_ms(loaded, vectors, rows, 1),
         f"latency_{cores}threads_ms": latency_ms(loaded, vectors, rows, cores),
@@ -109,13 +114,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="paperscope-1m-") as tmp:
         vec = Path(tmp) / "vectors.npy"
         gen_s = generate(vec, args.n, args.dim, args.seed)
-        print(f"generated {args.n} x {args.dim} clustered unit vectors in {gen_s:.1f}s "
-              f"({vec.stat().st_size / 2**30:.2f} GiB); size rule picks: {choose_type(args.n)}", flush=True)
+        print(
+            f"generated {args.n} x {args.dim} clustered unit vectors in {gen_s:.1f}s "
+            f"({vec.stat().st_size / 2**30:.2f} GiB); size rule picks: {choose_type(args.n)}",
+            flush=True,
+        )
         rows = []
         for kind in args.types.split(","):
             t0 = time.perf_counter()
-            done = subprocess.run([sys.executable, __file__, "--latency-queries", str(args.latency_queries),
-                                   "--child", str(vec), kind, tmp], capture_output=True, text=True, env=os.environ)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--latency-queries",
+                    str(args.latency_queries),
+                    "--child",
+                    str(vec),
+                    kind,
+                    tmp,
+                ],
+                capture_output=True,
+                text=True,
+                env=os.environ,
+            )
             if done.returncode != 0:
                 sys.exit(f"{kind}: failed\n{done.stderr[-2000:]}")
             r = json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,17 +145,23 @@ def main() -> None:
             print(json.dumps(r), flush=True)
 
     cores = os.cpu_count() or 1
-    print(f"\nmachine: {platform.machine()}, {cores} cores, python {platform.python_version()}, "
-          f"faiss {rows[0]['faiss'] if rows else '?'}; {args.n} x {args.dim} clustered vectors")
-    print("| index (asked) | params | build s | recall@10 | size MB | peak RSS GB | "
-          f"1-thread median / p95 ms | {cores}-thread median / p95 ms |")
+    print(
+        f"\nmachine: {platform.machine()}, {cores} cores, python {platform.python_version()}, "
+        f"faiss {rows[0]['faiss'] if rows else '?'}; {args.n} x {args.dim} clustered vectors"
+    )
+    print(
+        "| index (asked) | params | build s | recall@10 | size MB | peak RSS GB | "
+        f"1-thread median / p95 ms | {cores}-thread median / p95 ms |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         one, many = r["latency_1thread_ms"], r[f"latency_{cores}threads_ms"]
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "-"
-        print(f"| {r['type']} ({r['asked']}) | {params} | {r['build_s']:.1f} (+{r['tuning_s']:.1f} tuning) | "
-              f"{r['recall_at_10']:.3f} | {r['size_mb']:.0f} | {r['peak_rss_gb']:.2f} | "
-              f"{one['median']:.2f} / {one['p95']:.2f} | {many['median']:.2f} / {many['p95']:.2f} |")
+        print(
+            f"| {r['type']} ({r['asked']}) | {params} | {r['build_s']:.1f} (+{r['tuning_s']:.1f} tuning) | "
+            f"{r['recall_at_10']:.3f} | {r['size_mb']:.0f} | {r['peak_rss_gb']:.2f} | "
+            f"{one['median']:.2f} / {one['p95']:.2f} | {many['median']:.2f} / {many['p95']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

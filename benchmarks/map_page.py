@@ -38,21 +38,55 @@ def synthetic_map(n: int, seed: int = 0) -> tuple[TopicMap, dict[str, list[tuple
     words = [f"w{'abcdefghij'[i % 10]}{i}x" for i in range(3000)]
     ids = [f"24{i // 100000:02d}.{i % 100000:05d}" for i in range(n)]
     titles = [" ".join(words[j] for j in row).capitalize() for row in rng.integers(0, len(words), size=(n, 8))]
-    topics = [Topic(id=t, level=0, label=f"Theme {t} " + " ".join(words[t * 7:t * 7 + 2]),
-                    keywords=words[t * 7:t * 7 + 3],
-                    size=int((topic // per_theme == t).sum())) for t in range(n_topics // per_theme)]
-    topics += [Topic(id=t, level=1, label=f"Topic {t} " + words[t * 11], keywords=words[t * 11:t * 11 + 3],
-                     size=int((topic == t).sum()), parent=t // per_theme) for t in range(n_topics)]
-    tm = TopicMap(generation="g-synthetic", params=MapParams(), ids=ids, titles=titles, hashes=[""] * n,
-                  coords=coords, levels=[(topic // per_theme).astype(np.int32), topic.astype(np.int32)],
-                  margin=rng.uniform(0, 1, size=n).astype(np.float32), base=np.ones(n, dtype=bool),
-                  centroids=np.zeros((n_topics, 2), dtype=np.float32), centroid_ids=np.arange(n_topics), topics=topics)
+    topics = [
+        Topic(
+            id=t,
+            level=0,
+            label=f"Theme {t} " + " ".join(words[t * 7 : t * 7 + 2]),
+            keywords=words[t * 7 : t * 7 + 3],
+            size=int((topic // per_theme == t).sum()),
+        )
+        for t in range(n_topics // per_theme)
+    ]
+    topics += [
+        Topic(
+            id=t,
+            level=1,
+            label=f"Topic {t} " + words[t * 11],
+            keywords=words[t * 11 : t * 11 + 3],
+            size=int((topic == t).sum()),
+            parent=t // per_theme,
+        )
+        for t in range(n_topics)
+    ]
+    tm = TopicMap(
+        generation="g-synthetic",
+        params=MapParams(),
+        ids=ids,
+        titles=titles,
+        hashes=[""] * n,
+        coords=coords,
+        levels=[(topic // per_theme).astype(np.int32), topic.astype(np.int32)],
+        margin=rng.uniform(0, 1, size=n).astype(np.float32),
+        base=np.ones(n, dtype=bool),
+        centroids=np.zeros((n_topics, 2), dtype=np.float32),
+        centroid_ids=np.arange(n_topics),
+        topics=topics,
+    )
     rel, scores = rng.integers(0, n, size=(n, 5)), -np.sort(-rng.uniform(0.3, 0.9, size=(n, 5)))
     related = {ids[i]: [(ids[j], s) for j, s in zip(rel[i].tolist(), scores[i].tolist())] for i in range(n)}
-    papers = {pid: Paper(id=pid, title=titles[i], abstract="An abstract. " * 40,
-                         authors=(f"Author {i % 997}", f"Author {i % 991}"), authors_count=2,
-                         date=f"20{18 + i % 7}-0{1 + i % 9}-1{i % 10}", sources=(f"source{i % 2}.jsonl",))
-              for i, pid in enumerate(ids)}
+    papers = {
+        pid: Paper(
+            id=pid,
+            title=titles[i],
+            abstract="An abstract. " * 40,
+            authors=(f"Author {i % 997}", f"Author {i % 991}"),
+            authors_count=2,
+            date=f"20{18 + i % 7}-0{1 + i % 9}-1{i % 10}",
+            sources=(f"source{i % 2}.jsonl",),
+        )
+        for i, pid in enumerate(ids)
+    }
     assert len(LEVELS) == 2
     return tm, related, papers
 
@@ -90,8 +124,10 @@ def main() -> None:
                 tm = ex.topic_map(Path(tmp) / "store-map")
             page = Path(tm.stats["outputs"]["html"])
             times = open_times(page, args.repeats)
-            print(f"store page: {len(tm)} papers, {page.stat().st_size / 1e6:.3f} MB, open (first draw) median "
-                  f"{statistics.median(times):.0f} ms of {[round(t) for t in times]}")
+            print(
+                f"store page: {len(tm)} papers, {page.stat().st_size / 1e6:.3f} MB, open (first draw) median "
+                f"{statistics.median(times):.0f} ms of {[round(t) for t in times]}"
+            )
         t0 = time.perf_counter()
         tm, related, papers = synthetic_map(args.n)
         t1 = time.perf_counter()
@@ -100,9 +136,11 @@ def main() -> None:
         page = Path(tmp) / "synthetic.html"
         page.write_text(html, encoding="utf-8")
         times = open_times(page, args.repeats)
-        print(f"synthetic page: {args.n} papers, {page.stat().st_size / 1e6:.2f} MB, page_html {t2 - t1:.2f} s "
-              f"(data {t1 - t0:.2f} s), open (first draw) median {statistics.median(times):.0f} ms of "
-              f"{[round(t) for t in times]}")
+        print(
+            f"synthetic page: {args.n} papers, {page.stat().st_size / 1e6:.2f} MB, page_html {t2 - t1:.2f} s "
+            f"(data {t1 - t0:.2f} s), open (first draw) median {statistics.median(times):.0f} ms of "
+            f"{[round(t) for t in times]}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,16 +52,23 @@ def seed_sweep(ex: paperscope.Explorer, seeds: list[int], before: bool) -> None:
     per: dict[str, list[float]] = {}
     largest, all_mean = [], []
     for seed in seeds:
-        params = (MapParams(seed=seed, n_neighbors=15, fine_topics=round(len(ids) ** 0.5), coarse_topics=8)
-                  if before else MapParams(seed=seed))
+        params = (
+            MapParams(seed=seed, n_neighbors=15, fine_topics=round(len(ids) ** 0.5), coarse_topics=8)
+            if before
+            else MapParams(seed=seed)
+        )
         tm = compute_map(ids, titles, texts, hashes, vecs, f"seed{seed}", params)
         q = best_topics(themes, tm.levels)
         for theme, m in q.items():
             per.setdefault(theme, []).append(m.f1)
         all_mean.append(float(np.mean([m.f1 for m in q.values()])))
         largest.append(float(np.bincount(tm.levels[0]).max() / len(tm)))
-        print(f"seed {seed}: " + ", ".join(f"{t} {m.f1:.2f}" for t, m in sorted(q.items()))
-              + f"; largest theme {largest[-1]:.0%}; {tm.stats['seconds']:.0f}s", flush=True)
+        print(
+            f"seed {seed}: "
+            + ", ".join(f"{t} {m.f1:.2f}" for t, m in sorted(q.items()))
+            + f"; largest theme {largest[-1]:.0%}; {tm.stats['seconds']:.0f}s",
+            flush=True,
+        )
     print(f"\n{'before' if before else 'current'} parameters, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} fits)")
     print("| theme | papers | mean F1 | worst F1 |")
     print("| --- | --- | --- | --- |")
@@ -82,15 +89,19 @@ def growth(ex: paperscope.Explorer, split_seed: int) -> None:
     print(f"{len(old)} papers mapped first, then all {len(ids)}; layout width {width:.2f}")
     print("| path | median displacement (share of width) | p90 | fine-topic ids kept | theme ids kept | seconds |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, params in (("keep the fit, place new papers", MapParams()),
-                         ("re-fit, align, match ids", MapParams(refit_growth=0.0))):
+    for name, params in (
+        ("keep the fit, place new papers", MapParams()),
+        ("re-fit, align, match ids", MapParams(refit_growth=0.0)),
+    ):
         grown = compute_map(*cols, vecs, "new", params, previous=first)
         pos = {pid: i for i, pid in enumerate(grown.ids)}
         idx = [pos[p] for p in first.ids]
         moved = np.linalg.norm(grown.coords[idx] - first.coords, axis=1) / width
         kept = [float(np.mean(grown.levels[lv][idx] == first.levels[lv])) for lv in (1, 0)]
-        print(f"| {name} | {np.median(moved):.4f} | {np.percentile(moved, 90):.4f} | {kept[0]:.1%} | "
-              f"{kept[1]:.1%} | {grown.stats['seconds']:.1f} |")
+        print(
+            f"| {name} | {np.median(moved):.4f} | {np.percentile(moved, 90):.4f} | {kept[0]:.1%} | "
+            f"{kept[1]:.1%} | {grown.stats['seconds']:.1f} |"
+        )
 
 
 def main() -> None:

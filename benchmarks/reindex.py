@@ -34,8 +34,17 @@ def write_corpus(path: Path, changed: int = 0, copies: int = 1) -> int:
             mark = f" (variant {copy})" if copy else ""
             for p in papers:
                 abstract = p.abstract + mark + (" (revised)" if i < changed else "")
-                fh.write(json.dumps({"id": p.id + (f"-v{copy}" if copy else ""), "title": p.title + mark,
-                                     "abstract": abstract, "date": p.date}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "id": p.id + (f"-v{copy}" if copy else ""),
+                            "title": p.title + mark,
+                            "abstract": abstract,
+                            "date": p.date,
+                        }
+                    )
+                    + "\n"
+                )
                 i += 1
     return i
 
@@ -54,14 +63,20 @@ def main() -> None:
             for label, changed in (("full", 0), ("unchanged", 0), ("1% changed", max(1, n // 100))):
                 write_corpus(src, changed, args.copies)
                 t0 = time.perf_counter()
-                out = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", str(src), "--store", str(store),
-                                      "--json"], capture_output=True, text=True, check=True,
-                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                out = subprocess.run(
+                    [sys.executable, "-m", "paperscope.cli", "index", str(src), "--store", str(store), "--json"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                )
                 times[label].append(time.perf_counter() - t0)
                 embedded[label] = json.loads(out.stdout)["embedded"]
     full = statistics.median(times["full"])
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}; "
-          f"{n} papers; {args.repeats} repeats, each in a fresh store; wall time of the whole process")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}; "
+        f"{n} papers; {args.repeats} repeats, each in a fresh store; wall time of the whole process"
+    )
     print("| run | median s | runs (s) | embedded | ratio to full |")
     print("| --- | --- | --- | --- | --- |")
     for label, ts in times.items():

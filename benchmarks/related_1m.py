@@ -39,7 +39,7 @@ def synthetic_lexical(n: int, terms: int, vocab: int, seed: int):
         m = min(step, n - start)
         block = (rng.zipf(1.2, size=(m, terms)) - 1) % vocab
         block.sort(axis=1)
-        ids[start * terms:(start + m) * terms] = block.ravel()
+        ids[start * terms : (start + m) * terms] = block.ravel()
     counts = np.ones(n * terms, dtype=np.int32)
     words = np.array([f"t{i}" for i in range(vocab)], dtype=np.str_)
     return LexicalIndex(words, indptr, ids, counts)
@@ -71,8 +71,10 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     vectors = np.load(path, mmap_mode="r")
     t0 = time.perf_counter()
     built, info = index.build(vectors, None)
-    print(f"index {info['type']} {info['params']} recall@10 {info['recall_at_10']}: "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"index {info['type']} {info['params']} recall@10 {info['recall_at_10']}: {time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
     t0 = time.perf_counter()
     lex = synthetic_lexical(args.n, args.terms, 200_000, 1)
     lex.unit(), lex.weights()
@@ -81,15 +83,21 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     rows = np.random.default_rng(2).choice(args.n, size=args.queries + 10, replace=False)
     for mode in ("dense", "hybrid"):
         times = []
-        for i, r in enumerate(rows if mode == "dense" else rows[:args.hybrid_queries + 10]):
+        for i, r in enumerate(rows if mode == "dense" else rows[: args.hybrid_queries + 10]):
             t0 = time.perf_counter()
-            q = Query(dense=np.asarray(vectors[r], dtype=np.float32), lexical=lex.rows_vector([int(r)]),
-                      exclude=frozenset([int(r)]))
+            q = Query(
+                dense=np.asarray(vectors[r], dtype=np.float32),
+                lexical=lex.rows_vector([int(r)]),
+                exclude=frozenset([int(r)]),
+            )
             ranker.rank(q, 10, mode)
             if i >= 10:
                 times.append(time.perf_counter() - t0)
-        print(f"| related ranking at {args.n:,} papers, {mode} | {statistics.median(times) * 1000:.2f} ms median, "
-              f"p95 {np.percentile(times, 95) * 1000:.2f} ms | {len(times)} warm queries |", flush=True)
+        print(
+            f"| related ranking at {args.n:,} papers, {mode} | {statistics.median(times) * 1000:.2f} ms median, "
+            f"p95 {np.percentile(times, 95) * 1000:.2f} ms | {len(times)} warm queries |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

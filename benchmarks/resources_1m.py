@@ -60,7 +60,7 @@ def build_store(store: Path, n: int, dim: int, seed: int) -> dict[str, float]:
         out = np.lib.format.open_memmap(tmp / "vectors.npy", mode="w+", dtype=np.float32, shape=(n, dim))
         at = 0
         for block in clustered_chunks(n, dim, seed=seed):
-            out[at:at + len(block)] = block
+            out[at : at + len(block)] = block
             at += len(block)
         out.flush()
         del out
@@ -79,8 +79,11 @@ def build_store(store: Path, n: int, dim: int, seed: int) -> dict[str, float]:
                 title = f"Synthetic paper {i} on topic {i % 1000}"
                 p = Paper(id=f"s{i}", title=title, abstract=f"{i} {filler}", sources=("synthetic",))
                 rows.append((i, *paper_values(p), normalise_title(title), f"{i:016x}"))
-            con.executemany(f"INSERT INTO papers (row, {cols}, norm_title, content_hash) "
-                            f"VALUES (?, {', '.join('?' * len(PAPER_COLUMNS))}, ?, ?)", rows)
+            con.executemany(
+                f"INSERT INTO papers (row, {cols}, norm_title, content_hash) "
+                f"VALUES (?, {', '.join('?' * len(PAPER_COLUMNS))}, ?, ?)",
+                rows,
+            )
         con.commit()
         con.close()
         times["sqlite_s"] = time.perf_counter() - t0
@@ -102,11 +105,18 @@ def build_store(store: Path, n: int, dim: int, seed: int) -> dict[str, float]:
         times["index_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        manifest = {"schema_version": SCHEMA_VERSION, "paperscope_version": __version__, "created_at": now(),
-                    "previous_generation": None,
-                    "model": {"name": "synthetic", "fingerprint": "synthetic-1m", "dimension": dim, "lock": None},
-                    "index": info, "lexical": {"scoring": "tfidf-sublinear-cosine", "tokenizer_version": TOKENIZER_VERSION},
-                    "counts": {"papers": n}, "inputs": [], "build": {"synthetic": True}}
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "paperscope_version": __version__,
+            "created_at": now(),
+            "previous_generation": None,
+            "model": {"name": "synthetic", "fingerprint": "synthetic-1m", "dimension": dim, "lock": None},
+            "index": info,
+            "lexical": {"scoring": "tfidf-sublinear-cosine", "tokenizer_version": TOKENIZER_VERSION},
+            "counts": {"papers": n},
+            "inputs": [],
+            "build": {"synthetic": True},
+        }
         st.commit(name, tmp, manifest)
         times["commit_sha256_s"] = time.perf_counter() - t0
     return {k: round(v, 1) for k, v in times.items()}
@@ -168,13 +178,22 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         if not (store / "CURRENT").exists():
-            print(json.dumps({"built": args.n, **build_store(store, args.n, args.dim, args.seed),
-                              "total_s": round(time.perf_counter() - t0, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "built": args.n,
+                        **build_store(store, args.n, args.dim, args.seed),
+                        "total_s": round(time.perf_counter() - t0, 1),
+                    }
+                ),
+                flush=True,
+            )
         sizes = {p.name: round(p.stat().st_size / 2**20) for p in (store / "generations").glob("*/*") if p.is_file()}
         print(json.dumps({"file_mb": sizes}), flush=True)
         for what in ("open", "related-modes", "related-warm", "search-lexical", "verify"):
-            done = subprocess.run([sys.executable, __file__, "--child", str(store), what],
-                                  capture_output=True, text=True, env=os.environ)
+            done = subprocess.run(
+                [sys.executable, __file__, "--child", str(store), what], capture_output=True, text=True, env=os.environ
+            )
             print(done.stdout.strip() or f"{what}: failed: {done.stderr[-800:]}", flush=True)
     finally:
         if tmp is not None:

@@ -94,16 +94,31 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines()
-                   if x.startswith("MemTotal")) / 2**20
+        mem = (
+            next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal"))
+            / 2**20
+        )
     except (OSError, StopIteration):
         mem = float("nan")
     from importlib.metadata import version
 
-    vers = ", ".join(f"{p} {version(p)}" for p in ("torch", "sentence-transformers", "onnxruntime", "model2vec",
-                                                    "faiss-cpu", "numpy", "txtai", "bertopic"))
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}; {vers}")
+    vers = ", ".join(
+        f"{p} {version(p)}"
+        for p in (
+            "torch",
+            "sentence-transformers",
+            "onnxruntime",
+            "model2vec",
+            "faiss-cpu",
+            "numpy",
+            "txtai",
+            "bertopic",
+        )
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; {vers}"
+    )
 
 
 def corpus_texts(lock: Any) -> tuple[list[str], list[str]]:
@@ -152,8 +167,9 @@ def throughput(texts: list[str], repeats: int, tmp: Path) -> dict[str, np.ndarra
 
     plain = SentenceTransformer(str(model_dir(lock)), device="cpu")
     loads["plain sentence-transformers"] = time.perf_counter() - t0
-    models["plain sentence-transformers"] = lambda: plain.encode(texts, batch_size=32, normalize_embeddings=True,
-                                                                 convert_to_numpy=True, show_progress_bar=False)
+    models["plain sentence-transformers"] = lambda: plain.encode(
+        texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     for b in BACKENDS:
         t0 = time.perf_counter()
         e = load_embedder(with_backend(lock, b))
@@ -169,16 +185,26 @@ def throughput(texts: list[str], repeats: int, tmp: Path) -> dict[str, np.ndarra
     rate = {name: len(texts) / statistics.median(t) for name, t in times.items()}
     base, plain_rate = rate["torch"], rate["plain sentence-transformers"]
     for name in models:
-        row("embed", f"{name} throughput", rate[name], "texts/s",
+        row(
+            "embed",
+            f"{name} throughput",
+            rate[name],
+            "texts/s",
             f"{rate[name] / base:.2f}x torch, {rate[name] / plain_rate:.2f}x plain",
-            f"model load {loads[name]:.1f} s (first use builds the cached ONNX/static model)")
+            f"model load {loads[name]:.1f} s (first use builds the cached ONNX/static model)",
+        )
     ref = vectors["torch"]
     nn_ref = neighbours(ref)
     for name in ("plain sentence-transformers", "onnx-int8", "static"):
         v = vectors[name]
         cos = "n/a (other space)" if v.shape[1] != ref.shape[1] else f"{float((v * ref).sum(axis=1).mean()):.4f}"
-        row("embed", f"{name} vs torch: mean cosine / dense top-10 overlap", cos, "",
-            f"{overlap(neighbours(v), nn_ref):.3f} overlap")
+        row(
+            "embed",
+            f"{name} vs torch: mean cosine / dense top-10 overlap",
+            cos,
+            "",
+            f"{overlap(neighbours(v), nn_ref):.3f} overlap",
+        )
     return {b: vectors[b] for b in BACKENDS}
 
 
@@ -257,14 +283,14 @@ def index_and_query(texts: list[str], tmp: Path, query: str) -> dict[str, Path]:
         build_s[b] = time.perf_counter() - t0
     py = sys.executable
     t0 = time.perf_counter()
-    subprocess.run([py, "-c", PLAIN_BUILD, str(tfile), str(tmp / "plain.faiss"), mdir], check=True,
-                   capture_output=True)
+    subprocess.run([py, "-c", PLAIN_BUILD, str(tfile), str(tmp / "plain.faiss"), mdir], check=True, capture_output=True)
     build_s["plain sentence-transformers + FAISS script"] = time.perf_counter() - t0
     txtai_error = None
     try:
         t0 = time.perf_counter()
-        r = subprocess.run([py, "-c", TXTAI_BUILD, str(tfile), str(tmp / "txtai"), mdir], capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            [py, "-c", TXTAI_BUILD, str(tfile), str(tmp / "txtai"), mdir], capture_output=True, text=True
+        )
         if r.returncode:
             raise RuntimeError(r.stderr.strip().splitlines()[-1])
         build_s["txtai (faiss backend)"] = time.perf_counter() - t0
@@ -274,8 +300,14 @@ def index_and_query(texts: list[str], tmp: Path, query: str) -> dict[str, Path]:
     base = build_s["torch"]
     for name, s in build_s.items():
         label = f"paperscope index --backend {name}" if name in BACKENDS else name
-        row("index", f"{label}: build wall", s, "s", f"{base / s:.2f}x faster than paperscope torch",
-            "fresh process (includes imports, model load)" if name not in BACKENDS else "in process, model load incl.")
+        row(
+            "index",
+            f"{label}: build wall",
+            s,
+            "s",
+            f"{base / s:.2f}x faster than paperscope torch",
+            "fresh process (includes imports, model load)" if name not in BACKENDS else "in process, model load incl.",
+        )
 
     # cold starts
     print("3. cold starts (fresh processes)", flush=True)
@@ -288,21 +320,42 @@ def index_and_query(texts: list[str], tmp: Path, query: str) -> dict[str, Path]:
     cold: dict[str, float] = {}
     for b in BACKENDS:
         cold[b] = wall([*cli, "search", query, "--store", str(stores[b])], n, env)
-        how = {"torch": "query on the cached ONNX fp32 export (= torch within 1e-5), no torch import",
-               "onnx-int8": "store's own int8 model", "static": "store's own static model"}[b]
+        how = {
+            "torch": "query on the cached ONNX fp32 export (= torch within 1e-5), no torch import",
+            "onnx-int8": "store's own int8 model",
+            "static": "store's own static model",
+        }[b]
         row("cold", f"paperscope search TEXT, {b} store", cold[b], "s", "", f"median of {n}; {how}; target <= 1.5 s")
     empty_cache = tmp / "no-cache"
     torch_env = {**env, "PAPERSCOPE_CACHE": str(empty_cache)}  # no fp32 export: queries load torch
     cold_torch = wall([*cli, "search", query, "--store", str(stores["torch"])], 2, torch_env)
-    row("cold", "paperscope search TEXT, torch store, no ONNX cache (torch loaded)", cold_torch, "s",
-        f"{cold_torch / cold['torch']:.1f}x slower than with the fp32 export", "median of 2")
+    row(
+        "cold",
+        "paperscope search TEXT, torch store, no ONNX cache (torch loaded)",
+        cold_torch,
+        "s",
+        f"{cold_torch / cold['torch']:.1f}x slower than with the fp32 export",
+        "median of 2",
+    )
     plain = wall([py, "-c", PLAIN_QUERY, str(tmp / "plain.faiss"), mdir, query], 2, env)
-    row("cold", "plain script: load model, embed query, FAISS search", plain, "s",
-        f"{plain / cold['torch']:.1f}x paperscope search (torch store)", "median of 2")
+    row(
+        "cold",
+        "plain script: load model, embed query, FAISS search",
+        plain,
+        "s",
+        f"{plain / cold['torch']:.1f}x paperscope search (torch store)",
+        "median of 2",
+    )
     if txtai_error is None:
         tx = wall([py, "-c", TXTAI_QUERY, str(tmp / "txtai"), mdir, query], 2, env)
-        row("cold", "txtai: load saved index, search", tx, "s", f"{tx / cold['torch']:.1f}x paperscope search "
-            "(torch store)", "median of 2")
+        row(
+            "cold",
+            "txtai: load saved index, search",
+            tx,
+            "s",
+            f"{tx / cold['torch']:.1f}x paperscope search (torch store)",
+            "median of 2",
+        )
     return stores
 
 
@@ -321,16 +374,28 @@ def warm(stores: dict[str, Path], texts: list[str], queries: list[str], tmp: Pat
                     t0 = time.perf_counter()
                     ex.related(pid, k=10, mode=mode)
                     t.append(time.perf_counter() - t0)
-                row("warm", f"related, {b} store, {mode}", statistics.median(t) * 1000, "ms",
-                    "", f"median over {len(ids)} papers, p95 {np.percentile(t, 95) * 1000:.2f} ms; target <= 1 ms")
+                row(
+                    "warm",
+                    f"related, {b} store, {mode}",
+                    statistics.median(t) * 1000,
+                    "ms",
+                    "",
+                    f"median over {len(ids)} papers, p95 {np.percentile(t, 95) * 1000:.2f} ms; target <= 1 ms",
+                )
             ex.search(queries[0])
             t = []
             for q in queries:
                 t0 = time.perf_counter()
                 ex.search(q, k=10)
                 t.append(time.perf_counter() - t0)
-            row("warm", f"search (embeds the query), {b} store", statistics.median(t) * 1000, "ms", "",
-                f"median over {len(queries)} queries")
+            row(
+                "warm",
+                f"search (embeds the query), {b} store",
+                statistics.median(t) * 1000,
+                "ms",
+                "",
+                f"median over {len(queries)} queries",
+            )
     # What a plain script answers warm: encode the query and search FAISS.
     import faiss
     from sentence_transformers import SentenceTransformer
@@ -343,8 +408,14 @@ def warm(stores: dict[str, Path], texts: list[str], queries: list[str], tmp: Pat
         t0 = time.perf_counter()
         index.search(m.encode([q], normalize_embeddings=True, convert_to_numpy=True), 10)
         t.append(time.perf_counter() - t0)
-    row("warm", "plain script: encode query + FAISS search", statistics.median(t) * 1000, "ms", "",
-        f"median over {len(queries)} queries")
+    row(
+        "warm",
+        "plain script: encode query + FAISS search",
+        statistics.median(t) * 1000,
+        "ms",
+        "",
+        f"median over {len(queries)} queries",
+    )
 
 
 # ---- 5. the map ------------------------------------------------------------------------------
@@ -360,11 +431,23 @@ def topic_map(store: Path, bertopic_runs: int) -> None:
     def f1(q: dict) -> float:
         return float(np.mean([q[t].f1 for t in topics.THEMES]))
 
-    row("map", "paperscope map (2nd run, incl. render)", ours[1], "s", f"{bt_wall / ours[1]:.2f}x BERTopic's speed",
-        f"mean F1 over 3 themes {f1(ours[2]):.3f}, {ours[3]} topics, {ours[4]:.0%} low-confidence")
-    row("map", "BERTopic defaults (same vectors)", bt_wall, "s", "",
+    row(
+        "map",
+        "paperscope map (2nd run, incl. render)",
+        ours[1],
+        "s",
+        f"{bt_wall / ours[1]:.2f}x BERTopic's speed",
+        f"mean F1 over 3 themes {f1(ours[2]):.3f}, {ours[3]} topics, {ours[4]:.0%} low-confidence",
+    )
+    row(
+        "map",
+        "BERTopic defaults (same vectors)",
+        bt_wall,
+        "s",
+        "",
         f"median of {len(bt)}; mean F1 {statistics.median(f1(r[2]) for r in bt):.3f}, "
-        f"{bt[0][3]} topics, {bt[0][4]:.0%} outliers")
+        f"{bt[0][3]} topics, {bt[0][4]:.0%} outliers",
+    )
 
 
 # ---- output ----------------------------------------------------------------------------------
@@ -382,7 +465,7 @@ def write_results(text: str) -> None:
     old = path.read_text(encoding="utf-8")
     block = f"{_START}\n{text}\n{_END}"
     if _START in old and _END in old:
-        new = old[:old.index(_START)] + block + old[old.index(_END) + len(_END):]
+        new = old[: old.index(_START)] + block + old[old.index(_END) + len(_END) :]
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(new, encoding="utf-8")
@@ -400,12 +483,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ps-bench-"))
     lock = load_lock()
     ids, texts = corpus_texts(lock)
-    queries = ["learning-rate transfer across model widths", "low-rank adaptation of large language models",
-               "video diffusion models", "mixture of experts routing", "reinforcement learning from human feedback",
-               "3D gaussian splatting", "long-context attention", "speculative decoding",
-               "vision-language model benchmark", "quantisation of LLM weights"]
+    queries = [
+        "learning-rate transfer across model widths",
+        "low-rank adaptation of large language models",
+        "video diffusion models",
+        "mixture of experts routing",
+        "reinforcement learning from human feedback",
+        "3D gaussian splatting",
+        "long-context attention",
+        "speculative decoding",
+        "vision-language model benchmark",
+        "quantisation of LLM weights",
+    ]
     if args.limit:
-        ids, texts = ids[:args.limit], texts[:args.limit]
+        ids, texts = ids[: args.limit], texts[: args.limit]
     vectors = throughput(texts, args.repeats, tmp)
     if not args.limit:  # evaluation needs a vector for every paper
         quality(ids, texts, vectors, tmp)
@@ -414,9 +505,11 @@ def main() -> None:
     warm(stores, texts, queries, tmp)
     topic_map(stores["torch"], args.bertopic_runs)
     load_end = os.getloadavg()
-    head = (f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Load average (1 min) "
-            f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end; total wall "
-            f"{(time.perf_counter() - t_start) / 60:.1f} min. {len(texts)} papers (bundled corpus).")
+    head = (
+        f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Load average (1 min) "
+        f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end; total wall "
+        f"{(time.perf_counter() - t_start) / 60:.1f} min. {len(texts)} papers (bundled corpus)."
+    )
     command = " ".join(["nice -n 5 python benchmarks/run_all.py", *sys.argv[1:]])
     text = f"## Speed suite: `{command}`\n\n{head}\n\n{table()}"
     print("\n" + text)

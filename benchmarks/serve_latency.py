@@ -36,8 +36,11 @@ TARGETS = {"related": 20.0, "search": 50.0}  # p95, ms
 
 
 def _start(store: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "paperscope.cli", "serve", "--store", str(store), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paperscope.cli", "serve", "--store", str(store), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = None
     for line in proc.stdout:
         if line.startswith("serving on "):
@@ -52,14 +55,17 @@ def _start(store: Path) -> tuple[subprocess.Popen, str]:
 def _cpu() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
-                    platform.processor())
+        return next(
+            (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")),
+            platform.processor(),
+        )
     except OSError:
         return platform.processor()
 
 
-def _run(url: str, make_request: Callable[[httpx.Client, int], httpx.Response], clients: int, total: int,
-         seconds: float) -> dict[str, float]:
+def _run(
+    url: str, make_request: Callable[[httpx.Client, int], httpx.Response], clients: int, total: int, seconds: float
+) -> dict[str, float]:
     counter = itertools.count()
     lock = threading.Lock()
     latencies: list[float] = []
@@ -95,8 +101,15 @@ def _run(url: str, make_request: Callable[[httpx.Client, int], httpx.Response], 
     if errors:
         print(f"first errors: {errors[:3]}", file=sys.stderr)
     q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"requests": len(latencies), "errors": len(errors), "median": statistics.median(latencies),
-            "p95": q[94], "p99": q[98], "rps": len(latencies) / wall, "seconds": wall}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "median": statistics.median(latencies),
+        "p95": q[94],
+        "p99": q[98],
+        "rps": len(latencies) / wall,
+        "seconds": wall,
+    }
 
 
 def main() -> None:
@@ -106,8 +119,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="requests per endpoint, in all")
     ap.add_argument("--seconds", type=float, default=120.0, help="time limit per endpoint")
     ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--only", choices=["health", "related", "search"], action="append",
-                    help="measure only these endpoints (repeatable; default: all three)")
+    ap.add_argument(
+        "--only",
+        choices=["health", "related", "search"],
+        action="append",
+        help="measure only these endpoints (repeatable; default: all three)",
+    )
     args = ap.parse_args()
 
     from paperscope.explorer import Explorer
@@ -123,10 +140,16 @@ def main() -> None:
         build(None, store)
     with Explorer(store) as ex:
         ids = [p.id for p in ex.papers()]
-    queries = [q["query"] for q in json.loads((resources.files("paperscope") / "data/labels/queries.json")
-                                              .read_text(encoding="utf-8"))]
-    queries += ["learning-rate transfer across model widths", "diffusion models for video generation",
-                "reinforcement learning from human feedback", "graph neural networks for molecules"]
+    queries = [
+        q["query"]
+        for q in json.loads((resources.files("paperscope") / "data/labels/queries.json").read_text(encoding="utf-8"))
+    ]
+    queries += [
+        "learning-rate transfer across model widths",
+        "diffusion models for video generation",
+        "reinforcement learning from human feedback",
+        "graph neural networks for molecules",
+    ]
     rng = random.Random(0)
     rng.shuffle(ids)
 
@@ -146,8 +169,11 @@ def main() -> None:
             # Distinct texts with a request number, so no layer can answer from a cache.
             "search": lambda c, i: c.get("/api/search", params={"q": f"{queries[i % len(queries)]} {i}", "k": args.k}),
         }
-        results = {name: _run(url, fn, args.clients, args.requests, args.seconds) for name, fn in cases.items()
-                   if not args.only or name in args.only}
+        results = {
+            name: _run(url, fn, args.clients, args.requests, args.seconds)
+            for name, fn in cases.items()
+            if not args.only or name in args.only
+        }
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
@@ -155,16 +181,20 @@ def main() -> None:
             tmp.cleanup()
 
     load = os.getloadavg()
-    print(f"\n{papers} papers, {args.clients} concurrent clients, k={args.k}, up to {args.requests} requests or "
-          f"{args.seconds:.0f} s per endpoint; {_cpu()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} "
-          f"at the end\n")
+    print(
+        f"\n{papers} papers, {args.clients} concurrent clients, k={args.k}, up to {args.requests} requests or "
+        f"{args.seconds:.0f} s per endpoint; {_cpu()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} "
+        f"at the end\n"
+    )
     print("| endpoint | requests | errors | median | p95 | p99 | req/s | p95 target | met |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         target = TARGETS.get(name)
         met = "" if target is None else "yes" if r["p95"] <= target and r["errors"] == 0 else "**no**"
-        print(f"| {name} | {r['requests']} | {r['errors']} | {r['median']:.1f} ms | {r['p95']:.1f} ms | "
-              f"{r['p99']:.1f} ms | {r['rps']:.0f} | {'' if target is None else f'{target:.0f} ms'} | {met} |")
+        print(
+            f"| {name} | {r['requests']} | {r['errors']} | {r['median']:.1f} ms | {r['p95']:.1f} ms | "
+            f"{r['p99']:.1f} ms | {r['rps']:.0f} | {'' if target is None else f'{target:.0f} ms'} | {met} |"
+        )
 
 
 if __name__ == "__main__":

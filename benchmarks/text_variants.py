@@ -39,7 +39,7 @@ def chunks(tokenizer, title: str, abstract: str, window: int) -> list[str]:
     out, start = [], 0
     while start < len(offsets):
         end = min(start + budget, len(offsets))
-        out.append(head + abstract[offsets[start][0]:offsets[end - 1][1]])
+        out.append(head + abstract[offsets[start][0] : offsets[end - 1][1]])
         if end == len(offsets):
             break
         start = end - STRIDE_OVERLAP
@@ -55,8 +55,11 @@ def rank_all(sim: np.ndarray, depth: int) -> np.ndarray:
 def score(ranking: np.ndarray, queries: list[tuple[str, int, set[int]]]) -> dict[str, list[float]]:
     out = {}
     for split in ("all", "held_out"):
-        ms = [ev.query_metrics(ranking[row].tolist(), rel) for title, row, rel in queries
-              if rel and (split == "all" or ev.is_held_out(title))]
+        ms = [
+            ev.query_metrics(ranking[row].tolist(), rel)
+            for title, row, rel in queries
+            if rel and (split == "all" or ev.is_held_out(title))
+        ]
         out[split] = [round(float(x), 4) for x in np.mean(ms, axis=0)] + [len(ms)]
     return out
 
@@ -97,12 +100,18 @@ def main() -> None:
         rows = pair[owner == i]
         col_max = rows.max(axis=0)
         np.maximum.at(maxsim[i], owner, col_max)
-    sims = {"title": vec_title @ vec_title.T, "title+abstract": vec_full @ vec_full.T,
-            "chunks-mean": mean @ mean.T, "chunks-maxsim": maxsim}
+    sims = {
+        "title": vec_title @ vec_title.T,
+        "title+abstract": vec_full @ vec_full.T,
+        "chunks-mean": mean @ mean.T,
+        "chunks-maxsim": maxsim,
+    }
     label_sets = ev.shipped_labels()
     resolved = {ls.name.rsplit("/", 1)[-1]: ev.resolve(ex, ls) for ls in label_sets}
-    results = {name: {lab: score(rank_all(sim, ev.MAP_DEPTH), qs) for lab, qs in resolved.items()}
-               for name, sim in sims.items()}
+    results = {
+        name: {lab: score(rank_all(sim, ev.MAP_DEPTH), qs) for lab, qs in resolved.items()}
+        for name, sim in sims.items()
+    }
     # The same vectors inside the shipped hybrid ranking (max-sim has no single vector per paper).
     hybrid = {}
     for name, vecs in {"title": vec_title, "title+abstract": vec_full, "chunks-mean": mean}.items():
@@ -115,25 +124,36 @@ def main() -> None:
                 q = Query(dense=vecs[row], lexical=ex.lexical.rows_vector([row]), exclude=frozenset([row]))
                 ranking[row] = [r.row for r in ranker.rank(q, ev.MAP_DEPTH, "hybrid")]
             hybrid[name][lab] = score(ranking, qs)
-    meta = {"papers": len(papers), "over_window": int((lengths > window).sum()),
-            "max_tokens": int(lengths.max()), "median_tokens": int(np.median(lengths)), "chunks": len(flat),
-            "embed_seconds": round(seconds, 1)}
+    meta = {
+        "papers": len(papers),
+        "over_window": int((lengths > window).sum()),
+        "max_tokens": int(lengths.max()),
+        "median_tokens": int(np.median(lengths)),
+        "chunks": len(flat),
+        "embed_seconds": round(seconds, 1),
+    }
     if args.as_json:
         print(json.dumps({"meta": meta, "dense": results, "hybrid": hybrid}, indent=2))
         return
-    print(f"{meta['papers']} papers; {meta['over_window']} exceed {window} tokens as title+abstract "
-          f"(median {meta['median_tokens']}, max {meta['max_tokens']}); {meta['chunks']} chunks")
+    print(
+        f"{meta['papers']} papers; {meta['over_window']} exceed {window} tokens as title+abstract "
+        f"(median {meta['median_tokens']}, max {meta['max_tokens']}); {meta['chunks']} chunks"
+    )
     for lab in resolved:
         print(f"\n{lab}: dense only   P@10 R@10 nDCG@10 MAP (n)  |  held-out")
         for name in sims:
             a, h = results[name][lab]["all"], results[name][lab]["held_out"]
-            print(f"  {name:<15} {a[0]:.3f} {a[1]:.3f} {a[2]:.3f} {a[3]:.3f} ({a[4]})  |  "
-                  f"{h[0]:.3f} {h[1]:.3f} {h[2]:.3f} {h[3]:.3f} ({h[4]})")
+            print(
+                f"  {name:<15} {a[0]:.3f} {a[1]:.3f} {a[2]:.3f} {a[3]:.3f} ({a[4]})  |  "
+                f"{h[0]:.3f} {h[1]:.3f} {h[2]:.3f} {h[3]:.3f} ({h[4]})"
+            )
         print(f"{lab}: hybrid (dense weight {HYBRID_WEIGHT})")
         for name in hybrid:
             a, h = hybrid[name][lab]["all"], hybrid[name][lab]["held_out"]
-            print(f"  {name:<15} {a[0]:.3f} {a[1]:.3f} {a[2]:.3f} {a[3]:.3f} ({a[4]})  |  "
-                  f"{h[0]:.3f} {h[1]:.3f} {h[2]:.3f} {h[3]:.3f} ({h[4]})")
+            print(
+                f"  {name:<15} {a[0]:.3f} {a[1]:.3f} {a[2]:.3f} {a[3]:.3f} ({a[4]})  |  "
+                f"{h[0]:.3f} {h[1]:.3f} {h[2]:.3f} {h[3]:.3f} ({h[4]})"
+            )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,15 @@ def compare(ex: paperscope.Explorer, bertopic_runs: int = 3, map_runs: int = 2) 
         t0 = time.perf_counter()
         tm = ex.topic_map(Path(tempfile.mkdtemp()), params=MapParams(), refit=True)
         wall = time.perf_counter() - t0
-        results.append((f"paperscope map (run {run + 1}, incl. render)", wall, best_topics(themes, tm.levels),
-                        tm.stats["topics"]["topic"] + tm.stats["topics"]["theme"], tm.low_confidence / len(tm)))
+        results.append(
+            (
+                f"paperscope map (run {run + 1}, incl. render)",
+                wall,
+                best_topics(themes, tm.levels),
+                tm.stats["topics"]["topic"] + tm.stats["topics"]["theme"],
+                tm.low_confidence / len(tm),
+            )
+        )
 
     from bertopic import BERTopic
 
@@ -66,8 +73,9 @@ def compare(ex: paperscope.Explorer, bertopic_runs: int = 3, map_runs: int = 2) 
         # Outliers (-1) are not a topic: give each its own label so they never match a theme.
         levels = [np.where(topics >= 0, topics, -1 - np.arange(len(topics)))]
         bt = best_topics(themes, levels)
-        results.append((f"BERTopic defaults (run {run + 1})", wall, bt, int(len(set(topics) - {-1})),
-                        float((topics < 0).mean())))
+        results.append(
+            (f"BERTopic defaults (run {run + 1})", wall, bt, int(len(set(topics) - {-1})), float((topics < 0).mean()))
+        )
     return results, {"papers": len(rows), "themes": themes}
 
 
@@ -82,13 +90,18 @@ def main() -> None:
     bt_scores = [q for name, _, q, _, _ in results if name.startswith("BERTopic")]
 
     print(f"{info['papers']} papers; themes: " + ", ".join(f"{t} {bt_scores[0][t].papers}" for t in THEMES))
-    print("| method | wall s | topics | outlier / low-conf. | " + " | ".join(f"{t} P / R / F1" for t in THEMES)
-          + " | mean F1 (3) | mean F1 (all themes) |")
+    print(
+        "| method | wall s | topics | outlier / low-conf. | "
+        + " | ".join(f"{t} P / R / F1" for t in THEMES)
+        + " | mean F1 (3) | mean F1 (all themes) |"
+    )
     print("|" + " --- |" * (6 + len(THEMES)))
     for name, wall, q, n_topics, loose in results:
         cells = " | ".join(f"{q[t].precision:.2f} / {q[t].recall:.2f} / {q[t].f1:.2f}" for t in THEMES)
-        print(f"| {name} | {wall:.1f} | {n_topics} | {loose:.0%} | {cells} | "
-              f"{np.mean([q[t].f1 for t in THEMES]):.3f} | {np.mean([m.f1 for m in q.values()]):.3f} |")
+        print(
+            f"| {name} | {wall:.1f} | {n_topics} | {loose:.0%} | {cells} | "
+            f"{np.mean([q[t].f1 for t in THEMES]):.3f} | {np.mean([m.f1 for m in q.values()]):.3f} |"
+        )
     med = {t: statistics.median(b[t].f1 for b in bt_scores) for t in THEMES}
     print("BERTopic median F1: " + ", ".join(f"{t} {v:.2f}" for t, v in med.items()))
 

@@ -30,9 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def map_summary(tm: paperscope.map.TopicMap) -> dict:
     """What docs/map.json records: the seed, counts and every topic's level, label and size."""
-    return {"seed": tm.params.seed, "params_key": tm.params.key, "papers": len(tm),
-            "low_confidence": tm.low_confidence,
-            "topics": sorted(([t.level, t.label, t.size] for t in tm.topics), key=lambda r: (r[0], -r[2], r[1]))}
+    return {
+        "seed": tm.params.seed,
+        "params_key": tm.params.key,
+        "papers": len(tm),
+        "low_confidence": tm.low_confidence,
+        "topics": sorted(([t.level, t.label, t.size] for t in tm.topics), key=lambda r: (r[0], -r[2], r[1])),
+    }
 
 
 def cpu_model() -> str:

@@ -24,8 +24,9 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium(user_data: Path, *, size: tuple[int, int] = (1400, 900), logs: bool = False,
-             loopback: bool = False) -> Iterator[object]:
+def chromium(
+    user_data: Path, *, size: tuple[int, int] = (1400, 900), logs: bool = False, loopback: bool = False
+) -> Iterator[object]:
     """A headless Chromium session; the page may not reach any network host.
 
     ``size`` is the window size; ``logs`` records the console and the DevTools performance log
@@ -37,12 +38,22 @@ def chromium(user_data: Path, *, size: tuple[int, int] = (1400, 900), logs: bool
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--window-size={size[0]},{size[1]}", f"--user-data-dir={user_data}",
-                # Every host name resolves nowhere: a page that tried to fetch anything would fail.
-                "--host-resolver-rules=MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else ""),
-                "--proxy-server=127.0.0.1:9"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--window-size={size[0]},{size[1]}",
+        f"--user-data-dir={user_data}",
+        # Every host name resolves nowhere: a page that tried to fetch anything would fail.
+        "--host-resolver-rules=MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else ""),
+        "--proxy-server=127.0.0.1:9",
+    ):
         opts.add_argument(arg)
     if logs:
         opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})

@@ -61,7 +61,7 @@ def corrupt(path: Path, kind: str) -> None:
     else:
         at = {"flip-header": min(8, len(data) - 1), "flip-middle": len(data) // 2, "flip-end": len(data) - 2}[kind]
         at = max(at, 0)
-        data = data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+        data = data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1 :]
     path.unlink()  # index.faiss may be hard-linked into another generation: never write through
     path.write_bytes(data)
 

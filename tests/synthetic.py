@@ -12,9 +12,17 @@ from collections.abc import Iterator
 import numpy as np
 
 
-def clustered_chunks(n: int, dim: int = 384, *, clusters: int | None = None, rank: int = 16,
-                     spread: float = 1.0, noise: float = 0.3, seed: int = 0,
-                     chunk: int = 50_000) -> Iterator[np.ndarray]:
+def clustered_chunks(
+    n: int,
+    dim: int = 384,
+    *,
+    clusters: int | None = None,
+    rank: int = 16,
+    spread: float = 1.0,
+    noise: float = 0.3,
+    seed: int = 0,
+    chunk: int = 50_000,
+) -> Iterator[np.ndarray]:
     """Yield ``n`` float32 unit vectors in chunks of at most ``chunk`` rows (bounded memory)."""
     clusters = clusters or max(1, int(np.sqrt(n)))
     base = np.random.default_rng(seed)

@@ -1,10 +1,10 @@
 """paperscope: explore a corpus of research papers by meaning, offline.
 
-    >>> import paperscope
-    >>> ex = paperscope.build()                 # bundled corpus -> default store
-    >>> ex = paperscope.open()                  # later: open the store
-    >>> ex.related("Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer", k=5)
-    >>> ex.search("learning-rate transfer across model widths")
+>>> import paperscope
+>>> ex = paperscope.build()                 # bundled corpus -> default store
+>>> ex = paperscope.open()                  # later: open the store
+>>> ex.related("Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer", k=5)
+>>> ex.search("learning-rate transfer across model widths")
 """
 
 from __future__ import annotations
@@ -73,5 +73,18 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["Explorer", "Hit", "InputError", "ModelLockError", "Paper", "PaperscopeError", "StoreError",
-           "StoreLockedError", "UnknownPaperError", "build", "open", "verify_store", "__version__"]
+__all__ = [
+    "Explorer",
+    "Hit",
+    "InputError",
+    "ModelLockError",
+    "Paper",
+    "PaperscopeError",
+    "StoreError",
+    "StoreLockedError",
+    "UnknownPaperError",
+    "build",
+    "open",
+    "verify_store",
+    "__version__",
+]

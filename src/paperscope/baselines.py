@@ -126,8 +126,12 @@ def format_rows(rows: Sequence[Row], markdown: bool = False) -> str:
     for labels in dict.fromkeys(r.labels for r in rows):
         block = [r for r in rows if r.labels == labels]
         if markdown:
-            lines += [f"**{labels}**, {block[0].queries} held-out queries", "",
-                      "| ranking | nDCG@10 [95% CI] | MAP [95% CI] |", "| --- | --- | --- |"]
+            lines += [
+                f"**{labels}**, {block[0].queries} held-out queries",
+                "",
+                "| ranking | nDCG@10 [95% CI] | MAP [95% CI] |",
+                "| --- | --- | --- |",
+            ]
             lines += [f"| {r.name} | {r.ndcg} | {r.map} |" for r in block] + [""]
         else:
             lines.append(f"{labels}: {block[0].queries} held-out queries (bootstrap 95% intervals)")

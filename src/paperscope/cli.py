@@ -23,11 +23,17 @@ from paperscope.terminal import dumps, echo_query, shown, shown_lines
 EXIT_USER_ERROR = 2
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
-store_option = click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
-                            envvar="PAPERSCOPE_HOME", show_envvar=True,
-                            help="Store directory (default: $PAPERSCOPE_HOME, else ~/.local/share/paperscope).")
-k_option = click.option("-k", "k", type=click.IntRange(min=1, max=100_000), default=10, show_default=True,
-                        help="Number of results.")
+store_option = click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="PAPERSCOPE_HOME",
+    show_envvar=True,
+    help="Store directory (default: $PAPERSCOPE_HOME, else ~/.local/share/paperscope).",
+)
+k_option = click.option(
+    "-k", "k", type=click.IntRange(min=1, max=100_000), default=10, show_default=True, help="Number of results."
+)
 
 
 def json_option(f: Any) -> Any:
@@ -74,23 +80,38 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 def ranking_options(f: Any) -> Any:
     """--mode, --why and the filters, shared by related, search and recommend."""
     options = [
-        click.option("--mode", type=click.Choice(MODES), default=None,
-                     help="Ranking: dense (model vectors), lexical (TF-IDF), hybrid (both; the default, best "
-                          "measured)."),
+        click.option(
+            "--mode",
+            type=click.Choice(MODES),
+            default=None,
+            help="Ranking: dense (model vectors), lexical (TF-IDF), hybrid (both; the default, best measured).",
+        ),
         click.option("--why", is_flag=True, help="Show why each paper matched: shared key terms, dense similarity."),
-        click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
-                     help="Drop hits scoring below this (scores are calibrated probabilities of being related)."),
-        click.option("--date-from", callback=_date, default=None,
-                     help="Only papers dated on or after (YYYY[-MM[-DD]])."),
-        click.option("--date-to", callback=_date, default=None,
-                     help="Only papers dated on or before (YYYY[-MM[-DD]])."),
-        click.option("--min-authors", type=click.IntRange(min=0), default=None,
-                     help="Only papers with at least N authors."),
-        click.option("--max-authors", type=click.IntRange(min=0), default=None,
-                     help="Only papers with at most N authors."),
+        click.option(
+            "--min-score",
+            type=click.FloatRange(0.0, 1.0),
+            default=None,
+            help="Drop hits scoring below this (scores are calibrated probabilities of being related).",
+        ),
+        click.option(
+            "--date-from", callback=_date, default=None, help="Only papers dated on or after (YYYY[-MM[-DD]])."
+        ),
+        click.option(
+            "--date-to", callback=_date, default=None, help="Only papers dated on or before (YYYY[-MM[-DD]])."
+        ),
+        click.option(
+            "--min-authors", type=click.IntRange(min=0), default=None, help="Only papers with at least N authors."
+        ),
+        click.option(
+            "--max-authors", type=click.IntRange(min=0), default=None, help="Only papers with at most N authors."
+        ),
         click.option("--source", default=None, help="Only papers read from this page or file (path or file name)."),
-        click.option("--where", multiple=True, metavar="KEY=VALUE",
-                     help="Only papers whose metadata KEY equals VALUE (repeatable), e.g. organisation=Google."),
+        click.option(
+            "--where",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Only papers whose metadata KEY equals VALUE (repeatable), e.g. organisation=Google.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -100,9 +121,17 @@ def ranking_options(f: Any) -> Any:
 def _ranking_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
     from paperscope.filters import parse_where
 
-    return {"mode": opts["mode"], "why": opts["why"], "date_from": opts["date_from"], "date_to": opts["date_to"],
-            "min_authors": opts["min_authors"], "max_authors": opts["max_authors"], "source": opts["source"],
-            "where": parse_where(opts["where"]) or None, "min_score": opts["min_score"]}
+    return {
+        "mode": opts["mode"],
+        "why": opts["why"],
+        "date_from": opts["date_from"],
+        "date_to": opts["date_to"],
+        "min_authors": opts["min_authors"],
+        "max_authors": opts["max_authors"],
+        "source": opts["source"],
+        "where": parse_where(opts["where"]) or None,
+        "min_score": opts["min_score"],
+    }
 
 
 def _one_line(message: str) -> str:
@@ -124,15 +153,21 @@ class _Group(click.Group):
             click.echo(_one_line(f"paperscope: error: {e}"), err=True)
         except OSError as e:  # the file system refused: name the path and the cause, on one line
             where = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
-            click.echo(_one_line(f"paperscope: error: {where}{e.strerror or e}; check the path, its permissions "
-                                 "and free space"), err=True)
+            click.echo(
+                _one_line(
+                    f"paperscope: error: {where}{e.strerror or e}; check the path, its permissions and free space"
+                ),
+                err=True,
+            )
         except (KeyboardInterrupt, click.Abort):
             click.echo("paperscope: interrupted; the store is unchanged (re-run to resume)", err=True)
             sys.exit(130)
         sys.exit(EXIT_USER_ERROR)
 
 
-@click.group(cls=_Group, context_settings=CONTEXT, epilog="\b\nExample: paperscope index && paperscope related 2106.09685")
+@click.group(
+    cls=_Group, context_settings=CONTEXT, epilog="\b\nExample: paperscope index && paperscope related 2106.09685"
+)
 @click.version_option(package_name="paperscope")
 def main() -> None:
     """Explore research papers by meaning: index a corpus, then ask for related papers."""
@@ -147,39 +182,101 @@ def _backends() -> tuple[str, ...]:
 @main.command(**example("paperscope index papers.jsonl --store ~/papers"))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @store_option
-@click.option("--lock", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="models.lock to use (default: $PAPERSCOPE_LOCK, ./models.lock, then the packaged one).")
+@click.option(
+    "--lock",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="models.lock to use (default: $PAPERSCOPE_LOCK, ./models.lock, then the packaged one).",
+)
 @click.option("--prune", is_flag=True, help="Remove papers that are not in these inputs.")
 @click.option("--rebuild", is_flag=True, help="Re-embed every paper (after changing the pinned model).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=CHUNK_SIZE, show_default=True,
-              help="Texts embedded between checkpoints.")
-@click.option("--index-type", type=click.Choice(["auto", *INDEX_TYPES]), default="auto", show_default=True,
-              help="FAISS index: exact flat, or approximate ivf / hnsw (auto: flat up to 50k papers, then ivf).")
-@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True,
-              help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).")
-@click.option("--backend", type=click.Choice(_backends()), default=None,
-              help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
-              help="Where the torch backend embeds: auto picks the GPU when torch sees one, else the CPU.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto",
-              show_default=True, help="Precision of the forward pass (auto: float16 on CUDA, float32 elsewhere).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Tokenizer processes feeding the GPU (default: cores - 2).")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=CHUNK_SIZE,
+    show_default=True,
+    help="Texts embedded between checkpoints.",
+)
+@click.option(
+    "--index-type",
+    type=click.Choice(["auto", *INDEX_TYPES]),
+    default="auto",
+    show_default=True,
+    help="FAISS index: exact flat, or approximate ivf / hnsw (auto: flat up to 50k papers, then ivf).",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=DEFAULT_ENGINE,
+    show_default=True,
+    help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(_backends()),
+    default=None,
+    help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="auto|cpu|cuda|cuda:N|mps",
+    help="Where the torch backend embeds: auto picks the GPU when torch sees one, else the CPU.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(DTYPES),
+    default="auto",
+    show_default=True,
+    help="Precision of the forward pass (auto: float16 on CUDA, float32 elsewhere).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Tokenizer processes feeding the GPU (default: cores - 2).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
-def index(paths: tuple[Path, ...], store: Path | None, lock: Path | None, prune: bool, rebuild: bool,
-          chunk_size: int, index_type: str, engine: str, backend: str | None, device: str, dtype: str,
-          workers: int | None, quiet: bool, as_json: bool, as_jsonl: bool) -> None:
+def index(
+    paths: tuple[Path, ...],
+    store: Path | None,
+    lock: Path | None,
+    prune: bool,
+    rebuild: bool,
+    chunk_size: int,
+    index_type: str,
+    engine: str,
+    backend: str | None,
+    device: str,
+    dtype: str,
+    workers: int | None,
+    quiet: bool,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
     """Index PATHS (files or directories; default: the bundled corpus) into the store.
 
     Re-running only embeds papers whose text changed; inputs add to what the store holds.
     """
     from paperscope.pipeline import build, default_progress
 
-    report = build(list(paths) or None, store, lock=lock, prune=prune, rebuild=rebuild,
-                   chunk_size=chunk_size, progress=default_progress(quiet or as_json or as_jsonl),
-                   index_type=None if index_type == "auto" else index_type, engine=engine, backend=backend,
-                   device=device, dtype=dtype, workers=workers)
+    report = build(
+        list(paths) or None,
+        store,
+        lock=lock,
+        prune=prune,
+        rebuild=rebuild,
+        chunk_size=chunk_size,
+        progress=default_progress(quiet or as_json or as_jsonl),
+        index_type=None if index_type == "auto" else index_type,
+        engine=engine,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+        workers=workers,
+    )
     if not _emit(report.to_dict(), as_json, as_jsonl):
         for example in report.skip_examples:
             click.echo(f"skipped {shown(example)}", err=True)
@@ -256,9 +353,14 @@ def show(paper: str, store: Path | None, as_json: bool, as_jsonl: bool) -> None:
         extra = (p.authors_count or 0) - len(p.authors)
         more = f" (+{extra} more)" if extra > 0 else ""
         click.echo(shown("authors: " + ", ".join(p.authors) + more))
-    for name, value in (("date", p.date), ("organisation", p.organisation), ("upvotes", p.upvotes),
-                        ("categories", ", ".join(p.categories)), ("sources", ", ".join(p.sources)),
-                        ("link", p.link)):
+    for name, value in (
+        ("date", p.date),
+        ("organisation", p.organisation),
+        ("upvotes", p.upvotes),
+        ("categories", ", ".join(p.categories)),
+        ("sources", ", ".join(p.sources)),
+        ("link", p.link),
+    ):
         if value not in (None, ""):
             click.echo(f"{name}: {shown(value)}")
     click.echo("")
@@ -277,8 +379,12 @@ def related(paper: str, store: Path | None, k: int, as_json: bool, as_jsonl: boo
 
     with Explorer(store) as ex:
         target = ex.paper(paper)
-        _print_hits(ex.related(target.id, k=k, **_ranking_kwargs(opts)), as_json,
-                    f"Related to {shown(target.id)}: {shown(target.title)}", as_jsonl)
+        _print_hits(
+            ex.related(target.id, k=k, **_ranking_kwargs(opts)),
+            as_json,
+            f"Related to {shown(target.id)}: {shown(target.title)}",
+            as_jsonl,
+        )
 
 
 @main.command(**example('paperscope search "low-rank adaptation of language models" --mode lexical'))
@@ -292,20 +398,27 @@ def search(text: str, store: Path | None, k: int, as_json: bool, as_jsonl: bool,
     from paperscope.explorer import Explorer
 
     with Explorer(store) as ex:
-        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {echo_query(text)}:",
-                    as_jsonl)
+        _print_hits(ex.search(text, k=k, **_ranking_kwargs(opts)), as_json, f"Nearest to {echo_query(text)}:", as_jsonl)
 
 
 @main.command(**example("paperscope recommend 2106.09685 2402.09353 --not 2305.14314"))
 @click.argument("papers", nargs=-1, required=True)
-@click.option("--not", "negative", multiple=True, metavar="PAPER",
-              help="A paper the results should be unlike (repeatable).")
+@click.option(
+    "--not", "negative", multiple=True, metavar="PAPER", help="A paper the results should be unlike (repeatable)."
+)
 @store_option
 @k_option
 @ranking_options
 @json_option
-def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | None, k: int, as_json: bool,
-              as_jsonl: bool, **opts: Any) -> None:
+def recommend(
+    papers: tuple[str, ...],
+    negative: tuple[str, ...],
+    store: Path | None,
+    k: int,
+    as_json: bool,
+    as_jsonl: bool,
+    **opts: Any,
+) -> None:
     """Papers like all of PAPERS (ids or exact titles) and unlike every --not PAPER."""
     from paperscope.explorer import Explorer
 
@@ -323,14 +436,29 @@ def recommend(papers: tuple[str, ...], negative: tuple[str, ...], store: Path | 
 @main.command("eval", **example("paperscope eval --tune"))
 @click.argument("labels", nargs=-1, type=click.Path(path_type=Path))
 @store_option
-@click.option("--weight", type=click.FloatRange(0.0, 1.0), default=None, callback=_finite,
-              help="Dense share of the hybrid score (default: the tuned one).")
+@click.option(
+    "--weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    callback=_finite,
+    help="Dense share of the hybrid score (default: the tuned one).",
+)
 @click.option("--tune", is_flag=True, help="Also choose the hybrid weight on the tuning split and print the curve.")
-@click.option("--baselines", is_flag=True,
-              help="Score TF-IDF and its fusions with the store's vectors beside every mode, held-out, with intervals.")
+@click.option(
+    "--baselines",
+    is_flag=True,
+    help="Score TF-IDF and its fusions with the store's vectors beside every mode, held-out, with intervals.",
+)
 @json_option
-def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tune: bool, baselines: bool,
-          as_json: bool, as_jsonl: bool) -> None:
+def eval_(
+    labels: tuple[Path, ...],
+    store: Path | None,
+    weight: float | None,
+    tune: bool,
+    baselines: bool,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
     """Precision@10, recall@10, nDCG@10 and MAP of `related` for every ranking mode.
 
     LABELS are theme CSVs (title,theme) or query JSON files (query -> relevant titles); with
@@ -345,8 +473,10 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
 
         with Explorer(store) as ex:
             rows = bl.compare(ex, sets)
-        data = [{"labels": r.labels, "ranking": r.name, "queries": r.queries,
-                 "ndcg@10": vars(r.ndcg), "map": vars(r.map)} for r in rows]
+        data = [
+            {"labels": r.labels, "ranking": r.name, "queries": r.queries, "ndcg@10": vars(r.ndcg), "map": vars(r.map)}
+            for r in rows
+        ]
         if not _emit(data, as_json, as_jsonl):
             click.echo(bl.format_rows(rows))
         return
@@ -354,8 +484,12 @@ def eval_(labels: tuple[Path, ...], store: Path | None, weight: float | None, tu
         curve = ev.tune(ex, sets) if tune else None
         results = [ex.evaluate(s, weight=weight)[0] for s in sets]
     if as_jsonl:  # one object per label set, then the tuning curve
-        _emit([r.to_dict() for r in results] + ([{"tuning": [{"weight": w, "ndcg@10": s} for w, s in curve]}]
-                                                 if curve is not None else []), False, True)
+        _emit(
+            [r.to_dict() for r in results]
+            + ([{"tuning": [{"weight": w, "ndcg@10": s} for w, s in curve]}] if curve is not None else []),
+            False,
+            True,
+        )
         return
     if as_json:
         out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
@@ -388,11 +522,17 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
         ("store", data["store"]),
         ("generation", f"{data['generation']} (created {data['created_at']})"),
         ("papers", str(data["counts"]["papers"])),
-        ("model", f"{data['model']['name']} (fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})"),
+        (
+            "model",
+            f"{data['model']['name']} (fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})",
+        ),
         ("index", _index_line(data["index"])),
-        ("last build", f"{b['added']} added, {b['changed']} changed, {b['updated']} metadata-only, "
-                       f"{b['unchanged']} unchanged, {b['removed']} removed; embedded {b['embedded']} "
-                       f"in {b['seconds']:.1f}s ({rate})"),
+        (
+            "last build",
+            f"{b['added']} added, {b['changed']} changed, {b['updated']} metadata-only, "
+            f"{b['unchanged']} unchanged, {b['removed']} removed; embedded {b['embedded']} "
+            f"in {b['seconds']:.1f}s ({rate})",
+        ),
         ("embedded on", _devices_line(data)),
         ("paperscope", data["paperscope_version"]),
     ]
@@ -407,8 +547,10 @@ def _devices_line(data: dict[str, Any]) -> str:
     line = describe(data["build"].get("devices"))
     backend = (data["model"].get("lock") or {}).get("backend")
     if backend and backend not in GPU_BACKENDS:
-        line += (f"; backend {backend} runs on the CPU: to embed on a GPU, "
-                 "paperscope index --backend torch --rebuild --device cuda")
+        line += (
+            f"; backend {backend} runs on the CPU: to embed on a GPU, "
+            "paperscope index --backend torch --rebuild --device cuda"
+        )
     return line
 
 
@@ -436,23 +578,57 @@ def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
 
 @main.command("map", **example("paperscope map --topics 40 --out ./map"))
 @store_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for map.png, map.html and topics.json (default: STORE/map).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for map.png, map.html and topics.json (default: STORE/map).",
+)
 @click.option("--refit", is_flag=True, help="Fit afresh instead of keeping the previous layout.")
-@click.option("--topics", "fine_topics", type=click.IntRange(min=2), default=None,
-              help="Number of fine topics (default: about sqrt(papers)).")
-@click.option("--themes", "coarse_topics", type=click.IntRange(min=1), default=None,
-              help="Number of coarse themes (default: about topics / 2.5).")
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=42, show_default=True,
-              help="Random seed for UMAP and k-means (0 to 2**32-1).")
-@click.option("--wait", "lock_wait", type=click.FloatRange(0, 86_400), default=0, show_default=True,
-              callback=_finite,
-              help="Seconds to wait for a running index to finish before refusing (checked before any work).")
+@click.option(
+    "--topics",
+    "fine_topics",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Number of fine topics (default: about sqrt(papers)).",
+)
+@click.option(
+    "--themes",
+    "coarse_topics",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of coarse themes (default: about topics / 2.5).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=42,
+    show_default=True,
+    help="Random seed for UMAP and k-means (0 to 2**32-1).",
+)
+@click.option(
+    "--wait",
+    "lock_wait",
+    type=click.FloatRange(0, 86_400),
+    default=0,
+    show_default=True,
+    callback=_finite,
+    help="Seconds to wait for a running index to finish before refusing (checked before any work).",
+)
 @click.option("--open", "open_page", is_flag=True, help="Open map.html in the web browser afterwards.")
 @json_option
-def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: int | None,
-                coarse_topics: int | None, seed: int, lock_wait: float, open_page: bool, as_json: bool,
-                as_jsonl: bool) -> None:
+def map_command(
+    store: Path | None,
+    out: Path | None,
+    refit: bool,
+    fine_topics: int | None,
+    coarse_topics: int | None,
+    seed: int,
+    lock_wait: float,
+    open_page: bool,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
     """Draw the topic map: map.png, a self-contained map.html and topics.json."""
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
@@ -469,10 +645,17 @@ def map_command(store: Path | None, out: Path | None, refit: bool, fine_topics: 
             _open_page(Path(tm.stats["outputs"]["html"]))
         return
     s = tm.stats
-    how = ("kept from the saved map, up to date" if s.get("cached")
-           else "previous layout kept" if s.get("reused_fit") else "fitted")
-    click.echo(f"map of {len(tm)} papers ({how}; {s['placed']} newly placed): {s['topics']['theme']} themes, "
-               f"{s['topics']['topic']} topics, {s['low_confidence']} papers low-confidence; {s['seconds']:.1f}s")
+    how = (
+        "kept from the saved map, up to date"
+        if s.get("cached")
+        else "previous layout kept"
+        if s.get("reused_fit")
+        else "fitted"
+    )
+    click.echo(
+        f"map of {len(tm)} papers ({how}; {s['placed']} newly placed): {s['topics']['theme']} themes, "
+        f"{s['topics']['topic']} topics, {s['low_confidence']} papers low-confidence; {s['seconds']:.1f}s"
+    )
     for t in sorted((t for t in tm.topics if t.level == 1), key=lambda t: -t.size):
         click.echo(f"  topic {t.id:>3}  {t.size:>5}  {shown(t.label)}")
     for kind, path in s["outputs"].items():
@@ -492,10 +675,19 @@ def _open_page(path: Path) -> None:
 
 @main.command(**example("paperscope serve --store ~/papers --open"))
 @store_option
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on; anything but the loopback exposes the store to the network.")
-@click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True,
-              help="Port to listen on (0: any free port).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on; anything but the loopback exposes the store to the network.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=8765,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser once ready.")
 def serve(store: Path | None, host: str, port: int, open_browser: bool) -> None:
     """Serve the map page with search, related papers and a basket, and a JSON API (read-only).
@@ -520,8 +712,13 @@ def model() -> None:
 
 @model.command("pin", **example("paperscope model pin hub:sentence-transformers/all-MiniLM-L6-v2"))
 @click.argument("model_ref")
-@click.option("--lock", type=click.Path(dir_okay=False, path_type=Path), default=Path("models.lock"),
-              show_default=True, help="Lock file to rewrite.")
+@click.option(
+    "--lock",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("models.lock"),
+    show_default=True,
+    help="Lock file to rewrite.",
+)
 @click.option("--template", default=None, help="Text template, e.g. '{title}. {abstract}'.")
 @click.option("--revision", default="main", show_default=True, help="Hub revision (hub models only).")
 def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -> None:
@@ -549,7 +746,9 @@ def pin_model(model_ref: str, lock: Path, template: str | None, revision: str) -
         source, name = {"kind": "directory", "path": str(path)}, path.name
     new = pin(path, source, name, template=template)
     lock.write_text(new.to_json(), encoding="utf-8")
-    click.echo(f"pinned {shown(name)} ({len(new.files)} files, dim {new.dimension}, fingerprint {new.fingerprint}) in {shown(lock)}")
+    click.echo(
+        f"pinned {shown(name)} ({len(new.files)} files, dim {new.dimension}, fingerprint {new.fingerprint}) in {shown(lock)}"
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,9 @@ class MissingExtraError(PaperscopeError):
     def __init__(self, what: str, extra: str, detail: str = ""):
         self.extra = extra
         why = f" ({detail})" if detail else ""
-        super().__init__(f'{what} needs the paperscope[{extra}] extra{why}; install it: '
-                         f'pip install "paperscope[{extra}]"')
+        super().__init__(
+            f'{what} needs the paperscope[{extra}] extra{why}; install it: pip install "paperscope[{extra}]"'
+        )
 
 
 def require_extra(modules: tuple[str, ...], extra: str, what: str) -> None:

@@ -39,8 +39,10 @@ class Explorer(Protocol):
 
     def related_query(self, row: int) -> Query: ...
 
-    def rank(self, q: Query, k: int, mode: str | None = None, *, allowed: Any = None,
-             weight: float | None = None) -> list[Ranked]: ...
+    def rank(
+        self, q: Query, k: int, mode: str | None = None, *, allowed: Any = None, weight: float | None = None
+    ) -> list[Ranked]: ...
+
 
 K = 10
 MAP_DEPTH = 100  # average precision is taken over the first 100 results
@@ -99,8 +101,9 @@ def _load_themes(path: Path) -> Labels:
                     raise InputError(f"{path}: line {reader.line_num}: needs both a title and a theme")
                 key = normalise_title(title)
                 if key in theme_of and theme_of[key][1] != theme:
-                    raise InputError(f"{path}: line {reader.line_num}: {title!r} is labelled both "
-                                     f"{theme_of[key][1]!r} and {theme!r}")
+                    raise InputError(
+                        f"{path}: line {reader.line_num}: {title!r} is labelled both {theme_of[key][1]!r} and {theme!r}"
+                    )
                 theme_of[key] = (title, theme)
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 ({e.reason} at byte {e.start})") from None
@@ -111,9 +114,11 @@ def _load_themes(path: Path) -> Labels:
     by_theme: dict[str, set[str]] = {}
     for title, theme in theme_of.values():
         by_theme.setdefault(theme, set()).add(title)
-    queries = tuple(LabelledQuery(title, frozenset(by_theme[theme] - {title}))
-                    for title, theme in theme_of.values()
-                    if theme != NOT_A_THEME and len(by_theme[theme]) > 1)
+    queries = tuple(
+        LabelledQuery(title, frozenset(by_theme[theme] - {title}))
+        for title, theme in theme_of.values()
+        if theme != NOT_A_THEME and len(by_theme[theme]) > 1
+    )
     return Labels(str(path), queries)
 
 
@@ -125,15 +130,21 @@ def _load_queries(path: Path) -> Labels:
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: line {e.lineno}: malformed JSON ({e.msg})") from None
     if not isinstance(data, list) or not data:
-        raise InputError(f"{path}: expected a non-empty JSON list of {{\"query\": ..., \"relevant\": [...]}}")
+        raise InputError(f'{path}: expected a non-empty JSON list of {{"query": ..., "relevant": [...]}}')
     queries = []
     for i, item in enumerate(data):
-        ok = (isinstance(item, dict) and isinstance(item.get("query"), str) and item["query"].strip()
-              and isinstance(item.get("relevant"), list) and item["relevant"]
-              and all(isinstance(t, str) and t.strip() for t in item["relevant"]))
+        ok = (
+            isinstance(item, dict)
+            and isinstance(item.get("query"), str)
+            and item["query"].strip()
+            and isinstance(item.get("relevant"), list)
+            and item["relevant"]
+            and all(isinstance(t, str) and t.strip() for t in item["relevant"])
+        )
         if not ok:
-            raise InputError(f"{path}: entry {i}: expected {{\"query\": TITLE, \"relevant\": [TITLE, ...]}} "
-                             "with non-empty titles")
+            raise InputError(
+                f'{path}: entry {i}: expected {{"query": TITLE, "relevant": [TITLE, ...]}} with non-empty titles'
+            )
         queries.append(LabelledQuery(item["query"].strip(), frozenset(t.strip() for t in item["relevant"])))
     return Labels(str(path), tuple(queries))
 
@@ -190,9 +201,13 @@ class EvalResult:
     per_query_held: dict[str, list[tuple[float, float, float, float]]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, object]:
-        return {"labels": self.labels, "hybrid_weight": self.weight, "skipped_queries": self.skipped,
-                "all": {m: vars(x) for m, x in self.all.items()},
-                "held_out": {m: vars(x) for m, x in self.held_out.items()}}
+        return {
+            "labels": self.labels,
+            "hybrid_weight": self.weight,
+            "skipped_queries": self.skipped,
+            "all": {m: vars(x) for m, x in self.all.items()},
+            "held_out": {m: vars(x) for m, x in self.held_out.items()},
+        }
 
 
 def resolve(ex: Explorer, labels: Labels) -> list[tuple[str, int, set[int]]]:
@@ -210,13 +225,22 @@ def resolve(ex: Explorer, labels: Labels) -> list[tuple[str, int, set[int]]]:
             out.append((q.query, rows[0], set(rows[1:]) - {rows[0]}))
     if missing:
         shown = "; ".join(repr(t[:60]) for t in missing[:3])
-        raise InputError(f"{labels.name}: {len(missing)} labelled titles are not in the store {ex.store.path} "
-                         f"(e.g. {shown}); index those papers or fix the labels")
+        raise InputError(
+            f"{labels.name}: {len(missing)} labelled titles are not in the store {ex.store.path} "
+            f"(e.g. {shown}); index those papers or fix the labels"
+        )
     return out
 
 
-def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weight: float | None = None,
-             depth: int = MAP_DEPTH, expand: float | None = None) -> EvalResult:
+def evaluate(
+    ex: Explorer,
+    labels: Labels,
+    *,
+    modes: Iterable[str] = MODES,
+    weight: float | None = None,
+    depth: int = MAP_DEPTH,
+    expand: float | None = None,
+) -> EvalResult:
     """Run ``related`` for every labelled query in every mode and average the metrics."""
     from paperscope.rank import HYBRID_WEIGHT
 
@@ -243,12 +267,15 @@ def evaluate(ex: Explorer, labels: Labels, *, modes: Iterable[str] = MODES, weig
 
 
 def _tuning_queries(ex: Explorer, label_sets: Sequence[Labels]) -> list[list[tuple[int, set[int]]]]:
-    return [[(row, rel) for title, row, rel in resolve(ex, labels) if rel and not is_held_out(title)]
-            for labels in label_sets]
+    return [
+        [(row, rel) for title, row, rel in resolve(ex, labels) if rel and not is_held_out(title)]
+        for labels in label_sets
+    ]
 
 
-def tune(ex: Explorer, label_sets: Sequence[Labels], weights: Sequence[float] | None = None,
-         expand: float | None = None) -> list[tuple[float, float]]:
+def tune(
+    ex: Explorer, label_sets: Sequence[Labels], weights: Sequence[float] | None = None, expand: float | None = None
+) -> list[tuple[float, float]]:
     """Mean nDCG@10 of hybrid per dense weight, on the tuning split only (held-out queries unseen).
 
     ``expand`` is the query-expansion strength (None: the shipped ``rank.EXPANSION``).
@@ -259,20 +286,35 @@ def tune(ex: Explorer, label_sets: Sequence[Labels], weights: Sequence[float] | 
     weights = [round(float(w), 2) for w in (np.linspace(0, 1, 21) if weights is None else weights)]
     per_set = []
     for qs in _tuning_queries(ex, label_sets):
-        per_set.append([float(np.mean([query_metrics([r.row for r in ex.rank(
-            ex.related_query(row), K, "hybrid", weight=w, expand=expand)], rel)[2] for row, rel in qs]))
-            for w in weights])
+        per_set.append(
+            [
+                float(
+                    np.mean(
+                        [
+                            query_metrics(
+                                [r.row for r in ex.rank(ex.related_query(row), K, "hybrid", weight=w, expand=expand)],
+                                rel,
+                            )[2]
+                            for row, rel in qs
+                        ]
+                    )
+                )
+                for w in weights
+            ]
+        )
     return [(w, float(np.mean([s[i] for s in per_set]))) for i, w in enumerate(weights)]
 
 
-def tune_expansion(ex: Explorer, label_sets: Sequence[Labels], weight: float,
-                   betas: Sequence[float] = (0.0, 0.25, 0.5, 1.0)) -> list[tuple[float, float]]:
+def tune_expansion(
+    ex: Explorer, label_sets: Sequence[Labels], weight: float, betas: Sequence[float] = (0.0, 0.25, 0.5, 1.0)
+) -> list[tuple[float, float]]:
     """Mean nDCG@10 of hybrid per query-expansion strength ``beta`` (0 = off), tuning split only."""
     return [(b, tune(ex, label_sets, [weight], expand=b)[0][1]) for b in betas]
 
 
-def fit_calibration(ex: Explorer, label_sets: Sequence[Labels], weight: float,
-                    depth: int = MAP_DEPTH) -> dict[str, tuple[float, float]]:
+def fit_calibration(
+    ex: Explorer, label_sets: Sequence[Labels], weight: float, depth: int = MAP_DEPTH
+) -> dict[str, tuple[float, float]]:
     """(a, b) per mode so that ``1 / (1 + exp(-(a + b z)))`` is P(relevant | z), fitted by logistic
     regression on the first ``depth`` results of every tuning query (held-out queries unseen)."""
     from sklearn.linear_model import LogisticRegression
@@ -293,8 +335,11 @@ def fit_calibration(ex: Explorer, label_sets: Sequence[Labels], weight: float,
                     q = ex.ranker.expanded(q, np.array([r.row for r in first]), expand)
                 for r in ex.ranker.rank(q, depth, mode, weight=weight, expand=0.0):
                     d = ref.z_dense(r.dense) if r.dense is not None else 0.0
-                    z = {"dense": d, "lexical": ref.z_lexical(r.lexical),
-                         "hybrid": weight * d + (1 - weight) * ref.z_lexical(r.lexical)}[mode]
+                    z = {
+                        "dense": d,
+                        "lexical": ref.z_lexical(r.lexical),
+                        "hybrid": weight * d + (1 - weight) * ref.z_lexical(r.lexical),
+                    }[mode]
                     zs.append(float(z))
                     ys.append(r.row in rel)
         lr = LogisticRegression(C=100.0).fit(np.array(zs)[:, None], np.array(ys))
@@ -309,13 +354,17 @@ def format_results(results: Sequence[EvalResult]) -> str:
         any_mode = next(iter(res.all.values()))
         held_n = next(iter(res.held_out.values())).queries
         lines.append(f"{res.labels}: {any_mode.queries} queries ({held_n} held out); hybrid dense weight {res.weight}")
-        lines.append(f"  {'mode':<8} | {'P@10':>6} {'R@10':>6} {'nDCG@10':>7} {'MAP':>6} | "
-                     f"{'P@10':>6} {'R@10':>6} {'nDCG@10':>7} {'MAP':>6}")
+        lines.append(
+            f"  {'mode':<8} | {'P@10':>6} {'R@10':>6} {'nDCG@10':>7} {'MAP':>6} | "
+            f"{'P@10':>6} {'R@10':>6} {'nDCG@10':>7} {'MAP':>6}"
+        )
         lines.append(f"  {'':<8} | {'all queries':^28} | {'held-out queries':^28}")
         for mode, a in res.all.items():
             h = res.held_out[mode]
-            lines.append(f"  {mode:<8} | {a.precision:6.3f} {a.recall:6.3f} {a.ndcg:7.3f} {a.map:6.3f} | "
-                         f"{h.precision:6.3f} {h.recall:6.3f} {h.ndcg:7.3f} {h.map:6.3f}")
+            lines.append(
+                f"  {mode:<8} | {a.precision:6.3f} {a.recall:6.3f} {a.ndcg:7.3f} {a.map:6.3f} | "
+                f"{h.precision:6.3f} {h.recall:6.3f} {h.ndcg:7.3f} {h.map:6.3f}"
+            )
         if res.skipped:
             lines.append(f"  ({len(res.skipped)} queries without relevant papers skipped)")
         lines.append("")

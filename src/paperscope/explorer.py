@@ -63,12 +63,17 @@ class Explorer:
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
         # Opened now, read at the first query: a re-index may delete this generation meanwhile.
-        self._lexical_file = (open(self.generation.file("lexical.npz"), "rb")  # noqa: SIM115 - closed in close()
-                              if "lexical.npz" in manifest.get("files", {}) else None)
+        self._lexical_file = (
+            open(self.generation.file("lexical.npz"), "rb")  # noqa: SIM115 - closed in close()
+            if "lexical.npz" in manifest.get("files", {})
+            else None
+        )
         self._ranker: Ranker | None = None
         if embedder is not None and embedder.fingerprint != self.fingerprint:
-            raise StoreError(f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
-                             f"the given embedder {embedder.fingerprint}; query with the store's model")
+            raise StoreError(
+                f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
+                f"the given embedder {embedder.fingerprint}; query with the store's model"
+            )
 
     # ---- papers --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -103,8 +108,9 @@ class Explorer:
         with self._lexical_lock:
             if self._lexical is None:
                 if self._lexical_file is not None:
-                    self._lexical = LexicalIndex.load(self.generation.file("lexical.npz"), self._n,
-                                                      fileobj=self._lexical_file)
+                    self._lexical = LexicalIndex.load(
+                        self.generation.file("lexical.npz"), self._n, fileobj=self._lexical_file
+                    )
                 if self._lexical is None or self._lexical.version != lexical_mod.TOKENIZER_VERSION:
                     # No index, or one from another tokenizer: tokenise in memory until the next index.
                     self._lexical = self.table.with_connection(lexical_mod.build_from_store)
@@ -121,8 +127,16 @@ class Explorer:
         """The query :meth:`related` makes for a paper row (its vector and its terms, itself excluded)."""
         return Query(dense=self.index.vector(row), lexical=self.lexical.rows_vector([row]), exclude=frozenset([row]))
 
-    def rank(self, q: Query, k: int, mode: str | None = None, *, allowed: np.ndarray | None = None,
-             weight: float | None = None, expand: float | None = None) -> list[Ranked]:
+    def rank(
+        self,
+        q: Query,
+        k: int,
+        mode: str | None = None,
+        *,
+        allowed: np.ndarray | None = None,
+        weight: float | None = None,
+        expand: float | None = None,
+    ) -> list[Ranked]:
         """The k best rows for ``q`` (within the ``allowed`` mask), after the per-answer integrity checks.
 
         ``weight`` is the dense share of hybrid (default: ``rank.SEARCH_WEIGHT`` for free text,
@@ -136,9 +150,18 @@ class Explorer:
         self.index.check_answer(q.dense, q.exclude, ranked)
         return ranked
 
-    def nearest(self, query: np.ndarray | Query, k: int = 10, *, mode: str | None = None,
-                exclude: Sequence[int] = (), why: bool = False, filter: Filter | None = None,
-                weight: float | None = None, min_score: float | None = None) -> Hits:
+    def nearest(
+        self,
+        query: np.ndarray | Query,
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        exclude: Sequence[int] = (),
+        why: bool = False,
+        filter: Filter | None = None,
+        weight: float | None = None,
+        min_score: float | None = None,
+    ) -> Hits:
         """The k papers nearest to a vector (or a built :class:`~paperscope.rank.Query`), best first.
 
         A bare unit vector (the store's dimension) is ranked in ``"dense"`` mode, the default
@@ -155,8 +178,11 @@ class Explorer:
             if mode not in (None, "dense"):
                 raise InvalidArgument(f"a bare vector is ranked in dense mode only, got mode {mode!r}")
             mode = "dense"
-            query = Query(dense=vec, lexical=TermVector(np.zeros(0, np.int32), np.zeros(0, np.float32)),
-                          exclude=frozenset(int(r) for r in exclude))
+            query = Query(
+                dense=vec,
+                lexical=TermVector(np.zeros(0, np.int32), np.zeros(0, np.float32)),
+                exclude=frozenset(int(r) for r in exclude),
+            )
         elif exclude:
             query = Query(query.dense, query.lexical, query.text, query.exclude | frozenset(int(r) for r in exclude))
         mode = check_mode(mode)
@@ -185,10 +211,21 @@ class Explorer:
         return Hits(hits, note=note)
 
     # ---- the verbs -----------------------------------------------------------------------
-    def related(self, key: str, k: int = 10, *, mode: str | None = None, why: bool = False,
-                date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
-                max_authors: int | None = None, source: str | None = None,
-                where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
+    def related(
+        self,
+        key: str,
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        why: bool = False,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        min_authors: int | None = None,
+        max_authors: int | None = None,
+        source: str | None = None,
+        where: dict[str, str] | None = None,
+        min_score: float | None = None,
+    ) -> Hits:
         """The k papers most related to the paper with this id or exact title, best first.
 
         ``mode`` is one of ``rank.MODES`` (default: ``rank.DEFAULT_MODE``, the best measured).
@@ -198,15 +235,33 @@ class Explorer:
         """
         k = check_k(k)
         mode = check_mode(mode)
-        filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
-                           max_authors=max_authors, source=source, where=where)
-        return self.nearest(self.related_query(self.table.row_of(key)), k, mode=mode, why=why, filter=filt,
-                            min_score=min_score)
+        filt = Filter.make(
+            date_from=date_from,
+            date_to=date_to,
+            min_authors=min_authors,
+            max_authors=max_authors,
+            source=source,
+            where=where,
+        )
+        return self.nearest(
+            self.related_query(self.table.row_of(key)), k, mode=mode, why=why, filter=filt, min_score=min_score
+        )
 
-    def search(self, text: str, k: int = 10, *, mode: str | None = None, why: bool = False,
-               date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
-               max_authors: int | None = None, source: str | None = None,
-               where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        why: bool = False,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        min_authors: int | None = None,
+        max_authors: int | None = None,
+        source: str | None = None,
+        where: dict[str, str] | None = None,
+        min_score: float | None = None,
+    ) -> Hits:
         """The k papers nearest to free text; ``mode="lexical"`` needs no model at all.
 
         Dense and hybrid modes embed the text with the store's own pinned model. Filters as
@@ -216,19 +271,37 @@ class Explorer:
         mode = check_mode(mode)
         if not text or not text.strip():
             raise InvalidArgument("search text is empty")
-        filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
-                           max_authors=max_authors, source=source, where=where)
+        filt = Filter.make(
+            date_from=date_from,
+            date_to=date_to,
+            min_authors=min_authors,
+            max_authors=max_authors,
+            source=source,
+            where=where,
+        )
         dense = self.embed_query(text) if mode != "lexical" else None
         q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
         if mode == "lexical" and q.lexical.nnz == 0:
             return Hits([], note=f"no indexed term in {text.strip()!r} (after stop words); try --mode dense")
         return self.nearest(q, k, mode=mode, why=why, filter=filt, min_score=min_score)
 
-    def recommend(self, positive: list[str], negative: list[str] = (), k: int = 10, *,
-                  mode: str | None = None, why: bool = False, negative_weight: float = 0.5,
-                  date_from: str | None = None, date_to: str | None = None, min_authors: int | None = None,
-                  max_authors: int | None = None, source: str | None = None,
-                  where: dict[str, str] | None = None, min_score: float | None = None) -> Hits:
+    def recommend(
+        self,
+        positive: list[str],
+        negative: list[str] = (),
+        k: int = 10,
+        *,
+        mode: str | None = None,
+        why: bool = False,
+        negative_weight: float = 0.5,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        min_authors: int | None = None,
+        max_authors: int | None = None,
+        source: str | None = None,
+        where: dict[str, str] | None = None,
+        min_score: float | None = None,
+    ) -> Hits:
         """Papers like all of ``positive`` and unlike ``negative`` (ids or exact titles), best first.
 
         Rocchio on both sides: the query is the mean of the positive papers' vectors minus
@@ -243,8 +316,14 @@ class Explorer:
             raise InvalidArgument("recommend needs at least one positive paper")
         if not 0.0 <= negative_weight <= 1.0:
             raise InvalidArgument(f"negative_weight must be in [0, 1], got {negative_weight}")
-        filt = Filter.make(date_from=date_from, date_to=date_to, min_authors=min_authors,
-                           max_authors=max_authors, source=source, where=where)
+        filt = Filter.make(
+            date_from=date_from,
+            date_to=date_to,
+            min_authors=min_authors,
+            max_authors=max_authors,
+            source=source,
+            where=where,
+        )
         pos = list(dict.fromkeys(self.table.row_of(p) for p in positive))
         neg = [r for r in dict.fromkeys(self.table.row_of(p) for p in negative) if r not in pos]
         dense = self.index.mean(pos)
@@ -252,12 +331,16 @@ class Explorer:
             dense = dense - negative_weight * self.index.mean(neg)
         norm = float(np.linalg.norm(dense))
         dense = dense / norm if norm > 0 else dense
-        q = Query(dense=dense.astype(np.float32), lexical=self.lexical.rows_vector(pos, neg, negative_weight),
-                  exclude=frozenset(pos + neg))
+        q = Query(
+            dense=dense.astype(np.float32),
+            lexical=self.lexical.rows_vector(pos, neg, negative_weight),
+            exclude=frozenset(pos + neg),
+        )
         return self.nearest(q, k, mode=mode, why=why, filter=filt, min_score=min_score)
 
-    def evaluate(self, labels: str | Path | Labels | None = None, *, modes: tuple[str, ...] = MODES,
-                 weight: float | None = None) -> list[EvalResult]:
+    def evaluate(
+        self, labels: str | Path | Labels | None = None, *, modes: tuple[str, ...] = MODES, weight: float | None = None
+    ) -> list[EvalResult]:
         """Precision@10, recall@10, nDCG@10 and MAP of :meth:`related` for each mode, on labels.
 
         ``labels`` is a theme CSV (``title,theme``), a query JSON (``[{"query", "relevant"}]``),
@@ -266,8 +349,11 @@ class Explorer:
         """
         from paperscope import evaluate as ev
 
-        sets = ev.shipped_labels() if labels is None else [labels if isinstance(labels, ev.Labels)
-                                                            else ev.load_labels(labels)]
+        sets = (
+            ev.shipped_labels()
+            if labels is None
+            else [labels if isinstance(labels, ev.Labels) else ev.load_labels(labels)]
+        )
         return [ev.evaluate(self, s, modes=modes, weight=weight) for s in sets]
 
     # ---- the query model -----------------------------------------------------------------
@@ -289,13 +375,20 @@ class Explorer:
     def _load_store_embedder(self) -> Embedder:
         from paperscope.embed.registry import store_embedder
 
-        return store_embedder(self.generation.manifest["model"], self.generation.file("manifest.json"),
-                              self.store.path)
+        return store_embedder(self.generation.manifest["model"], self.generation.file("manifest.json"), self.store.path)
 
     # ---- the topic map (orchestrated in paperscope.map.maker) ----------------------------
-    def topic_map(self, out: str | Path | None = None, *, params: MapParams | None = None, refit: bool = False,
-                  render: bool = True, related_k: int = 5, lock_wait: float = 0.0,
-                  progress: bool | None = None) -> TopicMap:
+    def topic_map(
+        self,
+        out: str | Path | None = None,
+        *,
+        params: MapParams | None = None,
+        refit: bool = False,
+        render: bool = True,
+        related_k: int = 5,
+        lock_wait: float = 0.0,
+        progress: bool | None = None,
+    ) -> TopicMap:
         """The corpus map: 2-D coordinates, topics at two levels, labels; saved in the store.
 
         An up-to-date saved map (same generation, same parameters) is returned as it is. After a
@@ -310,8 +403,16 @@ class Explorer:
         from paperscope.map.maker import make_map
         from paperscope.render import write_outputs
 
-        return make_map(self, out, params=params, refit=refit, writer=write_outputs if render else None,
-                        related_k=related_k, lock_wait=lock_wait, progress=progress)
+        return make_map(
+            self,
+            out,
+            params=params,
+            refit=refit,
+            writer=write_outputs if render else None,
+            related_k=related_k,
+            lock_wait=lock_wait,
+            progress=progress,
+        )
 
     def map_inputs(self) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
         """What :func:`paperscope.map.compute_map` takes, in store order: ids, titles, texts, content hashes, vectors.
@@ -350,8 +451,10 @@ class Explorer:
 
     def __repr__(self) -> str:
         model = self.generation.manifest.get("model", {})
-        return (f"Explorer({str(self.store.path)!r}: {len(self)} papers, generation {self.generation.name}, "
-                f"model {model.get('name', '?')} {self.dimension}-d)")
+        return (
+            f"Explorer({str(self.store.path)!r}: {len(self)} papers, generation {self.generation.name}, "
+            f"model {model.get('name', '?')} {self.dimension}-d)"
+        )
 
     def _repr_html_(self) -> str:
         """What the store holds, for Jupyter: papers, generation, model, index, whether a map is saved."""
@@ -359,9 +462,14 @@ class Explorer:
 
         m = self.generation.manifest
         saved = self.store.read_map() is not None
-        rows = [("store", str(self.store.path)), ("papers", len(self)), ("generation", self.generation.name),
-                ("model", f"{m.get('model', {}).get('name', '?')} ({self.dimension}-d)"),
-                ("index", (m.get("index") or {}).get("type", "flat")), ("saved map", "yes" if saved else "no")]
+        rows = [
+            ("store", str(self.store.path)),
+            ("papers", len(self)),
+            ("generation", self.generation.name),
+            ("model", f"{m.get('model', {}).get('name', '?')} ({self.dimension}-d)"),
+            ("index", (m.get("index") or {}).get("type", "flat")),
+            ("saved map", "yes" if saved else "no"),
+        ]
         return f"<b>{esc('paperscope Explorer')}</b>" + table(("", ""), rows)
 
     def close(self) -> None:

@@ -72,11 +72,12 @@ class Filter:
         object.__setattr__(self, "date_to", _check_date("date_to", self.date_to))
         object.__setattr__(self, "min_authors", _check_count("min_authors", self.min_authors))
         object.__setattr__(self, "max_authors", _check_count("max_authors", self.max_authors))
-        if self.date_from and self.date_to and self.date_from[:len(self.date_to)] > self.date_to:
+        if self.date_from and self.date_to and self.date_from[: len(self.date_to)] > self.date_to:
             raise InvalidArgument(f"date range is empty: date_from {self.date_from} is after date_to {self.date_to}")
-        if (self.min_authors is not None and self.max_authors is not None
-                and self.min_authors > self.max_authors):
-            raise InvalidArgument(f"author range is empty: min_authors {self.min_authors} > max_authors {self.max_authors}")
+        if self.min_authors is not None and self.max_authors is not None and self.min_authors > self.max_authors:
+            raise InvalidArgument(
+                f"author range is empty: min_authors {self.min_authors} > max_authors {self.max_authors}"
+            )
         for key in self.where:
             if key not in SCALAR_KEYS + LIST_KEYS:
                 raise InvalidArgument(f"where: unknown field {key!r}; use one of {', '.join(SCALAR_KEYS + LIST_KEYS)}")
@@ -85,8 +86,9 @@ class Filter:
             try:  # a name with bytes that are not UTF-8 (a surrogate escape) cannot be matched in SQLite
                 str(value).encode("utf-8") if value is not None else None
             except UnicodeEncodeError:
-                raise InvalidArgument(f"{name}: {ascii(value)} is not valid UTF-8; name the file by its path "
-                                      "or a UTF-8 part of its name") from None
+                raise InvalidArgument(
+                    f"{name}: {ascii(value)} is not valid UTF-8; name the file by its path or a UTF-8 part of its name"
+                ) from None
 
     @classmethod
     def make(cls, **options: Any) -> Filter | None:
@@ -96,8 +98,10 @@ class Filter:
 
     @property
     def active(self) -> bool:
-        return any(v not in (None, {}) for v in (self.date_from, self.date_to, self.min_authors,
-                                                  self.max_authors, self.source, self.where or None))
+        return any(
+            v not in (None, {})
+            for v in (self.date_from, self.date_to, self.min_authors, self.max_authors, self.source, self.where or None)
+        )
 
     def describe(self) -> str:
         """The conditions in words, for the 'no paper matches' message."""
@@ -136,8 +140,9 @@ class Filter:
             clauses.append(f"{n_authors} <= ?")
             params.append(self.max_authors)
         if self.source:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(papers.sources) s "
-                           "WHERE s.value = ? OR s.value LIKE ? ESCAPE '\\')")
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(papers.sources) s WHERE s.value = ? OR s.value LIKE ? ESCAPE '\\')"
+            )
             escaped = self.source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             params += [self.source, "%/" + escaped]
         for key, value in self.where.items():

@@ -38,7 +38,9 @@ def esc(value: object) -> str:
 def table(header: Sequence[str], rows: Iterable[Sequence[object]], *, caption: str | None = None) -> str:
     """A compact HTML table; every cell is escaped."""
     head = "".join(f"<th style='text-align:left'>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{esc(c)}</td>" for c in row)
-                   + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='text-align:left;vertical-align:top'>{esc(c)}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
     cap = f"<caption style='text-align:left'>{esc(caption)}</caption>" if caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

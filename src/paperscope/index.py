@@ -103,8 +103,14 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
         raise ValueError(kind)
     build_seconds = time.perf_counter() - t0
 
-    info: dict[str, Any] = {"type": kind, "faiss": _FAISS_CLASS[kind], "metric": "inner_product",
-                            "chosen_by": chosen_by, "params": params, "seed": seed}
+    info: dict[str, Any] = {
+        "type": kind,
+        "faiss": _FAISS_CLASS[kind],
+        "metric": "inner_product",
+        "chosen_by": chosen_by,
+        "params": params,
+        "seed": seed,
+    }
     t1 = time.perf_counter()
     if kind == "flat":
         # Exact by construction: nothing to measure.
@@ -124,8 +130,12 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
             params[name] = value
             if curve[str(value)] >= TARGET_RECALL:
                 break
-        info.update(recall_at_10=curve[str(params[name])], recall_queries=int(queries.size),
-                    target_recall=TARGET_RECALL, tuning={name: curve})
+        info.update(
+            recall_at_10=curve[str(params[name])],
+            recall_queries=int(queries.size),
+            target_recall=TARGET_RECALL,
+            tuning={name: curve},
+        )
     info["build_seconds"] = round(build_seconds, 3)
     info["recall_seconds"] = round(time.perf_counter() - t1, 3)
     return idx, info
@@ -138,7 +148,7 @@ def build_flat(vectors: np.ndarray) -> faiss.Index:
 
 def _add(idx: faiss.Index, vectors: np.ndarray) -> None:
     for start in range(0, vectors.shape[0], _ADD_CHUNK):
-        idx.add(np.ascontiguousarray(vectors[start:start + _ADD_CHUNK], dtype=np.float32))
+        idx.add(np.ascontiguousarray(vectors[start : start + _ADD_CHUNK], dtype=np.float32))
 
 
 def exact_neighbours(vectors: np.ndarray, query_rows: np.ndarray, k: int) -> np.ndarray:
@@ -149,7 +159,7 @@ def exact_neighbours(vectors: np.ndarray, query_rows: np.ndarray, k: int) -> np.
     best_s = np.full((m, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((m, 0), dtype=np.int64)
     for start in range(0, vectors.shape[0], _GT_CHUNK):
-        chunk = np.asarray(vectors[start:start + _GT_CHUNK], dtype=np.float32)
+        chunk = np.asarray(vectors[start : start + _GT_CHUNK], dtype=np.float32)
         s = q @ chunk.T
         own = (query_rows >= start) & (query_rows < start + chunk.shape[0])
         s[np.nonzero(own)[0], query_rows[own] - start] = -np.inf

@@ -26,8 +26,16 @@ import numpy as np
 from paperscope.errors import DamagedError, StoreError
 from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokenize
 
-__all__ = ["TOKENIZER_VERSION", "LexicalIndex", "TermVector", "build_for_generation", "build_from_store",
-           "paper_counts", "paper_text", "tokenize"]
+__all__ = [
+    "TOKENIZER_VERSION",
+    "LexicalIndex",
+    "TermVector",
+    "build_for_generation",
+    "build_from_store",
+    "paper_counts",
+    "paper_text",
+    "tokenize",
+]
 
 # Chosen on the tuning half (docs/ranking.md): title terms count this much extra; bigram weight.
 TITLE_BOOST = 3.0
@@ -36,8 +44,10 @@ PHRASE_WEIGHT = 1.0
 
 def paper_counts(title: str, abstract: str) -> tuple[Counter[str], Counter[str]]:
     """(all term counts, title term counts) of one paper, as the index stores them."""
-    return (Counter(ranking_terms(paper_text(title, abstract), phrases_too=True)),
-            Counter(ranking_terms(title, phrases_too=True)))
+    return (
+        Counter(ranking_terms(paper_text(title, abstract), phrases_too=True)),
+        Counter(ranking_terms(title, phrases_too=True)),
+    )
 
 
 def _encode_vocab(vocab: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +92,16 @@ class LexicalIndex:
 
     def with_weights(self, *, title_boost: float | None = None, phrase_weight: float | None = None) -> LexicalIndex:
         """The same counts weighted with other constants (used to tune them on the tuning half)."""
-        return LexicalIndex(self.vocab, self.indptr, self.terms, self.counts, self.title_counts,
-                            self.title_boost if title_boost is None else title_boost,
-                            self.phrase_weight if phrase_weight is None else phrase_weight, self.version)
+        return LexicalIndex(
+            self.vocab,
+            self.indptr,
+            self.terms,
+            self.counts,
+            self.title_counts,
+            self.title_boost if title_boost is None else title_boost,
+            self.phrase_weight if phrase_weight is None else phrase_weight,
+            self.version,
+        )
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -103,8 +120,13 @@ class LexicalIndex:
                 counts.append(v)
                 titles.append(min(tc.get(t, 0), v))
             indptr[i + 1] = len(terms)
-        return cls(vocab, indptr, np.array(terms, dtype=np.int32), np.array(counts, dtype=np.int32),
-                   np.array(titles, dtype=np.int32))
+        return cls(
+            vocab,
+            indptr,
+            np.array(terms, dtype=np.int32),
+            np.array(counts, dtype=np.int32),
+            np.array(titles, dtype=np.int32),
+        )
 
     def row_counts(self, row: int) -> tuple[Counter[str], Counter[str]]:
         """The stored (all, title) term counts of one row (to carry unchanged papers into a new generation)."""
@@ -117,12 +139,21 @@ class LexicalIndex:
     def save(self, path: Path) -> None:
         data, offsets = _encode_vocab(self.vocab)
         with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
-            np.savez(fh, vocab_utf8=data, vocab_offsets=offsets, indptr=self.indptr, terms=self.terms,
-                     counts=self.counts, title_counts=self.title_counts, tokenizer_version=np.array(TOKENIZER_VERSION))
+            np.savez(
+                fh,
+                vocab_utf8=data,
+                vocab_offsets=offsets,
+                indptr=self.indptr,
+                terms=self.terms,
+                counts=self.counts,
+                title_counts=self.title_counts,
+                tokenizer_version=np.array(TOKENIZER_VERSION),
+            )
 
     @classmethod
-    def load(cls, path: Path, n: int | None = None, *, any_version: bool = True,
-             fileobj: BinaryIO | None = None) -> LexicalIndex:
+    def load(
+        cls, path: Path, n: int | None = None, *, any_version: bool = True, fileobj: BinaryIO | None = None
+    ) -> LexicalIndex:
         """Read ``lexical.npz`` (from ``fileobj`` if given, already open on it); checks shapes (and ``n``
         rows) so a damaged file is named, not used. An index from an older tokenizer (``any_version``)
         is read as it is: its terms still match, only less well, until the next index re-tokenises."""
@@ -140,13 +171,25 @@ class LexicalIndex:
         if not any_version and version != TOKENIZER_VERSION:
             raise StoreError(f"{path}: tokenizer version {version}, expected {TOKENIZER_VERSION}")
         ip, terms = arrays["indptr"], arrays["terms"]
-        ok = (ip.ndim == 1 and len(ip) >= 1 and ip[0] == 0 and ip[-1] == len(terms) == len(arrays["counts"])
-              and (titles is None or len(titles) == len(terms))
-              and bool(np.all(np.diff(ip) >= 0)) and (len(terms) == 0 or int(terms.max()) < len(vocab)))
+        ok = (
+            ip.ndim == 1
+            and len(ip) >= 1
+            and ip[0] == 0
+            and ip[-1] == len(terms) == len(arrays["counts"])
+            and (titles is None or len(titles) == len(terms))
+            and bool(np.all(np.diff(ip) >= 0))
+            and (len(terms) == 0 or int(terms.max()) < len(vocab))
+        )
         if not ok or (n is not None and len(ip) - 1 != n):
             raise DamagedError(path, f"inconsistent lexical index (rows {len(ip) - 1}, expected {n})")
-        return cls(vocab, ip.astype(np.int64), terms.astype(np.int32), arrays["counts"].astype(np.int32),
-                   None if titles is None else titles.astype(np.int32), version=version)
+        return cls(
+            vocab,
+            ip.astype(np.int64),
+            terms.astype(np.int32),
+            arrays["counts"].astype(np.int32),
+            None if titles is None else titles.astype(np.int32),
+            version=version,
+        )
 
     # ---- weights -------------------------------------------------------------------------------
     # Plain numpy over the CSR arrays (no scipy): opening a store for `related` must stay light.
@@ -199,7 +242,7 @@ class LexicalIndex:
         unknown = np.array([c for t, c in counts.items() if t not in self._term_id], dtype=np.float64)
         ids = np.array([i for i, _ in known], dtype=np.int64)
         w = (1.0 + np.log(np.array([c for _, c in known], dtype=np.float64))) * idf[ids]
-        norm = float(np.sqrt((w ** 2).sum() + (((1.0 + np.log(unknown)) * unseen_idf) ** 2).sum()))
+        norm = float(np.sqrt((w**2).sum() + (((1.0 + np.log(unknown)) * unseen_idf) ** 2).sum()))
         return TermVector(ids, (w / norm).astype(np.float32))
 
     def title_vector(self, row: int) -> TermVector:
@@ -316,15 +359,18 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
             old = LexicalIndex.load(prev_index, any_version=False)
         except StoreError:
             old = None  # another tokenizer version or damaged: tokenise everything again
-    join = ("LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
-            if old is not None else "")
+    join = (
+        "LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
+        if old is not None
+        else ""
+    )
     tokenised = reused = 0
 
     def counts() -> Iterator[tuple[Counter[str], Counter[str]]]:
         nonlocal tokenised, reused
         for title, abstract, old_row in con.execute(
-                f"SELECT p.title, p.abstract, {'o.row' if old is not None else 'NULL'} FROM papers p {join} "
-                "ORDER BY p.row"):
+            f"SELECT p.title, p.abstract, {'o.row' if old is not None else 'NULL'} FROM papers p {join} ORDER BY p.row"
+        ):
             if old is not None and old_row is not None and old_row < old.n:
                 reused += 1
                 yield old.row_counts(old_row)
@@ -338,5 +384,6 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
 
 def build_from_store(con: sqlite3.Connection) -> LexicalIndex:
     """An in-memory index for a generation written before lexical indexes existed."""
-    return LexicalIndex.from_counts(paper_counts(t, a)
-                                    for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row"))
+    return LexicalIndex.from_counts(
+        paper_counts(t, a) for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row")
+    )

@@ -61,8 +61,10 @@ class Paper:
         meta = " · ".join(x for x in (authors, self.date or "", self.organisation or "") if x)
         cats = f"<br><small>categories: {esc(', '.join(self.categories))}</small>" if self.categories else ""
         src = f"<br><small>sources: {esc(', '.join(self.sources))}</small>" if self.sources else ""
-        return (f"<div><b>{esc(self.title)}</b><br><small>{pid}{' · ' + esc(meta) if meta else ''}</small>"
-                f"{cats}{src}<p style='max-width:60em'>{esc(self.abstract)}</p></div>")
+        return (
+            f"<div><b>{esc(self.title)}</b><br><small>{pid}{' · ' + esc(meta) if meta else ''}</small>"
+            f"{cats}{src}<p style='max-width:60em'>{esc(self.abstract)}</p></div>"
+        )
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,21 @@ class Hit:
         """Flat JSON shape used by ``--json``: id, title, score, rank, dense, lexical, then every paper field
         (and ``why``)."""
         d = self.paper.to_dict()
-        out = {"id": self.paper.id, "title": self.paper.title, "score": round(self.score, 6),
-               "rank": self.rank, "dense": None if self.dense is None else round(self.dense, 6),
-               "lexical": None if self.lexical is None else round(self.lexical, 6),
-               **{k: v for k, v in d.items() if k not in ("id", "title")}}
+        out = {
+            "id": self.paper.id,
+            "title": self.paper.title,
+            "score": round(self.score, 6),
+            "rank": self.rank,
+            "dense": None if self.dense is None else round(self.dense, 6),
+            "lexical": None if self.lexical is None else round(self.lexical, 6),
+            **{k: v for k, v in d.items() if k not in ("id", "title")},
+        }
         if self.terms is not None:
-            out["why"] = {"dense_similarity": out["dense"], "lexical_score": out["lexical"],
-                          "shared_terms": list(self.terms)}
+            out["why"] = {
+                "dense_similarity": out["dense"],
+                "lexical_score": out["lexical"],
+                "shared_terms": list(self.terms),
+            }
         return out
 
 
@@ -115,8 +125,10 @@ class Hits(list[Hit]):
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = [(h.rank, f"{h.score:.3f}", h.paper.id, h.paper.title, h.paper.date or "",
-                 short(h.paper.abstract, 160)) for h in self]
+        rows = [
+            (h.rank, f"{h.score:.3f}", h.paper.id, h.paper.title, h.paper.date or "", short(h.paper.abstract, 160))
+            for h in self
+        ]
         note = f"{len(self)} hits" + (f" ({self.note})" if self.note else "")
         return table(("#", "score", "id", "title", "date", "abstract"), rows, caption=note)
 

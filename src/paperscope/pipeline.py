@@ -73,10 +73,14 @@ def os_failure(e: OSError | sqlite3.OperationalError, store: Path) -> StoreError
     else:
         where, cause = str(store), str(e)
     low = cause.lower()
-    hint = ("free some space" if any(w in low for w in ("full", "too large", "quota", "no space"))
-            else "check free space and that the path is a writable directory")
-    return StoreError(f"{where}: cannot write the store ({cause}); {hint} and re-run "
-                      "(the previous generation is unchanged)")
+    hint = (
+        "free some space"
+        if any(w in low for w in ("full", "too large", "quota", "no space"))
+        else "check free space and that the path is a writable directory"
+    )
+    return StoreError(
+        f"{where}: cannot write the store ({cause}); {hint} and re-run (the previous generation is unchanged)"
+    )
 
 
 def content_hash(text: str) -> str:
@@ -91,6 +95,7 @@ def _no_progress(total: int, desc: str) -> Any:
     class _Null:
         def update(self, n: int) -> None: ...
         def close(self) -> None: ...
+
     return _Null()
 
 
@@ -133,11 +138,14 @@ class BuildModel:
 
     def manifest_block(self, artifact: str | None) -> dict[str, Any]:
         custom = self.custom is not None
-        return {"name": type(self.custom).__name__ if custom else self.lock.name,
-                "fingerprint": self.fingerprint, "dimension": self.dimension,
-                "backend": None if custom else self.lock.backend,
-                "lock": None if custom else json.loads(self.lock.to_json()),
-                "artifact_sha256": artifact}
+        return {
+            "name": type(self.custom).__name__ if custom else self.lock.name,
+            "fingerprint": self.fingerprint,
+            "dimension": self.dimension,
+            "backend": None if custom else self.lock.backend,
+            "lock": None if custom else json.loads(self.lock.to_json()),
+            "artifact_sha256": artifact,
+        }
 
 
 def _backend_of(gen: Generation) -> str:
@@ -194,15 +202,40 @@ def build(
     # The store is never read as an input, wherever it lies under the inputs.
     files = expand(_as_paths(paths) or [bundled_corpus()], exclude=st.path)
     try:
-        return _build_locked(st, files, model, embed_chunks, backend, prune, rebuild, chunk_size, progress,
-                             index_type, t0, lock_file, request if engine == "local" else None)
+        return _build_locked(
+            st,
+            files,
+            model,
+            embed_chunks,
+            backend,
+            prune,
+            rebuild,
+            chunk_size,
+            progress,
+            index_type,
+            t0,
+            lock_file,
+            request if engine == "local" else None,
+        )
     except (OSError, sqlite3.OperationalError) as e:
         raise os_failure(e, st.path) from None
 
 
-def _build_locked(st: Store, files: list[Path], model: BuildModel, embed_chunks: EmbedChunks, backend: str | None,
-                  prune: bool, rebuild: bool, chunk_size: int, progress: ProgressFactory, index_type: str | None,
-                  t0: float, lock_file: Path | None, request: devices.DeviceRequest | None) -> BuildReport:
+def _build_locked(
+    st: Store,
+    files: list[Path],
+    model: BuildModel,
+    embed_chunks: EmbedChunks,
+    backend: str | None,
+    prune: bool,
+    rebuild: bool,
+    chunk_size: int,
+    progress: ProgressFactory,
+    index_type: str | None,
+    t0: float,
+    lock_file: Path | None,
+    request: devices.DeviceRequest | None,
+) -> BuildReport:
     """The stages of :func:`build`, under the store's writer lock."""
     with st.writer():
         prev = _previous(st, rebuild)
@@ -225,7 +258,8 @@ def _build_locked(st: Store, files: list[Path], model: BuildModel, embed_chunks:
             artifact = model.artifact_digest(prev, rebuild, report)
             reused = _embed_and_write_vectors(st, con, tmp, base, model, embed_chunks, chunk_size, progress, report)
             report.tokenised, _ = lexical.build_for_generation(
-                con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None)
+                con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None
+            )
             con.close()
             index_info = _write_index(tmp, prev, reused, index_type)
             report.seconds = time.perf_counter() - t0
@@ -246,13 +280,24 @@ def _build_locked(st: Store, files: list[Path], model: BuildModel, embed_chunks:
         except (OSError, sqlite3.Error, KeyboardInterrupt) as e:
             # Even an interrupt: the generation is live, so saying "unchanged" would be false.
             why = str(e) or type(e).__name__
-            report.warnings.append(shown(f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({why}); "
-                                         "the new generation is committed; the next index clears it"))
+            report.warnings.append(
+                shown(
+                    f"{st.path / 'staging.sqlite'}: could not clear the build checkpoint ({why}); "
+                    "the new generation is committed; the next index clears it"
+                )
+            )
         return report
 
 
-def _device_request(device: str, dtype: str, feeder: bool | None, workers: int | None, engine: str,
-                    embedder: Embedder | None, lock: ModelLock) -> devices.DeviceRequest | None:
+def _device_request(
+    device: str,
+    dtype: str,
+    feeder: bool | None,
+    workers: int | None,
+    engine: str,
+    embedder: Embedder | None,
+    lock: ModelLock,
+) -> devices.DeviceRequest | None:
     """Parse and check ``device``/``dtype`` before anything is written; None keeps a custom embedder's own."""
     if embedder is not None:
         if devices.parse_device(device) != "auto" or devices.parse_dtype(dtype) != "auto":
@@ -267,8 +312,9 @@ def _device_request(device: str, dtype: str, feeder: bool | None, workers: int |
     return devices.DeviceRequest(device, dtype, feeder, workers)
 
 
-def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, rebuild: bool,
-                      lock_file: Path | None) -> None:
+def _check_same_model(
+    st: Store, prev: Generation | None, model: BuildModel, rebuild: bool, lock_file: Path | None
+) -> None:
     """Vectors of two models never mix: another fingerprint than the store's needs --rebuild."""
     if prev is None or rebuild or prev.manifest["model"]["fingerprint"] == model.fingerprint:
         return
@@ -280,12 +326,15 @@ def _check_same_model(st: Store, prev: Generation | None, model: BuildModel, reb
     else:
         what = f"the lock{read} gives {model.fingerprint} ({model.lock.name})"
         # --rebuild would re-embed with *this* lock's model: say so, and how to keep the store's.
-        advice = (f"to keep {prev.manifest['model']['name']}, pass --lock with the lock it was built with; "
-                  f"to switch every paper to {model.lock.name}, run `paperscope index --rebuild`"
-                  + (f" (with --lock {lock_file})" if lock_file is not None else ""))
+        advice = (
+            f"to keep {prev.manifest['model']['name']}, pass --lock with the lock it was built with; "
+            f"to switch every paper to {model.lock.name}, run `paperscope index --rebuild`"
+            + (f" (with --lock {lock_file})" if lock_file is not None else "")
+        )
     raise StoreError(
         f"{st.path}: built with model fingerprint {prev.manifest['model']['fingerprint']} "
-        f"({prev.manifest['model']['name']}), {what}; {advice}")
+        f"({prev.manifest['model']['name']}), {what}; {advice}"
+    )
 
 
 def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool, index_type: str | None) -> bool:
@@ -303,14 +352,33 @@ def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool
     return not (report.added or report.changed or report.updated or report.removed)
 
 
-def _embed_and_write_vectors(st: Store, con: sqlite3.Connection, tmp: Path, base: Generation | None,
-                             model: BuildModel, embed_chunks: EmbedChunks, chunk_size: int,
-                             progress: ProgressFactory, report: BuildReport) -> bool:
+def _embed_and_write_vectors(
+    st: Store,
+    con: sqlite3.Connection,
+    tmp: Path,
+    base: Generation | None,
+    model: BuildModel,
+    embed_chunks: EmbedChunks,
+    chunk_size: int,
+    progress: ProgressFactory,
+    report: BuildReport,
+) -> bool:
     """Embed what has no vector yet (checkpointed), then write vectors.npy; True if it equals base's."""
     staging = st.staging()
     try:
-        _embed_missing(con, staging, model.fingerprint, embed_chunks, model.lock, model.text, model.dimension,
-                       chunk_size, progress, report, reuse_previous=base is not None)
+        _embed_missing(
+            con,
+            staging,
+            model.fingerprint,
+            embed_chunks,
+            model.lock,
+            model.text,
+            model.dimension,
+            chunk_size,
+            progress,
+            report,
+            reuse_previous=base is not None,
+        )
         report.devices = devices.summarise(staging.made_by(model.fingerprint))
         return _write_vectors(con, tmp / "vectors.npy", base, staging, model.fingerprint, model.dimension)
     finally:
@@ -330,8 +398,14 @@ def _write_index(tmp: Path, prev: Generation | None, reused: bool, index_type: s
     return index_info
 
 
-def _manifest(prev: Generation | None, model: BuildModel, artifact: str | None, index_info: dict[str, Any],
-              files: list[Path], report: BuildReport) -> dict[str, Any]:
+def _manifest(
+    prev: Generation | None,
+    model: BuildModel,
+    artifact: str | None,
+    index_info: dict[str, Any],
+    files: list[Path],
+    report: BuildReport,
+) -> dict[str, Any]:
     """The generation's manifest (the store adds the file list and the seal when it commits)."""
     return {
         "schema_version": SCHEMA_VERSION,
@@ -340,8 +414,12 @@ def _manifest(prev: Generation | None, model: BuildModel, artifact: str | None, 
         "previous_generation": prev.name if prev else None,
         "model": model.manifest_block(artifact),
         "index": index_info,
-        "lexical": {"scoring": "tfidf-sublinear-cosine", "title_boost": lexical.TITLE_BOOST,
-                    "phrase_weight": lexical.PHRASE_WEIGHT, "tokenizer_version": lexical.TOKENIZER_VERSION},
+        "lexical": {
+            "scoring": "tfidf-sublinear-cosine",
+            "title_boost": lexical.TITLE_BOOST,
+            "phrase_weight": lexical.PHRASE_WEIGHT,
+            "tokenizer_version": lexical.TOKENIZER_VERSION,
+        },
         "counts": {"papers": report.papers},
         "inputs": [shown(f) for f in files],
         "build": report.to_dict(),
@@ -368,8 +446,14 @@ def _previous(st: Store, rebuild: bool) -> Generation | None:
     return prev
 
 
-def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: Callable[[str, str], str],
-                 prune: bool, report: BuildReport) -> sqlite3.Connection:
+def _fill_papers(
+    db: Path,
+    prev: Generation | None,
+    files: list[Path],
+    text_of: Callable[[str, str], str],
+    prune: bool,
+    report: BuildReport,
+) -> sqlite3.Connection:
     """Create the new papers table: previous papers, then this run's inputs merged in."""
     # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
     con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
@@ -393,9 +477,16 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
                 report.merged += 1
                 if len(report.merges) < MAX_MERGE_LINES:
                     where = f" ({paper.sources[0]})" if paper.sources else ""
-                    report.merges.append(shown(f"merged {paper.title!r}{where} into {paper.id} ({old.title!r}): "
-                                         + ("same id" if old.title == paper.title or not paper.id.startswith("t-")
-                                            else "titles differ only in case, spacing or punctuation")))
+                    report.merges.append(
+                        shown(
+                            f"merged {paper.title!r}{where} into {paper.id} ({old.title!r}): "
+                            + (
+                                "same id"
+                                if old.title == paper.title or not paper.id.startswith("t-")
+                                else "titles differ only in case, spacing or punctuation"
+                            )
+                        )
+                    )
             if first_this_run and prune:
                 # With --prune the inputs are the whole truth: sources start afresh this run.
                 old = replace(old, sources=())
@@ -405,9 +496,11 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
         con.execute(
             f"INSERT INTO papers (row, {cols}, norm_title, content_hash) "
             f"VALUES ((SELECT coalesce(max(row), -1) + 1 FROM papers), {', '.join('?' * len(values))}, ?, ?) "
-            f"ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in PAPER_COLUMNS[1:])
+            f"ON CONFLICT(id) DO UPDATE SET "
+            + ", ".join(f"{c}=excluded.{c}" for c in PAPER_COLUMNS[1:])
             + ", norm_title=excluded.norm_title, content_hash=excluded.content_hash",
-            (*values, normalise_title(paper.title), chash))
+            (*values, normalise_title(paper.title), chash),
+        )
         if batch % 10_000 == 0:
             con.execute("COMMIT")
             con.execute("BEGIN")
@@ -424,17 +517,22 @@ def _fill_papers(db: Path, prev: Generation | None, files: list[Path], text_of: 
             _compact_rows(con)
         else:
             report.kept_not_in_inputs = con.execute(
-                "SELECT count(*) FROM papers WHERE id NOT IN (SELECT id FROM seen)").fetchone()[0]
+                "SELECT count(*) FROM papers WHERE id NOT IN (SELECT id FROM seen)"
+            ).fetchone()[0]
         cmp_cols = " OR ".join(f"p.{c} IS NOT o.{c}" for c in PAPER_COLUMNS[1:] if c not in ("title", "abstract"))
         report.added = con.execute(
-            "SELECT count(*) FROM papers p WHERE p.id NOT IN (SELECT id FROM old.papers)").fetchone()[0]
+            "SELECT count(*) FROM papers p WHERE p.id NOT IN (SELECT id FROM old.papers)"
+        ).fetchone()[0]
         report.changed = con.execute(
-            "SELECT count(*) FROM papers p JOIN old.papers o ON o.id = p.id "
-            "WHERE p.content_hash != o.content_hash").fetchone()[0]
+            "SELECT count(*) FROM papers p JOIN old.papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
+        ).fetchone()[0]
         report.updated = con.execute(
             "SELECT count(*) FROM papers p JOIN old.papers o ON o.id = p.id "
-            f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})").fetchone()[0]
-        report.unchanged = con.execute("SELECT count(*) FROM papers").fetchone()[0] - report.added - report.changed - report.updated
+            f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
+        ).fetchone()[0]
+        report.unchanged = (
+            con.execute("SELECT count(*) FROM papers").fetchone()[0] - report.added - report.changed - report.updated
+        )
     else:
         report.added = n_seen
     report.papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
@@ -455,39 +553,60 @@ def _is_merge(old: Paper, new: Paper, first_this_run: bool) -> bool:
 
 def _compact_rows(con: sqlite3.Connection) -> None:
     """Renumber rows 0..n-1 in their current order after deletions (two passes avoid collisions)."""
-    con.execute("CREATE TEMP TABLE renumber AS SELECT row AS old_row, "
-                "ROW_NUMBER() OVER (ORDER BY row) - 1 AS new_row FROM papers")
+    con.execute(
+        "CREATE TEMP TABLE renumber AS SELECT row AS old_row, "
+        "ROW_NUMBER() OVER (ORDER BY row) - 1 AS new_row FROM papers"
+    )
     con.execute("CREATE INDEX temp.renumber_old ON renumber(old_row)")
     con.execute("UPDATE papers SET row = -1 - (SELECT new_row FROM renumber WHERE old_row = papers.row)")
     con.execute("UPDATE papers SET row = -1 - row")
     con.execute("DROP TABLE temp.renumber")
 
 
-def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embed_chunks: EmbedChunks,
-                   lock: ModelLock, text_of: Callable[[str, str], str], dimension: int, chunk_size: int,
-                   progress: ProgressFactory, report: BuildReport, reuse_previous: bool) -> None:
+def _embed_missing(
+    con: sqlite3.Connection,
+    staging: Any,
+    fingerprint: str,
+    embed_chunks: EmbedChunks,
+    lock: ModelLock,
+    text_of: Callable[[str, str], str],
+    dimension: int,
+    chunk_size: int,
+    progress: ProgressFactory,
+    report: BuildReport,
+    reuse_previous: bool,
+) -> None:
     """Embed every distinct text that has no vector in the previous generation or the checkpoint."""
-    where = ("WHERE p.content_hash NOT IN (SELECT content_hash FROM old.papers)"
-             if reuse_previous and _has_old(con) else "")
+    where = (
+        "WHERE p.content_hash NOT IN (SELECT content_hash FROM old.papers)" if reuse_previous and _has_old(con) else ""
+    )
     # Only hashes are held in memory; texts are fetched chunk by chunk. Longest first: similar
     # lengths share a batch (less padding) and the ETA errs on the safe side.
-    hashes = [h for (h,) in con.execute(
-        f"SELECT p.content_hash FROM papers p {where} "
-        "GROUP BY p.content_hash ORDER BY max(length(p.title) + length(p.abstract)) DESC, p.content_hash")]
+    hashes = [
+        h
+        for (h,) in con.execute(
+            f"SELECT p.content_hash FROM papers p {where} "
+            "GROUP BY p.content_hash ORDER BY max(length(p.title) + length(p.abstract)) DESC, p.content_hash"
+        )
+    ]
     staged = staging.has(fingerprint)
     report.resumed = sum(1 for h in hashes if h in staged)
     todo = [h for h in hashes if h not in staged]
     del hashes, staged
     if not todo:
         return
-    chunks = [todo[start:start + chunk_size] for start in range(0, len(todo), chunk_size)]
+    chunks = [todo[start : start + chunk_size] for start in range(0, len(todo), chunk_size)]
 
     def texts() -> Iterator[list[str]]:
         # Consumed lazily by the engine (a distributed engine reads a few chunks ahead).
         for chunk in chunks:
-            found = dict(con.execute(
-                f"SELECT content_hash, min(title || char(0) || abstract) FROM papers "
-                f"WHERE content_hash IN ({','.join('?' * len(chunk))}) GROUP BY content_hash", chunk).fetchall())
+            found = dict(
+                con.execute(
+                    f"SELECT content_hash, min(title || char(0) || abstract) FROM papers "
+                    f"WHERE content_hash IN ({','.join('?' * len(chunk))}) GROUP BY content_hash",
+                    chunk,
+                ).fetchall()
+            )
             yield [text_of(*found[h].split("\0", 1)) for h in chunk]
 
     bar = progress(len(todo), "embedding")
@@ -497,16 +616,22 @@ def _embed_missing(con: sqlite3.Connection, staging: Any, fingerprint: str, embe
         # the chunks in flight. The engine comes first in zip() so that it runs to its end (the
         # local engine prepares the torch-free query model after its last chunk).
         for vectors, chunk in zip(embed_chunks(lock, texts(), report), chunks):
-            staging.put(fingerprint, chunk, check_vectors(vectors, len(chunk), dimension),
-                        made_by=(report.device or "cpu", report.dtype or "float32"))
+            staging.put(
+                fingerprint,
+                chunk,
+                check_vectors(vectors, len(chunk), dimension),
+                made_by=(report.device or "cpu", report.dtype or "float32"),
+            )
             report.embedded += len(chunk)
             bar.update(len(chunk))
     finally:
         bar.close()
         report.embed_seconds = time.perf_counter() - t0 - report.model_load_seconds
     if report.embedded != len(todo):
-        raise StoreError(f"internal: the embedding engine returned vectors for {report.embedded} of "
-                         f"{len(todo)} texts; re-run paperscope index to resume")
+        raise StoreError(
+            f"internal: the embedding engine returned vectors for {report.embedded} of "
+            f"{len(todo)} texts; re-run paperscope index to resume"
+        )
 
 
 def _has_old(con: sqlite3.Connection) -> bool:
@@ -514,18 +639,21 @@ def _has_old(con: sqlite3.Connection) -> bool:
     return any(name == "old" for (name,) in con.execute("SELECT name FROM pragma_database_list"))
 
 
-def _write_vectors(con: sqlite3.Connection, path: Path, prev: Generation | None, staging: Any,
-                   fingerprint: str, dim: int) -> bool:
+def _write_vectors(
+    con: sqlite3.Connection, path: Path, prev: Generation | None, staging: Any, fingerprint: str, dim: int
+) -> bool:
     """Fill vectors.npy in row order; returns True when it equals the previous file row for row."""
     n = con.execute("SELECT count(*) FROM papers").fetchone()[0]
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     old_vectors = prev.load_vectors() if prev is not None else None
     use_old = old_vectors is not None and _has_old(con)
     identical = use_old and n == old_vectors.shape[0]
-    join = ("LEFT JOIN old.papers o ON o.content_hash = p.content_hash" if use_old else "")
+    join = "LEFT JOIN old.papers o ON o.content_hash = p.content_hash" if use_old else ""
     # An old row with the same text (any id) provides the vector; min() picks one deterministically.
-    select = (f"SELECT p.row, p.content_hash, {'min(o.row)' if use_old else 'NULL'} FROM papers p {join} "
-              "WHERE p.row >= ? AND p.row < ? GROUP BY p.row ORDER BY p.row")
+    select = (
+        f"SELECT p.row, p.content_hash, {'min(o.row)' if use_old else 'NULL'} FROM papers p {join} "
+        "WHERE p.row >= ? AND p.row < ? GROUP BY p.row ORDER BY p.row"
+    )
     for start in range(0, n, _COPY_CHUNK):
         rows = con.execute(select, (start, start + _COPY_CHUNK)).fetchall()
         need = [h for _, h, old_row in rows if old_row is None]
@@ -553,4 +681,5 @@ def default_progress(quiet: bool) -> ProgressFactory:
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit="text", file=sys.stderr, dynamic_ncols=True)
+
     return factory

@@ -13,8 +13,10 @@ def in_notebook() -> bool:
 
 def auto_progress(unit: str = "text") -> Any:
     """A ``(total, desc) -> bar`` factory built on tqdm.auto."""
+
     def factory(total: int, desc: str) -> Any:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc=desc, unit=unit)
+
     return factory

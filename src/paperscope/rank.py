@@ -39,8 +39,11 @@ EXPANSION = 1.0
 EXPAND_DOCS = 3
 # (a, b) of the shown score 1 / (1 + exp(-(a + b * z))) per mode; z is the fused z-score in hybrid.
 # Fitted by `evaluate.fit_calibration` on the tuning half with the bundled MiniLM store (docs/ranking.md).
-CALIBRATION: dict[str, tuple[float, float]] = {"dense": (-2.32, 0.59), "lexical": (-2.53, 0.612),
-                                               "hybrid": (-2.478, 0.463)}
+CALIBRATION: dict[str, tuple[float, float]] = {
+    "dense": (-2.32, 0.59),
+    "lexical": (-2.53, 0.612),
+    "hybrid": (-2.478, 0.463),
+}
 POOL = 200
 # Below this many papers a store's own score distribution says little: the bundled corpus' is used.
 MIN_REFERENCE_PAPERS = 50
@@ -67,8 +70,11 @@ def check_min_score(min_score: float | None) -> float | None:
     """``min_score`` as a float in [0, 1] (None: keep every hit); ValueError otherwise."""
     if min_score is None:
         return None
-    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(min_score) <= 1.0:
+    if (
+        isinstance(min_score, bool)
+        or not isinstance(min_score, (int, float, np.floating, np.integer))
+        or not 0.0 <= float(min_score) <= 1.0
+    ):
         raise InvalidArgument(f"min_score must be a number in [0, 1], got {min_score!r}")
     return float(min_score)
 
@@ -163,9 +169,14 @@ class Ranker:
             dv, lv, xv = np.concatenate(d), np.concatenate(lx), np.concatenate(tx)
             if not xv.any():  # no title counts (an index from tokenizer 1): paper-to-paper is the better guess
                 xv = lv
-            self._reference = Reference(float(dv.mean()), max(float(dv.std()), 1e-6),
-                                        float(lv.mean()), max(float(lv.std()), 1e-6),
-                                        float(xv.mean()), max(float(xv.std()), 1e-6))
+            self._reference = Reference(
+                float(dv.mean()),
+                max(float(dv.std()), 1e-6),
+                float(lv.mean()),
+                max(float(lv.std()), 1e-6),
+                float(xv.mean()),
+                max(float(xv.std()), 1e-6),
+            )
         return self._reference
 
     # ---- the two sides -------------------------------------------------------------------
@@ -209,19 +220,28 @@ class Ranker:
         allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n)
         best_rows, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         for start in range(0, len(allowed), _EXACT_CHUNK):
-            part = allowed[start:start + _EXACT_CHUNK]
+            part = allowed[start : start + _EXACT_CHUNK]
             part_scores = np.asarray(self.vectors[part] @ vec[0], dtype=np.float32)
-            best_rows, best_scores = _top(np.concatenate([best_rows, part]),
-                                          np.concatenate([best_scores, part_scores]), m)
+            best_rows, best_scores = _top(
+                np.concatenate([best_rows, part]), np.concatenate([best_scores, part_scores]), m
+            )
         return best_rows.astype(np.int64), best_scores
 
     def lexical_scores(self, q: Query) -> np.ndarray:
         return self.lex.score_text(q.lexical) if q.text else self.lex.score_vector(q.lexical)
 
     # ---- modes ---------------------------------------------------------------------------
-    def rank(self, q: Query, k: int, mode: str, allowed: np.ndarray | None = None,
-             weight: float = HYBRID_WEIGHT, *, expand: float | None = None,
-             calibration: dict[str, tuple[float, float]] | None = None) -> list[Ranked]:
+    def rank(
+        self,
+        q: Query,
+        k: int,
+        mode: str,
+        allowed: np.ndarray | None = None,
+        weight: float = HYBRID_WEIGHT,
+        *,
+        expand: float | None = None,
+        calibration: dict[str, tuple[float, float]] | None = None,
+    ) -> list[Ranked]:
         """The k best allowed rows for ``q``; fewer only when fewer rows are allowed (or, in lexical
         mode, contain a query term). Scores are calibrated probabilities (see the module docstring)."""
         if not 0.0 <= weight <= 1.0:
@@ -244,8 +264,10 @@ class Ranker:
             rows, scores = rows[keep], scores[keep]
             dense = self.vectors[rows] @ q.dense if q.dense is not None and len(rows) else None
             shown = calibrated("lexical", ref.z_lexical(scores, q.text), calibration)
-            return [Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s))
-                    for i, (r, p, s) in enumerate(zip(rows, shown, scores))]
+            return [
+                Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s))
+                for i, (r, p, s) in enumerate(zip(rows, shown, scores))
+            ]
         if mode != "hybrid":
             raise InvalidArgument(f"unknown ranking mode {mode!r}; use one of {', '.join(MODES)}")
         # Expansion is tuned on paper queries; a free-text query is never expanded (its first hits
@@ -275,8 +297,9 @@ class Ranker:
         shown = calibrated("hybrid", fused, calibration)
         return [Ranked(int(r), float(p), float(d), float(x)) for r, p, d, x in zip(rows, shown, dense, lex)]
 
-    def _hybrid(self, q: Query, k: int, mask: np.ndarray | None, lex_all: np.ndarray, weight: float,
-                ref: Reference) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _hybrid(
+        self, q: Query, k: int, mask: np.ndarray | None, lex_all: np.ndarray, weight: float, ref: Reference
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool."""
         pool = max(POOL, 2 * k)
         d_rows, _ = self.dense_top(q, pool, mask)

@@ -50,9 +50,11 @@ class BuildReport:
         head = "nothing changed" if self.nothing_to_do else f"generation {self.generation}"
         skipped = f", {self.rows_skipped} rows skipped" if self.rows_skipped else ""
         skipped += f", {self.merged} merged with another reading of a different text" if self.merged else ""
-        return (f"{head}: {self.papers} papers ({self.added} added, {self.changed} changed, {self.updated} "
-                f"metadata-only, {self.unchanged} unchanged, {self.removed} removed{skipped}); "
-                f"embedded {self.embedded} ({self.resumed} resumed from checkpoint) in {self.seconds:.1f}s{rate}")
+        return (
+            f"{head}: {self.papers} papers ({self.added} added, {self.changed} changed, {self.updated} "
+            f"metadata-only, {self.unchanged} unchanged, {self.removed} removed{skipped}); "
+            f"embedded {self.embedded} ({self.resumed} resumed from checkpoint) in {self.seconds:.1f}s{rate}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "texts_per_second": self.texts_per_second}

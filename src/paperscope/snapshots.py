@@ -50,7 +50,7 @@ class Snapshots:
         self.directory.mkdir(parents=True, exist_ok=True)
         for stale in self.directory.glob(f".tmp-{self.prefix}*"):
             shutil.rmtree(stale, ignore_errors=True)
-        numbers = [int(n[len(self.prefix):]) for n in self.names()]
+        numbers = [int(n[len(self.prefix) :]) for n in self.names()]
         name = f"{self.prefix}{max(numbers, default=0) + 1:0{DIGITS}d}"
         tmp = self.directory / f".tmp-{name}"
         tmp.mkdir()
@@ -67,7 +67,7 @@ class Snapshots:
         fsync_dir(self.directory)
         write_atomic(self.pointer, name + "\n", after_replace=warnings)
         try:
-            for old in self.names()[:-self.keep]:
+            for old in self.names()[: -self.keep]:
                 if old != name:
                     shutil.rmtree(self.directory / old, ignore_errors=True)
         except OSError as e:

@@ -66,8 +66,18 @@ CREATE TABLE papers (
 CREATE INDEX papers_norm_title ON papers(norm_title);
 CREATE INDEX papers_content_hash ON papers(content_hash);
 """
-PAPER_COLUMNS = ("id", "title", "abstract", "authors", "authors_count", "date", "upvotes",
-                 "organisation", "categories", "sources")
+PAPER_COLUMNS = (
+    "id",
+    "title",
+    "abstract",
+    "authors",
+    "authors_count",
+    "date",
+    "upvotes",
+    "organisation",
+    "categories",
+    "sources",
+)
 
 
 def default_store() -> Path:
@@ -94,16 +104,34 @@ def sqlite_uri(path: Path, **params: str) -> str:
 def paper_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Paper:
     """Columns in PAPER_COLUMNS order to a Paper."""
     (pid, title, abstract, authors, authors_count, date, upvotes, organisation, categories, sources) = row
-    return Paper(id=pid, title=title, abstract=abstract, authors=tuple(json.loads(authors)),
-                 authors_count=authors_count, date=date, upvotes=upvotes, organisation=organisation,
-                 categories=tuple(json.loads(categories)), sources=tuple(json.loads(sources)))
+    return Paper(
+        id=pid,
+        title=title,
+        abstract=abstract,
+        authors=tuple(json.loads(authors)),
+        authors_count=authors_count,
+        date=date,
+        upvotes=upvotes,
+        organisation=organisation,
+        categories=tuple(json.loads(categories)),
+        sources=tuple(json.loads(sources)),
+    )
 
 
 def paper_values(p: Paper) -> tuple[Any, ...]:
     """A Paper as values in PAPER_COLUMNS order."""
-    return (p.id, p.title, p.abstract, json.dumps(list(p.authors), ensure_ascii=False), p.authors_count,
-            p.date, p.upvotes, p.organisation, json.dumps(list(p.categories)),
-            dumps(list(p.sources)))  # a file name that is not UTF-8 is kept, JSON-escaped
+    return (
+        p.id,
+        p.title,
+        p.abstract,
+        json.dumps(list(p.authors), ensure_ascii=False),
+        p.authors_count,
+        p.date,
+        p.upvotes,
+        p.organisation,
+        json.dumps(list(p.categories)),
+        dumps(list(p.sources)),
+    )  # a file name that is not UTF-8 is kept, JSON-escaped
 
 
 __all__ = ["fsync_dir", "write_atomic"]  # re-exported from paperscope.files for older imports
@@ -131,7 +159,7 @@ class Generation:
             con = sqlite3.connect(uri, uri=True, check_same_thread=False)
             con.execute("SELECT count(*) FROM papers").fetchone()
         except sqlite3.DatabaseError as e:
-            raise DamagedError(self.file('papers.sqlite'), f"damaged ({e})") from None
+            raise DamagedError(self.file("papers.sqlite"), f"damaged ({e})") from None
         return con
 
     def load_vectors(self, mmap: bool = True) -> np.ndarray:
@@ -165,14 +193,21 @@ class Store:
     @property
     def generations(self) -> Snapshots:
         """The store's generations: ``generations/gNNNNNN`` with ``CURRENT`` naming the live one."""
-        return Snapshots(self.generations_dir, "g", self.path / "CURRENT", keep=KEEP_GENERATIONS,
-                         what="a generation of this store")
+        return Snapshots(
+            self.generations_dir, "g", self.path / "CURRENT", keep=KEEP_GENERATIONS, what="a generation of this store"
+        )
 
     @property
     def maps(self) -> Snapshots:
         """The saved maps: ``map/state-NNNNNN`` with ``map/CURRENT`` naming the latest."""
-        return Snapshots(self.map_dir, "state-", self.map_dir / "CURRENT", keep=KEEP_GENERATIONS,
-                         what="a saved map", repair=MAP_REPAIR)
+        return Snapshots(
+            self.map_dir,
+            "state-",
+            self.map_dir / "CURRENT",
+            keep=KEEP_GENERATIONS,
+            what="a saved map",
+            repair=MAP_REPAIR,
+        )
 
     def current(self) -> Generation | None:
         """The live generation, or None for a store that has never been built."""
@@ -190,17 +225,21 @@ class Store:
             check_seal(manifest, manifest_path)  # damage first: a flipped key is not another schema
         if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
             found = manifest.get("schema_version") if isinstance(manifest, dict) else None
-            raise StoreError(f"{manifest_path}: store schema {found!r}, this paperscope reads {SCHEMA_VERSION}; "
-                             "re-index into a new store")
+            raise StoreError(
+                f"{manifest_path}: store schema {found!r}, this paperscope reads {SCHEMA_VERSION}; "
+                "re-index into a new store"
+            )
         check_manifest(manifest, manifest_path)
         return Generation(gen_dir, manifest)
 
     def require_current(self) -> Generation:
         gen = self.current()
         if gen is None and any(self.generations_dir.glob("g[0-9]*")):
-            raise DamagedError(self.path / 'CURRENT', "missing, but generations exist (damaged store)")
+            raise DamagedError(self.path / "CURRENT", "missing, but generations exist (damaged store)")
         if gen is None:
-            raise StoreError(f"{self.path}: no paperscope store here; build one with: paperscope index --store {self.path}")
+            raise StoreError(
+                f"{self.path}: no paperscope store here; build one with: paperscope index --store {self.path}"
+            )
         return gen
 
     # ---- writing -------------------------------------------------------------------------
@@ -217,8 +256,9 @@ class Store:
             fh = open(lock_path, "a+")  # noqa: SIM115 - closed in the finally below
         except OSError as e:
             where = os.fsdecode(e.filename) if e.filename is not None else str(self.path)
-            raise StoreError(f"{where}: cannot write the store ({e.strerror or e}); "
-                             "check that the path is a writable directory") from None
+            raise StoreError(
+                f"{where}: cannot write the store ({e.strerror or e}); check that the path is a writable directory"
+            ) from None
         try:
             deadline = time.monotonic() + max(0.0, wait)
             while True:
@@ -232,8 +272,10 @@ class Store:
                     fh.seek(0)
                     holder = fh.read(200).strip() or "another process"
                     waited = f" (waited {wait:g}s)" if wait > 0 else ""
-                    raise StoreLockedError(f"{self.path}: another paperscope index is writing this store "
-                                           f"({holder}){waited}; wait for it to finish") from None
+                    raise StoreLockedError(
+                        f"{self.path}: another paperscope index is writing this store "
+                        f"({holder}){waited}; wait for it to finish"
+                    ) from None
             fh.seek(0)
             fh.truncate()
             fh.write(f"pid {os.getpid()}")
@@ -323,8 +365,10 @@ class Staging:
         self.con = sqlite3.connect(sqlite_uri(path), uri=True)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
-        self.con.execute("CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, hash TEXT, vec BLOB, "
-                         "PRIMARY KEY (fingerprint, hash))")
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (fingerprint TEXT, hash TEXT, vec BLOB, "
+            "PRIMARY KEY (fingerprint, hash))"
+        )
         # Which device and dtype made each checkpointed chunk (issue 18): summed into the manifest,
         # so a build resumed on another device records both. Never part of a vector's key.
         self.con.execute("CREATE TABLE IF NOT EXISTS made_by (fingerprint TEXT, device TEXT, dtype TEXT, count INT)")
@@ -332,24 +376,32 @@ class Staging:
     def has(self, fingerprint: str) -> set[str]:
         return {h for (h,) in self.con.execute("SELECT hash FROM vectors WHERE fingerprint=?", (fingerprint,))}
 
-    def put(self, fingerprint: str, hashes: Iterable[str], vectors: np.ndarray,
-            made_by: tuple[str, str] | None = None) -> None:
+    def put(
+        self, fingerprint: str, hashes: Iterable[str], vectors: np.ndarray, made_by: tuple[str, str] | None = None
+    ) -> None:
         """Checkpoint one chunk (one transaction); ``made_by`` is the (device, dtype) that embedded it."""
         with self.con:
-            self.con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
-                                 [(fingerprint, h, v.tobytes()) for h, v in zip(hashes, vectors, strict=True)])
+            self.con.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)",
+                [(fingerprint, h, v.tobytes()) for h, v in zip(hashes, vectors, strict=True)],
+            )
             if made_by is not None:
                 self.con.execute("INSERT INTO made_by VALUES (?, ?, ?, ?)", (fingerprint, *made_by, len(vectors)))
 
     def made_by(self, fingerprint: str) -> list[tuple[str, str, int]]:
         """(device, dtype, vectors) for every device that checkpointed vectors of ``fingerprint``."""
-        return [(d, t, int(c)) for d, t, c in self.con.execute(
-            "SELECT device, dtype, sum(count) FROM made_by WHERE fingerprint=? GROUP BY device, dtype", (fingerprint,))]
+        return [
+            (d, t, int(c))
+            for d, t, c in self.con.execute(
+                "SELECT device, dtype, sum(count) FROM made_by WHERE fingerprint=? GROUP BY device, dtype",
+                (fingerprint,),
+            )
+        ]
 
     def get(self, fingerprint: str, hashes: list[str], dim: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for i in range(0, len(hashes), 500):
-            part = hashes[i:i + 500]
+            part = hashes[i : i + 500]
             q = f"SELECT hash, vec FROM vectors WHERE fingerprint=? AND hash IN ({','.join('?' * len(part))})"
             for h, blob in self.con.execute(q, (fingerprint, *part)):
                 vec = np.frombuffer(blob, dtype=np.float32)

@@ -82,9 +82,13 @@ class PaperTable:
         if not norm:
             return []
         pattern = "%" + norm.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        found = [(r[0], r[1]) for r in self.query(
-            "SELECT id, title FROM papers WHERE norm_title LIKE ? ESCAPE '\\' ORDER BY length(title) LIMIT ?",
-            (pattern, n))]
+        found = [
+            (r[0], r[1])
+            for r in self.query(
+                "SELECT id, title FROM papers WHERE norm_title LIKE ? ESCAPE '\\' ORDER BY length(title) LIMIT ?",
+                (pattern, n),
+            )
+        ]
         if len(found) < n and self.n <= FUZZY_LIMIT:
             by_norm = {r[2]: (r[0], r[1]) for r in self.query("SELECT id, title, norm_title FROM papers")}
             for m in difflib.get_close_matches(norm, list(by_norm), n=n, cutoff=0.5):
@@ -106,8 +110,9 @@ class PaperTable:
     def papers(self, page: int = 1000) -> Iterator[Paper]:
         """Every paper, in store order, fetched in pages (never all abstracts at once)."""
         for start in range(0, self.n, page):
-            for r in self.query(f"SELECT {_COLS} FROM papers WHERE row >= ? AND row < ? ORDER BY row",
-                                (start, start + page)):
+            for r in self.query(
+                f"SELECT {_COLS} FROM papers WHERE row >= ? AND row < ? ORDER BY row", (start, start + page)
+            ):
                 yield paper_from_row(r)
 
     def columns(self, *names: str, page: int = 5000) -> Iterator[tuple[Any, ...]]:
@@ -120,8 +125,9 @@ class PaperTable:
             raise ValueError(f"unknown papers columns {unknown}; readable: {', '.join(sorted(READABLE))}")
         cols = ", ".join(names)
         for start in range(0, self.n, page):
-            yield from self.query(f"SELECT {cols} FROM papers WHERE row >= ? AND row < ? ORDER BY row",
-                                  (start, start + page))
+            yield from self.query(
+                f"SELECT {cols} FROM papers WHERE row >= ? AND row < ? ORDER BY row", (start, start + page)
+            )
 
     def allowed(self, filt: Filter) -> np.ndarray:
         """Boolean mask over rows of the papers that pass ``filt``."""

@@ -25,8 +25,14 @@ def shown(value: object, limit: int | None = None) -> str:
     text = os.fsdecode(value) if isinstance(value, (PurePath, bytes)) else str(value)
     if limit is not None and len(text) > limit:
         text = text[: max(1, limit - 1)] + "…"
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   if not _SURROGATE.match(c) else f"\\u{ord(c):04x}" for c in text)
+    return "".join(
+        c
+        if c.isprintable()
+        else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if not _SURROGATE.match(c)
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 def echo_query(text: str) -> str:

@@ -56,12 +56,12 @@ _PLURAL_IES = re.compile(r"^([^\W\d_]{2,})ies$")
 _PLURAL_S = re.compile(r"^([^\W\d_]{2,}[^\W\d_suia])s$")
 
 # Spellings of one term that tokenisation alone would keep apart.
-SYNONYMS = {"mup": "μp", "μ-p": "μp", "mutransfer": "μtransfer", "μ-transfer": "μtransfer",
-            "mu-transfer": "μtransfer"}
+SYNONYMS = {"mup": "μp", "μ-p": "μp", "mutransfer": "μtransfer", "μ-transfer": "μtransfer", "mu-transfer": "μtransfer"}
 
 # English function words (scikit-learn's ENGLISH_STOP_WORDS, copied so that the list is fixed and
 # portable) plus words every abstract uses; none of them says what a paper is about.
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a about above achieve achieves across after afterwards again against all almost alone along already also
 although always am among amongst amoungst amount an and another any anyhow anyone anything anyway anywhere
 approach approaches are aren around art as at available back based be became because become becomes becoming
@@ -84,10 +84,12 @@ to together too top toward towards twelve twenty two un under until up upon us u
 very via was we well were what whatever when whence whenever where whereafter whereas whereby wherein
 whereupon wherever whether which while whither who whoever whole whom whose why will with within without won
 work works would yet you your yours yourself yourselves
-""".split())
+""".split()
+)
 
 # Also skipped in map labels: common in every topic's abstracts, so they name none.
-LABEL_STOP_WORDS = frozenset("""
+LABEL_STOP_WORDS = frozenset(
+    """
     paper propose proposed proposes present presents introduce introduces introduced approach approaches
     method methods model models result results show shows shown demonstrate demonstrates achieve achieves
     achieved performance state art new novel based using use used task tasks work works existing study
@@ -100,7 +102,8 @@ LABEL_STOP_WORDS = frozenset("""
     allows allow need needs given specific general particular simple strong
     learning learn learned training train trained neural network networks deep data dataset datasets
     algorithm algorithms function functions terms term called able
-""".split())
+""".split()
+)
 
 
 def paper_text(title: str, abstract: str) -> str:
@@ -132,8 +135,9 @@ def is_kept(key: str) -> bool:
 
 def surface_tokens(text: str) -> list[str]:
     """Rules 1, 2 and 4: the kept tokens of ``text`` as written (``LoRA``, ``u-μP``), in order."""
-    return [t for t in (m.group() for m in TOKEN.finditer(clean(text)))
-            if len(t) <= MAX_TOKEN_CHARS and is_kept(fold(t))]
+    return [
+        t for t in (m.group() for m in TOKEN.finditer(clean(text))) if len(t) <= MAX_TOKEN_CHARS and is_kept(fold(t))
+    ]
 
 
 def phrases(text: str) -> list[str]:
@@ -157,7 +161,7 @@ def _token_terms(token: str) -> list[str]:
 def ranking_terms(text: str, *, phrases_too: bool = False) -> list[str]:
     """Rule 6: the terms lexical ranking indexes for ``text`` (and searches for, for a query)."""
     out: list[str] = []
-    for piece in (phrases(text) if phrases_too else [text]):
+    for piece in phrases(text) if phrases_too else [text]:
         toks = surface_tokens(piece)
         for t in toks:
             out.extend(_token_terms(t))

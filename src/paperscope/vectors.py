@@ -24,8 +24,9 @@ class VectorIndex:
         self.n = n
         self.dimension = dimension
         self.vectors: np.ndarray = generation.load_vectors()
-        self.faiss: faiss.Index = index.load(generation.file("index.faiss"), n, dimension,
-                                             generation.manifest.get("index"))
+        self.faiss: faiss.Index = index.load(
+            generation.file("index.faiss"), n, dimension, generation.manifest.get("index")
+        )
 
     def vector(self, row: int) -> np.ndarray:
         """A float32 copy of the unit vector at ``row``."""

@@ -37,8 +37,9 @@ GENERATION_NAME = re.compile(r"^g\d{6}$")
 def seal_of(doc: dict[str, Any]) -> str:
     """sha256 of a JSON document without its seal, in a canonical form (key order, spacing)."""
     body = {k: v for k, v in doc.items() if k != SEAL}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False,
-                                     separators=(",", ":")).encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
 
 
 def sealed(doc: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def check_seal(doc: dict[str, Any], path: Path, repair: str = REPAIR) -> None:
 
 def check_manifest(manifest: Any, path: Path) -> None:
     """The keys and types every reader relies on, so a damaged manifest is named, not a KeyError."""
+
     def bad(what: str) -> DamagedError:
         return DamagedError(path, f"damaged ({what})")
 
@@ -68,8 +70,9 @@ def check_manifest(manifest: Any, path: Path) -> None:
     if not isinstance(counts, dict) or not isinstance(counts.get("papers"), int) or counts["papers"] < 0:
         raise bad(f"paper count {counts.get('papers') if isinstance(counts, dict) else counts!r}")
     if not isinstance(files, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
-            for v in files.values()):
+        isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
+        for v in files.values()
+    ):
         raise bad("file list")
     if manifest.get("index") is not None and not isinstance(manifest["index"], dict):
         raise bad("index block")
@@ -82,7 +85,7 @@ def check_files(gen_dir: Path, manifest: dict[str, Any], *, hash_limit: int | No
     files: dict[str, dict[str, Any]] = manifest["files"]
     for name in ("papers.sqlite", "vectors.npy", "index.faiss"):
         if name not in files:
-            raise DamagedError(gen_dir / 'manifest.json', f"damaged (no entry for {name})")
+            raise DamagedError(gen_dir / "manifest.json", f"damaged (no entry for {name})")
     total = 0
     for name, meta in files.items():
         path = gen_dir / name
@@ -125,8 +128,12 @@ class VerifyReport:
         return [f for f in self.findings if not f.ok]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "generation": self.generation, "ok": self.ok,
-                "files": [{"path": f.path, "ok": f.ok, "detail": f.detail} for f in self.findings]}
+        return {
+            "store": self.store,
+            "generation": self.generation,
+            "ok": self.ok,
+            "files": [{"path": f.path, "ok": f.ok, "detail": f.detail} for f in self.findings],
+        }
 
 
 def verify(store: Any) -> VerifyReport:
@@ -142,8 +149,13 @@ def verify(store: Any) -> VerifyReport:
         add(Finding(str(pointer), False, f"missing, but generations exist; {REPAIR}"))
         return report
     if not pointer.is_file():
-        add(Finding(str(store.path), False, f"no paperscope store here (no CURRENT); build one with: "
-                                            f"paperscope index --store {store.path}"))
+        add(
+            Finding(
+                str(store.path),
+                False,
+                f"no paperscope store here (no CURRENT); build one with: paperscope index --store {store.path}",
+            )
+        )
         return report
     try:
         gen = store.current()
@@ -154,8 +166,13 @@ def verify(store: Any) -> VerifyReport:
         return report
     report.generation = gen.name
     add(Finding(str(pointer), True, f"names {gen.name}"))
-    add(Finding(str(gen.file("manifest.json")), True,
-                "sealed" if SEAL in gen.manifest else "parses (no seal: written by an older paperscope)"))
+    add(
+        Finding(
+            str(gen.file("manifest.json")),
+            True,
+            "sealed" if SEAL in gen.manifest else "parses (no seal: written by an older paperscope)",
+        )
+    )
     for name, meta in gen.manifest["files"].items():
         path = gen.file(name)
         if not path.is_file():

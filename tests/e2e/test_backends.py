@@ -126,8 +126,9 @@ def test_backend_end_to_end_and_mismatch(cache: Path, tmp_path: Path, torch_vect
     from paperscope.pipeline import build
 
     papers = tmp_path / "papers.jsonl"
-    papers.write_text("".join(json.dumps({"id": f"p{i}", "title": t[:40], "abstract": t}) + "\n"
-                              for i, t in enumerate(TEXTS)))
+    papers.write_text(
+        "".join(json.dumps({"id": f"p{i}", "title": t[:40], "abstract": t}) + "\n" for i, t in enumerate(TEXTS))
+    )
     store = tmp_path / "store"
     build([papers], store, backend="onnx-int8")
     with Explorer(store) as ex:
@@ -145,12 +146,29 @@ def test_backend_end_to_end_and_mismatch(cache: Path, tmp_path: Path, torch_vect
 
         Explorer(store, embedder=load_embedder(load_lock()))
     # the CLI names the fix in one line
-    r = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", str(papers), "--store", str(store),
-                        "--backend", "static", "-q"], capture_output=True, text=True, env=os.environ.copy())
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paperscope.cli",
+            "index",
+            str(papers),
+            "--store",
+            str(store),
+            "--backend",
+            "static",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert r.returncode == 2 and "--rebuild" in r.stderr
     build([papers], store, backend="static", rebuild=True)
     with Explorer(store) as ex:
-        assert ex.info()["model"]["backend"] == "static" and ex.dimension == with_backend(load_lock(), "static").dimension
+        assert (
+            ex.info()["model"]["backend"] == "static" and ex.dimension == with_backend(load_lock(), "static").dimension
+        )
         assert ex.search("low-rank adaptation", k=1, mode="dense")
 
 
@@ -171,8 +189,12 @@ def _probe() -> str:
 @pytest.mark.model
 def test_a_plain_torch_build_leaves_search_torch_free(real_store: Path) -> None:
     """`paperscope index` (torch) prepares the fp32 ONNX query model itself: the next search needs no torch."""
-    r = subprocess.run([sys.executable, "-c", _probe(), "search", "low-rank adaptation", "--store", str(real_store)],
-                       capture_output=True, text=True, env=os.environ.copy())
+    r = subprocess.run(
+        [sys.executable, "-c", _probe(), "search", "low-rank adaptation", "--store", str(real_store)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert r.returncode == 0, r.stderr
     assert "IMPORTED []" in r.stderr, r.stderr[-500:]
 
@@ -182,8 +204,9 @@ def test_related_and_search_import_no_heavy_module(cache: Path, tmp_path: Path) 
     from paperscope.pipeline import build
 
     papers = tmp_path / "papers.jsonl"
-    papers.write_text("".join(json.dumps({"id": f"p{i}", "title": t[:40], "abstract": t}) + "\n"
-                              for i, t in enumerate(TEXTS)))
+    papers.write_text(
+        "".join(json.dumps({"id": f"p{i}", "title": t[:40], "abstract": t}) + "\n" for i, t in enumerate(TEXTS))
+    )
     store = tmp_path / "store"
     build([papers], store, backend="onnx-int8")
     probe = _probe()

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _summary(tm) -> dict:
-    return {"seed": tm.params.seed, "params_key": tm.params.key, "papers": len(tm), "low_confidence": tm.low_confidence,
-            "topics": sorted(([t.level, t.label, t.size] for t in tm.topics), key=lambda r: (r[0], -r[2], r[1]))}
+    return {
+        "seed": tm.params.seed,
+        "params_key": tm.params.key,
+        "papers": len(tm),
+        "low_confidence": tm.low_confidence,
+        "topics": sorted(([t.level, t.label, t.size] for t in tm.topics), key=lambda r: (r[0], -r[2], r[1])),
+    }
 
 
 @pytest.mark.model
@@ -28,8 +33,9 @@ def test_docs_map_matches_a_fresh_map(real_store: Path, tmp_path: Path) -> None:
     drawn_on = committed.pop("drawn_on", "?")
     # UMAP's float results differ between CPUs (docs/topic-map.md): on another machine this can fail
     # although nothing changed; re-run docs/make_figures.py there and commit what it draws.
-    assert fresh == committed, (f"docs/map.png and docs/map.json are stale (drawn on {drawn_on}): "
-                                "run python docs/make_figures.py")
+    assert fresh == committed, (
+        f"docs/map.png and docs/map.json are stale (drawn on {drawn_on}): run python docs/make_figures.py"
+    )
 
 
 def test_notebook_outputs_carry_no_machine_paths() -> None:

@@ -26,8 +26,9 @@ def mup_titles() -> set[str]:
 
 def cli(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PAPERSCOPE_HOME": str(store)}
-    return subprocess.run([sys.executable, "-m", "paperscope.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "paperscope.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_real_store_has_432_unit_vectors(real_store: Path) -> None:
@@ -85,11 +86,14 @@ def test_cli_index_twice_is_incremental(tmp_path: Path) -> None:
     assert "432" in info.stdout and "all-MiniLM-L6-v2" in info.stdout
 
 
-@pytest.mark.parametrize("args,message", [
-    (("related", "Tensor Programs"), "did you mean: t-"),
-    (("related", TENSOR_PROGRAMS_V, "-k", "0"), "Invalid value for '-k'"),
-    (("index", "does-not-exist.jsonl"), "does-not-exist.jsonl: no such file or directory"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("related", "Tensor Programs"), "did you mean: t-"),
+        (("related", TENSOR_PROGRAMS_V, "-k", "0"), "Invalid value for '-k'"),
+        (("index", "does-not-exist.jsonl"), "does-not-exist.jsonl: no such file or directory"),
+    ],
+)
 def test_cli_errors_are_one_line_and_leave_store(real_store: Path, args: tuple[str, ...], message: str) -> None:
     before = (real_store / "CURRENT").read_text()
     out = cli(*args, store=real_store)

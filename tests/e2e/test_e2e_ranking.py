@@ -96,7 +96,12 @@ def test_lexical_search_without_the_model(real_store: Path) -> None:
 
 def test_cli_eval_with_real_store(real_store: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "paperscope.cli", "eval", "--store", str(real_store)],
-                         capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "paperscope.cli", "eval", "--store", str(real_store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "themes.csv: 309 queries" in out.stdout and "queries.json: 42 queries" in out.stdout

@@ -36,7 +36,7 @@ def shuffled_texts(n: int, seed: int = 7) -> list[str]:
     out = []
     for p in papers[:n]:
         words = lock.text(p.title, p.abstract).split()
-        out.append(" ".join(words[:rng.randint(2, 120)]))
+        out.append(" ".join(words[: rng.randint(2, 120)]))
     return out
 
 
@@ -59,7 +59,7 @@ def plain_vectors(texts: list[str]) -> np.ndarray:
 def chunked(texts: list[str], sizes: list[int]) -> list[list[str]]:
     out, start = [], 0
     for size in sizes:
-        out.append(texts[start:start + size])
+        out.append(texts[start : start + size])
         start += size
     assert start == len(texts)
     return out
@@ -75,8 +75,9 @@ def assert_same_rows(got: np.ndarray, want: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
-def test_feeder_keeps_order_across_chunks_windows_and_workers(feeder: FeederEmbedder, texts: list[str],
-                                                              plain_vectors: np.ndarray, workers: int) -> None:
+def test_feeder_keeps_order_across_chunks_windows_and_workers(
+    feeder: FeederEmbedder, texts: list[str], plain_vectors: np.ndarray, workers: int
+) -> None:
     # Uneven chunks (an empty one, one longer than a tokenizer job would be at JOB_TEXTS=256 is not
     # needed here: windows of 16 texts already cut across chunks).
     sizes = [7, 1, 0, 23, 5, 24]
@@ -86,8 +87,9 @@ def test_feeder_keeps_order_across_chunks_windows_and_workers(feeder: FeederEmbe
     assert_same_rows(np.concatenate(out), plain_vectors)
 
 
-def test_feeder_splits_long_chunks_into_jobs(monkeypatch: pytest.MonkeyPatch, feeder: FeederEmbedder,
-                                             texts: list[str], plain_vectors: np.ndarray) -> None:
+def test_feeder_splits_long_chunks_into_jobs(
+    monkeypatch: pytest.MonkeyPatch, feeder: FeederEmbedder, texts: list[str], plain_vectors: np.ndarray
+) -> None:
     from paperscope.embed import feeder as feeder_module
 
     monkeypatch.setattr(feeder_module, "JOB_TEXTS", 4)  # a 40-text chunk becomes 10 worker jobs
@@ -134,8 +136,9 @@ def vectors_by_id(store: Path) -> dict[str, np.ndarray]:
     return {pid: np.asarray(vectors[row]) for pid, row in rows.items()}
 
 
-def test_build_with_feeder_equals_plain_build_on_bundled_corpus(tmp_path: Path, real_store: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_with_feeder_equals_plain_build_on_bundled_corpus(
+    tmp_path: Path, real_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The whole bundled corpus through the pipeline with the feeder (fp32, CPU): same vectors, same rows."""
     puts: list[int] = []
     real_put = Staging.put

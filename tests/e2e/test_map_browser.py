@@ -24,7 +24,9 @@ def _click_at(driver, x: float, y: float) -> None:  # type: ignore[no-untyped-de
 
 
 def _canvas_offset(driver) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    r = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); return [r.left, r.top];")
+    r = driver.execute_script(
+        "const r = document.getElementById('canvas').getBoundingClientRect(); return [r.left, r.top];"
+    )
     return float(r[0]), float(r[1])
 
 
@@ -53,7 +55,8 @@ def test_map_page_renders_and_click_shows_related(real_store: Path, tmp_path: Pa
             painted = driver.execute_script(
                 "const c = document.getElementById('canvas'); const d = c.getContext('2d')"
                 ".getImageData(0, 0, c.width, c.height).data; let n = 0;"
-                "for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;")
+                "for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;"
+            )
             assert painted > 432 * 10
             # Zoomed out the page shows theme labels (fine topic labels appear as one zooms in).
             labels = [e.text for e in driver.find_elements("css selector", "#labels .label")]
@@ -77,10 +80,15 @@ def test_map_page_renders_and_click_shows_related(real_store: Path, tmp_path: Pa
 
 def test_corpus_text_is_shown_as_text_never_run(tmp_path: Path) -> None:
     require_browser()
-    evil = '<img src=x onerror="document.title=\'pwned\'"><script>document.title=\'pwned2\'</script>'
-    rows = [{"id": f"p{i}", "title": (evil if i == 0 else f"Paper {i} about topic {i % 3}"),
-             "abstract": f"{evil} words about topic {i % 3} " + " ".join(f"w{i % 3}x{j}" for j in range(30))}
-            for i in range(40)]
+    evil = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned2'</script>"
+    rows = [
+        {
+            "id": f"p{i}",
+            "title": (evil if i == 0 else f"Paper {i} about topic {i % 3}"),
+            "abstract": f"{evil} words about topic {i % 3} " + " ".join(f"w{i % 3}x{j}" for j in range(30)),
+        }
+        for i in range(40)
+    ]
     src = tmp_path / "evil.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     store = tmp_path / "store"
@@ -107,8 +115,14 @@ def test_ids_topic_labels_and_keywords_are_text_too(tmp_path: Path) -> None:
 
     require_browser()
     evil = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script></script><!--'
-    rows = [{"id": (evil if i == 0 else f"q{i}"), "title": f"Paper {i} about topic {i % 3}",
-             "abstract": "words about topic " + " ".join(f"w{i % 3}x{j}" for j in range(30))} for i in range(40)]
+    rows = [
+        {
+            "id": (evil if i == 0 else f"q{i}"),
+            "title": f"Paper {i} about topic {i % 3}",
+            "abstract": "words about topic " + " ".join(f"w{i % 3}x{j}" for j in range(30)),
+        }
+        for i in range(40)
+    ]
     src = tmp_path / "evil.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     store = tmp_path / "store"
@@ -130,5 +144,7 @@ def test_ids_topic_labels_and_keywords_are_text_too(tmp_path: Path) -> None:
         labels = driver.find_element("id", "labels").text
         options = [o.text for o in driver.find_elements("css selector", "#filter option")]
         assert evil in labels and any(o.startswith(evil) for o in options)
-        assert driver.execute_script("return window.pwned === undefined && document.querySelectorAll('img').length === 0")
+        assert driver.execute_script(
+            "return window.pwned === undefined && document.querySelectorAll('img').length === 0"
+        )
         assert driver.title == "paperscope topic map"

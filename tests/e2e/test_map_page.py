@@ -19,27 +19,72 @@ from tests.conftest import FakeEmbedder
 
 # Strings the tokenizer treats specially: case, μ spellings and LaTeX, digits, hyphen compounds, plurals,
 # stop words, apostrophes, synonyms; the JS port must give exactly Python's terms for each.
-PARITY = ["LoRA", "low-rank adapters", "Low-Rank Adaptation of Large Language Models", "μP", "muP", "µP",
-          "u-$μ$P", "u-$\\mu$P", "3D", "text-to-3d", "Text-to-3D generation", "models", "studies", "classes",
-          "analysis", "bias", "gas", "the of and with", "we propose a novel method", "Warmup", "FLoRA",
-          "μ-Transfer", "mu-transfer", "muTransfer", "model's", "don't", "2024", "x", "μ", "GPT-4o",
-          "Ünïcödé naïve café", "ﬁne-tuning", "self-attention's heads", "{LoRA}^2 \\cite{x}", "S4", "a_b c-d-e",
-          "Mixture-of-Experts MoEs", "   ", "über-große Modelle", "日本語 テキスト", "İstanbul", "ΣΑΣ"]
+PARITY = [
+    "LoRA",
+    "low-rank adapters",
+    "Low-Rank Adaptation of Large Language Models",
+    "μP",
+    "muP",
+    "µP",
+    "u-$μ$P",
+    "u-$\\mu$P",
+    "3D",
+    "text-to-3d",
+    "Text-to-3D generation",
+    "models",
+    "studies",
+    "classes",
+    "analysis",
+    "bias",
+    "gas",
+    "the of and with",
+    "we propose a novel method",
+    "Warmup",
+    "FLoRA",
+    "μ-Transfer",
+    "mu-transfer",
+    "muTransfer",
+    "model's",
+    "don't",
+    "2024",
+    "x",
+    "μ",
+    "GPT-4o",
+    "Ünïcödé naïve café",
+    "ﬁne-tuning",
+    "self-attention's heads",
+    "{LoRA}^2 \\cite{x}",
+    "S4",
+    "a_b c-d-e",
+    "Mixture-of-Experts MoEs",
+    "   ",
+    "über-große Modelle",
+    "日本語 テキスト",
+    "İstanbul",
+    "ΣΑΣ",
+]
 
-TOPICS = [("LoRA", "Low-rank adaptation LoRA adapters for parameter-efficient fine-tuning of language models"),
-          ("μP", "Maximal update parametrization μP transfers hyperparameters across width"),
-          ("Diffusion", "Denoising diffusion models generate images by reversing a noising process"),
-          ("Warmup", "Learning rate warmup schedules stabilise early training of transformers")]
+TOPICS = [
+    ("LoRA", "Low-rank adaptation LoRA adapters for parameter-efficient fine-tuning of language models"),
+    ("μP", "Maximal update parametrization μP transfers hyperparameters across width"),
+    ("Diffusion", "Denoising diffusion models generate images by reversing a noising process"),
+    ("Warmup", "Learning rate warmup schedules stabilise early training of transformers"),
+]
 
 
 def _rows(n: int = 48) -> list[dict[str, object]]:
     rows = []
     for i in range(n):
         name, text = TOPICS[i % len(TOPICS)]
-        rows.append({"id": f"2401.{10000 + i:05d}" if i % 2 == 0 else f"local-{i}",
-                     "title": f"{name} study {i}: " + text.split(" ", 3)[3][:40],
-                     "abstract": f"{text}. Variant {i} with " + " ".join(f"w{i % 4}x{j}" for j in range(25)),
-                     "authors": [f"Author {i}", f"Coauthor {i % 5}"], "date": f"202{(i // 4) % 4}-0{1 + i % 9}-15"})
+        rows.append(
+            {
+                "id": f"2401.{10000 + i:05d}" if i % 2 == 0 else f"local-{i}",
+                "title": f"{name} study {i}: " + text.split(" ", 3)[3][:40],
+                "abstract": f"{text}. Variant {i} with " + " ".join(f"w{i % 4}x{j}" for j in range(25)),
+                "authors": [f"Author {i}", f"Coauthor {i % 5}"],
+                "date": f"202{(i // 4) % 4}-0{1 + i % 9}-15",
+            }
+        )
     return rows
 
 
@@ -50,7 +95,7 @@ def fake_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     rows = _rows()
     files = [tmp / "first.jsonl", tmp / "second.jsonl"]
     for k, f in enumerate(files):
-        half = rows[:len(rows) // 2] if k == 0 else rows[len(rows) // 2:]
+        half = rows[: len(rows) // 2] if k == 0 else rows[len(rows) // 2 :]
         f.write_text("\n".join(json.dumps(r) for r in half) + "\n", encoding="utf-8")
     store = tmp / "store"
     build(files, store, embedder=FakeEmbedder())
@@ -83,8 +128,9 @@ def _click_at(driver, x: float, y: float) -> None:  # type: ignore[no-untyped-de
 
 def _click_paper(driver, pid: str) -> None:  # type: ignore[no-untyped-def]
     x, y = driver.execute_script("return window.paperscopeMap.screenPosition(arguments[0]);", pid)
-    r = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); "
-                              "return [r.left, r.top];")
+    r = driver.execute_script(
+        "const r = document.getElementById('canvas').getBoundingClientRect(); return [r.left, r.top];"
+    )
     _click_at(driver, r[0] + x, r[1] + y)
 
 
@@ -136,16 +182,19 @@ def test_zoom_pan_reset_and_labels(fake_page: tuple[Path, Path], tmp_path: Path)
         assert _wait(driver, "return window.paperscopeMap.level() === 'topic'", 3)
         assert "by topic" in driver.find_element("id", "legend").text
         # Labels shown never overlap each other.
-        boxes = driver.execute_script("return [...document.querySelectorAll('#labels .label')].map(e => {"
-                                      "const r = e.getBoundingClientRect(); "
-                                      "return [r.left, r.top, r.right, r.bottom];})")
+        boxes = driver.execute_script(
+            "return [...document.querySelectorAll('#labels .label')].map(e => {"
+            "const r = e.getBoundingClientRect(); "
+            "return [r.left, r.top, r.right, r.bottom];})"
+        )
         for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
+            for b in boxes[i + 1 :]:
                 assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
         # Drag pans the view by the distance dragged.
         x0 = driver.execute_script("return window.paperscopeMap.screenPosition(arguments[0]);", pid)
-        ActionChains(driver).move_to_element_with_offset(canvas, 10, 10).click_and_hold().move_by_offset(40, 10) \
-            .move_by_offset(40, 10).release().perform()
+        ActionChains(driver).move_to_element_with_offset(canvas, 10, 10).click_and_hold().move_by_offset(
+            40, 10
+        ).move_by_offset(40, 10).release().perform()
         x1 = driver.execute_script("return window.paperscopeMap.screenPosition(arguments[0]);", pid)
         assert abs((x1[0] - x0[0]) - 80) < 2 and abs((x1[1] - x0[1]) - 20) < 2, (x0, x1)
         # "0" resets the view.
@@ -225,18 +274,22 @@ def test_search_ranks_with_the_lexical_tokenizer_and_filters(fake_page: tuple[Pa
 def test_narrow_screen_and_dark_scheme(fake_page: tuple[Path, Path], tmp_path: Path) -> None:
     require_browser()
     with chromium(tmp_path / "profile") as driver:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": 420, "height": 860, "deviceScaleFactor": 1, "mobile": False})
-        driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
-                               {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride", {"width": 420, "height": 860, "deviceScaleFactor": 1, "mobile": False}
+        )
+        driver.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        )
         _open(driver, fake_page[1])
-        w, h = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); "
-                                     "return [r.width, r.height];")
+        w, h = driver.execute_script(
+            "const r = document.getElementById('canvas').getBoundingClientRect(); return [r.width, r.height];"
+        )
         vw = driver.execute_script("return document.documentElement.clientWidth")  # 420 less a scroll bar
         assert vw >= 400 and w == vw and 300 <= h <= 860 * 0.75, (vw, w, h)
         # The panel sits below the map, full width, and is reached by selecting a paper.
-        side = driver.execute_script("const r = document.getElementById('side').getBoundingClientRect(); "
-                                     "return [r.left, r.top, r.width];")
+        side = driver.execute_script(
+            "const r = document.getElementById('side').getBoundingClientRect(); return [r.left, r.top, r.width];"
+        )
         assert side[0] == 0 and side[1] >= h - 1 and side[2] == vw
         _click_paper(driver, "2401.10002")
         assert _wait(driver, "return window.paperscopeMap.selectedId() === '2401.10002'", 3)
@@ -247,10 +300,12 @@ def test_narrow_screen_and_dark_scheme(fake_page: tuple[Path, Path], tmp_path: P
         assert driver.execute_script("return document.documentElement.scrollWidth") <= 420  # no sideways scroll
         # Dark scheme: dark page and plot background.
         bg = driver.execute_script("return getComputedStyle(document.body).backgroundColor")
-        rgb = [int(v) for v in bg[bg.index("(") + 1:bg.index(")")].split(",")[:3]]
+        rgb = [int(v) for v in bg[bg.index("(") + 1 : bg.index(")")].split(",")[:3]]
         assert sum(rgb) < 3 * 60, bg
-        corner = driver.execute_script("const c = document.getElementById('canvas'); "
-                                       "return Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data);")
+        corner = driver.execute_script(
+            "const c = document.getElementById('canvas'); "
+            "return Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data);"
+        )
         assert sum(corner[:3]) < 3 * 60, corner
 
 
@@ -260,17 +315,23 @@ def test_tooltip_stays_inside_the_plot(fake_page: tuple[Path, Path], tmp_path: P
 
     with chromium(tmp_path / "profile") as driver:
         _open(driver, fake_page[1])
-        pos = driver.execute_script("const D = JSON.parse(document.getElementById('data').textContent); "
-                                    "return D.ids.map(id => [id].concat(window.paperscopeMap.screenPosition(id)));")
-        r = driver.execute_script("const r = document.getElementById('plot').getBoundingClientRect(); "
-                                  "return [r.left, r.top, r.right, r.bottom];")
+        pos = driver.execute_script(
+            "const D = JSON.parse(document.getElementById('data').textContent); "
+            "return D.ids.map(id => [id].concat(window.paperscopeMap.screenPosition(id)));"
+        )
+        r = driver.execute_script(
+            "const r = document.getElementById('plot').getBoundingClientRect(); "
+            "return [r.left, r.top, r.right, r.bottom];"
+        )
         for pick in (max(pos, key=lambda p: p[1] + p[2]), max(pos, key=lambda p: p[1] - p[2])):
             builder = ActionChains(driver).w3c_actions
             builder.pointer_action.move_to_location(int(r[0] + pick[1]), int(r[1] + pick[2]))
             builder.perform()
             assert _wait(driver, "return document.getElementById('tip').style.display === 'block'", 3)
-            t = driver.execute_script("const r = document.getElementById('tip').getBoundingClientRect(); "
-                                      "return [r.left, r.top, r.right, r.bottom];")
+            t = driver.execute_script(
+                "const r = document.getElementById('tip').getBoundingClientRect(); "
+                "return [r.left, r.top, r.right, r.bottom];"
+            )
             assert t[0] >= r[0] and t[1] >= r[1] and t[2] <= r[2] and t[3] <= r[3], (t, r)
 
 
@@ -302,8 +363,10 @@ def test_basket_export_in_the_static_page(fake_page: tuple[Path, Path], tmp_path
         for pid, button in (("2401.10000", "basket-add"), ("local-3", "basket-not")):
             driver.execute_script("window.paperscopeMap.select(arguments[0]);", pid)
             driver.find_element("id", button).click()
-        assert [li.get_attribute("data-id") for li in driver.find_elements("css selector", "#basket li")] == \
-            ["2401.10000", "local-3"]
+        assert [li.get_attribute("data-id") for li in driver.find_elements("css selector", "#basket li")] == [
+            "2401.10000",
+            "local-3",
+        ]
         bib = driver.execute_script("return window.paperscopeMap.exportText('bibtex')")
         assert "@misc{2401.10000," in bib and "eprint = {2401.10000}" in bib and "@misc{local-3," in bib
         csv = driver.execute_script("return window.paperscopeMap.exportText('csv')").splitlines()
@@ -364,12 +427,17 @@ def test_pinch_zooms_about_the_fingers(fake_page: tuple[Path, Path], tmp_path: P
     with chromium(tmp_path / "profile") as driver:
         driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 2})
         _open(driver, fake_page[1])
-        r = driver.execute_script("const r = document.getElementById('canvas').getBoundingClientRect(); "
-                                  "return [r.left + r.width / 2, r.top + r.height / 2];")
+        r = driver.execute_script(
+            "const r = document.getElementById('canvas').getBoundingClientRect(); "
+            "return [r.left + r.width / 2, r.top + r.height / 2];"
+        )
 
         def touch(kind: str, spread: float | None) -> None:
-            points = [] if spread is None else [{"x": r[0] - spread, "y": r[1], "id": 0},
-                                                {"x": r[0] + spread, "y": r[1], "id": 1}]
+            points = (
+                []
+                if spread is None
+                else [{"x": r[0] - spread, "y": r[1], "id": 0}, {"x": r[0] + spread, "y": r[1], "id": 1}]
+            )
             driver.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
         touch("touchStart", 40)

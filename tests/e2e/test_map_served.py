@@ -61,8 +61,9 @@ def test_served_page_passes_filters_and_why_to_the_api(tmp_path: Path) -> None:
         last = [u for u in urls if "/api/search" in u][-1]
         assert "date_from=2022" in last and "why=1" in last, last
         with Explorer(store, embedder=fake) as ex:
-            got = driver.execute_script("return [...document.querySelectorAll('#results li[data-id]')]"
-                                        ".map(e => e.dataset.id)")
+            got = driver.execute_script(
+                "return [...document.querySelectorAll('#results li[data-id]')].map(e => e.dataset.id)"
+            )
             assert got and all(ex.paper(pid).date >= "2022" for pid in got)
         why = driver.find_elements("css selector", "#results li .w")
         assert why and all("dense" in w.text or "lexical" in w.text for w in why)

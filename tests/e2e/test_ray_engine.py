@@ -67,11 +67,14 @@ def test_related_never_imports_ray(real_store: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from paperscope.cli import main; sys.argv=['paperscope','related','--store',sys.argv[1],"
-            "'Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer','-k','3'];\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('RAY' if 'ray' in sys.modules else 'NO-RAY')")
-    out = subprocess.run([sys.executable, "-c", code, str(real_store)], capture_output=True, text=True,
-                         env=os.environ, timeout=120)
+    code = (
+        "import sys; from paperscope.cli import main; sys.argv=['paperscope','related','--store',sys.argv[1],"
+        "'Tensor Programs V: Tuning Large Neural Networks via Zero-Shot Hyperparameter Transfer','-k','3'];\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('RAY' if 'ray' in sys.modules else 'NO-RAY')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(real_store)], capture_output=True, text=True, env=os.environ, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "NO-RAY"

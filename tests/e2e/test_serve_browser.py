@@ -31,8 +31,9 @@ HOSTILE = "<img src=x onerror=window.__pwned=1> Robust attention under hostile i
 
 
 if not hasattr(render_html, "page_html"):
-    pytest.skip("render.html has no page_html yet: the served page comes with the issue-14 page branch",
-                allow_module_level=True)
+    pytest.skip(
+        "render.html has no page_html yet: the served page comes with the issue-14 page branch", allow_module_level=True
+    )
 
 
 @contextmanager
@@ -43,10 +44,21 @@ def _chromium(user_data: Path) -> Iterator[Any]:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,900", f"--user-data-dir={user_data}",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+        f"--user-data-dir={user_data}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--proxy-server=127.0.0.1:9",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
@@ -80,8 +92,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_browser()
     tmp = tmp_path_factory.mktemp("served-page")
     extra = tmp / "hostile.jsonl"
-    extra.write_text(json.dumps({"id": "hostile-1", "title": HOSTILE, "date": "2024-02-02",
-                                 "abstract": "Robust attention under hostile inputs: <b>bold</b> claims."}) + "\n")
+    extra.write_text(
+        json.dumps(
+            {
+                "id": "hostile-1",
+                "title": HOSTILE,
+                "date": "2024-02-02",
+                "abstract": "Robust attention under hostile inputs: <b>bold</b> claims.",
+            }
+        )
+        + "\n"
+    )
     fake = FakeEmbedder()
     path = tmp / "store"
     build([bundled_corpus(), extra], path, embedder=fake)
@@ -94,11 +115,18 @@ def test_served_page_search_panel_basket_export(store: Path) -> None:
     require_browser()
     fake = FakeEmbedder()
     query = "diffusion models for image generation"
-    with running(store, fake) as base, _chromium(Path(tempfile.mkdtemp(prefix="ps-profile-"))) as driver, \
-            httpx.Client(base_url=base, timeout=60) as api:
+    with (
+        running(store, fake) as base,
+        _chromium(Path(tempfile.mkdtemp(prefix="ps-profile-"))) as driver,
+        httpx.Client(base_url=base, timeout=60) as api,
+    ):
         driver.get(base + "/")
-        assert _wait("the served page", lambda: driver.execute_script(
-            "return window.paperscopeMap && window.paperscopeMap.served === true && window.paperscopeMap.ready"))
+        assert _wait(
+            "the served page",
+            lambda: driver.execute_script(
+                "return window.paperscopeMap && window.paperscopeMap.served === true && window.paperscopeMap.ready"
+            ),
+        )
 
         # Type a query: ranked results with scores, in the API's order.
         from selenium.webdriver.common.keys import Keys
@@ -107,7 +135,7 @@ def test_served_page_search_panel_basket_export(store: Path) -> None:
         box.send_keys(query)
         expected = list(api.get("/api/search", params={"q": query, "k": 20}).json()["hits"])
         got = _wait("search results", lambda: _ids(driver, "#results li[data-id]"))
-        assert got == [h["id"] for h in expected][:len(got)] and len(got) >= 10
+        assert got == [h["id"] for h in expected][: len(got)] and len(got) >= 10
         first = driver.find_element("css selector", "#results li[data-id]")
         assert expected[0]["title"] in first.text and f"{expected[0]['score']:.3f}" in first.text
 
@@ -125,21 +153,28 @@ def test_served_page_search_panel_basket_export(store: Path) -> None:
         _wait("recommendations for one paper", lambda: _ids(driver, "#recommendations li[data-id]") == one)
         second = related[0]
         driver.find_element("css selector", f"#related li[data-id='{second}']").click()
-        _wait("the second paper", lambda: _text(driver, "paper-title") == api.get(f"/api/paper/{second}").json()["title"])
+        _wait(
+            "the second paper", lambda: _text(driver, "paper-title") == api.get(f"/api/paper/{second}").json()["title"]
+        )
         driver.find_element("id", "basket-add").click()
         assert _wait("two papers in the basket", lambda: _ids(driver, "#basket li[data-id]")) == [paper["id"], second]
-        two = [h["id"] for h in api.post("/api/recommend", json={"positive": [paper["id"], second], "k": 10})
-               .json()["hits"]]
+        two = [
+            h["id"]
+            for h in api.post("/api/recommend", json={"positive": [paper["id"], second], "k": 10}).json()["hits"]
+        ]
         assert two != one
         _wait("recommendations for two papers", lambda: _ids(driver, "#recommendations li[data-id]") == two)
 
         # Export BibTeX: catch the Blob handed to URL.createObjectURL and read it.
-        driver.execute_script("window.__blobs = []; const make = URL.createObjectURL;"
-                              "URL.createObjectURL = b => { window.__blobs.push(b); return make.call(URL, b); };")
+        driver.execute_script(
+            "window.__blobs = []; const make = URL.createObjectURL;"
+            "URL.createObjectURL = b => { window.__blobs.push(b); return make.call(URL, b); };"
+        )
         driver.find_element("id", "export-bibtex").click()
         _wait("the BibTeX blob", lambda: driver.execute_script("return window.__blobs.length"))
-        bib = driver.execute_async_script("const done = arguments[arguments.length - 1];"
-                                          "window.__blobs[0].text().then(done);")
+        bib = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];window.__blobs[0].text().then(done);"
+        )
         titles = [paper["title"], api.get(f"/api/paper/{second}").json()["title"]]
         assert bib.count("@misc{") == 2
         for t in titles:
@@ -151,8 +186,9 @@ def test_served_page_search_panel_basket_export(store: Path) -> None:
         _wait("the hostile paper in the results", lambda: "hostile-1" in _ids(driver, "#results li[data-id]"))
         li = driver.find_element("css selector", "#results li[data-id='hostile-1']")
         assert HOSTILE in li.text
-        assert driver.execute_script("return window.__pwned === undefined && "
-                                     "document.querySelectorAll('#results img, #panel img').length === 0")
+        assert driver.execute_script(
+            "return window.__pwned === undefined && document.querySelectorAll('#results img, #panel img').length === 0"
+        )
 
         # Every request the page made went to this server.
         hosts = set()

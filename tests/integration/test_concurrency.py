@@ -53,8 +53,17 @@ def _hammer(ex: Explorer, mode: str | None, label: str) -> None:
         got = list(pool.map(answer, jobs))
     wall = time.perf_counter() - t0
     mismatches = sum(g != expected[pid] for pid, g in zip(jobs, got))
-    _report({"test": label, "mode": mode or "default (hybrid)", "calls": CALLS, "threads": THREADS,
-             "distinct_papers": len(set(jobs)), "mismatches": mismatches, "wall_seconds": round(wall, 2)})
+    _report(
+        {
+            "test": label,
+            "mode": mode or "default (hybrid)",
+            "calls": CALLS,
+            "threads": THREADS,
+            "distinct_papers": len(set(jobs)),
+            "mismatches": mismatches,
+            "wall_seconds": round(wall, 2),
+        }
+    )
     assert mismatches == 0
 
 
@@ -91,8 +100,7 @@ for g in range(4):
 """
 
 
-def test_readers_opening_during_repeated_reindexes_see_complete_generations(tmp_path: Path,
-                                                                           fake_store: Path) -> None:
+def test_readers_opening_during_repeated_reindexes_see_complete_generations(tmp_path: Path, fake_store: Path) -> None:
     import shutil
 
     store = tmp_path / "store"
@@ -100,8 +108,13 @@ def test_readers_opening_during_repeated_reindexes_see_complete_generations(tmp_
     fake = FakeEmbedder()
     sizes = {432 + 150 * g for g in range(5)}
     early = Explorer(store, embedder=fake)  # opened now, first queried after its generation is deleted
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store), str(TESTS), str(tmp_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(store), str(TESTS), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
     problems: list[str] = []
     stats = {"opens": 0, "queries": 0, "generations": set()}
     lock = threading.Lock()
@@ -146,7 +159,14 @@ def test_readers_opening_during_repeated_reindexes_see_complete_generations(tmp_
     assert not early.generation.path.exists()
     assert len(early) == 432 and len(early.related(next(early.papers()).id, k=5)) == 5
     early.close()
-    _report({"test": "readers opening during 4 re-indexes", "opens": stats["opens"], "queries": stats["queries"],
-             "generations_seen": len(stats["generations"]), "problems": len(problems)})
+    _report(
+        {
+            "test": "readers opening during 4 re-indexes",
+            "opens": stats["opens"],
+            "queries": stats["queries"],
+            "generations_seen": len(stats["generations"]),
+            "problems": len(problems),
+        }
+    )
     assert not problems, problems[:5]
     assert stats["opens"] > 0 and len(stats["generations"]) >= 2

@@ -44,10 +44,22 @@ def test_open_explorer_answers_while_another_process_reindexes(tmp_path: Path, f
 
     extra = tmp_path / "more.jsonl"
     abstract = "A study of optimisation and generalisation in deep networks, with experiments. " * 3
-    extra.write_text("".join(json.dumps({"id": f"new{i}", "title": f"New paper {i} on topic {i % 13}",
-                                         "abstract": f"topic{i % 13} {abstract}"}) + "\n" for i in range(2000)))
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(store), str(extra), str(TESTS)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    extra.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"new{i}", "title": f"New paper {i} on topic {i % 13}", "abstract": f"topic{i % 13} {abstract}"}
+            )
+            + "\n"
+            for i in range(2000)
+        )
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(store), str(extra), str(TESTS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
 
     problems: list[str] = []
     counts = {"during": 0, "after": 0}
@@ -62,8 +74,10 @@ def test_open_explorer_answers_while_another_process_reindexes(tmp_path: Path, f
                 got = [h.paper.id for h in ex.related(pid, k=5)]
                 if got != expected[pid]:
                     problems.append(f"related({pid}) changed under an open Explorer: {got} != {expected[pid]}")
-                if i % 10 == 0 and [h.paper.id for h in ex.search("scaling laws for language models", k=5)] \
-                        != expected_search:
+                if (
+                    i % 10 == 0
+                    and [h.paper.id for h in ex.search("scaling laws for language models", k=5)] != expected_search
+                ):
                     problems.append("search changed under an open Explorer")
             except Exception as e:  # any exception is a failure of the guarantee
                 problems.append(f"{type(e).__name__}: {e}")

@@ -32,10 +32,28 @@ from paperscope.verify import SEAL, verify
 
 TESTS = Path(__file__).resolve().parents[1]  # the helpers (conftest, corrupt_child, ...) live in tests/
 SRC = TESTS.parent / "src" / "paperscope"
-TARGETS = ["papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz", "manifest.json", "CURRENT",
-           "map/CURRENT", "map/map.json", "map/arrays.npz"]
-GOOD = {"error names file", "error names file + repair", "reported", "refused, names file", "repaired",
-        "same answer", "opened", "nothing to do", "ok"}
+TARGETS = [
+    "papers.sqlite",
+    "vectors.npy",
+    "index.faiss",
+    "lexical.npz",
+    "manifest.json",
+    "CURRENT",
+    "map/CURRENT",
+    "map/map.json",
+    "map/arrays.npz",
+]
+GOOD = {
+    "error names file",
+    "error names file + repair",
+    "reported",
+    "refused, names file",
+    "repaired",
+    "same answer",
+    "opened",
+    "nothing to do",
+    "ok",
+}
 PAYLOAD = {"flip-middle", "flip-end"}
 
 
@@ -49,10 +67,16 @@ def clean_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_damaged_file_is_named_never_a_crash_or_a_silent_wrong_answer(clean_store: Path, tmp_path: Path,
-                                                                     target: str) -> None:
-    child = subprocess.run([sys.executable, str(TESTS / "corrupt_child.py"), str(clean_store), str(tmp_path), target],
-                           capture_output=True, text=True, env=os.environ, timeout=600)
+def test_damaged_file_is_named_never_a_crash_or_a_silent_wrong_answer(
+    clean_store: Path, tmp_path: Path, target: str
+) -> None:
+    child = subprocess.run(
+        [sys.executable, str(TESTS / "corrupt_child.py"), str(clean_store), str(tmp_path), target],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=600,
+    )
     assert child.returncode == 0, f"child died ({child.returncode}): {child.stderr[-2000:]}"
     rows = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 12
@@ -64,7 +88,11 @@ def test_damaged_file_is_named_never_a_crash_or_a_silent_wrong_answer(clean_stor
         assert row["verify"] == "reported" or (target == "map/CURRENT" and row["kind"] == "delete"), case
         assert row["index --rebuild"].startswith("repaired"), case
         for cmd, result in row.items():
-            if cmd in ("target", "kind", "cheap") or result in GOOD or result.startswith(("rebuilt", "repaired", "not run")):
+            if (
+                cmd in ("target", "kind", "cheap")
+                or result in GOOD
+                or result.startswith(("rebuilt", "repaired", "not run"))
+            ):
                 continue
             silent_ok = row["cheap"] and row["kind"] in PAYLOAD and result == "WRONG: answer changed"
             assert silent_ok, f"{case}: {cmd}: {result}"
@@ -75,8 +103,14 @@ def test_verify_reports_ok_then_the_damaged_file(tmp_path: Path) -> None:
     build(None, store, embedder=FakeEmbedder())
     report = verify(Store(store))
     assert report.ok and report.generation == "g000001"
-    assert {Path(f.path).name for f in report.findings} == {"CURRENT", "manifest.json", "papers.sqlite",
-                                                            "vectors.npy", "index.faiss", "lexical.npz"}
+    assert {Path(f.path).name for f in report.findings} == {
+        "CURRENT",
+        "manifest.json",
+        "papers.sqlite",
+        "vectors.npy",
+        "index.faiss",
+        "lexical.npz",
+    }
     r = CliRunner().invoke(main, ["verify", "--store", str(store)])
     assert r.exit_code == 0 and r.stdout.strip().endswith(": OK")
     lexical = store / "generations" / "g000001" / "lexical.npz"

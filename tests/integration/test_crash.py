@@ -39,9 +39,23 @@ def tmp_vectors_exist(store: Path) -> bool:
 def run_and_kill(store: Path, when: Callable[[], bool], timeout: float = 240) -> bool:
     """Start a full index, SIGKILL it once ``when()`` holds; False if it finished first."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "paperscope.cli", "index", str(bundled_corpus()),
-                             "--store", str(store), "--chunk-size", "16", "-q"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paperscope.cli",
+            "index",
+            str(bundled_corpus()),
+            "--store",
+            str(store),
+            "--chunk-size",
+            "16",
+            "-q",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
         if when():
@@ -85,7 +99,9 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path, real_store: Path) 
     clean_rows = {p.id: i for i, p in enumerate(clean.papers())}
     for i, p in enumerate(resumed.papers()):
         assert float(resumed.index.vectors[i] @ clean.index.vectors[clean_rows[p.id]]) > 0.9999, p.title
-    assert [h.paper.id for h in resumed.related(TENSOR_PROGRAMS_V, k=5)] == [h.paper.id for h in clean.related(TENSOR_PROGRAMS_V, k=5)]
+    assert [h.paper.id for h in resumed.related(TENSOR_PROGRAMS_V, k=5)] == [
+        h.paper.id for h in clean.related(TENSOR_PROGRAMS_V, k=5)
+    ]
 
 
 def test_kill_9_during_assembly_keeps_previous_generation(tmp_path: Path) -> None:

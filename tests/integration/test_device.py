@@ -30,8 +30,9 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-@pytest.mark.parametrize("given_, want", [("auto", "auto"), ("CPU", "cpu"), ("cuda", "cuda"), ("cuda:3", "cuda:3"),
-                                          (" mps ", "mps")])
+@pytest.mark.parametrize(
+    "given_, want", [("auto", "auto"), ("CPU", "cpu"), ("cuda", "cuda"), ("cuda:3", "cuda:3"), (" mps ", "mps")]
+)
 def test_parse_device_accepts(given_: str, want: str) -> None:
     assert devices.parse_device(given_) == want
 
@@ -47,7 +48,11 @@ def test_parse_device_refuses_anything_else_in_one_line(value: str) -> None:
 
 def test_parse_dtype() -> None:
     assert [devices.parse_dtype(d) for d in ("auto", "fp16", "BF16", "float32")] == [
-        "auto", "float16", "bfloat16", "float32"]
+        "auto",
+        "float16",
+        "bfloat16",
+        "float32",
+    ]
     with pytest.raises(DeviceError, match="--dtype 'int4'"):
         devices.parse_dtype("int4")
 
@@ -61,8 +66,9 @@ def test_defaults_fp16_on_cuda_only() -> None:
 
 
 @pytest.mark.skipif(has_cuda(), reason="this machine has a CUDA GPU")
-@pytest.mark.parametrize("request_, words", [("cuda", "sees no CUDA GPU"), ("cuda:7", "sees no CUDA GPU"),
-                                             ("mps", "no Apple-silicon GPU")])
+@pytest.mark.parametrize(
+    "request_, words", [("cuda", "sees no CUDA GPU"), ("cuda:7", "sees no CUDA GPU"), ("mps", "no Apple-silicon GPU")]
+)
 def test_missing_device_is_one_line(request_: str, words: str) -> None:
     with pytest.raises(DeviceError, match=words) as e:
         devices.check(request_)
@@ -82,20 +88,37 @@ def test_an_accelerator_for_a_cpu_backend_says_how_to_switch() -> None:
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.skipif(has_cuda(), reason="this machine has a CUDA GPU")
-@pytest.mark.parametrize("argv", [["--device", "cuda"], ["--device", "cuda:7"], ["--device", "mps"],
-                                  ["--device", "gpu"], ["--device", "cuda", "--engine", "local", "--dtype", "float16"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--device", "cuda"],
+        ["--device", "cuda:7"],
+        ["--device", "mps"],
+        ["--device", "gpu"],
+        ["--device", "cuda", "--engine", "local", "--dtype", "float16"],
+    ],
+)
 def test_cli_device_error_is_one_line_exit_2_nothing_written(tmp_path: Path, argv: list[str]) -> None:
     existing = tmp_path / "existing"
     build(None, existing, embedder=FakeEmbedder())
     before = snapshot(existing)
     for store in (tmp_path / "new", existing):
-        out = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", "--store", str(store), *argv],
-                             check=False, capture_output=True, text=True, timeout=120, env={**os.environ})
+        out = subprocess.run(
+            [sys.executable, "-m", "paperscope.cli", "index", "--store", str(store), *argv],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ},
+        )
         assert out.returncode == 2, out.stderr
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("paperscope: error: --device"), out.stderr
@@ -142,8 +165,10 @@ def test_resume_on_another_device_reembeds_nothing(tmp_path: Path) -> None:
     report = build(None, tmp_path / "s", embedder=cpu, chunk_size=50)
     assert (report.resumed, report.embedded, cpu.embedded) == (150, 282, 282)  # the GPU's 150 are kept
     manifest = Store(tmp_path / "s").require_current().manifest
-    assert manifest["build"]["devices"] == [{"device": "cpu", "dtype": "float32", "count": 282},
-                                            {"device": "cuda:0", "dtype": "float16", "count": 150}]
+    assert manifest["build"]["devices"] == [
+        {"device": "cpu", "dtype": "float32", "count": 282},
+        {"device": "cuda:0", "dtype": "float16", "count": 150},
+    ]
     assert (manifest["build"]["device"], manifest["build"]["dtype"]) == ("cpu", "float32")
 
     clean = build(None, tmp_path / "clean", embedder=FakeEmbedder())
@@ -195,8 +220,7 @@ def test_ray_engine_asks_for_no_gpu_on_the_cpu(tmp_path: Path, monkeypatch: pyte
     import json
 
     papers = list(read_papers(expand([bundled_corpus()])))[:24]
-    small.write_text("".join(json.dumps({"id": p.id, "title": p.title, "abstract": p.abstract}) + "\n"
-                             for p in papers))
+    small.write_text("".join(json.dumps({"id": p.id, "title": p.title, "abstract": p.abstract}) + "\n" for p in papers))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv(ray_engine.CPUS_ENV, "2")
     seen: list[object] = []
@@ -210,7 +234,8 @@ def test_ray_engine_asks_for_no_gpu_on_the_cpu(tmp_path: Path, monkeypatch: pyte
     report = build([small], tmp_path / "ray", engine="ray", device="auto", chunk_size=8)
     assert report.embedded == 24 and seen and set(seen) == {0}
     assert Store(tmp_path / "ray").require_current().manifest["build"]["devices"] == [
-        {"device": "cpu", "dtype": "float32", "count": 24}]
+        {"device": "cpu", "dtype": "float32", "count": 24}
+    ]
 
 
 BLOCKER = """
@@ -234,9 +259,16 @@ def test_gpu_benchmark_path_imports_nothing_the_gpu_machine_lacks() -> None:
         "except SystemExit as e:\n"
         "    assert e.code == 0, e.code\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('faiss', 'umap', 'ray', 'click', 'torch'))\n"
-        "print('HEAVY', heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(root / "src")})
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+    )
     assert out.returncode == 0, out.stderr
     assert "--model-dir" in out.stdout and out.stdout.strip().splitlines()[-1] == "HEAVY []"
 

@@ -25,28 +25,40 @@ from paperscope.files import sha256_file
 from paperscope.pipeline import build
 from paperscope.verify import sealed
 
-GOOD = json.loads(ModelLock(name="m", source={"kind": "directory", "path": "/nowhere"}, files={"modules.json": "0" * 64},
-                            dimension=64, max_seq_length=128, pooling="mean", normalize=True).to_json())
+GOOD = json.loads(
+    ModelLock(
+        name="m",
+        source={"kind": "directory", "path": "/nowhere"},
+        files={"modules.json": "0" * 64},
+        dimension=64,
+        max_seq_length=128,
+        pooling="mean",
+        normalize=True,
+    ).to_json()
+)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"files": ["modules.json"]}, "files must map file names to sha256"),
-    ({"files": {"modules.json": "abc"}}, "files must map file names to sha256"),
-    ({"files": {}}, "files must map file names to sha256"),
-    ({"dimension": "384"}, "dimension '384' is not a positive integer"),
-    ({"dimension": -1}, "dimension -1 is not a positive integer"),
-    ({"dimension": True}, "dimension True is not a positive integer"),
-    ({"max_seq_length": 0}, "max_seq_length 0"),
-    ({"normalize": "yes"}, "normalize 'yes' is not true or false"),
-    ({"source": {"kind": "package"}}, "a package source needs package, version"),
-    ({"source": {"kind": "ftp", "path": "x"}}, "source kind 'ftp'"),
-    ({"source": "dir"}, "source must be an object"),
-    ({"template": "{title} {venue}"}, "not a valid format string"),
-    ({"template": "{title} {abstract"}, "not a valid format string"),
-    ({"template": "{0} {title}"}, "not a valid format string"),
-    ({"name": 5}, "name must be a string"),
-    ({"unknown_key": 1}, "malformed models.lock"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"files": ["modules.json"]}, "files must map file names to sha256"),
+        ({"files": {"modules.json": "abc"}}, "files must map file names to sha256"),
+        ({"files": {}}, "files must map file names to sha256"),
+        ({"dimension": "384"}, "dimension '384' is not a positive integer"),
+        ({"dimension": -1}, "dimension -1 is not a positive integer"),
+        ({"dimension": True}, "dimension True is not a positive integer"),
+        ({"max_seq_length": 0}, "max_seq_length 0"),
+        ({"normalize": "yes"}, "normalize 'yes' is not true or false"),
+        ({"source": {"kind": "package"}}, "a package source needs package, version"),
+        ({"source": {"kind": "ftp", "path": "x"}}, "source kind 'ftp'"),
+        ({"source": "dir"}, "source must be an object"),
+        ({"template": "{title} {venue}"}, "not a valid format string"),
+        ({"template": "{title} {abstract"}, "not a valid format string"),
+        ({"template": "{0} {title}"}, "not a valid format string"),
+        ({"name": 5}, "name must be a string"),
+        ({"unknown_key": 1}, "malformed models.lock"),
+    ],
+)
 def test_malformed_lock_is_one_line_naming_the_file(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     path = tmp_path / "models.lock"
     path.write_text(json.dumps({**GOOD, **change}))
@@ -82,14 +94,21 @@ def dir_model_store(tmp_path: Path) -> tuple[Path, Path]:
     model = tmp_path / "model"
     model.mkdir()
     (model / "modules.json").write_text("[]")
-    lock = ModelLock(name="my-model", source={"kind": "directory", "path": str(model)},
-                     files={"modules.json": sha256_file(model / "modules.json")}, dimension=64, max_seq_length=128,
-                     pooling="mean", normalize=True)
+    lock = ModelLock(
+        name="my-model",
+        source={"kind": "directory", "path": str(model)},
+        files={"modules.json": sha256_file(model / "modules.json")},
+        dimension=64,
+        max_seq_length=128,
+        pooling="mean",
+        normalize=True,
+    )
     store = tmp_path / "s"
     build(None, store, embedder=FakeEmbedder())
 
     def edit(m: dict[str, Any]) -> None:
         m["model"].update(name=lock.name, fingerprint=lock.fingerprint, lock=json.loads(lock.to_json()))
+
     _rewrite_manifest(store, edit)
     return store, model
 
@@ -111,9 +130,11 @@ def test_query_with_changed_model_files_is_refused_saying_what_to_run(dir_model_
 
 def _claim_backend(store: Path, backend: str) -> None:
     """Make the store's manifest say its vectors came from ``backend`` (fingerprint to match)."""
+
     def edit(m: dict[str, Any]) -> None:
         lock = ModelLock(**{**m["model"]["lock"], "backend": backend})
         m["model"].update(fingerprint=lock.fingerprint, lock=json.loads(lock.to_json()))
+
     _rewrite_manifest(store, edit)
 
 

@@ -43,8 +43,10 @@ def jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def rows(n: int, start: int = 0) -> list[dict[str, object]]:
     words = ["graphs", "diffusion", "scaling", "robots", "speech", "vision", "proteins", "markets"]
-    return [{"id": f"p{i}", "title": f"Paper {i} on {words[i % len(words)]}",
-             "abstract": f"{words[i % len(words)]} {A}"} for i in range(start, start + n)]
+    return [
+        {"id": f"p{i}", "title": f"Paper {i} on {words[i % len(words)]}", "abstract": f"{words[i % len(words)]} {A}"}
+        for i in range(start, start + n)
+    ]
 
 
 def cli(args: list[str], **env: str) -> tuple[int, str, str]:
@@ -70,8 +72,16 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---- 1. ids: distinct titles stay distinct, the same title merges, merges are reported ----------
-SYMBOL_TITLES = ["A Study of C++ Templates", "A Study of C Templates", "A Study of C# Templates",
-                 "Is P = NP? A Survey", "Is P ≠ NP? A Survey", "\U0001f600", "\U0001f622", "\u0301\u0302"]
+SYMBOL_TITLES = [
+    "A Study of C++ Templates",
+    "A Study of C Templates",
+    "A Study of C# Templates",
+    "Is P = NP? A Survey",
+    "Is P ≠ NP? A Survey",
+    "\U0001f600",
+    "\U0001f622",
+    "\u0301\u0302",
+]
 
 
 def test_item1_titles_differing_in_symbols_stay_distinct_papers(tmp_path: Path) -> None:
@@ -86,9 +96,14 @@ def test_item1_titles_differing_in_symbols_stay_distinct_papers(tmp_path: Path) 
 
 
 def test_item1_variants_of_one_title_merge_with_a_line_naming_both(tmp_path: Path) -> None:
-    src = jsonl(tmp_path / "t.jsonl", [{"title": "A Study of C++ Templates", "abstract": A},
-                                      {"title": "a study of  C ++ templates", "abstract": A},
-                                      {"title": "A Study of C Templates", "abstract": A}])
+    src = jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"title": "A Study of C++ Templates", "abstract": A},
+            {"title": "a study of  C ++ templates", "abstract": A},
+            {"title": "A Study of C Templates", "abstract": A},
+        ],
+    )
     report = build(src, tmp_path / "s", embedder=FakeEmbedder())
     assert report.papers == 2 and report.merged == 1
     assert "'a study of C ++ templates'" in report.merges[0] and "'A Study of C++ Templates'" in report.merges[0]
@@ -96,10 +111,15 @@ def test_item1_variants_of_one_title_merge_with_a_line_naming_both(tmp_path: Pat
 
 
 def test_item1_duplicate_explicit_ids_with_different_text_are_reported(tmp_path: Path) -> None:
-    src = jsonl(tmp_path / "t.jsonl", [{"id": "x1", "title": "First paper", "abstract": A},
-                                      {"id": "x1", "title": "Another paper entirely", "abstract": "other " + A},
-                                      {"id": "x2", "title": "Same twice", "abstract": A},
-                                      {"id": "x2", "title": "Same twice", "abstract": A}])
+    src = jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"id": "x1", "title": "First paper", "abstract": A},
+            {"id": "x1", "title": "Another paper entirely", "abstract": "other " + A},
+            {"id": "x2", "title": "Same twice", "abstract": A},
+            {"id": "x2", "title": "Same twice", "abstract": A},
+        ],
+    )
     report = build(src, tmp_path / "s", embedder=FakeEmbedder())
     assert report.merged == 1 and "'Another paper entirely'" in report.merges[0] and "'First paper'" in report.merges[0]
 
@@ -165,7 +185,8 @@ def test_item4_a_huge_page_line_is_skipped_and_the_page_bounded(tmp_path: Path) 
 
 # ---- 5/6. OS errors: one line, the path and the cause; success only when committed --------------
 def test_item5_failure_after_the_commit_is_a_warning_not_a_failed_build(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "s"
     build([jsonl(tmp_path / "a.jsonl", rows(4))], store, embedder=FakeEmbedder())
 
@@ -198,13 +219,19 @@ _CHILD = textwrap.dedent("""
 def test_item6_disk_full_is_one_line_and_keeps_the_previous_generation(tmp_path: Path) -> None:
     store = tmp_path / "s"
     build([jsonl(tmp_path / "a.jsonl", rows(4))], store, embedder=FakeEmbedder())
-    jsonl(tmp_path / "big.jsonl", [{"id": f"b{i}", "title": f"Big {i}", "abstract": f"{i} {A}" * 20}
-                                   for i in range(300)])
+    jsonl(
+        tmp_path / "big.jsonl", [{"id": f"b{i}", "title": f"Big {i}", "abstract": f"{i} {A}" * 20} for i in range(300)]
+    )
     gens = sorted(p.name for p in (store / "generations").iterdir())
     before = {k: v for k, v in snapshot(store).items() if k.startswith(("CURRENT", "generations"))}
     tests, src = str(Path(__file__).parents[1]), str(Path(__file__).parents[2] / "src")
-    child = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), str(200_000), tests, src],
-                           capture_output=True, text=True, timeout=300, check=False)
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path), str(200_000), tests, src],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert child.returncode == 2, child.stderr
     line = child.stderr.strip()
     # SQLite reports EFBIG as a disk I/O error, numpy as the OS's "File too large": either, on one line.
@@ -260,9 +287,13 @@ def test_item7_item13_unwritable_cache_and_hostile_file_name(tmp_path: Path) -> 
     src = tmp_path / name
     jsonl(src, rows(4) + [{"title": "no abstract"}])
     env = {"PAPERSCOPE_CACHE": str(tmp_path / "afile" / "cache"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", os.fsencode(src), "--store",
-                           str(tmp_path / "s"), "-q"],
-                          capture_output=True, env={**os.environ, **env}, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paperscope.cli", "index", os.fsencode(src), "--store", str(tmp_path / "s"), "-q"],
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=600,
+        check=False,
+    )
     out, err = proc.stdout.decode(), proc.stderr.decode()
     assert proc.returncode == 0, err
     assert "generation g000001: 4 papers" in out
@@ -275,8 +306,15 @@ def test_item7_item13_unwritable_cache_and_hostile_file_name(tmp_path: Path) -> 
 # ---- 8. categories are cleaned; JSON output always encodes -------------------------------------
 def test_item8_categories_are_cleaned_and_json_always_encodes(tmp_path: Path) -> None:
     src = tmp_path / "c.jsonl"
-    src.write_text("".join(json.dumps({"id": f"c{i}", "title": f"Cat {i}", "abstract": A,
-                                       "categories": "cs.LG\ud800 \x1b[2Jstat.ML\x07 \x00"}) + "\n" for i in range(4)))
+    src.write_text(
+        "".join(
+            json.dumps(
+                {"id": f"c{i}", "title": f"Cat {i}", "abstract": A, "categories": "cs.LG\ud800 \x1b[2Jstat.ML\x07 \x00"}
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
     build(src, tmp_path / "s", embedder=FakeEmbedder())
     with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:
         assert ex.paper("c0").categories == ("cs.LG", "[2Jstat.ML")
@@ -297,7 +335,8 @@ def test_item9_map_refit_while_locked_refuses_before_any_work(tmp_path: Path, sm
 
 
 def test_item9_map_outputs_are_replaced_whole_or_not_at_all(
-        tmp_path: Path, small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, small_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     with Explorer(small_store) as ex:
         ex.topic_map(out, params=MapParams(seed=1))
@@ -425,8 +464,11 @@ def test_item15_search_echo_is_truncated_and_recommend_header_counts_what_was_us
 def test_item_numbers_counts_on_pages_are_range_checked(tmp_path: Path) -> None:
     """Class of 'every number is range-checked': a page's author and upvote counts reached SQLite unchecked."""
     page = tmp_path / "p.txt"
-    page.write_text(f"Subscribe\nBig counts\n{A}\n• {'9' * 30} authors\nJun 13, 2022 {'7' * 40}\n"
-                    f"Fine counts\n{A}\n• 6 authors\nJun 13, 2022 4\n", encoding="utf-8")
+    page.write_text(
+        f"Subscribe\nBig counts\n{A}\n• {'9' * 30} authors\nJun 13, 2022 {'7' * 40}\n"
+        f"Fine counts\n{A}\n• 6 authors\nJun 13, 2022 4\n",
+        encoding="utf-8",
+    )
     papers = {p.title: p for p in read_corpus(page)}
     assert (papers["Big counts"].authors_count, papers["Big counts"].upvotes) == (None, None)
     assert (papers["Fine counts"].authors_count, papers["Fine counts"].upvotes) == (6, 4)
@@ -436,8 +478,10 @@ def test_item_numbers_counts_on_pages_are_range_checked(tmp_path: Path) -> None:
 def test_item_values_a_float_id_is_skipped_not_silently_changed(tmp_path: Path) -> None:
     """Class of 'no field changes value': JSON 1706.03760 parses as 1706.0376, a different arXiv id."""
     path = tmp_path / "f.jsonl"
-    path.write_text(f'{{"id": 1706.03760, "title": "Attention", "abstract": "{A}"}}\n'
-                    f'{{"id": 42, "title": "Int", "abstract": "{A}"}}\n')
+    path.write_text(
+        f'{{"id": 1706.03760, "title": "Attention", "abstract": "{A}"}}\n'
+        f'{{"id": 42, "title": "Int", "abstract": "{A}"}}\n'
+    )
     report = ReadReport()
     assert [p.id for p in read_papers(path, report)] == ["42"]
     assert report.skipped == 1 and "write ids as strings" in report.skip_examples[0]

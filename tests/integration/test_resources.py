@@ -26,16 +26,19 @@ def _abstract_reads(statements: list[str]) -> list[str]:
     return [s for s in statements if re.search(r"\babstract\b", s, re.I)]
 
 
-@pytest.mark.parametrize("call", [
-    lambda ex, pid: ex.related(pid, k=10),
-    lambda ex, pid: ex.related(pid, k=10, mode="dense"),
-    lambda ex, pid: ex.related(pid, k=10, mode="lexical", why=True),
-    lambda ex, pid: ex.related(pid, k=10, date_from="2023", min_authors=2),
-    lambda ex, pid: ex.search("diffusion models for video", k=10),
-    lambda ex, pid: ex.search("scaling laws", k=10, mode="lexical", source="000_148cc2af580f7f18.txt"),
-    lambda ex, pid: ex.recommend([pid], k=10),
-    lambda ex, pid: ex.paper(pid),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ex, pid: ex.related(pid, k=10),
+        lambda ex, pid: ex.related(pid, k=10, mode="dense"),
+        lambda ex, pid: ex.related(pid, k=10, mode="lexical", why=True),
+        lambda ex, pid: ex.related(pid, k=10, date_from="2023", min_authors=2),
+        lambda ex, pid: ex.search("diffusion models for video", k=10),
+        lambda ex, pid: ex.search("scaling laws", k=10, mode="lexical", source="000_148cc2af580f7f18.txt"),
+        lambda ex, pid: ex.recommend([pid], k=10),
+        lambda ex, pid: ex.paper(pid),
+    ],
+)
 def test_queries_read_abstracts_of_the_answer_only(traced, call) -> None:  # type: ignore[no-untyped-def]
     ex, statements = traced
     pid = next(ex.papers()).id
@@ -58,6 +61,7 @@ def test_a_store_with_lexical_npz_never_rebuilds_counts_from_sqlite(traced, monk
 
     def scan(*a: object) -> None:
         raise AssertionError("read every abstract to rebuild the lexical index")
+
     monkeypatch.setattr(lexical, "build_from_store", scan)
     with Explorer(ex.store, embedder=FakeEmbedder()) as fresh:
         assert len(fresh.related(pid, k=5)) == 5

@@ -36,9 +36,18 @@ HOSTILE_TITLE = "<img src=x onerror=alert(1)> Robust attention for hostile input
 
 def _hostile_input(tmp: Path) -> Path:
     path = tmp / "hostile.jsonl"
-    path.write_text(json.dumps({"id": "hostile-1", "title": HOSTILE_TITLE, "date": "2024-05-01",
-                                "abstract": "</script><script>alert(2)</script> attention models that stay "
-                                            "robust when the inputs are hostile, with experiments."}) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "id": "hostile-1",
+                "title": HOSTILE_TITLE,
+                "date": "2024-05-01",
+                "abstract": "</script><script>alert(2)</script> attention models that stay "
+                "robust when the inputs are hostile, with experiments.",
+            }
+        )
+        + "\n"
+    )
     return path
 
 
@@ -166,21 +175,34 @@ def test_page_and_map_from_the_saved_map(tmp_path: Path) -> None:
 def test_unknown_paper_is_404_with_suggestions(url: str, ex: Explorer) -> None:
     target = ex.paper(TENSOR_PROGRAMS_V)
     typo = TENSOR_PROGRAMS_V.replace("Tuning", "Tunning")
-    for r in (HTTP.get(f"{url}/api/paper/{typo}"), HTTP.get(f"{url}/api/related/{typo}"),
-              HTTP.post(f"{url}/api/recommend", json={"positive": [typo]})):
+    for r in (
+        HTTP.get(f"{url}/api/paper/{typo}"),
+        HTTP.get(f"{url}/api/related/{typo}"),
+        HTTP.post(f"{url}/api/recommend", json={"positive": [typo]}),
+    ):
         body = _check_error(r, 404)
         assert {"id": target.id, "title": target.title} in body["suggestions"]
     body = _check_error(HTTP.get(f"{url}/api/paper/zzzz-no-such-paper-qqqq"), 404)
     assert body["suggestions"] == []
 
 
-@pytest.mark.parametrize("params, where", [
-    ({"q": "x", "k": 0}, "k"), ({"q": "x", "k": 1001}, "k"), ({"q": "x", "k": "ten"}, "k"),
-    ({"q": "x" * 1001}, "q"), ({"q": ""}, "q"), ({}, "q"), ({"q": "x", "date_from": "2020-13"}, "date_from"),
-    ({"q": "x", "date_to": "yesterday"}, "date_to"), ({"q": "x", "mode": "best"}, "mode"),
-    ({"q": "x", "why": "maybe"}, "why"), ({"q": "x", "min_authors": "-1"}, "min_authors"),
-    ({"q": "x", "date_from": "2024", "date_to": "2020"}, "date"),
-])
+@pytest.mark.parametrize(
+    "params, where",
+    [
+        ({"q": "x", "k": 0}, "k"),
+        ({"q": "x", "k": 1001}, "k"),
+        ({"q": "x", "k": "ten"}, "k"),
+        ({"q": "x" * 1001}, "q"),
+        ({"q": ""}, "q"),
+        ({}, "q"),
+        ({"q": "x", "date_from": "2020-13"}, "date_from"),
+        ({"q": "x", "date_to": "yesterday"}, "date_to"),
+        ({"q": "x", "mode": "best"}, "mode"),
+        ({"q": "x", "why": "maybe"}, "why"),
+        ({"q": "x", "min_authors": "-1"}, "min_authors"),
+        ({"q": "x", "date_from": "2024", "date_to": "2020"}, "date"),
+    ],
+)
 def test_bad_search_parameter_is_422(url: str, params: dict, where: str) -> None:
     body = _check_error(HTTP.get(f"{url}/api/search", params=params), 422)
     assert where in body["error"]
@@ -192,15 +214,27 @@ def test_bad_related_parameter_is_422(url: str, ex: Explorer) -> None:
         _check_error(HTTP.get(f"{url}/api/related/{pid}", params=params), 422)
 
 
-@pytest.mark.parametrize("body, where", [
-    (b"{not json", "malformed JSON"), (b"[1, 2]", "JSON object"), (b'"x"', "JSON object"),
-    (b"{}", "positive"), (b'{"positive": []}', "positive"), (b'{"positive": "abc"}', "positive"),
-    (b'{"positive": [1]}', "positive"), (b'{"positive": ["a"], "negative": {"b": 1}}', "negative"),
-    (b'{"positive": ["a"], "k": "5"}', "k"), (b'{"positive": ["a"], "k": 0}', "k"),
-    (b'{"positive": ["a"], "k": true}', "k"), (b'{"positive": ["a"], "why": "yes"}', "why"),
-    (b'{"positive": ["a"], "colour": "red"}', "colour"), (b'{"positive": ["a"], "date_from": 2020}', "date_from"),
-    (b'{"positive": ["a"], "negative_weight": 2}', "negative_weight"), (b"\xff\xfe", "malformed JSON"),
-])
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'"x"', "JSON object"),
+        (b"{}", "positive"),
+        (b'{"positive": []}', "positive"),
+        (b'{"positive": "abc"}', "positive"),
+        (b'{"positive": [1]}', "positive"),
+        (b'{"positive": ["a"], "negative": {"b": 1}}', "negative"),
+        (b'{"positive": ["a"], "k": "5"}', "k"),
+        (b'{"positive": ["a"], "k": 0}', "k"),
+        (b'{"positive": ["a"], "k": true}', "k"),
+        (b'{"positive": ["a"], "why": "yes"}', "why"),
+        (b'{"positive": ["a"], "colour": "red"}', "colour"),
+        (b'{"positive": ["a"], "date_from": 2020}', "date_from"),
+        (b'{"positive": ["a"], "negative_weight": 2}', "negative_weight"),
+        (b"\xff\xfe", "malformed JSON"),
+    ],
+)
 def test_bad_recommend_body_is_422(url: str, body: bytes, where: str) -> None:
     r = HTTP.post(f"{url}/api/recommend", content=body, headers={"content-type": "application/json"})
     assert where in _check_error(r, 422)["error"]
@@ -228,10 +262,14 @@ def test_internal_error_is_one_line_of_json(store: Path, monkeypatch: pytest.Mon
 
 # ---- safety -----------------------------------------------------------------------------------------------
 def test_security_headers_and_no_cors(url: str) -> None:
-    for r in (HTTP.get(f"{url}/api/health", headers={"origin": "https://evil.example"}), HTTP.get(f"{url}/"),
-              HTTP.get(f"{url}/api/paper/none"), HTTP.options(f"{url}/api/recommend",
-                                                                headers={"origin": "https://evil.example",
-                                                                         "access-control-request-method": "POST"})):
+    for r in (
+        HTTP.get(f"{url}/api/health", headers={"origin": "https://evil.example"}),
+        HTTP.get(f"{url}/"),
+        HTTP.get(f"{url}/api/paper/none"),
+        HTTP.options(
+            f"{url}/api/recommend", headers={"origin": "https://evil.example", "access-control-request-method": "POST"}
+        ),
+    ):
         assert r.headers["content-security-policy"] == CSP
         assert r.headers["x-content-type-options"] == "nosniff"
         assert not [h for h in r.headers if h.startswith("access-control-")]
@@ -252,8 +290,11 @@ def test_hostile_title_comes_back_as_json_text(url: str) -> None:
 
 
 def _snapshot(store: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(store)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(store.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(store)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(store.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_serving_never_writes_the_store(store: Path) -> None:
@@ -290,9 +331,19 @@ def test_reindex_while_serving(tmp_path: Path) -> None:
     with Explorer(store, embedder=fake) as ex:
         first_gen, probe = ex.generation.name, next(ex.papers()).id
     extra = tmp_path / "more.jsonl"
-    extra.write_text("".join(json.dumps({"id": f"new{i}", "title": f"Freshly indexed paper {i} on zebrafish",
-                                         "abstract": f"zebrafish topic{i % 7} regeneration study number {i}."})
-                             + "\n" for i in range(300)))
+    extra.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"new{i}",
+                    "title": f"Freshly indexed paper {i} on zebrafish",
+                    "abstract": f"zebrafish topic{i % 7} regeneration study number {i}.",
+                }
+            )
+            + "\n"
+            for i in range(300)
+        )
+    )
     failures: list[str] = []
     generations: set[str] = set()
     count = 0
@@ -302,8 +353,11 @@ def test_reindex_while_serving(tmp_path: Path) -> None:
         nonlocal count
         with httpx.Client(base_url=base, timeout=30) as c:
             while not stop.is_set():
-                for r in (c.get(f"/api/related/{probe}", params={"k": 5}), c.get("/api/search", params={"q": "zebrafish"}),
-                          c.get("/api/health")):
+                for r in (
+                    c.get(f"/api/related/{probe}", params={"k": 5}),
+                    c.get("/api/search", params={"q": "zebrafish"}),
+                    c.get("/api/health"),
+                ):
                     count += 1
                     if r.status_code != 200:
                         failures.append(f"{r.status_code} {r.text[:200]}")
@@ -313,9 +367,14 @@ def test_reindex_while_serving(tmp_path: Path) -> None:
         readers = [threading.Thread(target=client, args=(base,)) for _ in range(3)]
         for t in readers:
             t.start()
-        writer = subprocess.run([sys.executable, "-c", WRITER, str(store), str(extra), str(TESTS)],
-                                check=False, capture_output=True, text=True, timeout=600,
-                                env={**os.environ, "PYTHONPATH": str(SRC)})
+        writer = subprocess.run(
+            [sys.executable, "-c", WRITER, str(store), str(extra), str(TESTS)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+        )
         assert writer.returncode == 0, writer.stderr
         new_gen = writer.stdout.strip().splitlines()[-1]
         time.sleep(0.5)  # a few more requests on the new generation
@@ -336,9 +395,13 @@ def test_reindex_while_serving(tmp_path: Path) -> None:
 def _start(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, list[str], float]:
     """``paperscope serve ARGS`` in a subprocess; returns it, its stdout lines up to "ready", and seconds to ready."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "paperscope.cli", "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paperscope.cli", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})},
+    )
     lines: list[str] = []
     while True:
         line = proc.stdout.readline()
@@ -388,22 +451,44 @@ def test_cli_warns_loudly_when_not_on_the_loopback(store: Path) -> None:
 
 def test_cli_errors_are_one_line(store: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    missing = subprocess.run([sys.executable, "-m", "paperscope.cli", "serve", "--store", str(tmp_path / "none"),
-                              "--port", "0"],
-                             check=False, capture_output=True, text=True, env=env, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-m", "paperscope.cli", "serve", "--store", str(tmp_path / "none"), "--port", "0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert missing.returncode == 2 and "no paperscope store here" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
-    no_extra = subprocess.run([sys.executable, "-c", ("import sys; sys.modules['uvicorn'] = None; "
-                                                        "from paperscope.cli import main; main(['serve'])")],
-                              check=False, capture_output=True, text=True, env=env, timeout=120)
+    no_extra = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            ("import sys; sys.modules['uvicorn'] = None; from paperscope.cli import main; main(['serve'])"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert no_extra.returncode == 2
-    assert no_extra.stderr.strip() == 'paperscope: error: paperscope serve needs the serve extra: ' \
-                                      'pip install "paperscope[serve]"'
+    assert (
+        no_extra.stderr.strip() == "paperscope: error: paperscope serve needs the serve extra: "
+        'pip install "paperscope[serve]"'
+    )
     proc, lines, _ = _start(["--store", str(store)])
     try:
         port = _url(lines).rstrip("/").rsplit(":", 1)[1]
-        taken = subprocess.run([sys.executable, "-m", "paperscope.cli", "serve", "--store", str(store), "--port", port],
-                               check=False, capture_output=True, text=True, env=env, timeout=120)
+        taken = subprocess.run(
+            [sys.executable, "-m", "paperscope.cli", "serve", "--store", str(store), "--port", port],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
         assert len(taken.stderr.strip().splitlines()) == 1
     finally:
@@ -419,8 +504,9 @@ def test_real_model_search_and_ready_time(real_store: Path) -> None:
         ready = float(next(line.split()[2] for line in lines if line.startswith("ready in")))
         print(f"serve on the bundled store: ready {ready:.2f} s after serve() began, {wall:.2f} s after Popen")
         assert ready <= 2.0
-        r = HTTP.get(f"{url}api/search", params={"q": "learning-rate transfer across model widths", "k": 5},
-                      timeout=120)
+        r = HTTP.get(
+            f"{url}api/search", params={"q": "learning-rate transfer across model widths", "k": 5}, timeout=120
+        )
         assert r.status_code == 200, r.text
         assert "A Proof of Learning Rate Transfer under μP" in [h["title"] for h in r.json()["hits"]]
         with Explorer(real_store) as ex:
@@ -552,11 +638,14 @@ def test_a_request_in_flight_keeps_its_generation(tmp_path: Path) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(params=st.dictionaries(st.sampled_from(["q", "k", "mode", "why", "date_from", "date_to", "min_authors",
-                                               "max_authors", "source"]),
-                              st.text(max_size=12) | st.sampled_from(["0", "1", "10", "-5", "1e3", "2024-02", "dense",
-                                                                      "lexical", "true", "\x00", "９"]),
-                              max_size=6))
+@given(
+    params=st.dictionaries(
+        st.sampled_from(["q", "k", "mode", "why", "date_from", "date_to", "min_authors", "max_authors", "source"]),
+        st.text(max_size=12)
+        | st.sampled_from(["0", "1", "10", "-5", "1e3", "2024-02", "dense", "lexical", "true", "\x00", "９"]),
+        max_size=6,
+    )
+)
 def test_any_query_parameters_answer_200_or_one_line_422(url: str, params: dict[str, str]) -> None:
     params.setdefault("q", "graph neural networks")
     r = HTTP.get(f"{url}/api/search", params=params)

@@ -67,14 +67,17 @@ def test_rank_is_the_query_path_related_uses(ex: Explorer) -> None:
         assert rows == [ex.row(h.paper.id) for h in ex.related(TENSOR_PROGRAMS_V, k=10, mode=mode)]
 
 
-@pytest.mark.parametrize("call", [
-    lambda ex: ex.nearest(np.ones(3, dtype=np.float32)),
-    lambda ex: ex.nearest(ex.vector(TENSOR_PROGRAMS_V), mode="lexical"),
-    lambda ex: ex.nearest(ex.vector(TENSOR_PROGRAMS_V), k=0),
-    lambda ex: ex.related(TENSOR_PROGRAMS_V, mode="bm42"),
-    lambda ex: ex.search("   "),
-    lambda ex: ex.recommend([]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda ex: ex.nearest(np.ones(3, dtype=np.float32)),
+        lambda ex: ex.nearest(ex.vector(TENSOR_PROGRAMS_V), mode="lexical"),
+        lambda ex: ex.nearest(ex.vector(TENSOR_PROGRAMS_V), k=0),
+        lambda ex: ex.related(TENSOR_PROGRAMS_V, mode="bm42"),
+        lambda ex: ex.search("   "),
+        lambda ex: ex.recommend([]),
+    ],
+)
 def test_bad_arguments_are_invalid_argument_and_still_value_errors(ex: Explorer, call) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidArgument) as info:
         call(ex)
@@ -117,7 +120,8 @@ def test_static_backend_without_its_extra_names_the_extra(monkeypatch: pytest.Mo
     from paperscope.embed import registry
     from paperscope.embed.lock import load_lock
 
-    monkeypatch.setitem(registry.REGISTRY, "static",
-                        replace(registry.REGISTRY["static"], modules=("no_such_module_for_paperscope",)))
+    monkeypatch.setitem(
+        registry.REGISTRY, "static", replace(registry.REGISTRY["static"], modules=("no_such_module_for_paperscope",))
+    )
     with pytest.raises(MissingExtraError, match=r'pip install "paperscope\[static\]"'):
         registry.load_embedder(registry.with_backend(load_lock(), "static"))

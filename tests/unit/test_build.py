@@ -24,13 +24,18 @@ def jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def rows(n: int, start: int = 0) -> list[dict[str, object]]:
-    return [{"id": f"p{i}", "title": f"Paper number {i}", "abstract": f"topic{i % 7} " + ABS, "date": "2024-01-01"}
-            for i in range(start, start + n)]
+    return [
+        {"id": f"p{i}", "title": f"Paper number {i}", "abstract": f"topic{i % 7} " + ABS, "date": "2024-01-01"}
+        for i in range(start, start + n)
+    ]
 
 
 def snapshot(store: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()
-            and p.name != ".writer.lock"}
+    return {
+        str(p.relative_to(store)): p.read_bytes()
+        for p in sorted(store.rglob("*"))
+        if p.is_file() and p.name != ".writer.lock"
+    }
 
 
 def test_bundled_build_round_trips_every_paper(tmp_path: Path, corpus_dir: Path, fake: FakeEmbedder) -> None:
@@ -63,8 +68,8 @@ def test_add_change_metadata_and_prune(tmp_path: Path, fake: FakeEmbedder) -> No
     old_vec = {p.id: before.index.vectors[i].copy() for i, p in enumerate(before.papers())}
 
     data = rows(40)
-    data[3]["abstract"] = "entirely new text about diffusion " + ABS       # content change
-    data[5]["date"] = "2025-05-05"                                          # metadata only
+    data[3]["abstract"] = "entirely new text about diffusion " + ABS  # content change
+    data[5]["date"] = "2025-05-05"  # metadata only
     r = build([jsonl(tmp_path / "a.jsonl", data)], store, embedder=fake)
     assert (r.added, r.changed, r.updated, r.embedded, r.papers) == (10, 1, 1, 11, 40)
     ex = Explorer(store, embedder=fake)

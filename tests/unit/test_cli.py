@@ -52,13 +52,13 @@ def test_jsonl_prints_one_object_per_line_like_json(store: Path) -> None:
 
 def test_store_defaults_to_paperscope_home(store: Path) -> None:
     result = CliRunner(env={"PAPERSCOPE_HOME": str(store)}).invoke(
-        cli.main, ["related", TENSOR_PROGRAMS_V, "--mode", "lexical", "-k", "2", "--jsonl"])
+        cli.main, ["related", TENSOR_PROGRAMS_V, "--mode", "lexical", "-k", "2", "--jsonl"]
+    )
     assert result.exit_code == 0, result.output
     assert len(result.output.strip().splitlines()) == 2
 
 
-def test_a_bug_keeps_its_traceback_but_a_user_error_is_one_line(store: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_keeps_its_traceback_but_a_user_error_is_one_line(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from paperscope.explorer import Explorer
 
     bad = CliRunner().invoke(cli.main, ["related", "no such paper at all", "--store", str(store)])

@@ -74,6 +74,9 @@ def test_tests_and_benchmarks_use_public_names_only() -> None:
                         continue
                     found.append(f"{path.relative_to(REPO)}:{node.lineno} .{node.attr}")
                 elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("paperscope"):
-                    found += [f"{path.relative_to(REPO)}:{node.lineno} import {a.name}" for a in node.names
-                              if a.name.startswith("_") and not a.name.startswith("__")]
+                    found += [
+                        f"{path.relative_to(REPO)}:{node.lineno} import {a.name}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
     assert not found, found

@@ -59,15 +59,18 @@ def _rows(path: Path) -> list[tuple[str, str]]:
         return [(r["title"], r["theme"]) for r in csv.DictReader(fh)]
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("t.csv", "name,label\na,b\n", "t.csv: line 1: expected a header with columns title,theme"),
-    ("t.csv", "title,theme\nA paper,\n", "t.csv: line 2: needs both a title and a theme"),
-    ("t.csv", "title,theme\nA paper,x\nA  PAPER,y\n", "t.csv: line 3: 'A  PAPER' is labelled both 'x' and 'y'"),
-    ("q.json", '[{"query": "a", "relevant": ["b"]},\n{"query": "c"', "q.json: line 2: malformed JSON"),
-    ("q.json", '[{"query": "a", "relevant": []}]', "q.json: entry 0: expected"),
-    ("q.json", '{"query": "a"}', "q.json: expected a non-empty JSON list"),
-    ("q.txt", "whatever", "q.txt: unknown label format"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("t.csv", "name,label\na,b\n", "t.csv: line 1: expected a header with columns title,theme"),
+        ("t.csv", "title,theme\nA paper,\n", "t.csv: line 2: needs both a title and a theme"),
+        ("t.csv", "title,theme\nA paper,x\nA  PAPER,y\n", "t.csv: line 3: 'A  PAPER' is labelled both 'x' and 'y'"),
+        ("q.json", '[{"query": "a", "relevant": ["b"]},\n{"query": "c"', "q.json: line 2: malformed JSON"),
+        ("q.json", '[{"query": "a", "relevant": []}]', "q.json: entry 0: expected"),
+        ("q.json", '{"query": "a"}', "q.json: expected a non-empty JSON list"),
+        ("q.txt", "whatever", "q.txt: unknown label format"),
+    ],
+)
 def test_malformed_labels_name_file_and_line(tmp_path: Path, name: str, content: str, message: str) -> None:
     (tmp_path / name).write_text(content, encoding="utf-8")
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -107,14 +110,20 @@ def test_cli_eval_prints_all_modes(store: Path) -> None:
     assert rows.count("dense") == rows.count("lexical") == rows.count("hybrid") == 2 and "held-out" in out
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["eval", "nope.csv"], "nope.csv: no such label file"),
-    (["related", TENSOR_PROGRAMS_V, "--date-from", "notadate"], "'notadate' is not a date"),
-    (["related", TENSOR_PROGRAMS_V, "--mode", "bogus"], "'bogus' is not one of"),
-    (["related", TENSOR_PROGRAMS_V, "--where", "oops"], "--where: expected KEY=VALUE, got 'oops'"),
-    (["related", TENSOR_PROGRAMS_V, "--where", "colour=red"], "where: unknown field 'colour'"),
-    (["recommend", TENSOR_PROGRAMS_V, "--not", "No Such Paper Title"], "no paper with id or title 'No Such Paper Title'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "nope.csv"], "nope.csv: no such label file"),
+        (["related", TENSOR_PROGRAMS_V, "--date-from", "notadate"], "'notadate' is not a date"),
+        (["related", TENSOR_PROGRAMS_V, "--mode", "bogus"], "'bogus' is not one of"),
+        (["related", TENSOR_PROGRAMS_V, "--where", "oops"], "--where: expected KEY=VALUE, got 'oops'"),
+        (["related", TENSOR_PROGRAMS_V, "--where", "colour=red"], "where: unknown field 'colour'"),
+        (
+            ["recommend", TENSOR_PROGRAMS_V, "--not", "No Such Paper Title"],
+            "no paper with id or title 'No Such Paper Title'",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_exit_2(store: Path, args: list[str], message: str) -> None:
     code, out, err = run(*args, "--store", str(store))
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
@@ -124,5 +133,7 @@ def test_cli_recommend_and_filtered_empty(store: Path) -> None:
     code, out, err = run("recommend", TENSOR_PROGRAMS_V, "--store", str(store), "-k", "3", "--mode", "lexical", "--why")
     assert code == 0, err
     assert out.count("why: dense similarity") == 3
-    code, out, err = run("related", TENSOR_PROGRAMS_V, "--store", str(store), "--mode", "lexical", "--date-from", "2099")
+    code, out, err = run(
+        "related", TENSOR_PROGRAMS_V, "--store", str(store), "--mode", "lexical", "--date-from", "2099"
+    )
     assert code == 0 and "no results: no paper matches the filter (date >= 2099)" in out

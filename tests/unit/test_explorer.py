@@ -37,7 +37,9 @@ def test_related_properties(ex: Explorer, i: int, k: int) -> None:
 
 def test_related_by_exact_title_equals_by_id(ex: Explorer) -> None:
     tp5 = ex.paper(TENSOR_PROGRAMS_V)
-    assert [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V.upper(), k=5)] == [h.paper.id for h in ex.related(tp5.id, k=5)]
+    assert [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V.upper(), k=5)] == [
+        h.paper.id for h in ex.related(tp5.id, k=5)
+    ]
 
 
 def test_unknown_paper_suggests_close_titles(ex: Explorer) -> None:
@@ -63,8 +65,9 @@ def test_search_returns_k_sorted_hits_of_the_same_shape(ex: Explorer) -> None:
 
 
 def test_tiny_store_returns_fewer_only_when_corpus_has_fewer(tmp_path: Path, fake: FakeEmbedder) -> None:
-    (tmp_path / "two.jsonl").write_text('{"id": "a", "title": "A", "abstract": "alpha text"}\n'
-                                        '{"id": "b", "title": "B", "abstract": "beta text"}\n')
+    (tmp_path / "two.jsonl").write_text(
+        '{"id": "a", "title": "A", "abstract": "alpha text"}\n{"id": "b", "title": "B", "abstract": "beta text"}\n'
+    )
     build([tmp_path / "two.jsonl"], tmp_path / "s", embedder=fake)
     small = Explorer(tmp_path / "s", embedder=fake)
     assert [h.paper.id for h in small.related("a", k=10)] == ["b"]
@@ -79,8 +82,9 @@ def test_opening_a_missing_store_says_how_to_build(tmp_path: Path) -> None:
 def test_top_level_api_build_then_open(tmp_path: Path, fake: FakeEmbedder) -> None:
     import paperscope
 
-    (tmp_path / "p.jsonl").write_text('{"id": "a", "title": "A", "abstract": "alpha text"}\n'
-                                      '{"id": "b", "title": "B", "abstract": "beta text"}\n')
+    (tmp_path / "p.jsonl").write_text(
+        '{"id": "a", "title": "A", "abstract": "alpha text"}\n{"id": "b", "title": "B", "abstract": "beta text"}\n'
+    )
     for _ in range(2):  # the second call must still find the function, not a submodule
         ex = paperscope.build([tmp_path / "p.jsonl"], store=tmp_path / "s", embedder=fake)
         assert isinstance(ex, paperscope.Explorer) and len(ex) == 2

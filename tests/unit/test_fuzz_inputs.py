@@ -47,24 +47,31 @@ def _check_read(path: Path) -> None:
 
 @FUZZ
 @given(kind=st.sampled_from(["jsonl", "csv", "txt"]), data=st.data(), gz=st.booleans())
-def test_readers_give_papers_or_one_line_naming_the_file(tmp_path_factory: pytest.TempPathFactory, kind: str,
-                                                          data: st.DataObject, gz: bool) -> None:
+def test_readers_give_papers_or_one_line_naming_the_file(
+    tmp_path_factory: pytest.TempPathFactory, kind: str, data: st.DataObject, gz: bool
+) -> None:
     raw = data.draw(KINDS[kind] | KINDS["bin"])
     if gz:
         raw = gzip.compress(raw)
         if data.draw(st.booleans()):
-            raw = raw[:data.draw(st.integers(0, len(raw)))]
+            raw = raw[: data.draw(st.integers(0, len(raw)))]
     path = tmp_path_factory.mktemp("in") / (f"input.{kind}" + (".gz" if gz else ""))
     path.write_bytes(raw)
     _check_read(path)
 
 
-@pytest.mark.parametrize("name,content,expect", [
-    # Each of these raised a bare Python exception (a traceback at the CLI) before issue 7.
-    ("deep.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", "deep.jsonl:1: JSON nested too deeply"),
-    ("trunc.jsonl.gz", gzip.compress(json.dumps({"title": "t", "abstract": A}).encode() * 50)[:40],
-     "trunc.jsonl.gz: damaged compressed file"),
-])
+@pytest.mark.parametrize(
+    "name,content,expect",
+    [
+        # Each of these raised a bare Python exception (a traceback at the CLI) before issue 7.
+        ("deep.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", "deep.jsonl:1: JSON nested too deeply"),
+        (
+            "trunc.jsonl.gz",
+            gzip.compress(json.dumps({"title": "t", "abstract": A}).encode() * 50)[:40],
+            "trunc.jsonl.gz: damaged compressed file",
+        ),
+    ],
+)
 def test_regressions_are_one_line_errors(tmp_path: Path, name: str, content: bytes, expect: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
@@ -73,8 +80,10 @@ def test_regressions_are_one_line_errors(tmp_path: Path, name: str, content: byt
     assert expect in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("count,expected", [("²", None), ("9" * 5000, None), (10**30, None), (-3, None),
-                                            (True, None), ("12", 12), (7, 7), (" 4 ", 4)])
+@pytest.mark.parametrize(
+    "count,expected",
+    [("²", None), ("9" * 5000, None), (10**30, None), (-3, None), (True, None), ("12", 12), (7, 7), (" 4 ", 4)],
+)
 def test_author_counts_that_are_not_counts_are_unknown(tmp_path: Path, count: object, expected: int | None) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps({"title": "T", "abstract": A, "authors_count": count}) + "\n")
@@ -83,8 +92,12 @@ def test_author_counts_that_are_not_counts_are_unknown(tmp_path: Path, count: ob
 
 def test_non_text_fields_and_huge_abstracts_are_skipped_with_a_reason(tmp_path: Path) -> None:
     path = tmp_path / "odd.jsonl"
-    rows = [{"id": {"a": 1}, "title": "T1", "abstract": A}, {"title": ["x"], "abstract": A},
-            {"title": "Huge", "abstract": "z " * 25_000_000}, {"title": "Fine", "abstract": A}]
+    rows = [
+        {"id": {"a": 1}, "title": "T1", "abstract": A},
+        {"title": ["x"], "abstract": A},
+        {"title": "Huge", "abstract": "z " * 25_000_000},
+        {"title": "Fine", "abstract": A},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     from paperscope.corpus import ReadReport
 
@@ -106,8 +119,12 @@ def test_csv_with_bom_and_long_field_reads(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("base") / "base.jsonl"
-    src.write_text("".join(json.dumps({"id": f"p{i}", "title": f"Paper {i} on {w}", "abstract": f"{w} {A}"}) + "\n"
-                           for i, w in enumerate(["graphs", "diffusion", "scaling", "robots", "speech"] * 4)))
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "title": f"Paper {i} on {w}", "abstract": f"{w} {A}"}) + "\n"
+            for i, w in enumerate(["graphs", "diffusion", "scaling", "robots", "speech"] * 4)
+        )
+    )
     store = tmp_path_factory.mktemp("s") / "store"
     build([src], store, embedder=FakeEmbedder())
     return store
@@ -116,7 +133,8 @@ def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(kind=st.sampled_from(["jsonl", "csv", "txt"]), data=st.data())
 def test_building_hostile_input_adds_correct_papers_or_changes_nothing(
-        base_store: Path, tmp_path_factory: pytest.TempPathFactory, kind: str, data: st.DataObject) -> None:
+    base_store: Path, tmp_path_factory: pytest.TempPathFactory, kind: str, data: st.DataObject
+) -> None:
     raw = data.draw(KINDS[kind])
     path = tmp_path_factory.mktemp("in") / f"hostile.{kind}"
     path.write_bytes(raw)
@@ -152,12 +170,36 @@ k_value = st.sampled_from(["0", "-1", "1", "3", "20", str(10**9), str(10**30), "
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(cmd=st.sampled_from(["related", "search", "recommend"]), key=key_text, k=k_value,
-       mode=st.sampled_from([None, "lexical", "dense", "hybrid", "bogus"]),
-       extra=st.lists(st.sampled_from(["--why", "--json", "--date-from", "2024-13", "--where", "a=b", "--where", "=",
-                                       "--min-authors", "-5", "--not", "p2", "--source", "\x00"]), max_size=3))
-def test_cli_arguments_give_a_result_or_one_line_and_exit_2(base_store: Path, cmd: str, key: str, k: str,
-                                                            mode: str | None, extra: list[str]) -> None:
+@given(
+    cmd=st.sampled_from(["related", "search", "recommend"]),
+    key=key_text,
+    k=k_value,
+    mode=st.sampled_from([None, "lexical", "dense", "hybrid", "bogus"]),
+    extra=st.lists(
+        st.sampled_from(
+            [
+                "--why",
+                "--json",
+                "--date-from",
+                "2024-13",
+                "--where",
+                "a=b",
+                "--where",
+                "=",
+                "--min-authors",
+                "-5",
+                "--not",
+                "p2",
+                "--source",
+                "\x00",
+            ]
+        ),
+        max_size=3,
+    ),
+)
+def test_cli_arguments_give_a_result_or_one_line_and_exit_2(
+    base_store: Path, cmd: str, key: str, k: str, mode: str | None, extra: list[str]
+) -> None:
     if cmd != "recommend":
         extra = [e for e in extra if e != "--not"]
     args = [cmd, "--store", str(base_store), "-k", k, *(["--mode", mode] if mode else []), *extra, "--", key]
@@ -175,8 +217,9 @@ def test_cli_arguments_give_a_result_or_one_line_and_exit_2(base_store: Path, cm
         assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("args", [["related", "a\rb\nc"], ["related", "\x1b[31mred"], ["related", "x", "\u202eevil"],
-                                  ["related", "\u2028"]])
+@pytest.mark.parametrize(
+    "args", [["related", "a\rb\nc"], ["related", "\x1b[31mred"], ["related", "x", "\u202eevil"], ["related", "\u2028"]]
+)
 def test_error_echoing_user_text_stays_one_line(base_store: Path, args: list[str]) -> None:
     code, _, err = _cli([*args, "--store", str(base_store)])
     assert code == 2 and len(err.splitlines()) == 1 and err.isprintable() is False  # only the final newline
@@ -192,8 +235,12 @@ def test_absurd_k_is_one_line(base_store: Path, k: str) -> None:
 def test_json_output_keeps_markup_as_data(tmp_path: Path) -> None:
     src = tmp_path / "evil.jsonl"
     evil = "<script>alert(1)</script>\u202e\u0301"
-    src.write_text("".join(json.dumps({"id": f"e{i}", "title": f"{evil} {i}", "abstract": f"{evil} {A}"}) + "\n"
-                           for i in range(5)), encoding="utf-8")
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"e{i}", "title": f"{evil} {i}", "abstract": f"{evil} {A}"}) + "\n" for i in range(5)
+        ),
+        encoding="utf-8",
+    )
     build([src], tmp_path / "s", embedder=FakeEmbedder())
     code, out, _ = _cli(["related", "e0", "--store", str(tmp_path / "s"), "--json", "-k", "2", "--mode", "lexical"])
     assert code == 0 and {h["title"] for h in json.loads(out)} <= {f"{evil} {i}" for i in range(1, 5)}
@@ -204,7 +251,9 @@ def test_a_50_mb_single_line(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     body = "word " * 10_000_000  # 50 MB, one line
     if name.endswith(".jsonl"):
-        path.write_text(json.dumps({"title": "Huge", "abstract": body}) + "\n" + json.dumps({"title": "Ok", "abstract": A}) + "\n")
+        path.write_text(
+            json.dumps({"title": "Huge", "abstract": body}) + "\n" + json.dumps({"title": "Ok", "abstract": A}) + "\n"
+        )
     elif name.endswith(".txt"):
         path.write_text(f"Subscribe\nHuge\n{body}\nOk\n{A}\n")
     else:
@@ -221,7 +270,9 @@ def test_a_50_mb_single_line(tmp_path: Path, name: str) -> None:
     assert report.skipped == 1 and "line longer than 4,194,304 bytes" in report.skip_examples[0]
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"\xff\xfe{]", b'{"title": "t", "abstract": "a"}\n' + b"[" * 50_000])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x00" * 64, b"\xff\xfe{]", b'{"title": "t", "abstract": "a"}\n' + b"[" * 50_000]
+)
 def test_cli_index_of_hostile_input_is_one_line_and_creates_no_store(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "in.jsonl"
     path.write_bytes(content)
@@ -231,8 +282,10 @@ def test_cli_index_of_hostile_input_is_one_line_and_creates_no_store(tmp_path: P
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-@given(k=st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from([0, -1, 1, 19, 20, 10**9, 2**63]),
-       mode=st.sampled_from(["hybrid", "dense", "lexical"]))
+@given(
+    k=st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from([0, -1, 1, 19, 20, 10**9, 2**63]),
+    mode=st.sampled_from(["hybrid", "dense", "lexical"]),
+)
 def test_library_k_is_refused_below_1_and_capped_by_the_corpus(base_store: Path, k: int, mode: str) -> None:
     with Explorer(base_store, embedder=FakeEmbedder()) as ex:
         if k < 1:

@@ -34,11 +34,16 @@ A = "A long enough abstract about neural networks and data, repeated for length.
 
 # ---- paths --------------------------------------------------------------------------------------
 # Characters that broke SQLite URIs, terminals or encodings before, plus ordinary ones.
-_PATH_CHARS = st.sampled_from(list("#?%& =;'\"$!~*[]{}()+,-._") + ["\u202e", "\x1b", "\t", "é", "日", "\U0001f600",
-                                                                     "\u0301", "%3F", "%%", "file:", "..."])
-_NAME = st.lists(_PATH_CHARS | st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                                                blacklist_characters="/\x00"), max_size=3),
-                 min_size=1, max_size=6).map("".join)
+_PATH_CHARS = st.sampled_from(
+    list("#?%& =;'\"$!~*[]{}()+,-._")
+    + ["\u202e", "\x1b", "\t", "é", "日", "\U0001f600", "\u0301", "%3F", "%%", "file:", "..."]
+)
+_NAME = st.lists(
+    _PATH_CHARS
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), max_size=3),
+    min_size=1,
+    max_size=6,
+).map("".join)
 
 
 @st.composite
@@ -61,12 +66,16 @@ def _cli(args: list[str]) -> tuple[int, str, str]:
 
 @FEW
 @given(store_name=path_names(), input_name=path_names())
-def test_any_name_works_as_store_and_input(tmp_path_factory: pytest.TempPathFactory, store_name: str,
-                                           input_name: str) -> None:
+def test_any_name_works_as_store_and_input(
+    tmp_path_factory: pytest.TempPathFactory, store_name: str, input_name: str
+) -> None:
     root = tmp_path_factory.mktemp("p")
     src = root / (input_name + ".jsonl")
-    src.write_text("".join(json.dumps({"id": f"p{i}", "title": f"Paper {i} on graphs {i}", "abstract": A}) + "\n"
-                           for i in range(6)))
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"p{i}", "title": f"Paper {i} on graphs {i}", "abstract": A}) + "\n" for i in range(6)
+        )
+    )
     store = root / store_name
     report = build(src, store, embedder=FakeEmbedder())
     assert report.papers == 6
@@ -93,17 +102,27 @@ def test_shown_is_one_printable_line(text: str) -> None:
 
 
 # ---- numeric ranges -----------------------------------------------------------------------------
-_NUMBER = (st.integers(min_value=-(2**80), max_value=2**80) | st.floats(allow_nan=True, allow_infinity=True)
-           | st.sampled_from([0, -1, 2**31, 2**63, 2**64, "12", "-3", "1e9", "٣", "9" * 40, True, None, [], {}]))
+_NUMBER = (
+    st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0, -1, 2**31, 2**63, 2**64, "12", "-3", "1e9", "٣", "9" * 40, True, None, [], {}])
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(authors_count=_NUMBER, upvotes=_NUMBER, date=_NUMBER | st.text(max_size=12), cats=_NUMBER)
-def test_numbers_in_input_rows_are_range_checked(tmp_path_factory: pytest.TempPathFactory, authors_count: object,
-                                                 upvotes: object, date: object, cats: object) -> None:
+def test_numbers_in_input_rows_are_range_checked(
+    tmp_path_factory: pytest.TempPathFactory, authors_count: object, upvotes: object, date: object, cats: object
+) -> None:
     path = tmp_path_factory.mktemp("n") / "n.jsonl"
-    row = {"title": "Numbers", "abstract": A, "authors_count": authors_count, "upvotes": upvotes, "date": date,
-           "categories": cats}
+    row = {
+        "title": "Numbers",
+        "abstract": A,
+        "authors_count": authors_count,
+        "upvotes": upvotes,
+        "date": date,
+        "categories": cats,
+    }
     path.write_text(json.dumps(row) + "\n")
     papers = read_corpus(path)
     assert len(papers) == 1
@@ -118,16 +137,30 @@ def test_numbers_in_input_rows_are_range_checked(tmp_path_factory: pytest.TempPa
         assert next(iter(ex.papers())) == p
 
 
-_CLI_INT = st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str),
-                     st.sampled_from(["0", "-1", "1", "nan", "inf", "1e3", "", " 3", "0x10", "4294967296"]))
+_CLI_INT = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.sampled_from(["0", "-1", "1", "nan", "inf", "1e3", "", " 3", "0x10", "4294967296"]),
+)
 
 
 @pytest.fixture(scope="module")
 def store6(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("src") / "s.jsonl"
-    path.write_text("".join(json.dumps({"id": f"p{i}", "title": f"Paper {i} on {w}", "abstract": f"{w} {A}",
-                                        "authors_count": i, "date": f"202{i % 5}-0{1 + i % 9}-1{i % 9}"}) + "\n"
-                            for i, w in enumerate(["graphs", "diffusion", "scaling", "robots", "speech", "vision"])))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"p{i}",
+                    "title": f"Paper {i} on {w}",
+                    "abstract": f"{w} {A}",
+                    "authors_count": i,
+                    "date": f"202{i % 5}-0{1 + i % 9}-1{i % 9}",
+                }
+            )
+            + "\n"
+            for i, w in enumerate(["graphs", "diffusion", "scaling", "robots", "speech", "vision"])
+        )
+    )
     store = tmp_path_factory.mktemp("st") / "s"
     build(path, store, embedder=FakeEmbedder())
     return store
@@ -149,8 +182,15 @@ def test_numeric_map_options_out_of_range_are_refused_before_work(store6: Path, 
         number = int(value)
     except ValueError:
         number = None
-    valid = number is not None and {"--seed": 0 <= number <= 2**32 - 1, "--topics": number >= 2,
-                                    "--themes": number >= 1, "--wait": 0 <= number <= 86_400}[option]
+    valid = (
+        number is not None
+        and {
+            "--seed": 0 <= number <= 2**32 - 1,
+            "--topics": number >= 2,
+            "--themes": number >= 1,
+            "--wait": 0 <= number <= 86_400,
+        }[option]
+    )
     if valid:
         return  # valid values draw a map: covered (slowly) by test_map.py; here only the refusals
     code, _, err = _cli(["map", "--store", str(store6), option, value, "--out", str(store6.parent / "never")])
@@ -170,8 +210,32 @@ def test_map_params_seed_range(seed: int) -> None:
 
 # ---- title collisions -----------------------------------------------------------------------------
 _WORDS = st.sampled_from(["A", "Study", "of", "C", "Templates", "Is", "P", "NP", "Scaling", "μP", "Laws", "GPT"])
-_SYMBOLS = st.sampled_from(["+", "++", "=", "≠", "#", "<", ">", "±", "×", "?", "!", ":", "-", "'", "&", "$",
-                            "\U0001f600", "\U0001f622", "\u0301", "…", "(", ")"])
+_SYMBOLS = st.sampled_from(
+    [
+        "+",
+        "++",
+        "=",
+        "≠",
+        "#",
+        "<",
+        ">",
+        "±",
+        "×",
+        "?",
+        "!",
+        ":",
+        "-",
+        "'",
+        "&",
+        "$",
+        "\U0001f600",
+        "\U0001f622",
+        "\u0301",
+        "…",
+        "(",
+        ")",
+    ]
+)
 
 
 @st.composite
@@ -198,8 +262,9 @@ def _symbols(title: str) -> str:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(titles=colliding_titles())
-def test_distinct_titles_stay_distinct_or_the_merge_is_reported(tmp_path_factory: pytest.TempPathFactory,
-                                                                 titles: list[str]) -> None:
+def test_distinct_titles_stay_distinct_or_the_merge_is_reported(
+    tmp_path_factory: pytest.TempPathFactory, titles: list[str]
+) -> None:
     distinct = list(dict.fromkeys(t for t in (clean_text(t) for t in titles) if t))
     for a in distinct:  # titles that differ in a meaningful symbol never share an id
         for b in distinct:

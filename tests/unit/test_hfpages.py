@@ -26,9 +26,13 @@ def test_bundled_pages_hold_535_entries_and_432_distinct_papers(corpus_dir: Path
 
 def test_each_page_yields_the_entries_it_shows(corpus_dir: Path) -> None:
     per_page = {f.name: len(list(read_papers([f]))) for f in sorted(corpus_dir.iterdir())}
-    assert per_page == {"000_148cc2af580f7f18.txt": 76, "001_c00677aa7bbbe73a.txt": 226,
-                        "002_34ba832f8a3ec612.txt": 72, "003_b496d529722dd834.txt": 90,
-                        "004_2dbf35f10359cdb3.txt": 71}
+    assert per_page == {
+        "000_148cc2af580f7f18.txt": 76,
+        "001_c00677aa7bbbe73a.txt": 226,
+        "002_34ba832f8a3ec612.txt": 72,
+        "003_b496d529722dd834.txt": 90,
+        "004_2dbf35f10359cdb3.txt": 71,
+    }
 
 
 def test_dense_layout_title_glued_to_subscribe_is_recovered(corpus_dir: Path) -> None:
@@ -72,24 +76,38 @@ def test_parse_date_keeps_what_is_there() -> None:
     assert parse_date("Oct 40") is None
 
 
-_words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs")),
-                 min_size=1, max_size=12)
-_title = st.lists(_words, min_size=1, max_size=12).map(" ".join).filter(
-    lambda t: len(t) < 150 and normalise_title(t) != "" and not t.startswith(("Subscribe", "•", "·")))
+_words = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs")), min_size=1, max_size=12
+)
+_title = (
+    st.lists(_words, min_size=1, max_size=12)
+    .map(" ".join)
+    .filter(lambda t: len(t) < 150 and normalise_title(t) != "" and not t.startswith(("Subscribe", "•", "·")))
+)
 _abstract = st.lists(_words, min_size=60, max_size=120).map(" ".join).filter(lambda a: len(a) >= 200)
 
 
 @settings(max_examples=60, deadline=None)
-@given(entries=st.lists(st.tuples(_title, _abstract, st.integers(1, 40), st.booleans()), min_size=1, max_size=6),
-       spaced=st.booleans())
+@given(
+    entries=st.lists(st.tuples(_title, _abstract, st.integers(1, 40), st.booleans()), min_size=1, max_size=6),
+    spaced=st.booleans(),
+)
 def test_generated_pages_round_trip(entries: list[tuple[str, str, int, bool]], spaced: bool) -> None:
-    lines = ["new", "Get trending papers in your email inbox!", "Subscribe", "byAK and the research community", "Mar 11"]
+    lines = [
+        "new",
+        "Get trending papers in your email inbox!",
+        "Subscribe",
+        "byAK and the research community",
+        "Mar 11",
+    ]
     for title, abstract, authors, with_meta in entries:
         lines += [title, abstract]
         if spaced and with_meta:
             lines += [f"• {authors} authors", "·", "Jun 13, 2022"]
     page = ("\n\n" if spaced else "\n").join(lines)
     got = list(parse_page(page, "p.txt"))
-    assert [(p.title, p.abstract) for p in got] == [(" ".join(t.split()), " ".join(a.split())) for t, a, _, _ in entries]
+    assert [(p.title, p.abstract) for p in got] == [
+        (" ".join(t.split()), " ".join(a.split())) for t, a, _, _ in entries
+    ]
     for p, (_, _, authors, with_meta) in zip(got, entries):
         assert p.authors_count == (authors if spaced and with_meta else None)

@@ -47,8 +47,9 @@ def brute_recall(idx: faiss.Index, vectors: np.ndarray, rows: np.ndarray, k: int
 
 
 @pytest.mark.parametrize("kind,param", [("ivf", "nprobe"), ("hnsw", "efSearch")])
-def test_forced_type_records_recall_and_answers_after_load(tmp_path: Path, vectors: np.ndarray, kind: str,
-                                                             param: str) -> None:
+def test_forced_type_records_recall_and_answers_after_load(
+    tmp_path: Path, vectors: np.ndarray, kind: str, param: str
+) -> None:
     idx, info = index.build(vectors, kind)
     assert info["type"] == kind and info["chosen_by"] == "user"
     assert info["faiss"] == type(idx).__name__
@@ -84,10 +85,16 @@ def test_measured_recall_matches_a_plain_scan(vectors: np.ndarray) -> None:
         assert index.recall(idx, vectors, rows, truth) == pytest.approx(brute_recall(idx, vectors, rows), abs=1e-3)
 
 
-@pytest.mark.parametrize("kind,param,attr", [("ivf", "nprobe", lambda i: faiss.extract_index_ivf(i).nprobe),
-                                             ("hnsw", "efSearch", lambda i: faiss.downcast_index(i).hnsw.efSearch)])
-def test_load_applies_the_manifest_parameters_not_the_files(tmp_path: Path, vectors: np.ndarray, kind: str,
-                                                           param: str, attr: object) -> None:
+@pytest.mark.parametrize(
+    "kind,param,attr",
+    [
+        ("ivf", "nprobe", lambda i: faiss.extract_index_ivf(i).nprobe),
+        ("hnsw", "efSearch", lambda i: faiss.downcast_index(i).hnsw.efSearch),
+    ],
+)
+def test_load_applies_the_manifest_parameters_not_the_files(
+    tmp_path: Path, vectors: np.ndarray, kind: str, param: str, attr: object
+) -> None:
     idx, info = index.build(vectors[:4000], kind)
     index.configure(idx, {"params": {param: 3}})  # what the file will carry
     index.save(idx, tmp_path / "i.faiss")
@@ -96,8 +103,9 @@ def test_load_applies_the_manifest_parameters_not_the_files(tmp_path: Path, vect
     assert attr(loaded) == 7  # type: ignore[operator]
 
 
-def test_pipeline_records_index_block_and_links_unchanged_vectors(tmp_path: Path, fake: FakeEmbedder,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipeline_records_index_block_and_links_unchanged_vectors(
+    tmp_path: Path, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "s"
     build(None, store, embedder=fake)
     first = Store(store).require_current()
@@ -123,7 +131,8 @@ def test_pipeline_records_index_block_and_links_unchanged_vectors(tmp_path: Path
     # Identical vectors (a metadata-only change): the index file is hard-linked, its block kept.
     p = next(ex.papers())
     (tmp_path / "meta.jsonl").write_text(
-        json.dumps({"id": p.id, "title": p.title, "abstract": p.abstract, "date": "1999-01-01"}) + "\n")
+        json.dumps({"id": p.id, "title": p.title, "abstract": p.abstract, "date": "1999-01-01"}) + "\n"
+    )
     r = build([tmp_path / "meta.jsonl"], store, embedder=fake)
     assert (r.updated, r.embedded) == (1, 0)
     linked = Store(store).require_current()
@@ -140,14 +149,18 @@ def test_pipeline_records_index_block_and_links_unchanged_vectors(tmp_path: Path
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "paperscope.cli", *args], capture_output=True, text=True,
-                          env=os.environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "paperscope.cli", *args], capture_output=True, text=True, env=os.environ, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--index-type", "foo"], "'foo' is not one of 'auto', 'flat', 'ivf', 'hnsw'"),
-    (["--engine", "foo"], "'foo' is not one of 'local', 'ray'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--index-type", "foo"], "'foo' is not one of 'auto', 'flat', 'ivf', 'hnsw'"),
+        (["--engine", "foo"], "'foo' is not one of 'local', 'ray'"),
+    ],
+)
 def test_bad_index_options_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     out = cli("index", "--store", str(tmp_path / "s"), *args)
     assert out.returncode == 2
@@ -161,8 +174,13 @@ def test_engine_ray_without_ray_installed_is_one_line_exit_2(tmp_path: Path) -> 
     (fake_site / "ray").mkdir(parents=True)
     (fake_site / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake_site), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-m", "paperscope.cli", "index", "--store", str(tmp_path / "s"),
-                          "--engine", "ray"], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "paperscope.cli", "index", "--store", str(tmp_path / "s"), "--engine", "ray"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and 'pip install "paperscope[ray]"' in out.stderr
     assert not (tmp_path / "s").exists()

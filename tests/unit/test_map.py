@@ -29,8 +29,14 @@ def test_tokens_keep_field_terms() -> None:
 
 
 def test_ctfidf_keywords_pick_distinctive_terms() -> None:
-    texts = ["LoRA adapters for fine-tuning", "LoRA low-rank adapters", "LoRA rank adapters merge",
-             "diffusion models sample images", "score diffusion models", "diffusion models denoise"]
+    texts = [
+        "LoRA adapters for fine-tuning",
+        "LoRA low-rank adapters",
+        "LoRA rank adapters merge",
+        "diffusion models sample images",
+        "score diffusion models",
+        "diffusion models denoise",
+    ]
     kw = keywords(texts, np.array([0, 0, 0, 1, 1, 1]), n=3)
     assert kw[0][0] in ("LoRA", "adapters") and "diffusion models" in kw[1]
 
@@ -46,8 +52,13 @@ def fake_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _inputs(ex: Explorer) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
     rows = list(ex.table.columns("id", "title", "abstract", "content_hash"))
-    return ([r[0] for r in rows], [r[1] for r in rows], [f"{r[1]}. {r[2]}" for r in rows], [r[3] for r in rows],
-            np.asarray(ex.index.vectors))
+    return (
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [f"{r[1]}. {r[2]}" for r in rows],
+        [r[3] for r in rows],
+        np.asarray(ex.index.vectors),
+    )
 
 
 def test_map_is_deterministic_and_covers_every_paper(fake_store: Path) -> None:
@@ -73,8 +84,13 @@ def test_growing_corpus_keeps_old_papers_and_topic_ids(fake_store: Path) -> None
     rng = np.random.default_rng(0)
     order = rng.permutation(len(ids))
     old, new = np.sort(order[:346]), np.sort(order[346:])  # 80% then all
-    pick = lambda idx: ([ids[i] for i in idx], [titles[i] for i in idx], [texts[i] for i in idx],  # noqa: E731
-                        [hashes[i] for i in idx], vecs[idx])
+    pick = lambda idx: (
+        [ids[i] for i in idx],
+        [titles[i] for i in idx],
+        [texts[i] for i in idx],  # noqa: E731
+        [hashes[i] for i in idx],
+        vecs[idx],
+    )
     first = compute_map(*pick(old), "g1", MapParams())
     grown = compute_map(*pick(np.arange(len(ids))), "g2", MapParams(), previous=first)
     assert grown.stats["reused_fit"] and grown.stats["placed"] == len(new)
@@ -147,8 +163,9 @@ def test_large_corpus_fits_on_a_fixed_sample_and_places_the_rest(fake_store: Pat
     assert np.array_equal(tm.base, again.base) and np.array_equal(tm.coords, again.coords)
 
 
-def test_html_page_of_a_large_map_holds_a_fixed_sample(fake_store: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_html_page_of_a_large_map_holds_a_fixed_sample(
+    fake_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import paperscope.map.maker as maker
 
     monkeypatch.setattr(maker, "HTML_POINTS", 100)

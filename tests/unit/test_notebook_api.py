@@ -51,7 +51,11 @@ def test_paper_and_hits_show_compactly_and_escape_markup() -> None:
     table = html_of(hits)
     assert table.count("<tr>") == 11 and len(table) < 20_000  # abstracts cut short
     df = hits.to_pandas()
-    assert list(df.columns[:4]) == ["rank", "score", "id", "title"] and len(df) == 10 and df["abstract"].str.len().min() > 1000
+    assert (
+        list(df.columns[:4]) == ["rank", "score", "id", "title"]
+        and len(df) == 10
+        and df["abstract"].str.len().min() > 1000
+    )
     assert Paper("t-abc", "x", "y").link is None
 
 
@@ -63,8 +67,18 @@ def test_hit_json_keeps_the_abstract() -> None:
 def test_topic_map_frames_and_repr(tm) -> None:
     assert len(repr(tm)) < 2048 and f"{len(tm)} papers" in repr(tm)
     df = tm.to_pandas()
-    assert list(df.columns) == ["id", "title", "x", "y", "theme", "theme_label", "topic", "topic_label", "margin",
-                                "low_confidence"]
+    assert list(df.columns) == [
+        "id",
+        "title",
+        "x",
+        "y",
+        "theme",
+        "theme_label",
+        "topic",
+        "topic_label",
+        "margin",
+        "low_confidence",
+    ]
     assert len(df) == len(tm) and df["low_confidence"].sum() == tm.low_confidence
     topics = tm.topics_to_pandas()
     assert set(topics["level"]) == {"theme", "topic"} and len(topics) == len(tm.topics)
@@ -92,7 +106,9 @@ def test_acronyms_and_labels_read_as_phrases() -> None:
     assert long_form("PDE", "some words here") is None
     texts = [f"Paper {i}. We study Low-Rank Adaptation (LoRA) of models. LoRA, again." for i in range(4)]
     texts += [f"Paper {i}. Score-based diffusion models sample images; diffusion models denoise." for i in range(4)]
-    texts += [f"Paper {i}. Maximal Update Parametrization (μP) transfers hyperparameters. muP, again." for i in range(4)]
+    texts += [
+        f"Paper {i}. Maximal Update Parametrization (μP) transfers hyperparameters. muP, again." for i in range(4)
+    ]
     named = label_topics(texts, np.repeat([0, 1, 2], 4), labeller=Labeller(texts))
     assert named[0][0] == "Low-rank adaptation (LoRA)"
     assert named[1][0] == "Diffusion models"
@@ -148,8 +164,16 @@ def test_picture_frame_ignores_outliers_and_labels_sit_off_the_points() -> None:
     rng = np.random.default_rng(0)
     coords = np.vstack([rng.normal(size=(300, 2)), [[60.0, 0.0]] * 3])  # three far outliers
     topic = (coords[:, 0] > 0).astype(int)
-    fig = draw_map(coords, topic, topic, {0: "Left topic", 1: "Right topic"}, {0: 0, 1: 1},
-                   muted=np.arange(len(coords)) % 10 == 0, title="303 papers", subtitle="test")
+    fig = draw_map(
+        coords,
+        topic,
+        topic,
+        {0: "Left topic", 1: "Right topic"},
+        {0: 0, 1: 1},
+        muted=np.arange(len(coords)) % 10 == 0,
+        title="303 papers",
+        subtitle="test",
+    )
     ax = fig.axes[0]
     assert ax.get_xlim()[1] < 10  # the outliers do not stretch the frame
     texts = {t.get_text(): t for t in ax.texts if t.get_text()}  # leader lines are empty annotations
@@ -170,8 +194,12 @@ def test_a_one_word_theme_takes_the_label_its_largest_topic_completes() -> None:
     from paperscope.map.labels import adopt_child_labels
 
     themes = {0: ("Diffusion", ["diffusion"]), 1: ("Hyperparameter", ["hyperparameter"])}
-    topics = {10: ("Diffusion models (DMs)", []), 11: ("Category", []), 12: ("Scaling laws", []),
-              13: ("Hyperparameter optimization (HPO)", [])}
+    topics = {
+        10: ("Diffusion models (DMs)", []),
+        11: ("Category", []),
+        12: ("Scaling laws", []),
+        13: ("Hyperparameter optimization (HPO)", []),
+    }
     out = adopt_child_labels(themes, topics, {10: 0, 11: 0, 12: 1, 13: 1}, {10: 27, 11: 12, 12: 22, 13: 13})
     assert out[0][0] == "Diffusion models (DMs)"
     assert out[1][0] == "Hyperparameter"  # its largest topic is "Scaling laws": no completion

@@ -35,9 +35,19 @@ def ex(tmp_path_factory: pytest.TempPathFactory) -> Explorer:
 # ---- tokenizer and lexical index ---------------------------------------------------------------
 def test_tokenizer_keeps_domain_terms_and_drops_stop_words() -> None:
     assert tokenize("LoRA: Low-Rank Adaptation of Large Language Models") == [
-        "lora", "low-rank", "low", "rank", "adaptation", "large", "language", "model"]
+        "lora",
+        "low-rank",
+        "low",
+        "rank",
+        "adaptation",
+        "large",
+        "language",
+        "model",
+    ]
     # Greek mu, the micro sign (NFKC), the spelled-out form and LaTeX markup all meet in one term.
-    assert tokenize("μP") == tokenize("muP") == tokenize("\u00b5P") == tokenize("$\\mu$P".replace("\\mu", "μ")) == ["μp"]
+    assert (
+        tokenize("μP") == tokenize("muP") == tokenize("\u00b5P") == tokenize("$\\mu$P".replace("\\mu", "μ")) == ["μp"]
+    )
     assert "3d" in tokenize("Text-to-3D generation with 3D Gaussians")
     assert "text-to-3d" in tokenize("Text-to-3D generation")
     assert tokenize("the of and we propose a novel method") == []
@@ -50,8 +60,11 @@ def test_lexical_round_trip_without_pickle(tmp_path: Path) -> None:
     with np.load(tmp_path / "lexical.npz", allow_pickle=False) as z:
         assert z["vocab_utf8"].dtype == np.uint8 and z["vocab_offsets"].dtype == np.int64  # no fixed-width strings
     back = LexicalIndex.load(tmp_path / "lexical.npz", 3)
-    assert [back.row_counts(i)[0] for i in range(3)] == [Counter({"lora": 2, "adapter": 1}), Counter(),
-                                                          Counter({"μp": 3})]
+    assert [back.row_counts(i)[0] for i in range(3)] == [
+        Counter({"lora": 2, "adapter": 1}),
+        Counter(),
+        Counter({"μp": 3}),
+    ]
     with pytest.raises(StoreError, match="expected 4"):
         LexicalIndex.load(tmp_path / "lexical.npz", 4)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
@@ -118,8 +131,11 @@ def test_lexical_search_needs_no_model(tmp_path: Path, fake: FakeEmbedder) -> No
     plain = Explorer(store)  # no embedder: a dense query would have to load the (real) model
     hits = plain.search("maximal update parametrization μP", mode="lexical", k=5)
     assert len(hits) == 5 and not plain.model_loaded
-    assert all("μp" in tokenize(f"{h.paper.title}. {h.paper.abstract}")
-               or "parametrization" in tokenize(f"{h.paper.title}. {h.paper.abstract}") for h in hits)
+    assert all(
+        "μp" in tokenize(f"{h.paper.title}. {h.paper.abstract}")
+        or "parametrization" in tokenize(f"{h.paper.title}. {h.paper.abstract}")
+        for h in hits
+    )
     none = plain.search("zzzqqq", mode="lexical")
     assert list(none) == [] and "no indexed term in 'zzzqqq'" in (none.note or "")
 
@@ -129,9 +145,9 @@ def _matches(p: Paper, f: Filter) -> bool:
     if f.date_from or f.date_to:
         if not p.date or not p.date[:4].isdigit():
             return False
-        if f.date_from and p.date[:len(f.date_from)] < f.date_from:
+        if f.date_from and p.date[: len(f.date_from)] < f.date_from:
             return False
-        if f.date_to and p.date[:len(f.date_to)] > f.date_to:
+        if f.date_to and p.date[: len(f.date_to)] > f.date_to:
             return False
     n = p.authors_count if p.authors_count is not None else len(p.authors)
     if f.min_authors is not None and n < f.min_authors:
@@ -142,11 +158,18 @@ def _matches(p: Paper, f: Filter) -> bool:
 
 
 @settings(max_examples=25, deadline=None)
-@given(i=st.integers(0, 431), k=st.integers(1, 60), mode=st.sampled_from(MODES_),
-       year=st.sampled_from([None, "2019", "2022", "2023-06", "2024"]), min_a=st.sampled_from([None, 1, 3, 8]),
-       max_a=st.sampled_from([None, 5, 20]), source=st.sampled_from([None, "003_b496d529722dd834.txt"]))
-def test_filtered_related_has_exactly_k_when_k_match(ex: Explorer, i: int, k: int, mode: str, year: str | None,
-                                                     min_a: int | None, max_a: int | None, source: str | None) -> None:
+@given(
+    i=st.integers(0, 431),
+    k=st.integers(1, 60),
+    mode=st.sampled_from(MODES_),
+    year=st.sampled_from([None, "2019", "2022", "2023-06", "2024"]),
+    min_a=st.sampled_from([None, 1, 3, 8]),
+    max_a=st.sampled_from([None, 5, 20]),
+    source=st.sampled_from([None, "003_b496d529722dd834.txt"]),
+)
+def test_filtered_related_has_exactly_k_when_k_match(
+    ex: Explorer, i: int, k: int, mode: str, year: str | None, min_a: int | None, max_a: int | None, source: str | None
+) -> None:
     assume(min_a is None or max_a is None or min_a <= max_a)
     papers = list(ex.papers())
     target = papers[i]
@@ -165,7 +188,9 @@ def test_filter_by_metadata_equality_and_date_range(ex: Explorer) -> None:
     dated = [p for p in papers if p.date and p.date[:4].isdigit()]
     some = dated[0]
     hits = ex.related(TENSOR_PROGRAMS_V, k=500, where={"date": some.date})
-    assert {h.paper.id for h in hits} == {p.id for p in papers if p.date == some.date} - {ex.paper(TENSOR_PROGRAMS_V).id}
+    assert {h.paper.id for h in hits} == {p.id for p in papers if p.date == some.date} - {
+        ex.paper(TENSOR_PROGRAMS_V).id
+    }
     ranged = ex.search("neural network", k=500, mode="dense", date_from="2022-01", date_to="2022-12")
     assert ranged and all(h.paper.date and "2022-01" <= h.paper.date[:7] <= "2022-12" for h in ranged)
     assert len(ranged) == len([p for p in dated if p.date.startswith("2022")])
@@ -178,14 +203,17 @@ def test_empty_filter_result_is_explained_not_an_error(ex: Explorer) -> None:
     assert list(hits) == [] and "organisation = No Such Lab" in (hits.note or "")
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"date_from": "notadate"}, "date_from: 'notadate' is not a date"),
-    ({"date_to": "2023-13"}, "date_to: '2023-13' is not a date"),
-    ({"min_authors": -1}, "min_authors: expected a non-negative integer"),
-    ({"min_authors": 5, "max_authors": 2}, "author range is empty"),
-    ({"date_from": "2024", "date_to": "2023"}, "date range is empty"),
-    ({"where": {"colour": "red"}}, "where: unknown field 'colour'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"date_from": "notadate"}, "date_from: 'notadate' is not a date"),
+        ({"date_to": "2023-13"}, "date_to: '2023-13' is not a date"),
+        ({"min_authors": -1}, "min_authors: expected a non-negative integer"),
+        ({"min_authors": 5, "max_authors": 2}, "author range is empty"),
+        ({"date_from": "2024", "date_to": "2023"}, "date range is empty"),
+        ({"where": {"colour": "red"}}, "where: unknown field 'colour'"),
+    ],
+)
 def test_bad_filter_values_name_the_option(ex: Explorer, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ex.related(TENSOR_PROGRAMS_V, **kwargs)
@@ -200,8 +228,9 @@ def test_parse_where() -> None:
 # ---- recommend and explanations -------------------------------------------------------------------
 @pytest.mark.parametrize("mode", MODES_)
 def test_recommend_from_one_paper_is_related(ex: Explorer, mode: str) -> None:
-    assert [h.paper.id for h in ex.recommend([TENSOR_PROGRAMS_V], k=10, mode=mode)] == \
-           [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V, k=10, mode=mode)]
+    assert [h.paper.id for h in ex.recommend([TENSOR_PROGRAMS_V], k=10, mode=mode)] == [
+        h.paper.id for h in ex.related(TENSOR_PROGRAMS_V, k=10, mode=mode)
+    ]
 
 
 def test_recommend_excludes_inputs_and_moves_away_from_negatives(ex: Explorer) -> None:
@@ -223,6 +252,7 @@ def test_recommend_excludes_inputs_and_moves_away_from_negatives(ex: Explorer) -
 
 def test_why_gives_shared_terms_and_dense_similarity(ex: Explorer) -> None:
     target = ex.paper(TENSOR_PROGRAMS_V)
+
     def terms_of(p: Paper) -> set[str]:  # words, compounds and phrases, as the lexical index reads them
         return set(ranking_terms(paper_text(p.title, p.abstract), phrases_too=True))
 
@@ -236,8 +266,9 @@ def test_why_gives_shared_terms_and_dense_similarity(ex: Explorer) -> None:
     plain = ex.related(TENSOR_PROGRAMS_V, k=3)
     assert all(h.terms is None and "why" not in h.to_dict() for h in plain)  # no explanation without --why
     # ... but each side's own score is always there
-    assert all(h.dense is not None and h.lexical is not None and h.to_dict()["dense"] == round(h.dense, 6)
-               for h in plain)
+    assert all(
+        h.dense is not None and h.lexical is not None and h.to_dict()["dense"] == round(h.dense, 6) for h in plain
+    )
 
 
 @pytest.mark.parametrize("mode", MODES_)
@@ -278,5 +309,5 @@ def test_filtered_dense_on_an_approximate_index_still_gives_k(tmp_path: Path, mo
         # and they are the exact best: the same as scoring every allowed paper
         vecs = np.asarray(ivf_ex.index.vectors)
         rows = {p.id: i for i, p in enumerate(papers)}
-        exact = sorted(matching, key=lambda pid: -float(vecs[rows[pid]] @ vecs[rows[target.id]]))[:len(hits)]
+        exact = sorted(matching, key=lambda pid: -float(vecs[rows[pid]] @ vecs[rows[target.id]]))[: len(hits)]
         assert [h.paper.id for h in hits][:10] == exact[:10]

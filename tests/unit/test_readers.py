@@ -20,19 +20,44 @@ def write(path: Path, text: str | bytes) -> Path:
 
 
 def test_jsonl_with_optional_fields(tmp_path: Path) -> None:
-    f = write(tmp_path / "p.jsonl", "\n".join(json.dumps(r) for r in [
-        {"id": "2203.03466", "title": "Tensor Programs V", "abstract": ABS, "authors": ["Greg Yang", "Edward Hu"], "date": "2022-03-07"},
-        {"title": "No id here", "abstract": ABS},
-    ]) + "\n\n")
+    f = write(
+        tmp_path / "p.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "id": "2203.03466",
+                    "title": "Tensor Programs V",
+                    "abstract": ABS,
+                    "authors": ["Greg Yang", "Edward Hu"],
+                    "date": "2022-03-07",
+                },
+                {"title": "No id here", "abstract": ABS},
+            ]
+        )
+        + "\n\n",
+    )
     a, b = read_papers([f])
-    assert (a.id, a.authors, a.authors_count, a.date, a.sources) == ("2203.03466", ("Greg Yang", "Edward Hu"), 2, "2022-03-07", ("p.jsonl",))
+    assert (a.id, a.authors, a.authors_count, a.date, a.sources) == (
+        "2203.03466",
+        ("Greg Yang", "Edward Hu"),
+        2,
+        "2022-03-07",
+        ("p.jsonl",),
+    )
     assert b.id.startswith("t-") and b.date is None
 
 
 def test_arxiv_snapshot_rows(tmp_path: Path) -> None:
-    row = {"id": "0704.0001", "submitter": "P. Bal", "authors": "C. Bal\\'azs, E. L. Berger and P. M. Nadolsky",
-           "title": "Calculation of prompt\n  diphoton production", "abstract": "  A fully differential\n calculation " + ABS,
-           "categories": "hep-ph math.CO", "update_date": "2008-11-13"}
+    row = {
+        "id": "0704.0001",
+        "submitter": "P. Bal",
+        "authors": "C. Bal\\'azs, E. L. Berger and P. M. Nadolsky",
+        "title": "Calculation of prompt\n  diphoton production",
+        "abstract": "  A fully differential\n calculation " + ABS,
+        "categories": "hep-ph math.CO",
+        "update_date": "2008-11-13",
+    }
     f = tmp_path / "arxiv-metadata-oai-snapshot.json.gz"
     with gzip.open(f, "wt") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -60,18 +85,27 @@ def test_directory_is_read_recursively_and_dedupes(tmp_path: Path) -> None:
     assert p.sources == ("a.jsonl", "b.csv")
 
 
-@pytest.mark.parametrize("name,content,message", [
-    ("missing.jsonl", None, "missing.jsonl: no such file or directory"),
-    ("empty.jsonl", b"", "empty.jsonl: file is empty"),
-    ("bad.jsonl", b'{"title": "a", "abstract": "b"}\n{not json\n', "bad.jsonl:2: not valid JSON"),
-    ("list.jsonl", b"[1, 2]\n", "list.jsonl:1: expected a JSON object"),
-    ("latin1.jsonl", b'{"title": "ok", "abstract": "ok"}\n{"title": "caf\xe9"}\n', "latin1.jsonl:2: not valid UTF-8 (byte 0xe9"),
-    ("latin1.txt", b"Title\n\n" + b"x" * 300 + b"\n\xff\n", "latin1.txt:4: not valid UTF-8 (byte 0xff"),
-    ("noheader.csv", b"name,text\na,b\n", "noheader.csv:1: CSV header lacks column(s) abstract, title"),
-    ("page.txt", b"just a line\nanother\n", "page.txt: no paper entries found"),
-    ("data.parquet", b"PAR1", "data.parquet: unsupported file type"),
-])
-def test_bad_input_is_one_line_naming_file_and_line(tmp_path: Path, name: str, content: bytes | None, message: str) -> None:
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("missing.jsonl", None, "missing.jsonl: no such file or directory"),
+        ("empty.jsonl", b"", "empty.jsonl: file is empty"),
+        ("bad.jsonl", b'{"title": "a", "abstract": "b"}\n{not json\n', "bad.jsonl:2: not valid JSON"),
+        ("list.jsonl", b"[1, 2]\n", "list.jsonl:1: expected a JSON object"),
+        (
+            "latin1.jsonl",
+            b'{"title": "ok", "abstract": "ok"}\n{"title": "caf\xe9"}\n',
+            "latin1.jsonl:2: not valid UTF-8 (byte 0xe9",
+        ),
+        ("latin1.txt", b"Title\n\n" + b"x" * 300 + b"\n\xff\n", "latin1.txt:4: not valid UTF-8 (byte 0xff"),
+        ("noheader.csv", b"name,text\na,b\n", "noheader.csv:1: CSV header lacks column(s) abstract, title"),
+        ("page.txt", b"just a line\nanother\n", "page.txt: no paper entries found"),
+        ("data.parquet", b"PAR1", "data.parquet: unsupported file type"),
+    ],
+)
+def test_bad_input_is_one_line_naming_file_and_line(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)

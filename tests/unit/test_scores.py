@@ -53,7 +53,8 @@ def test_a_lone_candidate_keeps_its_score(ex: Explorer, mode: str) -> None:
 def test_two_paper_store_does_not_show_the_match_as_worst(tmp_path: Path, fake: FakeEmbedder) -> None:
     (tmp_path / "two.jsonl").write_text(
         '{"id": "a", "title": "LoRA adapters for diffusion", "abstract": "low-rank adapters for diffusion models"}\n'
-        '{"id": "b", "title": "LoRA adapters for language", "abstract": "low-rank adapters for language models"}\n')
+        '{"id": "b", "title": "LoRA adapters for language", "abstract": "low-rank adapters for language models"}\n'
+    )
     build([tmp_path / "two.jsonl"], tmp_path / "s", embedder=fake)
     small = Explorer(tmp_path / "s", embedder=fake)
     for mode in MODES:
@@ -105,26 +106,37 @@ def test_cli_shows_both_sides_and_min_score(store: Path) -> None:
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
     assert all({"score", "dense", "lexical"} <= set(row) and "why" not in row for row in rows)
-    r = CliRunner().invoke(main, ["search", "parametrization", "--mode", "lexical", "--store", str(store),
-                                  "--min-score", "1"])
+    r = CliRunner().invoke(
+        main, ["search", "parametrization", "--mode", "lexical", "--store", str(store), "--min-score", "1"]
+    )
     assert r.exit_code == 0 and "scored below min_score 1" in r.output
     r = CliRunner().invoke(main, ["search", "parametrization", "--store", str(store), "--min-score", "2"])
     assert r.exit_code == 2 and "--min-score" in r.output
 
 
 def test_one_long_token_keeps_the_lexical_index_small(tmp_path: Path, fake: FakeEmbedder) -> None:
-    papers = [{"id": f"p{i}", "title": f"Genome paper {i}", "abstract": f"Sequencing reads of genome {i}. " * 5}
-              for i in range(30)]
+    papers = [
+        {"id": f"p{i}", "title": f"Genome paper {i}", "abstract": f"Sequencing reads of genome {i}. " * 5}
+        for i in range(30)
+    ]
     papers[0]["abstract"] = "A sequence: " + "ACGT" * 12500
     papers[1]["abstract"] = "A long token: " + "x" * 99_960
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in papers))
     build([tmp_path / "p.jsonl"], tmp_path / "s", embedder=fake)
     npz = next((tmp_path / "s").rglob("lexical.npz"))
     assert npz.stat().st_size < 200_000  # was 256 MB for the ACGT abstract alone (fixed-width vocabulary)
-    code = ("import resource, sys; from paperscope.explorer import Explorer; "
-            f"ex = Explorer({str(tmp_path / 's')!r}); h = ex.related('p2', k=5, mode='lexical'); "
-            "assert len(h) == 5; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = (
+        "import resource, sys; from paperscope.explorer import Explorer; "
+        f"ex = Explorer({str(tmp_path / 's')!r}); h = ex.related('p2', k=5, mode='lexical'); "
+        "assert len(h) == 5; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split()[-1]) < 400_000  # KiB; a 99,960-char token made a 2.9 GB vocabulary before

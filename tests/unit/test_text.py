@@ -22,7 +22,14 @@ def test_field_terms_fold_together() -> None:
 
 def test_plural_folding_rules() -> None:
     assert [text.stem(w) for w in ("models", "studies", "loss", "focus", "analysis", "gas", "its")] == [
-        "model", "study", "loss", "focus", "analysis", "gas", "its"]
+        "model",
+        "study",
+        "loss",
+        "focus",
+        "analysis",
+        "gas",
+        "its",
+    ]
 
 
 def test_phrases_never_cross_punctuation() -> None:
@@ -32,8 +39,9 @@ def test_phrases_never_cross_punctuation() -> None:
 
 def test_one_tokenizer_for_ranking_and_map_labels() -> None:
     sample = "We tune u-μP and muP with LoRA adapters for 3D Gaussian splatting on GPT-4, and don't stop."
-    assert map_terms.tokens(sample) == [t for t in text.surface_tokens(sample)
-                                        if text.fold(t) not in text.LABEL_STOP_WORDS]
+    assert map_terms.tokens(sample) == [
+        t for t in text.surface_tokens(sample) if text.fold(t) not in text.LABEL_STOP_WORDS
+    ]
     assert {text.stem(text.fold(t)) for t in map_terms.tokens(sample)} <= set(text.ranking_terms(sample))
     assert map_terms.fold("µP") == text.fold("µP") == "μp"
 

@@ -66,8 +66,14 @@ def expand(paths: Iterable[str | Path] | str | Path, exclude: Path | None = None
         if p.is_dir():
             if _inside(p, skip):
                 raise InputError(f"{p}: is inside the store being written ({exclude}); inputs must lie outside it")
-            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")
-                           and f.name.lower().removesuffix(".gz").endswith(SUFFIXES) and not _inside(f, skip))
+            found = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and not f.name.startswith(".")
+                and f.name.lower().removesuffix(".gz").endswith(SUFFIXES)
+                and not _inside(f, skip)
+            )
             if not found:
                 raise InputError(f"{p}: directory has no input files ({', '.join(SUFFIXES)})")
             files.extend(found)
@@ -88,8 +94,10 @@ def _page_lines(path: Path, fh: BinaryIO) -> list[str | LongLine]:
     for lineno, line in enumerate(bounded_lines(fh), 1):
         total += line.nbytes if isinstance(line, LongLine) else len(line)
         if total > MAX_PAGE_BYTES:
-            raise InputError(f"{path}: page larger than {MAX_PAGE_BYTES // 2**20} MiB; "
-                             "split it, or convert it to JSON Lines (streamed)")
+            raise InputError(
+                f"{path}: page larger than {MAX_PAGE_BYTES // 2**20} MiB; "
+                "split it, or convert it to JSON Lines (streamed)"
+            )
         if isinstance(line, LongLine):
             out.append(line)
             continue
@@ -126,7 +134,9 @@ def _read_file(path: Path, report: ReadReport) -> Iterator[Paper]:
                         continue
                     yield paper
                 if report.entries == before:
-                    raise InputError(f"{path}: no paper entries found (expected title lines each followed by an abstract)")
+                    raise InputError(
+                        f"{path}: no paper entries found (expected title lines each followed by an abstract)"
+                    )
             elif kind == ".csv":
                 yield from read_csv(path, bounded_lines(fh), report)
             else:
@@ -152,5 +162,15 @@ def read_corpus(paths: Iterable[str | Path] | str | Path) -> list[Paper]:
     return list(papers.values())
 
 
-__all__ = ["MAX_LINE_BYTES", "ReadReport", "bundled_corpus", "clean_text", "expand", "merge", "normalise_title",
-           "read_corpus", "read_papers", "title_id"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "ReadReport",
+    "bundled_corpus",
+    "clean_text",
+    "expand",
+    "merge",
+    "normalise_title",
+    "read_corpus",
+    "read_papers",
+    "title_id",
+]

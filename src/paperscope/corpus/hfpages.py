@@ -27,15 +27,21 @@ from paperscope.paper import Paper
 ABSTRACT_MIN_CHARS = 200
 MAX_COUNT = 10**6  # the same bound as counts in JSONL and CSV rows
 
-CHROME = frozenset({
-    "new", "Subscribe", "Daily Papers", "byAK and the research community",
-    "Get trending papers in your email inbox!",
-    "Get trending papers in your email inbox once a day!",
-})
+CHROME = frozenset(
+    {
+        "new",
+        "Subscribe",
+        "Daily Papers",
+        "byAK and the research community",
+        "Get trending papers in your email inbox!",
+        "Get trending papers in your email inbox once a day!",
+    }
+)
 _GLUED_CHROME = re.compile(r"^Subscribe(?=[A-Z0-9\"'(\[])")
 _AUTHORS = re.compile(r"^•\s*(\d+)\s+authors?$")
-_MONTHS = {m: i for i, m in enumerate(
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)
+}
 # "Jun 13, 2022", "Jun 13, 2022 4" (4 upvotes), "Oct 17" or "Oct 17 2" (no year, 2 upvotes).
 _DATE = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:, (?P<year>\d{4}))?(?: (?P<up>\d+))?$")
 
@@ -68,8 +74,9 @@ def _strip_chrome(line: str) -> str:
     return _GLUED_CHROME.sub("", line)
 
 
-def parse_page(text: str | Sequence[str | LongLine], source: str,
-               skip: Callable[[str, str], None] | None = None) -> Iterator[Paper]:
+def parse_page(
+    text: str | Sequence[str | LongLine], source: str, skip: Callable[[str, str], None] | None = None
+) -> Iterator[Paper]:
     """Yield one Paper per entry on the page, in page order (duplicates are not merged here).
 
     ``text`` is the page, or its lines as read by :func:`paperscope.corpus.lines.bounded_lines`;
@@ -92,7 +99,7 @@ def parse_page(text: str | Sequence[str | LongLine], source: str,
             continue
         # Metadata runs from after the abstract up to the next entry's title line.
         end = starts[n + 1] - 1 if n + 1 < len(starts) else len(lines)
-        meta = _parse_metadata([x for x in lines[i + 1:end] if isinstance(x, str)])
+        meta = _parse_metadata([x for x in lines[i + 1 : end] if isinstance(x, str)])
         yield Paper(id=title_id(title), title=title, abstract=abstract, sources=(source,), **meta)
 
 
@@ -110,7 +117,8 @@ def _parse_metadata(block: list[str]) -> dict[str, object]:
     return meta
 
 
-def read_page(path: Path, text: str | Sequence[str | LongLine],
-              skip: Callable[[str, str], None] | None = None) -> Iterator[Paper]:
+def read_page(
+    path: Path, text: str | Sequence[str | LongLine], skip: Callable[[str, str], None] | None = None
+) -> Iterator[Paper]:
     """Parse one saved page; ``source`` is the file name so it is the same on every machine."""
     return parse_page(text, source=path.name, skip=skip)

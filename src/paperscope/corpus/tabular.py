@@ -104,7 +104,9 @@ def _decoded_lines(path: Path, raw: Iterable[bytes | LongLine]) -> Iterator[tupl
         try:
             yield lineno, line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise InputError(f"{path}:{lineno}: not valid UTF-8 (byte {line[e.start]:#04x} at column {e.start + 1})") from None
+            raise InputError(
+                f"{path}:{lineno}: not valid UTF-8 (byte {line[e.start]:#04x} at column {e.start + 1})"
+            ) from None
 
 
 def read_jsonl(path: Path, raw: Iterable[bytes | LongLine], report: ReadReport) -> Iterator[Paper]:
@@ -143,8 +145,10 @@ def read_csv(path: Path, raw: Iterable[bytes | LongLine], report: ReadReport) ->
         for n, text in _decoded_lines(path, raw):
             at[0] = n
             if isinstance(text, LongLine):
-                raise InputError(f"{path}:{n}: malformed CSV ({text.reason().removesuffix(', skipped unread')}; "
-                                 "no row that long can be indexed)")
+                raise InputError(
+                    f"{path}:{n}: malformed CSV ({text.reason().removesuffix(', skipped unread')}; "
+                    "no row that long can be indexed)"
+                )
             yield text
 
     lines = numbered()
@@ -155,7 +159,9 @@ def read_csv(path: Path, raw: Iterable[bytes | LongLine], report: ReadReport) ->
         header = reader.fieldnames or []
         missing = {"title", "abstract"} - {h.strip().lower() for h in header}
         if missing:
-            raise InputError(f"{path}:1: CSV header lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(header)})")
+            raise InputError(
+                f"{path}:1: CSV header lacks column(s) {', '.join(sorted(missing))} (has: {', '.join(header)})"
+            )
         for row in reader:
             report.entries += 1
             norm = {(k or "").strip().lower(): v for k, v in row.items()}
@@ -163,4 +169,3 @@ def read_csv(path: Path, raw: Iterable[bytes | LongLine], report: ReadReport) ->
                 yield paper
     except csv.Error as e:
         raise InputError(f"{path}:{at[0]}: malformed CSV ({e})") from None
-

@@ -12,5 +12,14 @@ from paperscope.embed.lock import ModelLock, load_lock
 from paperscope.embed.registry import BACKENDS, DEFAULT_BACKEND, load_embedder, with_backend
 from paperscope.embed.torch_backend import SentenceTransformerEmbedder
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Embedder", "ModelLock", "SentenceTransformerEmbedder", "check_vectors",
-           "load_embedder", "load_lock", "with_backend"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "Embedder",
+    "ModelLock",
+    "SentenceTransformerEmbedder",
+    "check_vectors",
+    "load_embedder",
+    "load_lock",
+    "with_backend",
+]

@@ -59,7 +59,8 @@ def verify(directory: Path) -> dict[str, Any]:
         if actual != expected:
             raise ModelLockError(
                 f"{f}: sha256 {actual[:12]}… does not match its cache record ({expected[:12]}…); "
-                f"delete {directory} to rebuild it from the pinned weights")
+                f"delete {directory} to rebuild it from the pinned weights"
+            )
     return meta
 
 

@@ -58,7 +58,8 @@ def parse_device(device: str) -> str:
 
 def parse_dtype(dtype: str) -> str:
     value = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}.get(
-        str(dtype).strip().lower(), str(dtype).strip().lower())
+        str(dtype).strip().lower(), str(dtype).strip().lower()
+    )
     if value not in DTYPES:
         raise DeviceError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     return value
@@ -80,8 +81,10 @@ def check(device: str = "auto", dtype: str = "auto", *, backend: str = "torch") 
     if device == "auto":
         return None
     if device != "cpu" and backend not in GPU_BACKENDS:
-        raise DeviceError(f"--device {device}: backend {backend} runs on the CPU only; to embed on the GPU "
-                          f"re-index with --backend torch --rebuild --device {device}")
+        raise DeviceError(
+            f"--device {device}: backend {backend} runs on the CPU only; to embed on the GPU "
+            f"re-index with --backend torch --rebuild --device {device}"
+        )
     if device != "cpu":
         _require(device)
     chosen = default_dtype(device) if dtype == "auto" else dtype
@@ -89,8 +92,9 @@ def check(device: str = "auto", dtype: str = "auto", *, backend: str = "torch") 
         import torch
 
         if not torch.cuda.is_bf16_supported():
-            raise DeviceError(f"--dtype bfloat16: {torch.cuda.get_device_name(_index(device))} has no bfloat16; "
-                              "use --dtype float16")
+            raise DeviceError(
+                f"--dtype bfloat16: {torch.cuda.get_device_name(_index(device))} has no bfloat16; use --dtype float16"
+            )
     return Placement(_canonical(device), chosen)
 
 
@@ -134,8 +138,10 @@ def _require(device: str) -> None:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             build = f"a CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
-            raise DeviceError(f"--device {device}: torch {torch.__version__} ({build}) sees no CUDA GPU on this "
-                              "machine; use --device cpu (or auto)")
+            raise DeviceError(
+                f"--device {device}: torch {torch.__version__} ({build}) sees no CUDA GPU on this "
+                "machine; use --device cpu (or auto)"
+            )
         n = torch.cuda.device_count()
         if _index(device) >= n:
             have = ", ".join(f"cuda:{i}" for i in range(n))
@@ -143,8 +149,9 @@ def _require(device: str) -> None:
     elif device == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise DeviceError("--device mps: torch sees no Apple-silicon GPU (MPS) on this machine; "
-                              "use --device cpu (or auto)")
+            raise DeviceError(
+                "--device mps: torch sees no Apple-silicon GPU (MPS) on this machine; use --device cpu (or auto)"
+            )
 
 
 def placement_of(model: object) -> Placement:

@@ -33,6 +33,7 @@ def get_engine(name: str, embedder: Embedder | None = None, request: DeviceReque
     ``request`` (embed/device.py) says where the lock's model runs; None is today's CPU path.
     """
     if name == "local":
+
         def local(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport) -> Iterator[np.ndarray]:
             model = embedder
             if model is None:
@@ -51,11 +52,14 @@ def get_engine(name: str, embedder: Embedder | None = None, request: DeviceReque
                 except (OSError, ModelLockError) as e:
                     # An optional speed-up: an unwritable or damaged cache must never sink a build.
                     report.warnings.append(shown(f"skipped the ONNX query-model export ({e}); queries will load torch"))
+
         return local
     if name == "ray":
         if embedder is not None:
-            raise InvalidArgument("engine 'ray' embeds with the model pinned in models.lock; "
-                             "a custom embedder= runs with engine 'local' only")
+            raise InvalidArgument(
+                "engine 'ray' embeds with the model pinned in models.lock; "
+                "a custom embedder= runs with engine 'local' only"
+            )
         from paperscope.embed import ray_engine  # imports ray lazily; fails clearly without the extra
 
         ray_engine.require_ray()

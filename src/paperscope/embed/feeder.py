@@ -102,13 +102,17 @@ def check_pooling(root: Path, lock: ModelLock) -> None:
     modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
     kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in modules]
     if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
-        raise ModelLockError(f"{root / 'modules.json'}: the GPU feeder runs Transformer + Pooling (+ Normalize) "
-                             f"models, this one has {' + '.join(kinds)}; use --device cpu")
+        raise ModelLockError(
+            f"{root / 'modules.json'}: the GPU feeder runs Transformer + Pooling (+ Normalize) "
+            f"models, this one has {' + '.join(kinds)}; use --device cpu"
+        )
     pooling_cfg = json.loads((root / modules[1]["path"] / "config.json").read_text(encoding="utf-8"))
     modes = sorted(k for k, v in pooling_cfg.items() if k.startswith("pooling_mode") and v is True)
     if modes != ["pooling_mode_mean_tokens"]:
-        raise ModelLockError(f"{root / modules[1]['path'] / 'config.json'}: the GPU feeder does mean pooling only, "
-                             f"this model asks for {', '.join(modes) or 'none'}; use --device cpu")
+        raise ModelLockError(
+            f"{root / modules[1]['path'] / 'config.json'}: the GPU feeder does mean pooling only, "
+            f"this model asks for {', '.join(modes) or 'none'}; use --device cpu"
+        )
     if (kinds[-1] == "Normalize") != lock.normalize:
         raise ModelLockError(f"{root / 'modules.json'}: normalisation disagrees with models.lock; re-pin the model")
 
@@ -130,9 +134,18 @@ class FeederEmbedder(LockedEmbedder):
     ``embed_batch`` is one chunk through the same path.
     """
 
-    def __init__(self, lock: ModelLock, placement: Placement = CPU, *, workers: int | None = None,
-                 token_budget: int | None = None, window_texts: int | None = None, prefetch: int | None = None,
-                 verify: bool = True, root: Path | None = None):
+    def __init__(
+        self,
+        lock: ModelLock,
+        placement: Placement = CPU,
+        *,
+        workers: int | None = None,
+        token_budget: int | None = None,
+        window_texts: int | None = None,
+        prefetch: int | None = None,
+        verify: bool = True,
+        root: Path | None = None,
+    ):
         self.lock = lock
         self.placement = placement
         gpu = placement.device.startswith("cuda")
@@ -177,8 +190,9 @@ class FeederEmbedder(LockedEmbedder):
         from paperscope.embed.base import check_vectors
 
         out = next(self._run([list(texts)], workers=0), None)
-        return check_vectors(out if out is not None else np.zeros((0, self.dimension), np.float32),
-                             len(texts), self.dimension)
+        return check_vectors(
+            out if out is not None else np.zeros((0, self.dimension), np.float32), len(texts), self.dimension
+        )
 
     def embed_chunks(self, chunks: Iterable[list[str]], workers: int | None = None) -> Iterator[np.ndarray]:
         """One (len(chunk), dimension) float32 array per chunk, in order, each as soon as its window is done.
@@ -204,15 +218,18 @@ class FeederEmbedder(LockedEmbedder):
             window_lengths.append(lengths)
             held += lengths.size
             if held >= self.window_texts and size >= 0:  # a window ends on a chunk boundary
-                yield from self._split(self.forward_tokens(np.concatenate(window_ids),
-                                                           np.concatenate(window_lengths)), sizes)
+                yield from self._split(
+                    self.forward_tokens(np.concatenate(window_ids), np.concatenate(window_lengths)), sizes
+                )
                 window_ids, window_lengths, sizes, held = [], [], [], 0
         if sizes:
-            yield from self._split(self.forward_tokens(np.concatenate(window_ids),
-                                                       np.concatenate(window_lengths)), sizes)
+            yield from self._split(
+                self.forward_tokens(np.concatenate(window_ids), np.concatenate(window_lengths)), sizes
+            )
 
-    def token_stream(self, chunks: Iterable[list[str]], workers: int | None = None
-                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def token_stream(
+        self, chunks: Iterable[list[str]], workers: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(chunk size or -1, ids, lengths) per tokenizer job, in input order, ``prefetch`` jobs ahead.
 
         ``workers`` processes tokenize (default: ``self.workers``; 0: this process, no read-ahead).
@@ -231,9 +248,12 @@ class FeederEmbedder(LockedEmbedder):
             # Said explicitly (the library's default), so that tokenizers does not warn in every forked child
             # that parallelism was used before the fork; the children turn their own off in _init_worker.
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                       initializer=_init_worker,
-                                       initargs=(self.tokenizer_json, self.lock.max_seq_length))
+            pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context(method),
+                initializer=_init_worker,
+                initargs=(self.tokenizer_json, self.lock.max_seq_length),
+            )
         inflight: deque[tuple[int, Future[Any] | _Done]] = deque()
         it = iter(chunks)
         exhausted = False
@@ -246,7 +266,7 @@ class FeederEmbedder(LockedEmbedder):
                         break
                     starts = list(range(0, len(chunk), JOB_TEXTS)) or [0]
                     for k, start in enumerate(starts):
-                        part = chunk[start:start + JOB_TEXTS]
+                        part = chunk[start : start + JOB_TEXTS]
                         job = pool.submit(_tokenize, part) if pool is not None else _Done(self.tokenize(part))
                         inflight.append((len(chunk) if k == len(starts) - 1 else -1, job))
                 if not inflight:
@@ -282,7 +302,7 @@ class FeederEmbedder(LockedEmbedder):
             while i < n:
                 longest = max(1, int(lengths[order[i]]))
                 rows = max(1, min(n - i, self.token_budget // longest))
-                idx = order[i:i + rows]
+                idx = order[i : i + rows]
                 lens = lengths[idx]
                 mask_np = np.arange(longest)[None, :] < lens[:, None]
                 batch_ids = np.zeros((rows, longest), dtype=np.int64)
@@ -307,7 +327,7 @@ class FeederEmbedder(LockedEmbedder):
     def _split(vectors: np.ndarray, sizes: list[int]) -> Iterator[np.ndarray]:
         start = 0
         for size in sizes:
-            yield vectors[start:start + size]
+            yield vectors[start : start + size]
             start += size
 
 

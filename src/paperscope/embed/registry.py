@@ -37,14 +37,26 @@ class Backend:
             require_extra(self.modules, self.extra, f"--backend {self.name}")
 
 
-REGISTRY: dict[str, Backend] = {b.name: b for b in (
-    Backend("torch", torch_backend.load, after_build=torch_backend.after_build),
-    Backend("onnx-int8", lambda lock, for_query: onnx_backend.OnnxEmbedder(lock, "int8"),
+REGISTRY: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("torch", torch_backend.load, after_build=torch_backend.after_build),
+        Backend(
+            "onnx-int8",
+            lambda lock, for_query: onnx_backend.OnnxEmbedder(lock, "int8"),
             # onnx and onnxruntime are core dependencies: a torch store's queries run on them too.
-            prepare=lambda lock: onnx_backend.prepare(lock, "int8")),
-    Backend("static", lambda lock, for_query: static_backend.StaticEmbedder(lock), dimension=static_backend.PCA_DIMS,
-            prepare=static_backend.prepare, extra="static", modules=("model2vec", "skeletoken")),
-)}
+            prepare=lambda lock: onnx_backend.prepare(lock, "int8"),
+        ),
+        Backend(
+            "static",
+            lambda lock, for_query: static_backend.StaticEmbedder(lock),
+            dimension=static_backend.PCA_DIMS,
+            prepare=static_backend.prepare,
+            extra="static",
+            modules=("model2vec", "skeletoken"),
+        ),
+    )
+}
 BACKENDS = tuple(REGISTRY)
 DEFAULT_BACKEND = "torch"
 
@@ -73,8 +85,9 @@ def load_embedder(lock: ModelLock | None = None, *, for_query: bool = False) -> 
     """
     lock = lock or load_lock()
     if lock.backend not in REGISTRY:
-        raise ModelLockError(f"models.lock: backend {lock.backend!r} is not available (this version has: "
-                             f"{', '.join(BACKENDS)})")
+        raise ModelLockError(
+            f"models.lock: backend {lock.backend!r} is not available (this version has: {', '.join(BACKENDS)})"
+        )
     spec = REGISTRY[lock.backend]
     spec.require()
     return spec.load(lock, for_query)
@@ -100,8 +113,10 @@ def artifact_digest(lock: ModelLock, before: str | None) -> str | None:
     _, meta = spec.prepare(lock)
     digest = artifacts.digest(meta)
     if before is not None and before != digest:
-        raise StoreError(f"the cached {spec.name} model ({digest[:12]}…) is not the one this store's vectors came "
-                         f"from ({before[:12]}…); run `paperscope index --rebuild`")
+        raise StoreError(
+            f"the cached {spec.name} model ({digest[:12]}…) is not the one this store's vectors came "
+            f"from ({before[:12]}…); run `paperscope index --rebuild`"
+        )
     return digest
 
 
@@ -117,17 +132,23 @@ def store_embedder(model: dict[str, Any], manifest_path: Path, store_path: Path)
         raise StoreError(f"{store_path}: built with a custom embedder; pass embedder= to query it")
     lock = ModelLock.from_dict(lock_data, f"{manifest_path}")
     if lock.fingerprint != fingerprint:
-        raise StoreError(f"{manifest_path}: lock fingerprint {lock.fingerprint} "
-                         f"does not match the vectors' {fingerprint}; re-index: paperscope index --rebuild")
+        raise StoreError(
+            f"{manifest_path}: lock fingerprint {lock.fingerprint} "
+            f"does not match the vectors' {fingerprint}; re-index: paperscope index --rebuild"
+        )
     try:
         embedder = load_embedder(lock, for_query=True)
     except (ModelLockError, ValueError, OSError) as e:  # say which model the store needs, and both ways out
-        raise ModelLockError(f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
-                             f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
-                             "current one: paperscope index --rebuild]") from None
+        raise ModelLockError(
+            f"{e} [this store's vectors come from {lock.name} (backend {lock.backend}, "
+            f"fingerprint {lock.fingerprint}); install that model, or re-index with the "
+            "current one: paperscope index --rebuild]"
+        ) from None
     recorded = model.get("artifact_sha256")
     actual = getattr(embedder, "artifact_sha256", None) if lock.backend != "torch" else None
     if recorded != actual:
-        raise StoreError(f"{store_path}: vectors made by the {lock.backend} model {str(recorded)[:12]}…, "
-                         f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild")
+        raise StoreError(
+            f"{store_path}: vectors made by the {lock.backend} model {str(recorded)[:12]}…, "
+            f"the cached one is {str(actual)[:12]}…; re-index: paperscope index --rebuild"
+        )
     return embedder

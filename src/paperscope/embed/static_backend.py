@@ -58,7 +58,11 @@ class StaticEmbedder(DerivedEmbedder):
         return self._dimension
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
-        vec = np.asarray(self.model.encode(list(texts), max_length=self.lock.max_seq_length, batch_size=1024,
-                                           show_progress_bar=False), dtype=np.float32)
+        vec = np.asarray(
+            self.model.encode(
+                list(texts), max_length=self.lock.max_seq_length, batch_size=1024, show_progress_bar=False
+            ),
+            dtype=np.float32,
+        )
         vec /= np.clip(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12, None)
         return check_vectors(vec, len(texts), self.dimension)

@@ -42,8 +42,9 @@ class SentenceTransformerEmbedder(LockedEmbedder):
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         # encode() sorts by length inside the call, so a large call pads little.
-        vectors = self.model.encode(list(texts), batch_size=32, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        vectors = self.model.encode(
+            list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return check_vectors(vectors, len(texts), self.dimension)
 
 

@@ -30,8 +30,9 @@ def auto_sizes(n: int, fine: int | None, coarse: int | None) -> tuple[int, int]:
     return f, max(1, min(c, f))
 
 
-def fit_topics(space: np.ndarray, fine_k: int, coarse_k: int, seed: int,
-               init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fit_topics(
+    space: np.ndarray, fine_k: int, coarse_k: int, seed: int, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fine centroids (fine_k, d) and, per fine topic, its coarse parent (fine_k,).
 
     ``init`` (fine_k, d) starts k-means from given centres (a previous map's topics) instead of
@@ -65,7 +66,7 @@ def merge_topics(centroids: np.ndarray, sizes: np.ndarray, k: int) -> np.ndarray
     group = np.arange(n)
     cost = np.full((n, n), np.inf)
     for a in range(n):
-        cost[a, a + 1:] = w[a] * w[a + 1:] / (w[a] + w[a + 1:]) * ((c[a + 1:] - c[a]) ** 2).sum(1)
+        cost[a, a + 1 :] = w[a] * w[a + 1 :] / (w[a] + w[a + 1 :]) * ((c[a + 1 :] - c[a]) ** 2).sum(1)
     for _ in range(n - k):
         a, b = np.unravel_index(int(np.argmin(cost)), cost.shape)  # a < b: the upper triangle only
         c[a] = (w[a] * c[a] + w[b] * c[b]) / (w[a] + w[b])
@@ -91,14 +92,14 @@ def assign(space: np.ndarray, centroids: np.ndarray, chunk: int = 65_536) -> tup
     nearest = np.empty(len(space), dtype=np.int32)
     margin = np.empty(len(space), dtype=np.float32)
     for start in range(0, len(space), chunk):
-        part = space[start:start + chunk]
+        part = space[start : start + chunk]
         d = np.sqrt(((part[:, None, :] - centroids[None, :, :]) ** 2).sum(-1))
         order = np.argsort(d, axis=1)
         rows = np.arange(len(d))
         d1 = d[rows, order[:, 0]]
         d2 = d[rows, order[:, 1]] if centroids.shape[0] > 1 else d1 + 1.0
-        nearest[start:start + chunk] = order[:, 0]
-        margin[start:start + chunk] = np.where(d2 > 0, 1.0 - d1 / np.maximum(d2, 1e-12), 1.0)
+        nearest[start : start + chunk] = order[:, 0]
+        margin[start : start + chunk] = np.where(d2 > 0, 1.0 - d1 / np.maximum(d2, 1e-12), 1.0)
     return nearest, margin
 
 

@@ -25,12 +25,20 @@ def map_frame(tm: TopicMap, rows: np.ndarray | None = None) -> Any:
     idx = np.arange(len(tm)) if rows is None else np.asarray(rows)
     label = {(t.level, t.id): t.label for t in tm.topics}
     coarse, fine = tm.levels
-    return pd.DataFrame({
-        "id": [tm.ids[i] for i in idx], "title": [tm.titles[i] for i in idx],
-        "x": tm.coords[idx, 0], "y": tm.coords[idx, 1],
-        "theme": coarse[idx], "theme_label": [label[(0, int(coarse[i]))] for i in idx],
-        "topic": fine[idx], "topic_label": [label[(1, int(fine[i]))] for i in idx],
-        "margin": tm.margin[idx], "low_confidence": tm.margin[idx] < cluster.LOW_MARGIN})
+    return pd.DataFrame(
+        {
+            "id": [tm.ids[i] for i in idx],
+            "title": [tm.titles[i] for i in idx],
+            "x": tm.coords[idx, 0],
+            "y": tm.coords[idx, 1],
+            "theme": coarse[idx],
+            "theme_label": [label[(0, int(coarse[i]))] for i in idx],
+            "topic": fine[idx],
+            "topic_label": [label[(1, int(fine[i]))] for i in idx],
+            "margin": tm.margin[idx],
+            "low_confidence": tm.margin[idx] < cluster.LOW_MARGIN,
+        }
+    )
 
 
 def examples(tm: TopicMap, topic: Topic, n: int = 3) -> list[str]:
@@ -45,19 +53,33 @@ def topics_frame(tm: TopicMap) -> Any:
     pd = pandas()
     from paperscope.map.topicmap import LEVELS
 
-    rows = [{"level": LEVELS[t.level], "id": t.id, "label": t.label, "keywords": ", ".join(t.keywords),
-             "size": t.size, "parent": t.parent, "examples": " | ".join(examples(tm, t))}
-            for t in sorted(tm.topics, key=lambda t: (t.level, -t.size, t.id))]
+    rows = [
+        {
+            "level": LEVELS[t.level],
+            "id": t.id,
+            "label": t.label,
+            "keywords": ", ".join(t.keywords),
+            "size": t.size,
+            "parent": t.parent,
+            "examples": " | ".join(examples(tm, t)),
+        }
+        for t in sorted(tm.topics, key=lambda t: (t.level, -t.size, t.id))
+    ]
     return pd.DataFrame(rows)
 
 
 def summary(tm: TopicMap) -> str:
     """A few lines: counts, generation, and the themes with their sizes."""
     themes = sorted((t for t in tm.topics if t.level == 0), key=lambda t: -t.size)
-    head = (f"TopicMap({len(tm)} papers, {len(themes)} themes, {sum(t.level == 1 for t in tm.topics)} topics, "
-            f"{tm.low_confidence} low-confidence, generation {tm.generation!r}, seed {tm.params.seed})")
-    return "\n".join([head] + [f"  theme {t.id:>2} {t.size:>5}  {short(t.label, 60)}" for t in themes[:12]]
-                     + ([f"  … {len(themes) - 12} more themes"] if len(themes) > 12 else []))
+    head = (
+        f"TopicMap({len(tm)} papers, {len(themes)} themes, {sum(t.level == 1 for t in tm.topics)} topics, "
+        f"{tm.low_confidence} low-confidence, generation {tm.generation!r}, seed {tm.params.seed})"
+    )
+    return "\n".join(
+        [head]
+        + [f"  theme {t.id:>2} {t.size:>5}  {short(t.label, 60)}" for t in themes[:12]]
+        + ([f"  … {len(themes) - 12} more themes"] if len(themes) > 12 else [])
+    )
 
 
 # The page renderer sits above the map layer, so map/ never imports it: paperscope.render.html
@@ -83,16 +105,20 @@ def iframe(page: str | None, height: int = 620) -> str:
     """``page`` inline in a notebook: an iframe whose srcdoc holds it (no file, no server)."""
     if page is None:
         return "<p><i>import paperscope.render to show the interactive map here</i></p>"
-    return (f"<iframe srcdoc=\"{html.escape(page, quote=True)}\" style=\"width:100%;height:{height}px;"
-            f"border:1px solid #ddd\" sandbox=\"allow-scripts\"></iframe>")
+    return (
+        f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width:100%;height:{height}px;'
+        f'border:1px solid #ddd" sandbox="allow-scripts"></iframe>'
+    )
 
 
 def summary_html(tm: TopicMap) -> str:
     themes = sorted((t for t in tm.topics if t.level == 0), key=lambda t: -t.size)
     rows = [(t.id, t.label, t.size, ", ".join(t.keywords[:5])) for t in themes]
-    return (f"<p><b>{esc(len(tm))} papers</b> · {esc(len(themes))} themes · "
-            f"{esc(sum(t.level == 1 for t in tm.topics))} topics · {esc(tm.low_confidence)} low-confidence</p>"
-            + table(("theme", "label", "papers", "keywords"), rows))
+    return (
+        f"<p><b>{esc(len(tm))} papers</b> · {esc(len(themes))} themes · "
+        f"{esc(sum(t.level == 1 for t in tm.topics))} topics · {esc(tm.low_confidence)} low-confidence</p>"
+        + table(("theme", "label", "papers", "keywords"), rows)
+    )
 
 
 class Members(list[str]):
@@ -104,13 +130,15 @@ class Members(list[str]):
         self.rows = rows
 
     def __repr__(self) -> str:
-        lines = [f"Members({len(self)} papers)"] + [f"  {self._tm.ids[i]}  {short(self._tm.titles[i], 80)}"
-                                                   for i in self.rows[:10]]
+        lines = [f"Members({len(self)} papers)"] + [
+            f"  {self._tm.ids[i]}  {short(self._tm.titles[i], 80)}" for i in self.rows[:10]
+        ]
         return "\n".join(lines + ([f"  … {len(self) - 10} more"] if len(self) > 10 else []))
 
     def _repr_html_(self) -> str:
-        return table(("id", "title"), ((self._tm.ids[i], self._tm.titles[i]) for i in self.rows),
-                     caption=f"{len(self)} papers")
+        return table(
+            ("id", "title"), ((self._tm.ids[i], self._tm.titles[i]) for i in self.rows), caption=f"{len(self)} papers"
+        )
 
     def to_pandas(self) -> Any:
         """The map's rows for these papers (see :meth:`TopicMap.to_pandas`)."""

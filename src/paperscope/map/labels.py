@@ -20,7 +20,8 @@ from paperscope.map.acronyms import Acronyms, is_short_form
 from paperscope.map.terms import SurfaceForms, fold, terms
 
 # Words that are fine inside a phrase ("state space", "weight decay") but say nothing as a label alone.
-GENERIC = frozenset("""
+GENERIC = frozenset(
+    """
     space spaces weight weights long short time times large small scale scales size sizes order orders
     rate rates step steps level levels point points value values form forms type types class classes
     case cases error errors loss losses cost costs quality number numbers range ranges series structure
@@ -32,11 +33,13 @@ GENERIC = frozenset("""
     representation representations distribution distributions applications application solution
     solutions human real world open source one two three multi multiple single standard potential
     limited field fields
-""".split())  # noqa: SIM905 - a word list reads best as text
+""".split()
+)  # noqa: SIM905 - a word list reads best as text
 
 
-def ranked_terms(texts: Sequence[str], labels: np.ndarray, n: int = 16,
-                 coverage: float = 0.0) -> dict[int, list[tuple[str, float]]]:
+def ranked_terms(
+    texts: Sequence[str], labels: np.ndarray, n: int = 16, coverage: float = 0.0
+) -> dict[int, list[tuple[str, float]]]:
     """Top ``n`` (folded term, weight) per topic label, a term never repeating a better-ranked one.
 
     The weight is c-TF-IDF, times (share of the topic's papers that use the term) ** ``coverage``:
@@ -58,9 +61,14 @@ def ranked_terms(texts: Sequence[str], labels: np.ndarray, n: int = 16,
         size = sum(counts.values()) or 1
         # A term used by a single paper of a topic is a quirk of that paper, not of the topic.
         min_count = 2 if sizes[label] >= 4 else 1
-        scored = sorted(((counts[t] / size * float(np.log(1 + avg / total[t]))
-                          * (docs[label][t] / sizes[label]) ** coverage, t)
-                         for t in counts if counts[t] >= min_count), key=lambda st: (-st[0], st[1]))
+        scored = sorted(
+            (
+                (counts[t] / size * float(np.log(1 + avg / total[t])) * (docs[label][t] / sizes[label]) ** coverage, t)
+                for t in counts
+                if counts[t] >= min_count
+            ),
+            key=lambda st: (-st[0], st[1]),
+        )
         out[label] = _dedupe([(t, s) for s, t in scored], n)
     return out
 
@@ -117,8 +125,11 @@ class Labeller:
             if len(words) == 1 and term in GENERIC:
                 continue
             if len(words) == 1:
-                longer = [(t, s) for t, s in ranked if " " in t and term in t.split() and s >= 0.35 * score
-                          and not all(w in GENERIC for w in t.split())]
+                longer = [
+                    (t, s)
+                    for t, s in ranked
+                    if " " in t and term in t.split() and s >= 0.35 * score and not all(w in GENERIC for w in t.split())
+                ]
                 if longer:
                     term = longer[0][0]
             elif all(w in GENERIC for w in words):
@@ -175,8 +186,9 @@ class Labeller:
 LABEL_COVERAGE = 0.5
 
 
-def label_topics(texts: Sequence[str], labels: np.ndarray, *, n: int = 8,
-                 labeller: Labeller | None = None, phrases: int = 1) -> dict[int, tuple[str, list[str]]]:
+def label_topics(
+    texts: Sequence[str], labels: np.ndarray, *, n: int = 8, labeller: Labeller | None = None, phrases: int = 1
+) -> dict[int, tuple[str, list[str]]]:
     """Per topic label: (label, keywords). ``phrases`` > 1 joins that many distinct phrases with " and "."""
     lab = labeller or Labeller(texts)
     out: dict[int, tuple[str, list[str]]] = {}
@@ -248,8 +260,9 @@ def label_of(words: list[str], k: int = 3) -> str:
     return " / ".join(words[:k]) if words else "(no terms)"
 
 
-def unique(named: dict[int, tuple[str, list[str]]], texts: Sequence[str], labels: np.ndarray,
-           labeller: Labeller) -> dict[int, tuple[str, list[str]]]:
+def unique(
+    named: dict[int, tuple[str, list[str]]], texts: Sequence[str], labels: np.ndarray, labeller: Labeller
+) -> dict[int, tuple[str, list[str]]]:
     """Two topics of one level never share a label: each duplicate (but the largest) gains its next phrase."""
     sizes = Counter(int(x) for x in labels)
     by_label: dict[str, list[int]] = {}
@@ -266,8 +279,12 @@ def unique(named: dict[int, tuple[str, list[str]]], texts: Sequence[str], labels
     return out
 
 
-def adopt_child_labels(themes: dict[int, tuple[str, list[str]]], topics: dict[int, tuple[str, list[str]]],
-                       parent_of: dict[int, int], sizes: dict[int, int]) -> dict[int, tuple[str, list[str]]]:
+def adopt_child_labels(
+    themes: dict[int, tuple[str, list[str]]],
+    topics: dict[int, tuple[str, list[str]]],
+    parent_of: dict[int, int],
+    sizes: dict[int, int],
+) -> dict[int, tuple[str, list[str]]]:
     """A theme named by one word that its largest topic's label begins with takes that label.
 
     "Diffusion" over a theme whose largest topic is "Diffusion models (DMs)" becomes the latter: the

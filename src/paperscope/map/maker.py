@@ -62,9 +62,17 @@ def saved_map(store: Store) -> TopicMap | None:
         raise StoreError(f"{store.map_dir}: damaged map ({e}); re-run: paperscope map --refit") from None
 
 
-def make_map(src: MapSource, out: str | Path | None = None, *, params: MapParams | None = None,
-             refit: bool = False, writer: Writer | None = None, related_k: int = 5,
-             lock_wait: float = 0.0, progress: bool | None = None) -> TopicMap:
+def make_map(
+    src: MapSource,
+    out: str | Path | None = None,
+    *,
+    params: MapParams | None = None,
+    refit: bool = False,
+    writer: Writer | None = None,
+    related_k: int = 5,
+    lock_wait: float = 0.0,
+    progress: bool | None = None,
+) -> TopicMap:
     """See :meth:`paperscope.explorer.Explorer.topic_map`; ``writer=None`` renders nothing.
 
     A map that must be saved takes the store's writer lock first (waiting up to ``lock_wait``
@@ -121,12 +129,14 @@ def _check_out(store: Store, out: Path) -> None:
     except OSError:
         inside = False
     if inside:
-        raise PaperscopeError(f"{out}: inside the store's generations directory; choose another --out "
-                              f"(default: {store.map_dir})")
+        raise PaperscopeError(
+            f"{out}: inside the store's generations directory; choose another --out (default: {store.map_dir})"
+        )
 
 
-def _render_save_publish(src: MapSource, tm: TopicMap, out: Path, writer: Writer | None, related_k: int,
-                         save: bool) -> TopicMap:
+def _render_save_publish(
+    src: MapSource, tm: TopicMap, out: Path, writer: Writer | None, related_k: int, save: bool
+) -> TopicMap:
     """Render into a temporary folder, save the map state, then rename each output into ``out``."""
     staging = out / f".tmp-map-{os.getpid()}"
     try:
@@ -140,8 +150,10 @@ def _render_save_publish(src: MapSource, tm: TopicMap, out: Path, writer: Writer
             try:
                 src.store.write_map(*to_record(tm))
             except OSError as e:
-                raise StoreError(f"{e.filename or src.store.map_dir}: cannot save the map ({e.strerror or e}); "
-                                 "the previous map is unchanged") from None
+                raise StoreError(
+                    f"{e.filename or src.store.map_dir}: cannot save the map ({e.strerror or e}); "
+                    "the previous map is unchanged"
+                ) from None
         if staged is not None:
             published = {}
             for kind, path in staged.items():

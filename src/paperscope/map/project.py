@@ -16,8 +16,16 @@ import numpy as np
 from paperscope.errors import InvalidArgument
 
 
-def fit_transform(base: np.ndarray, rest: np.ndarray | None, *, n_components: int, n_neighbors: int,
-                  min_dist: float, seed: int, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def fit_transform(
+    base: np.ndarray,
+    rest: np.ndarray | None,
+    *,
+    n_components: int,
+    n_neighbors: int,
+    min_dist: float,
+    seed: int,
+    init: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Fit on ``base`` and return its embedding, plus ``rest`` placed by ``transform`` (if any).
 
     ``init`` gives starting positions (n_base, n_components), e.g. a previous layout.
@@ -32,9 +40,14 @@ def fit_transform(base: np.ndarray, rest: np.ndarray | None, *, n_components: in
         # "n_jobs value 1 overridden to 1 by setting random_state": that is the point.
         warnings.filterwarnings("ignore", message=".*n_jobs.*")
         warnings.filterwarnings("ignore", message=".*k >= N.*")
-        reducer = umap.UMAP(n_components=n_components, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
-                            metric="cosine", random_state=seed,
-                            init=init if init is not None else ("spectral" if n > n_components + 1 else "random"))
+        reducer = umap.UMAP(
+            n_components=n_components,
+            n_neighbors=min(n_neighbors, n - 1),
+            min_dist=min_dist,
+            metric="cosine",
+            random_state=seed,
+            init=init if init is not None else ("spectral" if n > n_components + 1 else "random"),
+        )
         emb = reducer.fit_transform(base).astype(np.float32)
         placed = reducer.transform(rest).astype(np.float32) if rest is not None and len(rest) else None
     return emb, placed

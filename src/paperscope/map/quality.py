@@ -26,8 +26,9 @@ class ThemeMatch:
         return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def best_topics(themes: Sequence[str | None], levels: Sequence[np.ndarray],
-                skip: frozenset[str] = frozenset({"other"})) -> dict[str, ThemeMatch]:
+def best_topics(
+    themes: Sequence[str | None], levels: Sequence[np.ndarray], skip: frozenset[str] = frozenset({"other"})
+) -> dict[str, ThemeMatch]:
     """For each theme, the topic at any level with the highest F1 against the theme's papers.
 
     ``themes[i]`` is paper i's hand label (None when unlabelled); ``levels[l][i]`` its topic at level l.
@@ -41,8 +42,15 @@ def best_topics(themes: Sequence[str | None], levels: Sequence[np.ndarray],
             for topic in np.unique(labels[members]):
                 in_topic = labels == topic
                 tp = int((in_topic & members).sum())
-                cand = ThemeMatch(theme, int(members.sum()), level, int(topic), int(in_topic.sum()),
-                                  tp / int(in_topic.sum()), tp / int(members.sum()))
+                cand = ThemeMatch(
+                    theme,
+                    int(members.sum()),
+                    level,
+                    int(topic),
+                    int(in_topic.sum()),
+                    tp / int(in_topic.sum()),
+                    tp / int(members.sum()),
+                )
                 if cand.f1 > best.f1:
                     best = cand
         out[theme] = best

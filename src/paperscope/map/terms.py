@@ -34,8 +34,7 @@ def tokens(text: str) -> list[str]:
 
 def _bigrams(toks: list[str]) -> list[tuple[str, str]]:
     # "diffusion models" is a phrase worth keeping although "models" alone says nothing.
-    return [(a, b) for a, b in zip(toks, toks[1:])
-            if not (fold(a) in _ABSTRACT_WORDS and fold(b) in _ABSTRACT_WORDS)]
+    return [(a, b) for a, b in zip(toks, toks[1:]) if not (fold(a) in _ABSTRACT_WORDS and fold(b) in _ABSTRACT_WORDS)]
 
 
 def terms(text: str) -> list[str]:

@@ -47,17 +47,21 @@ class MapParams:
     max_fit: int = 50_000
 
     def __post_init__(self) -> None:
-        checks = [(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
-                   f"seed must be an integer in [0, {MAX_SEED}] (numpy's and scikit-learn's range)"),
-                  (self.n_neighbors >= 2, "n_neighbors must be at least 2"),
-                  (0.0 <= self.min_dist <= 1.0, "min_dist must be in [0, 1]"),
-                  (self.cluster_dims >= 2, "cluster_dims must be at least 2"),
-                  (self.lexical_dims >= 1, "lexical_dims must be at least 1"),
-                  (self.lexical_weight >= 0, "lexical_weight must be non-negative"),
-                  (self.fine_topics is None or self.fine_topics >= 2, "fine_topics must be at least 2"),
-                  (self.coarse_topics is None or self.coarse_topics >= 1, "coarse_topics must be at least 1"),
-                  (self.refit_growth >= 0, "refit_growth must be non-negative"),
-                  (self.max_fit >= 10, "max_fit must be at least 10")]
+        checks = [
+            (
+                isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED,
+                f"seed must be an integer in [0, {MAX_SEED}] (numpy's and scikit-learn's range)",
+            ),
+            (self.n_neighbors >= 2, "n_neighbors must be at least 2"),
+            (0.0 <= self.min_dist <= 1.0, "min_dist must be in [0, 1]"),
+            (self.cluster_dims >= 2, "cluster_dims must be at least 2"),
+            (self.lexical_dims >= 1, "lexical_dims must be at least 1"),
+            (self.lexical_weight >= 0, "lexical_weight must be non-negative"),
+            (self.fine_topics is None or self.fine_topics >= 2, "fine_topics must be at least 2"),
+            (self.coarse_topics is None or self.coarse_topics >= 1, "coarse_topics must be at least 1"),
+            (self.refit_growth >= 0, "refit_growth must be non-negative"),
+            (self.max_fit >= 10, "max_fit must be at least 10"),
+        ]
         for ok, message in checks:
             if not ok:
                 raise InvalidArgument(f"map parameters: {message}")
@@ -79,8 +83,15 @@ class Topic:
     parent: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "level": self.level, "level_name": LEVELS[self.level], "label": self.label,
-                "keywords": self.keywords, "size": self.size, "parent": self.parent}
+        return {
+            "id": self.id,
+            "level": self.level,
+            "level_name": LEVELS[self.level],
+            "label": self.label,
+            "keywords": self.keywords,
+            "size": self.size,
+            "parent": self.parent,
+        }
 
 
 @dataclass(repr=False)
@@ -92,12 +103,12 @@ class TopicMap:
     ids: list[str]
     titles: list[str]
     hashes: list[str]
-    coords: np.ndarray            # (n, 2) float32
-    levels: list[np.ndarray]      # per level, (n,) int32 topic ids
-    margin: np.ndarray            # (n,) float32, 1 - d1/d2 to the fine centroids
-    base: np.ndarray              # (n,) bool: the papers UMAP was fitted on
-    centroids: np.ndarray         # (k, d) fine-topic centroids in the clustering space
-    centroid_ids: np.ndarray      # (k,) fine topic id of each centroid
+    coords: np.ndarray  # (n, 2) float32
+    levels: list[np.ndarray]  # per level, (n,) int32 topic ids
+    margin: np.ndarray  # (n,) float32, 1 - d1/d2 to the fine centroids
+    base: np.ndarray  # (n,) bool: the papers UMAP was fitted on
+    centroids: np.ndarray  # (k, d) fine-topic centroids in the clustering space
+    centroid_ids: np.ndarray  # (k,) fine topic id of each centroid
     topics: list[Topic]
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -149,17 +160,28 @@ class TopicMap:
         from paperscope.map.terms import fold
 
         w = fold(words)
-        ranked = [(next((i for i, k in enumerate(t.keywords) if w in fold(k)), 99), -t.size, t.id, t)
-                  for t in self.topics if t.level == level]
+        ranked = [
+            (next((i for i, k in enumerate(t.keywords) if w in fold(k)), 99), -t.size, t.id, t)
+            for t in self.topics
+            if t.level == level
+        ]
         best = min(ranked, key=lambda r: r[:3])
         if best[0] == 99:
             raise KeyError(f"no topic at level {level} mentions {words!r}")
         return best[3]
 
 
-def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str], hashes: Sequence[str],
-                vectors: np.ndarray, generation: str, params: MapParams,
-                previous: TopicMap | None = None, step: Callable[[str], None] | None = None) -> TopicMap:
+def compute_map(
+    ids: Sequence[str],
+    titles: Sequence[str],
+    texts: Sequence[str],
+    hashes: Sequence[str],
+    vectors: np.ndarray,
+    generation: str,
+    params: MapParams,
+    previous: TopicMap | None = None,
+    step: Callable[[str], None] | None = None,
+) -> TopicMap:
     """Project, cluster and label the papers; keep the previous map's layout and topic ids where possible.
 
     With a previous map made with the same parameters whose fitted papers are all still
@@ -189,8 +211,7 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     is_base = np.zeros(n, dtype=bool)
     is_base[base_idx] = True
     # Papers to place with transform: new ones when the old fit is kept, else all outside the sample.
-    new_idx = np.array([i for i in range(n) if not is_base[i] and not (reuse and ids[i] in prev_row)],
-                       dtype=np.int64)
+    new_idx = np.array([i for i in range(n) if not is_base[i] and not (reuse and ids[i] in prev_row)], dtype=np.int64)
 
     texts_arr = list(texts)
     step("features")
@@ -198,16 +219,27 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
     joint = features.joint_features(vectors, lexical, params.lexical_weight)
     step("clustering space")
     space_base, space_new = project.fit_transform(
-        joint[base_idx], joint[new_idx], n_components=min(params.cluster_dims, max(2, len(base_idx) - 2)),
-        n_neighbors=params.n_neighbors, min_dist=0.0, seed=params.seed)
+        joint[base_idx],
+        joint[new_idx],
+        n_components=min(params.cluster_dims, max(2, len(base_idx) - 2)),
+        n_neighbors=params.n_neighbors,
+        min_dist=0.0,
+        seed=params.seed,
+    )
     # A fresh fit after a previous map starts the layout from the old positions (new papers at
     # the mean of their nearest old papers), so the picture changes no more than it must.
     warm = previous is not None and not reuse
     xy_init = _warm_layout(joint, base_idx, ids, previous, prev_row) if warm else None
     step("layout")
     xy_base, xy_new = project.fit_transform(
-        joint[base_idx], joint[new_idx], n_components=2, n_neighbors=params.n_neighbors,
-        min_dist=params.min_dist, seed=params.seed, init=xy_init)
+        joint[base_idx],
+        joint[new_idx],
+        n_components=2,
+        n_neighbors=params.n_neighbors,
+        min_dist=params.min_dist,
+        seed=params.seed,
+        init=xy_init,
+    )
 
     coords = np.zeros((n, 2), dtype=np.float32)
     fine = np.full(n, -1, dtype=np.int32)
@@ -258,13 +290,32 @@ def compute_map(ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
 
     step("labels")
     topics = _label(texts_arr, [coarse, fine], parent_of)
-    stats = {"seconds": round(time.perf_counter() - t0, 3), "papers": n, "fitted_on": int(is_base.sum()),
-             "placed": int(len(new_idx)), "reused_fit": bool(reuse),
-             "topics": {LEVELS[0]: len({t.id for t in topics if t.level == 0}),
-                        LEVELS[1]: len({t.id for t in topics if t.level == 1})}}
-    tm = TopicMap(generation=generation, params=params, ids=list(ids), titles=list(titles), hashes=list(hashes),
-                  coords=coords, levels=[coarse, fine], margin=margin, base=is_base, centroids=centroids,
-                  centroid_ids=centroid_ids, topics=topics, stats=stats)
+    stats = {
+        "seconds": round(time.perf_counter() - t0, 3),
+        "papers": n,
+        "fitted_on": int(is_base.sum()),
+        "placed": int(len(new_idx)),
+        "reused_fit": bool(reuse),
+        "topics": {
+            LEVELS[0]: len({t.id for t in topics if t.level == 0}),
+            LEVELS[1]: len({t.id for t in topics if t.level == 1}),
+        },
+    }
+    tm = TopicMap(
+        generation=generation,
+        params=params,
+        ids=list(ids),
+        titles=list(titles),
+        hashes=list(hashes),
+        coords=coords,
+        levels=[coarse, fine],
+        margin=margin,
+        base=is_base,
+        centroids=centroids,
+        centroid_ids=centroid_ids,
+        topics=topics,
+        stats=stats,
+    )
     tm.stats["low_confidence"] = tm.low_confidence
     return tm
 
@@ -281,8 +332,10 @@ def _can_reuse(previous: TopicMap, params: MapParams, row: dict[str, int], hashe
     if previous.params != params:
         return False
     base_ids = [previous.ids[i] for i in np.flatnonzero(previous.base)]
-    if any(pid not in row or hashes[row[pid]] != previous.hashes[i]
-           for pid, i in zip(base_ids, np.flatnonzero(previous.base))):
+    if any(
+        pid not in row or hashes[row[pid]] != previous.hashes[i]
+        for pid, i in zip(base_ids, np.flatnonzero(previous.base))
+    ):
         return False
     old_ids = set(previous.ids)
     added = sum(1 for pid in row if pid not in old_ids)
@@ -290,8 +343,14 @@ def _can_reuse(previous: TopicMap, params: MapParams, row: dict[str, int], hashe
     return added + placed_before <= params.refit_growth * len(base_ids)
 
 
-def _warm_layout(joint: np.ndarray, base_idx: np.ndarray, ids: Sequence[str], previous: TopicMap | None,
-                 prev_row: dict[str, int], neighbours: int = 5) -> np.ndarray | None:
+def _warm_layout(
+    joint: np.ndarray,
+    base_idx: np.ndarray,
+    ids: Sequence[str],
+    previous: TopicMap | None,
+    prev_row: dict[str, int],
+    neighbours: int = 5,
+) -> np.ndarray | None:
     """Initial 2-D positions for the fitted papers: old ones where they were, new ones among their neighbours."""
     if previous is None:
         return None
@@ -306,7 +365,7 @@ def _warm_layout(joint: np.ndarray, base_idx: np.ndarray, ids: Sequence[str], pr
             init[k] = previous.coords[j]
     fresh = [k for k, i in enumerate(base_idx) if ids[i] not in prev_row]
     for start in range(0, len(fresh), 4096):
-        part = fresh[start:start + 4096]
+        part = fresh[start : start + 4096]
         sims = joint[base_idx[part]] @ joint[old].T
         near = np.argsort(-sims, axis=1)[:, :neighbours]
         init[part] = old_xy[near].mean(axis=1)
@@ -315,8 +374,14 @@ def _warm_layout(joint: np.ndarray, base_idx: np.ndarray, ids: Sequence[str], pr
     return init
 
 
-def _warm_centroids(space: np.ndarray, base_idx: np.ndarray, ids: Sequence[str], previous: TopicMap | None,
-                    prev_row: dict[str, int], k: int) -> np.ndarray | None:
+def _warm_centroids(
+    space: np.ndarray,
+    base_idx: np.ndarray,
+    ids: Sequence[str],
+    previous: TopicMap | None,
+    prev_row: dict[str, int],
+    k: int,
+) -> np.ndarray | None:
     """k-means starting centres: the old topics' centres in the new space, largest first, then far points."""
     if previous is None:
         return None
@@ -337,7 +402,7 @@ def _align(coords: np.ndarray, idx: np.ndarray, target: np.ndarray) -> np.ndarra
     a, b = src - mu_s, target.astype(np.float64) - mu_t
     u, s, vt = np.linalg.svd(a.T @ b)
     rot = u @ vt
-    scale = s.sum() / max((a ** 2).sum(), 1e-12)
+    scale = s.sum() / max((a**2).sum(), 1e-12)
     return ((coords - mu_s) @ rot * scale + mu_t).astype(np.float32)
 
 
@@ -355,20 +420,40 @@ def _label(texts: list[str], levels: list[np.ndarray], parent_of: dict[int, int]
         sizes = np.bincount(assigned - assigned.min()) if len(assigned) else []
         for tid in sorted(named[level]):
             label, words = named[level][tid]
-            topics.append(Topic(id=tid, level=level, label=label, keywords=words,
-                                size=int(sizes[tid - assigned.min()]),
-                                parent=parent_of.get(tid) if level == 1 else None))
+            topics.append(
+                Topic(
+                    id=tid,
+                    level=level,
+                    label=label,
+                    keywords=words,
+                    size=int(sizes[tid - assigned.min()]),
+                    parent=parent_of.get(tid) if level == 1 else None,
+                )
+            )
     return topics
 
 
 def to_record(tm: TopicMap) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """A map as JSON-ready metadata plus plain arrays (no pickle: strings are fixed-width unicode)."""
-    meta = {"generation": tm.generation, "params": asdict(tm.params), "params_key": tm.params.key,
-            "topics": [t.to_dict() for t in tm.topics], "stats": tm.stats}
-    arrays = {"ids": np.array(tm.ids, dtype=str), "titles": np.array(tm.titles, dtype=str),
-              "hashes": np.array(tm.hashes, dtype=str), "coords": tm.coords, "coarse": tm.levels[0],
-              "fine": tm.levels[1], "margin": tm.margin, "base": tm.base, "centroids": tm.centroids,
-              "centroid_ids": tm.centroid_ids}
+    meta = {
+        "generation": tm.generation,
+        "params": asdict(tm.params),
+        "params_key": tm.params.key,
+        "topics": [t.to_dict() for t in tm.topics],
+        "stats": tm.stats,
+    }
+    arrays = {
+        "ids": np.array(tm.ids, dtype=str),
+        "titles": np.array(tm.titles, dtype=str),
+        "hashes": np.array(tm.hashes, dtype=str),
+        "coords": tm.coords,
+        "coarse": tm.levels[0],
+        "fine": tm.levels[1],
+        "margin": tm.margin,
+        "base": tm.base,
+        "centroids": tm.centroids,
+        "centroid_ids": tm.centroid_ids,
+    }
     return meta, arrays
 
 
@@ -381,14 +466,29 @@ def from_record(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> TopicMap
     for name in ("titles", "hashes", "coarse", "fine", "margin", "base"):
         if len(arrays[name]) != n:
             raise ValueError(f"{name} has {len(arrays[name])} entries, expected {n}")
-    topics = [Topic(id=int(t["id"]), level=int(t["level"]), label=str(t["label"]),
-                    keywords=[str(k) for k in t["keywords"]], size=int(t["size"]),
-                    parent=None if t.get("parent") is None else int(t["parent"])) for t in meta["topics"]]
-    return TopicMap(generation=str(meta["generation"]), params=MapParams(**meta["params"]),
-                    ids=[str(x) for x in arrays["ids"]], titles=[str(x) for x in arrays["titles"]],
-                    hashes=[str(x) for x in arrays["hashes"]], coords=coords,
-                    levels=[np.asarray(arrays["coarse"], dtype=np.int32), np.asarray(arrays["fine"], dtype=np.int32)],
-                    margin=np.asarray(arrays["margin"], dtype=np.float32), base=np.asarray(arrays["base"], dtype=bool),
-                    centroids=np.asarray(arrays["centroids"], dtype=np.float32),
-                    centroid_ids=np.asarray(arrays["centroid_ids"], dtype=np.int32), topics=topics,
-                    stats=dict(meta.get("stats", {})))
+    topics = [
+        Topic(
+            id=int(t["id"]),
+            level=int(t["level"]),
+            label=str(t["label"]),
+            keywords=[str(k) for k in t["keywords"]],
+            size=int(t["size"]),
+            parent=None if t.get("parent") is None else int(t["parent"]),
+        )
+        for t in meta["topics"]
+    ]
+    return TopicMap(
+        generation=str(meta["generation"]),
+        params=MapParams(**meta["params"]),
+        ids=[str(x) for x in arrays["ids"]],
+        titles=[str(x) for x in arrays["titles"]],
+        hashes=[str(x) for x in arrays["hashes"]],
+        coords=coords,
+        levels=[np.asarray(arrays["coarse"], dtype=np.int32), np.asarray(arrays["fine"], dtype=np.int32)],
+        margin=np.asarray(arrays["margin"], dtype=np.float32),
+        base=np.asarray(arrays["base"], dtype=bool),
+        centroids=np.asarray(arrays["centroids"], dtype=np.float32),
+        centroid_ids=np.asarray(arrays["centroid_ids"], dtype=np.int32),
+        topics=topics,
+        stats=dict(meta.get("stats", {})),
+    )

@@ -39,8 +39,10 @@ AUTHORS_SHOWN = 12  # more authors are summarised as "+ N more"
 LOW_MARGIN = 0.1  # the same threshold as topics.json's low_confidence
 
 STATIC_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
-SERVED_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-              "img-src 'self' data:; connect-src 'self'")
+SERVED_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'"
+)
 
 Related = Mapping[str, Sequence[str] | Sequence[tuple[str, float]] | Sequence[Sequence[Any]]]
 
@@ -48,8 +50,13 @@ Related = Mapping[str, Sequence[str] | Sequence[tuple[str, float]] | Sequence[Se
 def _safe_json(data: object) -> str:
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     # Inside <script>, "</script>" or "<!--" in a title would end or confuse the block.
-    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (
+        text.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def _escape_text(s: str) -> str:
@@ -105,9 +112,15 @@ def _related_rows(items: Sequence[Any], row_of: Mapping[str, int], extra: dict[s
     return flat
 
 
-def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] | None = None,
-                  served: bool = False, papers: Mapping[str, Paper] | None = None,
-                  title: str = "paperscope topic map") -> dict[str, Any]:
+def page_document(
+    tm: TopicMap,
+    related: Related | None,
+    *,
+    rows: Sequence[int] | None = None,
+    served: bool = False,
+    papers: Mapping[str, Paper] | None = None,
+    title: str = "paperscope topic map",
+) -> dict[str, Any]:
     """The data object the page reads (column arrays: 50,000 papers as objects would double the page).
 
     ``related`` maps a paper id to its related papers, either ids or ``(id, score)`` pairs; ``papers``
@@ -124,7 +137,7 @@ def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] 
     source_id = {s: i for i, s in enumerate(sources)}
 
     def authors(p: Paper | None) -> list[str]:
-        return [] if p is None else list(p.authors[:AUTHORS_SHOWN if small else 3])
+        return [] if p is None else list(p.authors[: AUTHORS_SHOWN if small else 3])
 
     def more_authors(p: Paper | None) -> int:  # authors not named on the page (or not named by the source)
         return 0 if p is None else max(len(p.authors), p.authors_count or 0) - len(authors(p))
@@ -136,23 +149,32 @@ def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] 
         return a if len(a) <= ABSTRACT_CHARS else a[:ABSTRACT_CHARS].rstrip() + "…"
 
     doc: dict[str, Any] = {
-        "served": bool(served), "title": title, "generation": tm.generation, "levels": list(LEVELS),
-        "stats": {"papers": len(tm), "low_confidence": tm.low_confidence}, "palette": PALETTE,
+        "served": bool(served),
+        "title": title,
+        "generation": tm.generation,
+        "levels": list(LEVELS),
+        "stats": {"papers": len(tm), "low_confidence": tm.low_confidence},
+        "palette": PALETTE,
         "topics": [t.to_dict() for t in tm.topics],
-        "ids": ids, "titles": [tm.titles[i] for i in rows],
-        "x": [round(float(tm.coords[i, 0]), 4) for i in rows], "y": [round(float(tm.coords[i, 1]), 4) for i in rows],
+        "ids": ids,
+        "titles": [tm.titles[i] for i in rows],
+        "x": [round(float(tm.coords[i, 0]), 4) for i in rows],
+        "y": [round(float(tm.coords[i, 1]), 4) for i in rows],
         "topic_of": {LEVELS[lv]: [int(tm.levels[lv][i]) for i in rows] for lv in range(len(LEVELS))},
         "low": [j for j, i in enumerate(rows) if tm.margin[i] < LOW_MARGIN],
         "dates": [p.date if p is not None else None for p in meta],
-        "sources": sources, "source_of": [[source_id[s] for s in p.sources] if p is not None else [] for p in meta],
+        "sources": sources,
+        "source_of": [[source_id[s] for s in p.sources] if p is not None else [] for p in meta],
         "authors": [authors(p) for p in meta],
         "more_authors": {str(j): m for j, p in enumerate(meta) if (m := more_authors(p)) > 0},
         "abstracts": [abstract(p) for p in meta] if with_abstracts else None,
         "note": None,
     }
     if papers is not None and not with_abstracts and not served:
-        doc["note"] = (f"This page holds {len(rows):,} papers: abstracts are left out above {ABSTRACT_LIMIT:,} "
-                       "papers and the search reads titles only (paperscope show ID, or paperscope serve, has them).")
+        doc["note"] = (
+            f"This page holds {len(rows):,} papers: abstracts are left out above {ABSTRACT_LIMIT:,} "
+            "papers and the search reads titles only (paperscope show ID, or paperscope serve, has them)."
+        )
     if served:
         doc["related"] = None
         doc["index"] = None
@@ -162,15 +184,21 @@ def page_document(tm: TopicMap, related: Related | None, *, rows: Sequence[int] 
         # Related papers outside the page's sample: id and title only (row len(ids) + k is extra[k]).
         title_of = {pid: tm.titles[i] for i, pid in enumerate(tm.ids)} if extra else {}
         doc["extra"] = [[rid, title_of.get(rid, rid)] for rid in extra]
-        texts = [paper_text(t, a) for t, a in zip(doc["titles"], doc["abstracts"])] if with_abstracts \
-            else doc["titles"]
+        texts = [paper_text(t, a) for t, a in zip(doc["titles"], doc["abstracts"])] if with_abstracts else doc["titles"]
         doc["index"] = search_index(texts)
         doc["stop_words"] = sorted(STOP_WORDS)  # the page's query tokenizer drops the same words
     return doc
 
 
-def page_html(tm: TopicMap, related: Related | None, *, rows: Sequence[int] | None = None, served: bool = False,
-              papers: Mapping[str, Paper] | None = None, title: str = "paperscope topic map") -> str:
+def page_html(
+    tm: TopicMap,
+    related: Related | None,
+    *,
+    rows: Sequence[int] | None = None,
+    served: bool = False,
+    papers: Mapping[str, Paper] | None = None,
+    title: str = "paperscope topic map",
+) -> str:
     """The map page as a string: static (self-contained, no network) or ``served`` (talks to /api/...).
 
     ``related`` maps each paper id to its related papers (ids, or ``(id, score)`` pairs); ``rows``
@@ -179,14 +207,24 @@ def page_html(tm: TopicMap, related: Related | None, *, rows: Sequence[int] | No
     """
     doc = page_document(tm, related, rows=rows, served=served, papers=papers, title=title)
     template = (resources.files("paperscope.render") / "map.html").read_text(encoding="utf-8")
-    values = {"__CSP__": SERVED_CSP if served else STATIC_CSP, "__TITLE__": _escape_text(title),
-              "__DATA__": _safe_json(doc)}
+    values = {
+        "__CSP__": SERVED_CSP if served else STATIC_CSP,
+        "__TITLE__": _escape_text(title),
+        "__DATA__": _safe_json(doc),
+    }
     # One pass, so a title containing "__DATA__" is never substituted again.
     return re.sub("__CSP__|__TITLE__|__DATA__", lambda m: values[m.group()], template)
 
 
-def write_html(tm: TopicMap, path: Path, related: Related | None, *, title: str = "paperscope topic map",
-               rows: Sequence[int] | None = None, papers: Mapping[str, Paper] | None = None) -> Path:
+def write_html(
+    tm: TopicMap,
+    path: Path,
+    related: Related | None,
+    *,
+    title: str = "paperscope topic map",
+    rows: Sequence[int] | None = None,
+    papers: Mapping[str, Paper] | None = None,
+) -> Path:
     """Write the static page; ``related`` maps each paper id to its related ids or (id, score) pairs.
 
     ``rows`` limits the page to those papers (for very large maps); ``papers`` adds their details.

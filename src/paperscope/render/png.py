@@ -17,8 +17,24 @@ import numpy as np
 
 from paperscope.map import TopicMap
 
-PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-           "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+    "#1b9e77",
+    "#d95f02",
+    "#7570b3",
+    "#e7298a",
+    "#66a61e",
+    "#e6ab02",
+]
 MUTED = "#c8c8c8"
 
 
@@ -28,13 +44,14 @@ def color_of(theme: int) -> str:
 
 def _darker(hex_color: str, factor: float = 0.62) -> tuple[float, float, float]:
     """The same hue, darker: label text must read on white where the point colour is too light."""
-    r, g, b = (int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    r, g, b = (int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5))
     h, lum, s = colorsys.rgb_to_hls(r, g, b)
     return colorsys.hls_to_rgb(h, lum * factor, min(1.0, s * 1.1))
 
 
-def robust_limits(xy: np.ndarray, tail: float = 0.02, reach: float = 0.15,
-                  pad: float = 0.04) -> tuple[tuple[float, float], ...]:
+def robust_limits(
+    xy: np.ndarray, tail: float = 0.02, reach: float = 0.15, pad: float = 0.04
+) -> tuple[tuple[float, float], ...]:
     """Per axis, the range of the points that lie within ``reach`` of the central span, padded.
 
     The central span runs from the ``tail`` to the ``1 - tail`` quantile; points past it by more
@@ -51,9 +68,18 @@ def robust_limits(xy: np.ndarray, tail: float = 0.02, reach: float = 0.15,
     return tuple(out)
 
 
-def draw_map(coords: np.ndarray, colour_ids: np.ndarray, label_ids: np.ndarray, labels: dict[int, str],
-             label_colour: dict[int, int], *, muted: np.ndarray | None = None, title: str = "",
-             subtitle: str = "", size: tuple[float, float] = (16, 9)) -> Any:
+def draw_map(
+    coords: np.ndarray,
+    colour_ids: np.ndarray,
+    label_ids: np.ndarray,
+    labels: dict[int, str],
+    label_colour: dict[int, int],
+    *,
+    muted: np.ndarray | None = None,
+    title: str = "",
+    subtitle: str = "",
+    size: tuple[float, float] = (16, 9),
+) -> Any:
     """A figure of ``coords`` coloured by ``colour_ids`` with one off-point label per id of ``label_ids``.
 
     ``labels[id]`` is the text for the points with ``label_ids == id``, drawn in the colour of
@@ -76,10 +102,21 @@ def draw_map(coords: np.ndarray, colour_ids: np.ndarray, label_ids: np.ndarray, 
     ax.set_axis_off()
     colours = np.array([color_of(int(c)) for c in colour_ids], dtype=object)
     ax.scatter(coords[muted, 0], coords[muted, 1], s=20, c=MUTED, alpha=0.6, linewidths=0, zorder=1)
-    ax.scatter(coords[~muted, 0], coords[~muted, 1], s=34, c=list(colours[~muted]), alpha=0.85,
-               linewidths=0.3, edgecolors="white", zorder=2)
-    outside = int(((coords[:, 0] < x0 - mx) | (coords[:, 0] > x1 + mx) | (coords[:, 1] < y0 - my)
-                   | (coords[:, 1] > y1 + my)).sum())
+    ax.scatter(
+        coords[~muted, 0],
+        coords[~muted, 1],
+        s=34,
+        c=list(colours[~muted]),
+        alpha=0.85,
+        linewidths=0.3,
+        edgecolors="white",
+        zorder=2,
+    )
+    outside = int(
+        (
+            (coords[:, 0] < x0 - mx) | (coords[:, 0] > x1 + mx) | (coords[:, 1] < y0 - my) | (coords[:, 1] > y1 + my)
+        ).sum()
+    )
     if title:
         fig.text(0.02, 0.965, title, fontsize=24, fontweight="bold", color="#222", va="top")
     note = subtitle + (f" · {outside} outlying papers outside the frame" if outside else "")
@@ -90,8 +127,15 @@ def draw_map(coords: np.ndarray, colour_ids: np.ndarray, label_ids: np.ndarray, 
     return fig
 
 
-def _place_labels(fig: Any, ax: Any, coords: np.ndarray, label_ids: np.ndarray, labels: dict[int, str],
-                  label_colour: dict[int, int], pe: Any) -> None:
+def _place_labels(
+    fig: Any,
+    ax: Any,
+    coords: np.ndarray,
+    label_ids: np.ndarray,
+    labels: dict[int, str],
+    label_colour: dict[int, int],
+    pe: Any,
+) -> None:
     """Each label on a ray from the map's centre through its topic, pushed out until it covers no point
     and no other label; a leader line joins it to the topic's centre. Biggest topics are placed first."""
     renderer = fig.canvas.get_renderer()
@@ -112,8 +156,18 @@ def _place_labels(fig: Any, ax: Any, coords: np.ndarray, label_ids: np.ndarray, 
         norm = np.linalg.norm(direction)
         direction = direction / norm if norm > 1e-9 else np.array([0.0, 1.0])
         colour = _darker(color_of(label_colour[tid]))
-        text = ax.text(*anchor, _wrap(labels[tid]), fontsize=12.5, fontweight="bold", color=colour,
-                       ha="center", va="center", path_effects=outline, zorder=5, linespacing=0.95)
+        text = ax.text(
+            *anchor,
+            _wrap(labels[tid]),
+            fontsize=12.5,
+            fontweight="bold",
+            color=colour,
+            ha="center",
+            va="center",
+            path_effects=outline,
+            zorder=5,
+            linespacing=0.95,
+        )
         best = None
         # Outward first (the periphery has room), then sideways; each step a small share of the map's span.
         for angle in (0.0, 0.35, -0.35, 0.7, -0.7, 1.1, -1.1):
@@ -127,8 +181,14 @@ def _place_labels(fig: Any, ax: Any, coords: np.ndarray, label_ids: np.ndarray, 
                     break
                 if any(box.overlaps(other) for other in placed):
                     continue
-                covered = int(((pts_px[:, 0] > box.x0) & (pts_px[:, 0] < box.x1) & (pts_px[:, 1] > box.y0)
-                               & (pts_px[:, 1] < box.y1)).sum())
+                covered = int(
+                    (
+                        (pts_px[:, 0] > box.x0)
+                        & (pts_px[:, 0] < box.x1)
+                        & (pts_px[:, 1] > box.y0)
+                        & (pts_px[:, 1] < box.y1)
+                    ).sum()
+                )
                 if covered == 0:
                     best = (pos, box)
                     break
@@ -141,9 +201,13 @@ def _place_labels(fig: Any, ax: Any, coords: np.ndarray, label_ids: np.ndarray, 
             continue
         text.set_position(best[0])
         placed.append(best[1])
-        ax.annotate("", xy=anchor, xytext=best[0], zorder=4,
-                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 1.0, "alpha": 0.8, "shrinkA": 9,
-                                "shrinkB": 2})
+        ax.annotate(
+            "",
+            xy=anchor,
+            xytext=best[0],
+            zorder=4,
+            arrowprops={"arrowstyle": "-", "color": colour, "lw": 1.0, "alpha": 0.8, "shrinkA": 9, "shrinkB": 2},
+        )
         ax.scatter([anchor[0]], [anchor[1]], s=14, c=[colour], zorder=4, linewidths=0)
 
 
@@ -154,7 +218,7 @@ def _wrap(label: str, width: int = 22) -> str:
     mid = len(label) // 2
     spaces = [i for i, ch in enumerate(label) if ch == " "]
     cut = min(spaces, key=lambda i: abs(i - mid))
-    return label[:cut] + "\n" + label[cut + 1:]
+    return label[:cut] + "\n" + label[cut + 1 :]
 
 
 def map_title(tm: TopicMap) -> tuple[str, str]:
@@ -167,8 +231,9 @@ def map_title(tm: TopicMap) -> tuple[str, str]:
     return title, sub
 
 
-def write_png(tm: TopicMap, path: Path, *, title: str | None = None, dpi: int = 120,
-              level_labels: Sequence[int] = (1,)) -> Path:
+def write_png(
+    tm: TopicMap, path: Path, *, title: str | None = None, dpi: int = 120, level_labels: Sequence[int] = (1,)
+) -> Path:
     """Render ``tm`` to ``path``: points coloured by theme, fine topics labelled (matplotlib, Agg)."""
     import matplotlib.pyplot as plt
 
@@ -180,8 +245,16 @@ def write_png(tm: TopicMap, path: Path, *, title: str | None = None, dpi: int = 
     parent = {t.id: (t.parent if t.level == 1 else t.id) for t in tm.topics if t.level == level}
     labels = {t.id: t.label for t in tm.topics if t.level == level}
     auto_title, subtitle = map_title(tm)
-    fig = draw_map(tm.coords, coarse, ids, labels, {k: int(v or 0) for k, v in parent.items()},
-                   muted=tm.margin < cluster.LOW_MARGIN, title=title or auto_title, subtitle=subtitle)
+    fig = draw_map(
+        tm.coords,
+        coarse,
+        ids,
+        labels,
+        {k: int(v or 0) for k, v in parent.items()},
+        muted=tm.margin < cluster.LOW_MARGIN,
+        title=title or auto_title,
+        subtitle=subtitle,
+    )
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -21,5 +21,14 @@ from paperscope.serve.app import CSP, SECURITY_HEADERS, BadRequest, create_app, 
 from paperscope.serve.command import is_loopback, serve
 from paperscope.serve.live import LiveExplorer, QueryBatcher
 
-__all__ = ["CSP", "SECURITY_HEADERS", "BadRequest", "LiveExplorer", "QueryBatcher", "create_app", "is_loopback",
-           "serve", "warm"]
+__all__ = [
+    "CSP",
+    "SECURITY_HEADERS",
+    "BadRequest",
+    "LiveExplorer",
+    "QueryBatcher",
+    "create_app",
+    "is_loopback",
+    "serve",
+    "warm",
+]

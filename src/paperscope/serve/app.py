@@ -28,10 +28,16 @@ from paperscope.store import Store
 log = logging.getLogger("paperscope.serve")
 
 # The same policy the served page sets in its <meta> tag (API.md): only its own origin.
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data:; connect-src 'self'")
-SECURITY_HEADERS = {"content-security-policy": CSP, "x-content-type-options": "nosniff",
-                    "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
 MAX_K = 1000
 MAX_QUERY = 1000
 MAX_BODY = 1_000_000
@@ -82,13 +88,16 @@ def _options(get: Callable[[str], Any], *, parse: bool = True) -> dict[str, Any]
 
     An empty or null value means unset, so a page can send every field of its form.
     """
+
     def given(name: str) -> Any:
         value = get(name)
         return None if value is None or value == "" else value
 
-    out: dict[str, Any] = {"k": 10 if given("k") is None else _int(given("k"), "k", 1, MAX_K, parse=parse),
-                           "why": False if given("why") is None else _bool(given("why"), "why", parse=parse),
-                           "mode": check_mode(None if given("mode") is None else _text(given("mode"), "mode"))}
+    out: dict[str, Any] = {
+        "k": 10 if given("k") is None else _int(given("k"), "k", 1, MAX_K, parse=parse),
+        "why": False if given("why") is None else _bool(given("why"), "why", parse=parse),
+        "mode": check_mode(None if given("mode") is None else _text(given("mode"), "mode")),
+    }
     for name in ("date_from", "date_to", "source"):
         out[name] = None if given(name) is None else _text(given(name), name)
     for name in ("min_authors", "max_authors"):
@@ -111,8 +120,7 @@ def _one_line(message: str) -> str:
 
 def _json(data: Any, status: int = 200) -> Response:
     body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
-    return Response(body, status_code=status, media_type="application/json",
-                    headers={"cache-control": "no-store"})
+    return Response(body, status_code=status, media_type="application/json", headers={"cache-control": "no-store"})
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:
@@ -136,8 +144,13 @@ class _Site:
     async def health(self, request: Request) -> Response:
         def work() -> dict[str, Any]:
             with self.live.use() as ex:
-                return {"status": "ok", "store": str(ex.store.path), "generation": ex.generation.name,
-                        "papers": len(ex)}
+                return {
+                    "status": "ok",
+                    "store": str(ex.store.path),
+                    "generation": ex.generation.name,
+                    "papers": len(ex),
+                }
+
         return _json(await run_in_threadpool(work))
 
     async def search(self, request: Request) -> Response:
@@ -154,6 +167,7 @@ class _Site:
                     self.live.embed_ahead(q)
                 hits = ex.search(q, **opts)
                 return {"query": q, "hits": _hits(hits), "note": hits.note}
+
         return _json(await run_in_threadpool(work))
 
     async def related(self, request: Request) -> Response:
@@ -165,6 +179,7 @@ class _Site:
                 paper = ex.paper(key)
                 hits = ex.related(paper.id, **opts)
                 return {"paper": paper.to_dict(), "hits": _hits(hits), "note": hits.note}
+
         return _json(await run_in_threadpool(work))
 
     async def paper(self, request: Request) -> Response:
@@ -173,6 +188,7 @@ class _Site:
         def work() -> dict[str, Any]:
             with self.live.use() as ex:
                 return ex.paper(key).to_dict()
+
         return _json(await run_in_threadpool(work))
 
     async def recommend(self, request: Request) -> Response:
@@ -186,7 +202,7 @@ class _Site:
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"malformed JSON body ({e})") from None
         if not isinstance(body, dict):
-            raise BadRequest("body: expected a JSON object like {\"positive\": [ID, ...], \"negative\": [], \"k\": 10}")
+            raise BadRequest('body: expected a JSON object like {"positive": [ID, ...], "negative": [], "k": 10}')
         allowed = {"positive", "negative", "k", "why", "mode", "negative_weight", *FILTERS}
         unknown = sorted(set(body) - allowed)
         if unknown:
@@ -204,6 +220,7 @@ class _Site:
             with self.live.use() as ex:
                 hits = ex.recommend(positive, negative, negative_weight=float(weight), **opts)
                 return {"hits": _hits(hits), "note": hits.note}
+
         return _json(await run_in_threadpool(work))
 
     def _map_key(self, ex: Explorer) -> tuple[str, str] | None:
@@ -225,15 +242,22 @@ class _Site:
                     return Response(self._map[1], media_type="application/json")
             tm = ex.saved_map() if key is not None else None
             if tm is None:
-                return _error(404, f"{ex.store.path}: no saved map; draw one with: paperscope map --store {ex.store.path}")
+                return _error(
+                    404, f"{ex.store.path}: no saved map; draw one with: paperscope map --store {ex.store.path}"
+                )
             from paperscope.map import LEVELS
 
             levels = {name: [int(t) for t in tm.levels[lv]] for lv, name in enumerate(LEVELS)}
             labels = {name: {str(t.id): t.label for t in tm.topics if t.level == lv} for lv, name in enumerate(LEVELS)}
-            doc = {"generation": tm.generation, "ids": list(tm.ids),
-                   "x": [round(float(v), 5) for v in tm.coords[:, 0]],
-                   "y": [round(float(v), 5) for v in tm.coords[:, 1]],
-                   "levels": levels, "labels": labels, "topics": [t.to_dict() for t in tm.topics]}
+            doc = {
+                "generation": tm.generation,
+                "ids": list(tm.ids),
+                "x": [round(float(v), 5) for v in tm.coords[:, 0]],
+                "y": [round(float(v), 5) for v in tm.coords[:, 1]],
+                "levels": levels,
+                "labels": labels,
+                "topics": [t.to_dict() for t in tm.topics],
+            }
             body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             with self._cache_lock:
                 self._map = (key, body)
@@ -291,9 +315,11 @@ def _no_map_page(store: Path) -> str:
     from html import escape
 
     cmd = escape(f"paperscope map --store {store}")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>paperscope</title></head><body>"
-            f"<p>This store has no saved map yet: run <code>{cmd}</code>, then reload this page. "
-            "The API works meanwhile: <a href='/api/health'>/api/health</a>.</p></body></html>")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>paperscope</title></head><body>"
+        f"<p>This store has no saved map yet: run <code>{cmd}</code>, then reload this page. "
+        "The API works meanwhile: <a href='/api/health'>/api/health</a>.</p></body></html>"
+    )
 
 
 # ---- the app -----------------------------------------------------------------------------------
@@ -314,7 +340,8 @@ class _Guard:
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             if name.lower() not in self.hosts:
                 await _error(421, f"host {host!r} not served; this server answers 127.0.0.1 and localhost")(
-                    scope, receive, self._with_headers(send))
+                    scope, receive, self._with_headers(send)
+                )
                 return
         await self.app(scope, receive, self._with_headers(send))
 
@@ -323,13 +350,16 @@ class _Guard:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *self.headers]
             await send(message)
+
         return wrapped
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    messages = {404: f"no such endpoint: {request.method} {request.url.path} (see /api/health)",
-                405: f"method {request.method} not allowed on {request.url.path}"}
+    messages = {
+        404: f"no such endpoint: {request.method} {request.url.path} (see /api/health)",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }
     return _error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
 
@@ -350,32 +380,46 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return response
 
 
-def create_app(store: str | Path | Store | LiveExplorer | None = None, *, embedder: Any = None,
-               check_interval: float = 0.25, local_only: bool = True) -> Starlette:
+def create_app(
+    store: str | Path | Store | LiveExplorer | None = None,
+    *,
+    embedder: Any = None,
+    check_interval: float = 0.25,
+    local_only: bool = True,
+) -> Starlette:
     """The ASGI app serving ``store`` (or a given LiveExplorer): the page at ``/`` and the JSON API.
 
     ``embedder`` answers queries instead of the store's model (tests use a fake one).
     ``local_only`` answers only Host headers naming the loopback (see :data:`LOOPBACK_HOSTS`).
     The app's ``state.live`` is its LiveExplorer; :func:`warm` loads the slow parts ahead of requests.
     """
-    live = store if isinstance(store, LiveExplorer) else LiveExplorer(store, embedder=embedder,
-                                                                      check_interval=check_interval)
+    live = (
+        store
+        if isinstance(store, LiveExplorer)
+        else LiveExplorer(store, embedder=embedder, check_interval=check_interval)
+    )
     site = _Site(live)
-    routes = [Route("/", site.page, methods=["GET"]),
-              Route("/api/health", site.health, methods=["GET"]),
-              Route("/api/search", site.search, methods=["GET"]),
-              Route("/api/related/{paper_id:path}", site.related, methods=["GET"]),
-              Route("/api/paper/{paper_id:path}", site.paper, methods=["GET"]),
-              Route("/api/recommend", site.recommend, methods=["POST"]),
-              Route("/api/map", site.map_data, methods=["GET"])]
-    handlers = {HTTPException: _http_error, BadRequest: _bad_request, ValueError: _bad_request,
-                PaperscopeError: _paperscope_error, Exception: _server_error}
+    routes = [
+        Route("/", site.page, methods=["GET"]),
+        Route("/api/health", site.health, methods=["GET"]),
+        Route("/api/search", site.search, methods=["GET"]),
+        Route("/api/related/{paper_id:path}", site.related, methods=["GET"]),
+        Route("/api/paper/{paper_id:path}", site.paper, methods=["GET"]),
+        Route("/api/recommend", site.recommend, methods=["POST"]),
+        Route("/api/map", site.map_data, methods=["GET"]),
+    ]
+    handlers = {
+        HTTPException: _http_error,
+        BadRequest: _bad_request,
+        ValueError: _bad_request,
+        PaperscopeError: _paperscope_error,
+        Exception: _server_error,
+    }
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.add_middleware(_Guard, hosts=LOOPBACK_HOSTS if local_only else None)
     app.state.live = live
     app.state.site = site
     return app
-
 
 
 def warm(app: Starlette) -> None:

@@ -54,8 +54,9 @@ def _bind(host: str, port: int) -> socket.socket:
         family, _, _, _, address = infos[0]
         return socket.create_server(address, family=family)
     except OSError as e:
-        raise PaperscopeError(f"cannot listen on {host}:{port} ({e.strerror or e}); "
-                              "pick another with --port, or stop what uses it") from None
+        raise PaperscopeError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pick another with --port, or stop what uses it"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -67,8 +68,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(store: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
-          embedder: Any = None, out: Any = None) -> None:
+def serve(
+    store: str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    open_browser: bool = False,
+    embedder: Any = None,
+    out: Any = None,
+) -> None:
     """Serve ``store`` until Ctrl-C; prints the URL, then "ready" once it accepts connections."""
     t0 = time.perf_counter()
     out = out or sys.stdout
@@ -86,9 +94,13 @@ def serve(store: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     local_name = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(bound_host, shown)  # "all interfaces": this machine
     url = f"http://{local_name}:{bound_port}/"
     if not local:
-        print(f"WARNING: listening on {host} ({shown}:{bound_port}), reachable from other machines; "
-              "anyone who can connect can read every paper in the store (no authentication). "
-              "Use --host 127.0.0.1 to keep it local.", file=sys.stderr, flush=True)
+        print(
+            f"WARNING: listening on {host} ({shown}:{bound_port}), reachable from other machines; "
+            "anyone who can connect can read every paper in the store (no authentication). "
+            "Use --host 127.0.0.1 to keep it local.",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"paperscope serve: {where}", file=out, flush=True)
     print(f"serving on {url}  (Ctrl-C to stop)", file=out, flush=True)
 
@@ -100,8 +112,9 @@ def serve(store: str | Path | None = None, *, host: str = "127.0.0.1", port: int
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
     app = create_app(live, local_only=local)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-                            server_header=False)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, server_header=False
+    )
     try:
         _Server(config, ready).run(sockets=[sock])
     finally:

@@ -38,8 +38,15 @@ class QueryBatcher:
     the Explorer's own ``embed_batch([text])`` call then gets, at once.
     """
 
-    def __init__(self, fingerprint: str, dimension: int, *, model: Any = None,
-                 loader: Callable[[], Any] | None = None, max_batch: int = 64):
+    def __init__(
+        self,
+        fingerprint: str,
+        dimension: int,
+        *,
+        model: Any = None,
+        loader: Callable[[], Any] | None = None,
+        max_batch: int = 64,
+    ):
         self.fingerprint = fingerprint
         self.dimension = dimension
         self.loader = loader
@@ -76,7 +83,7 @@ class QueryBatcher:
                 if slot.vector is not None or slot.error is not None:
                     break
                 self._busy = True
-                batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
                 vectors = self.model().embed_batch([b.text for b in batch])
                 self.calls += 1
@@ -124,8 +131,7 @@ class LiveExplorer:
     Every Explorer queries through one :class:`QueryBatcher` (kept across generations of one model).
     """
 
-    def __init__(self, store: str | Path | Store | None = None, *, embedder: Any = None,
-                 check_interval: float = 0.25):
+    def __init__(self, store: str | Path | Store | None = None, *, embedder: Any = None, check_interval: float = 0.25):
         self.store = store if isinstance(store, Store) else Store(store)
         self.check_interval = check_interval
         self._embedder = embedder  # a given embedder (tests) is used for every generation
@@ -191,8 +197,11 @@ class LiveExplorer:
                 new = self._open()
             except Exception as e:  # noqa: BLE001 - keep answering from the open generation; retry later
                 if state != self._failed:  # one warning per store state, not one per check
-                    log.warning("paperscope serve: cannot open the new generation (%s); still serving %s",
-                                " ".join(str(e).splitlines()), old.generation.name)
+                    log.warning(
+                        "paperscope serve: cannot open the new generation (%s); still serving %s",
+                        " ".join(str(e).splitlines()),
+                        old.generation.name,
+                    )
                 self._failed = state
                 self._checked = now + RETRY_FAILED_OPEN - self.check_interval
                 return
