@@ -84,13 +84,15 @@ def test_growing_corpus_keeps_old_papers_and_topic_ids(fake_store: Path) -> None
     rng = np.random.default_rng(0)
     order = rng.permutation(len(ids))
     old, new = np.sort(order[:346]), np.sort(order[346:])  # 80% then all
-    pick = lambda idx: (
-        [ids[i] for i in idx],
-        [titles[i] for i in idx],
-        [texts[i] for i in idx],  # noqa: E731
-        [hashes[i] for i in idx],
-        vecs[idx],
-    )
+    def pick(idx: np.ndarray) -> tuple:
+        return (
+            [ids[i] for i in idx],
+            [titles[i] for i in idx],
+            [texts[i] for i in idx],
+            [hashes[i] for i in idx],
+            vecs[idx],
+        )
+
     first = compute_map(*pick(old), "g1", MapParams())
     grown = compute_map(*pick(np.arange(len(ids))), "g2", MapParams(), previous=first)
     assert grown.stats["reused_fit"] and grown.stats["placed"] == len(new)
