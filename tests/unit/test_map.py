@@ -84,6 +84,7 @@ def test_growing_corpus_keeps_old_papers_and_topic_ids(fake_store: Path) -> None
     rng = np.random.default_rng(0)
     order = rng.permutation(len(ids))
     old, new = np.sort(order[:346]), np.sort(order[346:])  # 80% then all
+
     def pick(idx: np.ndarray) -> tuple:
         return (
             [ids[i] for i in idx],
