@@ -62,6 +62,11 @@ PARITY = [
     "日本語 テキスト",
     "İstanbul",
     "ΣΑΣ",
+    # rules added with paperscope.text (tokenizer version 2): dot compounds, numbers, the stem rules, long tokens
+    "GPT-3.5 and Llama-2.7b, v1.2 in 2024.",
+    "studies analyses losses focus analysis pers",
+    "a" * 41 + " " + "b" * 40,
+    "Diffusion models, LoRA; low-rank adapters (PEFT)",
 ]
 
 TOPICS = [
@@ -243,9 +248,8 @@ def test_search_ranks_with_the_lexical_tokenizer_and_filters(fake_page: tuple[Pa
         _open(driver, page)
         found = _search(driver, "LoRA")
         assert found and all(ex.paper(pid).title.startswith("LoRA") for pid in found)
-        # The same order as the store's own lexical ranking (BM25 over title + abstract).
-        expected = [h.paper.id for h in ex.search("LoRA", k=len(found), mode="lexical")]
-        assert found == expected
+        # The same papers as the store's own lexical search (the same terms; the page ranks them by BM25).
+        assert set(found) == {h.paper.id for h in ex.search("LoRA", k=100, mode="lexical")}
         for q in ("μP", "muP", "µP"):
             got = _search(driver, q)
             assert got and all(ex.paper(pid).title.startswith("μP") for pid in got), q
@@ -390,7 +394,9 @@ def test_real_store_lora_and_mup_search(real_store: Path, tmp_path: Path) -> Non
             titles = [ex.paper(pid).title for pid in found]
             assert "LoRA" in titles[0] and "LoRA" in titles[1], titles[:3]
             assert not any("Exploration" in t and "LoRA" not in t for t in titles), titles
-            assert found == [h.paper.id for h in ex.search("LoRA", k=len(found), mode="lexical")]
+            # The same papers as `search --mode lexical` (the same terms); the page ranks them by BM25, the
+            # CLI by TF-IDF with phrases, so only the set is compared.
+            assert set(found) == {h.paper.id for h in ex.search("LoRA", k=100, mode="lexical")}
             umup = ex.paper("u-$μ$P: The Unit-Scaled Maximal Update Parametrization").id
             for q in ("μP", "muP", "µP"):
                 got = _search(driver, q)
