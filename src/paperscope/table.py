@@ -62,6 +62,10 @@ class PaperTable:
     def row_of(self, key: str) -> int:
         """The row of the paper with this id (or exact title); UnknownPaperError with suggestions otherwise."""
         key = key.strip()
+        try:  # a lone surrogate (bytes that were not UTF-8) can be no stored id or title
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UnknownPaperError(ascii(key), []) from None
         found = self.query("SELECT row FROM papers WHERE id = ?", (key,))
         norm = normalise_title(key)
         if not found:  # the id this title would get (titles that normalise to nothing have one too)

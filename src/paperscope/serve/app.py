@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from paperscope.errors import PaperscopeError, UnknownPaperError
+from paperscope.errors import InvalidArgument, PaperscopeError, UnknownPaperError
 from paperscope.explorer import Explorer
 from paperscope.rank import check_mode
 from paperscope.serve.live import LiveExplorer
@@ -411,6 +411,7 @@ def create_app(
     handlers = {
         HTTPException: _http_error,
         BadRequest: _bad_request,
+        InvalidArgument: _bad_request,  # a PaperscopeError too, but the user's value, not the store: 422
         ValueError: _bad_request,
         PaperscopeError: _paperscope_error,
         Exception: _server_error,
