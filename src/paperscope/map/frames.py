@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from paperscope.frames import esc, pandas, short, table
+from paperscope.map.levels import LEVELS
 
-if TYPE_CHECKING:
-    from paperscope.map.topicmap import Topic, TopicMap
+# paperscope.map.topicmap.TopicMap and Topic: not imported, since topicmap imports this module.
+TopicMap = Any
+Topic = Any
 
 
 def map_frame(tm: TopicMap, rows: np.ndarray | None = None) -> Any:
@@ -51,7 +53,6 @@ def examples(tm: TopicMap, topic: Topic, n: int = 3) -> list[str]:
 def topics_frame(tm: TopicMap) -> Any:
     """One row per topic: level, id, label, keywords, size, parent theme, three example titles."""
     pd = pandas()
-    from paperscope.map.topicmap import LEVELS
 
     rows = [
         {

@@ -18,8 +18,8 @@ import numpy as np
 from paperscope.errors import InvalidArgument
 from paperscope.map import cluster, features, frames, labels, project
 from paperscope.map.frames import MapView, Members
+from paperscope.map.levels import LEVELS
 
-LEVELS = ("theme", "topic")  # level 0: coarse themes, level 1: fine topics
 STEPS = ("features", "clustering space", "layout", "labels")  # what compute_map reports to ``step``
 
 
