@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,50 +21,11 @@ import pytest
 from paperscope.corpus import bundled_corpus
 from paperscope.explorer import Explorer
 from paperscope.pipeline import build
-from paperscope.render import html as render_html
-from tests.browser import CHROMEDRIVER, CHROMIUM, require_browser
+from tests.browser import chromium, require_browser
 from tests.conftest import FakeEmbedder
 from tests.served import running
 
 HOSTILE = "<img src=x onerror=window.__pwned=1> Robust attention under hostile inputs"
-
-
-if not hasattr(render_html, "page_html"):
-    pytest.skip(
-        "render.html has no page_html yet: the served page comes with the issue-14 page branch", allow_module_level=True
-    )
-
-
-@contextmanager
-def _chromium(user_data: Path) -> Iterator[Any]:
-    """Headless Chromium that reaches 127.0.0.1 and nothing else (tests/browser.py blocks every host)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,900",
-        f"--user-data-dir={user_data}",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--proxy-server=127.0.0.1:9",
-    ):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
@@ -117,7 +77,7 @@ def test_served_page_search_panel_basket_export(store: Path) -> None:
     query = "diffusion models for image generation"
     with (
         running(store, fake) as base,
-        _chromium(Path(tempfile.mkdtemp(prefix="ps-profile-"))) as driver,
+        chromium(Path(tempfile.mkdtemp(prefix="ps-profile-")), logs=True, loopback=True) as driver,
         httpx.Client(base_url=base, timeout=60) as api,
     ):
         driver.get(base + "/")
