@@ -40,6 +40,8 @@ _GT_CHUNK = 16_384
 
 FLAT_MAX = 50_000
 TARGET_RECALL = 0.95
+# An IVF index is updated in place of a rebuild until this fraction of its rows changed since training.
+RETRAIN_FRACTION = 0.10
 RECALL_K = 10
 RECALL_QUERIES = 500
 HNSW_M = 32
@@ -139,6 +141,52 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
     info["build_seconds"] = round(build_seconds, 3)
     info["recall_seconds"] = round(time.perf_counter() - t1, 3)
     return idx, info
+
+
+def can_update(info: dict[str, Any] | None, kind: str | None, n: int, changed: int) -> bool:
+    """Whether the previous index (manifest block ``info``) may be updated rather than rebuilt.
+
+    Only IVF is updated: its trained centroids stay valid while the data drifts a little, and it
+    removes and adds entries by label. Flat is a copy of the vectors (rebuilding it is that copy)
+    and HNSW cannot remove entries. Once the rows changed since the centroids were trained pass
+    :data:`RETRAIN_FRACTION` of the index, it is rebuilt (retrained, recall re-measured): the
+    compaction that bounds the drift.
+    """
+    if kind_of(info) != "ivf" or (kind or choose_type(n)) != "ivf":
+        return False
+    since = int(((info or {}).get("incremental") or {}).get("rows_since_training", 0))
+    return since + changed <= RETRAIN_FRACTION * n
+
+
+def update(
+    path: Path, info: dict[str, Any], vectors: np.ndarray, changed: np.ndarray, previous_n: int
+) -> tuple[faiss.Index, dict[str, Any]]:
+    """The previous IVF index with the ``changed`` rows' entries replaced by ``vectors[changed]``.
+
+    Rows below ``previous_n`` are removed first, then every changed row is added under its row
+    label, so the result holds exactly ``vectors.shape[0]`` entries, one per row. The search
+    parameters and the recall measured when it was trained are carried in the manifest block.
+    """
+    t0 = time.perf_counter()
+    n, dim = vectors.shape
+    idx = load(path, previous_n, dim, info)
+    old = changed[changed < previous_n].astype(np.int64)
+    if len(old):
+        idx.remove_ids(old)  # an array of labels: FAISS wraps it in an IDSelectorBatch
+    for start in range(0, len(changed), _ADD_CHUNK):
+        part = changed[start : start + _ADD_CHUNK].astype(np.int64)
+        idx.add_with_ids(np.ascontiguousarray(vectors[part], dtype=np.float32), part)
+    if idx.ntotal != n:
+        raise RuntimeError(f"internal: updated index holds {idx.ntotal} entries for {n} rows")
+    since = int((info.get("incremental") or {}).get("rows_since_training", 0)) + len(changed)
+    block = {k: v for k, v in info.items() if k not in ("linked_from", "updated_from")}
+    block["incremental"] = {
+        "rows_since_training": since,
+        "rows_updated": int(len(changed)),
+        "retrain_above": int(RETRAIN_FRACTION * n),
+    }
+    block["update_seconds"] = round(time.perf_counter() - t0, 3)
+    return idx, block
 
 
 def build_flat(vectors: np.ndarray) -> faiss.Index:

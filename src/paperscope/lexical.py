@@ -14,9 +14,11 @@ of the shipped labels (``paperscope eval --tune``; docs/ranking.md).
 
 from __future__ import annotations
 
+import bisect
+import os
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +57,29 @@ def _encode_vocab(vocab: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _write_npz(
+    path: Path,
+    vocab_utf8: np.ndarray,
+    vocab_offsets: np.ndarray,
+    indptr: np.ndarray,
+    terms: np.ndarray,
+    counts: np.ndarray,
+    title_counts: np.ndarray,
+) -> None:
+    """The arrays of ``lexical.npz``, one writer for a fresh index and a carried one."""
+    with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
+        np.savez(
+            fh,
+            vocab_utf8=vocab_utf8,
+            vocab_offsets=vocab_offsets,
+            indptr=indptr,
+            terms=terms,
+            counts=counts,
+            title_counts=title_counts,
+            tokenizer_version=np.array(TOKENIZER_VERSION),
+        )
 
 
 def _decode_vocab(data: np.ndarray, offsets: np.ndarray) -> list[str]:
@@ -138,17 +163,8 @@ class LexicalIndex:
 
     def save(self, path: Path) -> None:
         data, offsets = _encode_vocab(self.vocab)
-        with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
-            np.savez(
-                fh,
-                vocab_utf8=data,
-                vocab_offsets=offsets,
-                indptr=self.indptr,
-                terms=self.terms,
-                counts=self.counts,
-                title_counts=self.title_counts,
-                tokenizer_version=np.array(TOKENIZER_VERSION),
-            )
+        assert self.title_counts is not None
+        _write_npz(path, data, offsets, self.indptr, self.terms, self.counts, self.title_counts)
 
     @classmethod
     def load(
@@ -352,34 +368,202 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
     comparison is on the text itself, not the model's content hash: a model template that
     leaves out the abstract must not hide an edited abstract from the lexical index. ``con``
     must have the previous papers table attached as ``old`` whenever ``prev_index`` is given.
+
+    Carried rows never pass through Python one by one: their CSR slices are gathered with numpy
+    and their term ids remapped into the merged vocabulary (:func:`carry_rows`), so a re-run with
+    1% of papers edited tokenises 1% and moves the rest as arrays. The result is the index a
+    from-scratch build would write, array for array (same vocabulary, ids and order).
     """
-    old: LexicalIndex | None = None
+    old: CarriedArrays | None = None
     if prev_index is not None and prev_index.is_file():
         try:
-            old = LexicalIndex.load(prev_index, any_version=False)
+            old = CarriedArrays.load(prev_index)
         except StoreError:
             old = None  # another tokenizer version or damaged: tokenise everything again
-    join = (
-        "LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
-        if old is not None
-        else ""
+    if old is None:
+        rows = [paper_counts(t, a) for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row")]
+        LexicalIndex.from_counts(rows).save(out)
+        return len(rows), 0
+    join = "LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
+    mapping = np.array(
+        [r if r is not None else -1 for (r,) in con.execute(f"SELECT o.row FROM papers p {join} ORDER BY p.row")],
+        dtype=np.int64,
     )
-    tokenised = reused = 0
+    mapping[mapping >= old.n] = -1
+    if len(mapping) == old.n and np.array_equal(mapping, np.arange(old.n)):
+        os.link(prev_index, out)  # every row as before: the previous file itself, not a copy of it
+        return 0, old.n
+    fresh_rows = np.flatnonzero(mapping < 0)
+    texts = dict(
+        con.execute(
+            f"SELECT p.row, p.title || char(0) || p.abstract FROM papers p {join} WHERE o.row IS NULL OR o.row >= ?",
+            (old.n,),
+        ).fetchall()
+    )
+    fresh = LexicalIndex.from_counts(paper_counts(*texts[int(r)].split("\0", 1)) for r in fresh_rows)
+    carry_rows(old, mapping, fresh).write(out)
+    return len(fresh_rows), len(mapping) - len(fresh_rows)
 
-    def counts() -> Iterator[tuple[Counter[str], Counter[str]]]:
-        nonlocal tokenised, reused
-        for title, abstract, old_row in con.execute(
-            f"SELECT p.title, p.abstract, {'o.row' if old is not None else 'NULL'} FROM papers p {join} ORDER BY p.row"
-        ):
-            if old is not None and old_row is not None and old_row < old.n:
-                reused += 1
-                yield old.row_counts(old_row)
-            else:
-                tokenised += 1
-                yield paper_counts(title, abstract)
 
-    LexicalIndex.from_counts(counts()).save(out)
-    return tokenised, reused
+@dataclass
+class CarriedArrays:
+    """The raw arrays of a ``lexical.npz``, vocabulary left as UTF-8 bytes (never decoded term by term)."""
+
+    vocab_utf8: np.ndarray  # uint8
+    vocab_offsets: np.ndarray  # int64, len V + 1
+    indptr: np.ndarray
+    terms: np.ndarray
+    counts: np.ndarray
+    title_counts: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.indptr) - 1
+
+    @classmethod
+    def load(cls, path: Path) -> CarriedArrays:
+        """The arrays of the current tokenizer's ``lexical.npz``; StoreError if damaged or of another version."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["tokenizer_version"]) != TOKENIZER_VERSION or "vocab_utf8" not in z.files:
+                    raise StoreError(f"{path}: tokenizer version {int(z['tokenizer_version'])}")
+                arrays = {k: z[k] for k in ("vocab_utf8", "vocab_offsets", "indptr", "terms", "counts", "title_counts")}
+        except StoreError:
+            raise
+        except Exception as e:  # noqa: BLE001 - as LexicalIndex.load: any read failure is damage
+            raise DamagedError(path, f"damaged ({e})") from None
+        ip, off = arrays["indptr"], arrays["vocab_offsets"]
+        ok = (
+            ip.ndim == 1
+            and len(ip) >= 1
+            and ip[0] == 0
+            and ip[-1] == len(arrays["terms"]) == len(arrays["counts"]) == len(arrays["title_counts"])
+            and len(off) >= 1
+            and off[-1] == len(arrays["vocab_utf8"])
+            and (len(arrays["terms"]) == 0 or int(arrays["terms"].max()) < len(off) - 1)
+        )
+        if not ok:
+            raise DamagedError(path, "inconsistent lexical index")
+        return cls(
+            arrays["vocab_utf8"].astype(np.uint8),
+            off.astype(np.int64),
+            ip.astype(np.int64),
+            arrays["terms"].astype(np.int32),
+            arrays["counts"].astype(np.int32),
+            arrays["title_counts"].astype(np.int32),
+        )
+
+    @classmethod
+    def of(cls, idx: LexicalIndex) -> CarriedArrays:
+        data, offsets = _encode_vocab(idx.vocab)
+        assert idx.title_counts is not None
+        return cls(data, offsets, idx.indptr, idx.terms, idx.counts, idx.title_counts)
+
+    def term(self, i: int) -> bytes:
+        return self.vocab_utf8[self.vocab_offsets[i] : self.vocab_offsets[i + 1]].tobytes()
+
+    def write(self, path: Path) -> None:
+        """``lexical.npz`` with exactly the keys :meth:`LexicalIndex.save` writes."""
+        _write_npz(path, self.vocab_utf8, self.vocab_offsets, self.indptr, self.terms, self.counts, self.title_counts)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not len(lengths):
+        return np.zeros(0, dtype=np.int64)
+    before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    return np.repeat(np.asarray(starts, dtype=np.int64) - before, lengths) + np.arange(int(lengths.sum()))
+
+
+def _gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the CSR entries of ``rows``, in row order; entries per row) with no per-row Python."""
+    lengths = indptr[rows + 1] - indptr[rows]
+    return _ranges(indptr[rows], lengths), lengths
+
+
+def _splice_vocab(
+    data: np.ndarray, offsets: np.ndarray, keep: np.ndarray, insert_at: np.ndarray, new_terms: list[bytes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes and offsets of the old terms in ``keep`` with ``new_terms`` (sorted) inserted,
+    each before old position ``insert_at``: the merged vocabulary, still sorted, never decoded."""
+    lengths = np.diff(offsets)
+    new_len = np.array([len(t) for t in new_terms], dtype=np.int64)
+    new_start = len(data) + np.concatenate(([0], np.cumsum(new_len)[:-1])) if len(new_len) else new_len
+    kept = np.flatnonzero(keep)
+    # Merged order: kept old term i sorts at key 2i+1, a new term inserted before old term i at 2i.
+    order = np.argsort(np.concatenate((2 * kept + 1, 2 * insert_at)), kind="stable")
+    starts = np.concatenate((offsets[kept], new_start))[order]
+    sizes = np.concatenate((lengths[kept], new_len))[order]
+    source = np.concatenate((data, np.frombuffer(b"".join(new_terms), dtype=np.uint8)))
+    merged_off = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=merged_off[1:])
+    return source[_ranges(starts, sizes)].astype(np.uint8), merged_off
+
+
+def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> CarriedArrays:
+    """The index whose row ``r`` is old row ``mapping[r]`` (where >= 0) or the next row of ``fresh``.
+
+    Arrays only: old rows are gathered by position, old term ids remapped through the merged,
+    sorted vocabulary (terms no row uses any more are dropped, as a fresh build never has them),
+    and the fresh rows' ids mapped into it. UTF-8 bytes compare in code point order, so the
+    merged vocabulary is sorted exactly as ``sorted()`` sorts the terms as text.
+    """
+    n = len(mapping)
+    carried = np.flatnonzero(mapping >= 0)
+    fresh_rows = np.flatnonzero(mapping < 0)
+    if len(fresh_rows) != fresh.n:
+        raise ValueError(f"{len(fresh_rows)} rows to fill, {fresh.n} fresh rows given")
+    old_pos, old_len = _gather(old.indptr, mapping[carried])
+    fresh_pos, fresh_len = _gather(fresh.indptr, np.arange(fresh.n, dtype=np.int64))
+    # Old terms still used by a carried row; each fresh term looked up in the old vocabulary by bisection
+    # (the fresh vocabulary is that of the edited rows only: this loop is over their distinct terms).
+    v_old = len(old.vocab_offsets) - 1
+    used_old = np.zeros(v_old, dtype=bool)
+    used_old[old.terms[old_pos]] = True
+    view = _BytesVocab(old)
+    fresh_bytes = [t.encode("utf-8", "surrogatepass") for t in fresh.vocab]
+    at = np.array([bisect.bisect_left(view, t) for t in fresh_bytes], dtype=np.int64)
+    found = np.array([a < v_old and view[a] == t for a, t in zip(at.tolist(), fresh_bytes)], dtype=bool)
+    used_old[at[found]] = True
+    insert_at = at[~found]  # non-decreasing: the fresh vocabulary is sorted
+    new_terms = [t for t, f in zip(fresh_bytes, found.tolist()) if not f]
+    # A kept old term's new id: kept old terms before it, plus new terms inserted at or before it.
+    kept_before = np.concatenate(([0], np.cumsum(used_old))).astype(np.int64)
+    old_to_new = np.where(used_old, kept_before[:-1] + np.searchsorted(insert_at, np.arange(v_old), side="right"), -1)
+    fresh_map = np.empty(len(fresh_bytes), dtype=np.int64)
+    fresh_map[found] = old_to_new[at[found]]
+    fresh_map[~found] = kept_before[insert_at] + np.arange(len(insert_at))
+    data, offsets = _splice_vocab(old.vocab_utf8, old.vocab_offsets, used_old, insert_at, new_terms)
+    # Rows in their new order: lengths first, then every entry placed by one gather per source.
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[carried], lengths[fresh_rows] = old_len, fresh_len
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    terms = np.empty(int(indptr[-1]), dtype=np.int32)
+    counts = np.empty_like(terms)
+    titles = np.empty_like(terms)
+    dst_old, _ = _gather(indptr, carried)
+    dst_fresh, _ = _gather(indptr, fresh_rows)
+    assert fresh.title_counts is not None
+    terms[dst_old] = old_to_new[old.terms[old_pos]]
+    counts[dst_old], titles[dst_old] = old.counts[old_pos], old.title_counts[old_pos]
+    terms[dst_fresh] = fresh_map[fresh.terms[fresh_pos]]
+    counts[dst_fresh], titles[dst_fresh] = fresh.counts[fresh_pos], fresh.title_counts[fresh_pos]
+    return CarriedArrays(data, offsets, indptr, terms, counts, titles)
+
+
+class _BytesVocab:
+    """The sorted vocabulary as a sequence of UTF-8 terms, for :func:`bisect.bisect_left`."""
+
+    def __init__(self, arrays: CarriedArrays):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays.vocab_offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.arrays.term(i)
 
 
 def build_from_store(con: sqlite3.Connection) -> LexicalIndex:

@@ -37,6 +37,7 @@ from paperscope.embed.engines import EmbedChunks, get_engine
 from paperscope.embed.lock import ModelLock, find_lock, load_lock
 from paperscope.embed.registry import with_backend
 from paperscope.errors import InputError, InvalidArgument, StoreError
+from paperscope.files import sha256_file
 from paperscope.paper import Paper
 from paperscope.report import BuildReport
 from paperscope.store import (
@@ -52,7 +53,7 @@ from paperscope.store import (
 )
 from paperscope.terminal import shown
 
-_COPY_CHUNK = 8192
+_VECTOR_CHUNK = 65_536  # rows per copy step: 25-100 MB, bounded memory at any size
 MAX_MERGE_LINES = 1000  # merge lines kept in the report; the count is always exact
 
 
@@ -238,14 +239,23 @@ def _build_locked(
 ) -> BuildReport:
     """The stages of :func:`build`, under the store's writer lock."""
     with st.writer():
-        prev = _previous(st, rebuild)
+        prev = _refused_unless_rebuild(st, rebuild, st.current)
         model.keep_store_backend(prev, backend)
         if request is not None:  # the device against the store's own backend (a device never changes it)
             devices.check(request.device, request.dtype, backend=model.lock.backend)
         _check_same_model(st, prev, model, rebuild, lock_file)
-        name, tmp = st.new_generation()
         # Paths in the report and manifest are text: bytes of a name that are not UTF-8 are escaped.
         report = BuildReport(store=shown(st.path), generation=None)
+        inputs = input_files(files, prune)
+        if prev is not None and _same_inputs(prev, inputs, model, rebuild, index_type):
+            # The bytes this generation was built from, again: nothing to read, embed or write.
+            _refused_unless_rebuild(st, rebuild, lambda: prev.check())
+            report.nothing_to_do, report.inputs_unchanged, report.generation = True, True, prev.name
+            report.papers = report.unchanged = prev.manifest["counts"]["papers"]
+            report.seconds = time.perf_counter() - t0
+            return report
+        prev = _previous(st, prev, rebuild)
+        name, tmp = st.new_generation()
         try:
             con = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report)
             if _nothing_changed(prev, report, rebuild, index_type):
@@ -256,15 +266,21 @@ def _build_locked(
                 return report
             base = None if rebuild else prev  # what this generation may reuse
             artifact = model.artifact_digest(prev, rebuild, report)
-            reused = _embed_and_write_vectors(st, con, tmp, base, model, embed_chunks, chunk_size, progress, report)
+            change = _embed_and_write_vectors(st, con, tmp, base, model, embed_chunks, chunk_size, progress, report)
             report.tokenised, _ = lexical.build_for_generation(
                 con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None
             )
             con.close()
-            index_info = _write_index(tmp, prev, reused, index_type)
+            index_info = _write_index(tmp, base, change, index_type)
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
-            report.generation = st.commit(name, tmp, manifest, report.warnings).name
+            manifest["input_files"] = inputs
+            committed = st.commit(name, tmp, manifest, report.warnings, carried_from=base)
+            report.generation = committed.name
+            report.carried = sorted(f for f, meta in committed.manifest["files"].items() if "written_by" in meta)
+            report.bytes_written = sum(
+                meta["bytes"] for meta in committed.manifest["files"].values() if "written_by" not in meta
+            )
         except BaseException:
             if report.generation is None:
                 st.discard(tmp)
@@ -362,8 +378,8 @@ def _embed_and_write_vectors(
     chunk_size: int,
     progress: ProgressFactory,
     report: BuildReport,
-) -> bool:
-    """Embed what has no vector yet (checkpointed), then write vectors.npy; True if it equals base's."""
+) -> VectorChange:
+    """Embed what has no vector yet (checkpointed), then write vectors.npy; how it differs from base's."""
     staging = st.staging()
     try:
         _embed_missing(
@@ -385,15 +401,27 @@ def _embed_and_write_vectors(
         staging.close()
 
 
-def _write_index(tmp: Path, prev: Generation | None, reused: bool, index_type: str | None) -> dict[str, Any]:
-    """index.faiss: linked from the previous generation when the vectors are the same, else built."""
+def _write_index(tmp: Path, prev: Generation | None, change: VectorChange, index_type: str | None) -> dict[str, Any]:
+    """index.faiss: linked from the previous generation when the vectors are the same, updated in
+    place of a rebuild when only some rows changed (IVF), else built from scratch."""
     prev_index = prev.manifest.get("index") if prev is not None else None
-    if reused and prev is not None and (index_type is None or index_type == index.kind_of(prev_index)):
+    same_kind = prev is not None and (index_type is None or index_type == index.kind_of(prev_index))
+    if change.identical and same_kind:
         # Same vectors in the same rows: the previous index (and its measured recall) still holds.
         os.link(prev.file("index.faiss"), tmp / "index.faiss")
         return {**(prev_index or {}), "type": index.kind_of(prev_index), "linked_from": prev.name}
     vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
-    built, index_info = index.build(vectors, index_type)
+    if (
+        prev is not None
+        and not change.renumbered
+        and index.can_update(prev_index, index_type, change.n, len(change.changed))
+    ):
+        built, index_info = index.update(
+            prev.file("index.faiss"), prev_index, vectors, change.changed, change.previous_n
+        )
+        index_info["updated_from"] = prev.name
+    else:
+        built, index_info = index.build(vectors, index_type)
     index.save(built, tmp / "index.faiss")
     return index_info
 
@@ -426,7 +454,18 @@ def _manifest(
     }
 
 
-def _previous(st: Store, rebuild: bool) -> Generation | None:
+def _refused_unless_rebuild(st: Store, rebuild: bool, read: Callable[[], Generation | None]) -> Generation | None:
+    """``read()`` (the live generation, or a check of it); a damaged store is refused, or with
+    ``rebuild`` ignored (None: the store is rebuilt from this run's inputs)."""
+    try:
+        return read()
+    except StoreError as e:
+        if not rebuild:
+            raise StoreError(f"{e} (with --rebuild the store is rebuilt from the inputs given)") from None
+        return None
+
+
+def _previous(st: Store, prev: Generation | None, rebuild: bool) -> Generation | None:
     """The live generation, fully verified before anything of it is reused in the next one.
 
     A damaged generation is refused (its damage would be copied into the next, under fresh
@@ -434,16 +473,47 @@ def _previous(st: Store, rebuild: bool) -> Generation | None:
     """
     from paperscope.verify import verify
 
-    try:
-        prev = st.current()
+    def verified() -> Generation | None:
         damaged = verify(st).damaged if prev is not None else []
         if damaged := [f for f in damaged if not f.path.startswith(str(st.map_dir))]:
             raise StoreError(f"{damaged[0].path}: {damaged[0].detail}")
-    except StoreError as e:
-        if not rebuild:
-            raise StoreError(f"{e} (with --rebuild the store is rebuilt from the inputs given)") from None
-        return None
-    return prev
+        return prev
+
+    return _refused_unless_rebuild(st, rebuild, verified)
+
+
+def input_files(files: list[Path], prune: bool) -> dict[str, Any]:
+    """What this run reads, recorded in the manifest: each input's path, size, mtime and sha256.
+
+    The next run with the same inputs (same paths, same bytes) and the same options finds the
+    same entry and stops before parsing anything. Hashing reads each input once, far cheaper than
+    parsing it; ``prune`` is recorded because it changes what the same inputs produce.
+    """
+    out = []
+    for f in files:
+        stat = f.stat()
+        out.append({"path": shown(f), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(f)})
+    return {"prune": prune, "files": out}
+
+
+def _same_inputs(
+    prev: Generation, inputs: dict[str, Any], model: BuildModel, rebuild: bool, index_type: str | None
+) -> bool:
+    """True when ``prev`` was built from exactly these input bytes with the options of this run.
+
+    A store that was pruned to these inputs stays as it is with or without ``--prune``; one built
+    without it may hold papers from other inputs, which ``--prune`` would remove.
+    """
+    recorded = prev.manifest.get("input_files")
+    if rebuild or not isinstance(recorded, dict) or prev.manifest["model"]["fingerprint"] != model.fingerprint:
+        return False
+    if recorded.get("files") != inputs["files"] or (inputs["prune"] and not recorded.get("prune")):
+        return False
+    if "lexical.npz" not in prev.manifest.get("files", {}):
+        return False
+    if lexical.stored_version(prev.file("lexical.npz")) != lexical.TOKENIZER_VERSION:
+        return False
+    return index_type is None or index_type == index.kind_of(prev.manifest.get("index"))
 
 
 def _fill_papers(
@@ -639,37 +709,94 @@ def _has_old(con: sqlite3.Connection) -> bool:
     return any(name == "old" for (name,) in con.execute("SELECT name FROM pragma_database_list"))
 
 
+@dataclass(frozen=True)
+class VectorChange:
+    """How the new vectors.npy differs from the previous one, row by row (for the index and the report).
+
+    ``changed`` holds the rows whose vector is not the previous generation's vector at the same
+    row (edited texts, and every row past the previous count); ``renumbered`` is set when a row
+    moved (``--prune`` removed papers), which no incremental step can follow.
+    """
+
+    n: int
+    previous_n: int
+    changed: np.ndarray
+    renumbered: bool
+
+    @property
+    def identical(self) -> bool:
+        return self.n > 0 and self.n == self.previous_n and not len(self.changed) and not self.renumbered
+
+
 def _write_vectors(
     con: sqlite3.Connection, path: Path, prev: Generation | None, staging: Any, fingerprint: str, dim: int
-) -> bool:
-    """Fill vectors.npy in row order; returns True when it equals the previous file row for row."""
+) -> VectorChange:
+    """Fill vectors.npy in row order from the previous generation and the checkpoint.
+
+    Rows are moved as arrays (contiguous runs are plain copies of the memory-mapped previous
+    file), never one by one in Python; only rows with no previous vector are read from staging.
+    When every row is the previous generation's row, the previous file is linked instead.
+    """
     n = con.execute("SELECT count(*) FROM papers").fetchone()[0]
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     old_vectors = prev.load_vectors() if prev is not None else None
     use_old = old_vectors is not None and _has_old(con)
-    identical = use_old and n == old_vectors.shape[0]
-    join = "LEFT JOIN old.papers o ON o.content_hash = p.content_hash" if use_old else ""
-    # An old row with the same text (any id) provides the vector; min() picks one deterministically.
-    select = (
-        f"SELECT p.row, p.content_hash, {'min(o.row)' if use_old else 'NULL'} FROM papers p {join} "
-        "WHERE p.row >= ? AND p.row < ? GROUP BY p.row ORDER BY p.row"
+    previous_n = old_vectors.shape[0] if use_old else 0
+    source = np.full(n, -1, dtype=np.int64)
+    if use_old:
+        # An old row with the same text (any id) provides the vector; min() picks one deterministically.
+        found = con.execute(
+            "SELECT p.row, min(o.row) FROM papers p JOIN old.papers o ON o.content_hash = p.content_hash GROUP BY p.row"
+        ).fetchall()
+        if found:
+            pairs = np.array(found, dtype=np.int64)
+            source[pairs[:, 0]] = pairs[:, 1]
+    rows = np.arange(n, dtype=np.int64)
+    changed = np.flatnonzero(source != rows)
+    # Only --prune moves a paper to another row (its rows are renumbered after deletions).
+    renumbered = use_old and (
+        n < previous_n
+        or con.execute(
+            "SELECT 1 FROM papers p JOIN old.papers o ON o.id = p.id WHERE o.row != p.row LIMIT 1"
+        ).fetchone()
+        is not None
     )
-    for start in range(0, n, _COPY_CHUNK):
-        rows = con.execute(select, (start, start + _COPY_CHUNK)).fetchall()
-        need = [h for _, h, old_row in rows if old_row is None]
-        staged = staging.get(fingerprint, need, dim) if need else {}
-        for row, h, old_row in rows:
-            if old_row is not None:
-                out[row] = old_vectors[old_row]
-                identical = identical and old_row == row
-            elif h in staged:
+    change = VectorChange(n, previous_n, changed, renumbered)
+    if use_old and change.identical:
+        os.link(prev.file("vectors.npy"), path)
+        return change
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    for start in range(0, n, _VECTOR_CHUNK):
+        stop = min(n, start + _VECTOR_CHUNK)
+        src = source[start:stop]
+        if use_old and src[0] == start and src[-1] == stop - 1 and np.array_equal(src, rows[start:stop]):
+            out[start:stop] = old_vectors[start:stop]  # the common case: a run of unchanged rows
+            continue
+        have = src >= 0
+        if have.any():
+            out[start:stop][have] = old_vectors[src[have]]
+        missing = start + np.flatnonzero(~have)
+        if len(missing):
+            hashes = _hashes_of(con, missing)
+            staged = staging.get(fingerprint, hashes, dim)
+            for row, h in zip(missing.tolist(), hashes):
+                if h not in staged:
+                    raise StoreError(f"internal: no vector for row {row} (hash {h[:12]}); re-run paperscope index")
                 out[row] = staged[h]
-                identical = False
-            else:
-                raise StoreError(f"internal: no vector for row {row} (hash {h[:12]}); re-run paperscope index")
     out.flush()
     del out
-    return bool(n and identical)
+    return change
+
+
+def _hashes_of(con: sqlite3.Connection, rows: np.ndarray) -> list[str]:
+    """Content hashes of these rows, in the given order."""
+    got: dict[int, str] = {}
+    ids = rows.tolist()
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        got.update(
+            con.execute(f"SELECT row, content_hash FROM papers WHERE row IN ({','.join('?' * len(part))})", part)
+        )
+    return [got[r] for r in ids]
 
 
 def default_progress(quiet: bool) -> ProgressFactory:

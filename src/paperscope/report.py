@@ -34,6 +34,12 @@ class BuildReport:
     embed_seconds: float = 0.0
     model_load_seconds: float = 0.0
     nothing_to_do: bool = False
+    # The inputs' bytes equal those the live generation was built from: nothing was parsed.
+    inputs_unchanged: bool = False
+    # Files of the new generation carried from the previous one (hard links, not rewritten), and
+    # the bytes of the files this run wrote (the work a re-run did on disk).
+    carried: list[str] = field(default_factory=list)
+    bytes_written: int = 0
     # Where this run embedded (set by the engine when the model loads) and, over this generation's new
     # vectors (resumed ones included), which device and dtype made how many: [{device, dtype, count}].
     device: str | None = None
