@@ -507,7 +507,12 @@ def _same_inputs(
     recorded = prev.manifest.get("input_files")
     if rebuild or not isinstance(recorded, dict) or prev.manifest["model"]["fingerprint"] != model.fingerprint:
         return False
-    if recorded.get("files") != inputs["files"] or (inputs["prune"] and not recorded.get("prune")):
+    def content(entries: Any) -> list[tuple[Any, ...]] | None:  # the mtime is recorded, never trusted alone
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return None
+        return [(e.get("path"), e.get("bytes"), e.get("sha256")) for e in entries]
+
+    if content(recorded.get("files")) != content(inputs["files"]) or (inputs["prune"] and not recorded.get("prune")):
         return False
     if "lexical.npz" not in prev.manifest.get("files", {}):
         return False

@@ -1,0 +1,214 @@
+"""Incremental generations: a re-run does work in proportion to what changed, and ends where a
+from-scratch build of the same inputs ends (fake embedder; the kill -9 tests are in
+tests/integration/test_incremental_crash.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FakeEmbedder
+
+from paperscope.errors import StoreError
+from paperscope.explorer import Explorer
+from paperscope.index import RETRAIN_FRACTION
+from paperscope.lexical import CarriedArrays, LexicalIndex, carry_rows
+from paperscope.pipeline import build
+from paperscope.store import Store
+from paperscope.verify import verify
+
+WORDS = "adam sgd lora μp width depth transfer scaling diffusion attention kernel émile sparse".split()
+LEX_KEYS = ("vocab_utf8", "vocab_offsets", "indptr", "terms", "counts", "title_counts")
+
+
+def corpus(n: int, edited: set[int] = frozenset(), seed: int = 0) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = " ".join(rng.choice(WORDS) for _ in range(40))
+        abstract = f"topic{i % 9} {words}" + (" revised with a new term zzedit" if i in edited else "")
+        out.append({"id": f"p{i}", "title": f"Paper {i} on {rng.choice(WORDS)}", "abstract": abstract})
+    return out
+
+
+def write(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def lexical_arrays(store: Path) -> dict[str, np.ndarray]:
+    gen = Store(store).require_current()
+    with np.load(gen.file("lexical.npz"), allow_pickle=False) as z:
+        return {k: z[k] for k in LEX_KEYS}
+
+
+def vectors(store: Path) -> np.ndarray:
+    return Store(store).require_current().load_vectors(mmap=False)
+
+
+def related_ids(store: Path, k: int = 5) -> list[list[str]]:
+    with Explorer(store, embedder=FakeEmbedder()) as ex:
+        ids = [p.id for p in ex.papers()]
+        return [[h.paper.id for h in ex.related(i, k=k, mode="dense")] for i in ids[:40]]
+
+
+def inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def test_lexical_rows_carried_as_arrays_equal_a_fresh_index() -> None:
+    rng = random.Random(3)
+    words = ["a", "b", "zeta", "μp", "émile", "c d", "x", "lora", "\U0001f600", "q"]
+    for _ in range(300):
+        old_rows = [(Counter(rng.choices(words, k=rng.randrange(5))), Counter()) for _ in range(rng.randrange(8))]
+        for all_terms, title in old_rows:
+            title.update(list(all_terms)[:1])
+        mapping = np.array(
+            [rng.randrange(-1, len(old_rows)) if old_rows else -1 for _ in range(rng.randrange(10))], dtype=np.int64
+        )
+        fresh = [
+            (Counter(rng.choices([*words, "new", "ńew", "0"], k=rng.randrange(5))), Counter())
+            for _ in range(int((mapping < 0).sum()))
+        ]
+        it = iter(fresh)
+        new_rows = [old_rows[m] if m >= 0 else next(it) for m in mapping]
+        got = carry_rows(
+            CarriedArrays.of(LexicalIndex.from_counts(old_rows)), mapping, LexicalIndex.from_counts(fresh)
+        )
+        want = CarriedArrays.of(LexicalIndex.from_counts(new_rows))
+        for key in LEX_KEYS:
+            assert np.array_equal(getattr(got, key), getattr(want, key)), key
+
+
+def test_unchanged_inputs_are_not_parsed_and_a_touch_is_not_a_change(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.jsonl", corpus(60))
+    build([src], tmp_path / "s", embedder=FakeEmbedder())
+    again = build([src], tmp_path / "s", embedder=FakeEmbedder())
+    assert again.nothing_to_do and again.inputs_unchanged and again.entries_read == 0 and again.papers == 60
+    os.utime(src, ns=(1, 1))  # same bytes, another mtime: hashed, found equal, still not parsed
+    assert build([src], tmp_path / "s", embedder=FakeEmbedder()).inputs_unchanged
+    write(src, corpus(60, edited={5}))
+    edited = build([src], tmp_path / "s", embedder=FakeEmbedder())
+    assert not edited.inputs_unchanged and edited.entries_read == 60 and edited.changed == 1
+    # --prune on a store built without it may remove papers: the inputs are read.
+    assert not build([src], tmp_path / "s", embedder=FakeEmbedder(), prune=True).inputs_unchanged
+    write(src, corpus(50))
+    assert build([src], tmp_path / "s", embedder=FakeEmbedder(), prune=True).removed == 10
+    assert build([src], tmp_path / "s", embedder=FakeEmbedder(), prune=True).inputs_unchanged
+
+
+def test_unchanged_inputs_on_a_damaged_small_store_are_refused(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.jsonl", corpus(30))
+    build([src], tmp_path / "s", embedder=FakeEmbedder())
+    vec = Store(tmp_path / "s").require_current().file("vectors.npy")
+    data = bytearray(vec.read_bytes())
+    data[-3] ^= 0xFF
+    vec.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="vectors.npy"):
+        build([src], tmp_path / "s", embedder=FakeEmbedder())
+
+
+def test_one_percent_edit_embeds_and_tokenises_only_the_edited_rows(tmp_path: Path) -> None:
+    n, edited = 400, {3, 77, 150, 399}
+    src = write(tmp_path / "a.jsonl", corpus(n))
+    build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    write(src, corpus(n, edited))
+    report = build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    assert (report.changed, report.embedded, report.tokenised) == (4, 4, 4)
+    info = Store(tmp_path / "s").require_current().manifest["index"]
+    assert info["incremental"]["rows_updated"] == 4 and info["updated_from"] == "g000001"
+    # The same arrays as a from-scratch build of the edited inputs.
+    fresh = build([write(tmp_path / "b.jsonl", corpus(n, edited))], tmp_path / "f", embedder=FakeEmbedder())
+    assert fresh.tokenised == n
+    got, want = lexical_arrays(tmp_path / "s"), lexical_arrays(tmp_path / "f")
+    assert all(np.array_equal(got[k], want[k]) for k in LEX_KEYS)
+    assert np.array_equal(vectors(tmp_path / "s"), vectors(tmp_path / "f"))
+    assert verify(Store(tmp_path / "s")).ok
+
+
+def test_new_papers_are_appended_and_the_index_updated(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.jsonl", corpus(300))
+    build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    write(src, corpus(310))
+    report = build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    assert (report.added, report.embedded, report.tokenised, report.papers) == (10, 10, 10, 310)
+    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:
+        assert ex.index.faiss.ntotal == 310
+        assert ex.related("p305", k=1, mode="dense")[0].paper.id != "p305"
+        assert ex.search("zzedit", mode="lexical", k=1) is not None
+
+
+def test_metadata_only_change_carries_files_by_hard_link(tmp_path: Path) -> None:
+    rows = corpus(50)
+    src = write(tmp_path / "a.jsonl", rows)
+    build([src], tmp_path / "s", embedder=FakeEmbedder())
+    before = Store(tmp_path / "s").require_current()
+    rows[4] = {**rows[4], "date": "2024-02-02"}
+    report = build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder())
+    after = Store(tmp_path / "s").require_current()
+    assert report.updated == 1 and report.embedded == 0 and report.tokenised == 0
+    assert report.carried == ["index.faiss", "lexical.npz", "vectors.npy"]
+    for name in report.carried:
+        assert inode(after.file(name)) == inode(before.file(name))
+        assert after.manifest["files"][name]["sha256"] == before.manifest["files"][name]["sha256"]
+    assert report.bytes_written == after.file("papers.sqlite").stat().st_size
+    assert verify(Store(tmp_path / "s")).ok
+
+
+def test_damage_in_a_carried_file_is_found_by_verify_and_refused_by_index(tmp_path: Path) -> None:
+    rows = corpus(50)
+    src = write(tmp_path / "a.jsonl", rows)
+    build([src], tmp_path / "s", embedder=FakeEmbedder())
+    rows[0] = {**rows[0], "date": "2020-01-01"}
+    assert "vectors.npy" in build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder()).carried
+    vec = Store(tmp_path / "s").require_current().file("vectors.npy")
+    with open(vec, "r+b") as fh:  # one flipped byte in the payload, size unchanged
+        fh.seek(vec.stat().st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x55]))
+    found = verify(Store(tmp_path / "s"))
+    assert not found.ok and [f.path for f in found.damaged] == [str(vec)]
+    rows[1] = {**rows[1], "abstract": "a changed abstract about nothing in particular at all, long enough"}
+    with pytest.raises(StoreError, match="vectors.npy"):
+        build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder())
+
+
+def test_compaction_ends_where_a_from_scratch_build_ends(tmp_path: Path) -> None:
+    n = 400
+    src = tmp_path / "a.jsonl"
+    edited: set[int] = set()
+    build([write(src, corpus(n))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    retrained = False
+    for step in range(12):  # 1% edits until the drift passes RETRAIN_FRACTION and the index is retrained
+        edited |= set(range(step * 4, step * 4 + 4))
+        build([write(src, corpus(n, edited))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+        info = Store(tmp_path / "s").require_current().manifest["index"]
+        if "incremental" not in info:
+            retrained = True
+            break
+        assert info["incremental"]["rows_since_training"] <= RETRAIN_FRACTION * n
+    assert retrained
+    build([write(tmp_path / "b.jsonl", corpus(n, edited))], tmp_path / "f", embedder=FakeEmbedder(), index_type="ivf")
+    assert related_ids(tmp_path / "s") == related_ids(tmp_path / "f")
+    a, b = (Store(p).require_current() for p in (tmp_path / "s", tmp_path / "f"))
+    assert a.file("index.faiss").read_bytes() == b.file("index.faiss").read_bytes()
+
+
+def test_prune_renumbers_rows_and_rebuilds_what_depends_on_them(tmp_path: Path) -> None:
+    src = write(tmp_path / "a.jsonl", corpus(120))
+    build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    rows = corpus(120)
+    del rows[10:20]
+    report = build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder(), prune=True, index_type="ivf")
+    assert report.removed == 10 and report.embedded == 0
+    assert "incremental" not in Store(tmp_path / "s").require_current().manifest["index"]
+    build([write(tmp_path / "b.jsonl", rows)], tmp_path / "f", embedder=FakeEmbedder(), index_type="ivf")
+    assert related_ids(tmp_path / "s") == related_ids(tmp_path / "f")
+    assert all(np.array_equal(lexical_arrays(tmp_path / "s")[k], lexical_arrays(tmp_path / "f")[k]) for k in LEX_KEYS)
