@@ -78,9 +78,7 @@ def test_lexical_rows_carried_as_arrays_equal_a_fresh_index() -> None:
         ]
         it = iter(fresh)
         new_rows = [old_rows[m] if m >= 0 else next(it) for m in mapping]
-        got = carry_rows(
-            CarriedArrays.of(LexicalIndex.from_counts(old_rows)), mapping, LexicalIndex.from_counts(fresh)
-        )
+        got = carry_rows(CarriedArrays.of(LexicalIndex.from_counts(old_rows)), mapping, LexicalIndex.from_counts(fresh))
         want = CarriedArrays.of(LexicalIndex.from_counts(new_rows))
         for key in LEX_KEYS:
             assert np.array_equal(getattr(got, key), getattr(want, key)), key

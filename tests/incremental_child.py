@@ -1,0 +1,89 @@
+"""Run one incremental build that stops for good at a named point, so the parent can kill -9 it there.
+
+    python incremental_child.py STORE CORPUS POINT MARKER
+
+At POINT the child writes MARKER and sleeps; the parent (tests/integration/test_incremental_crash.py)
+then sends SIGKILL. The points wrap public functions of the steps a re-run takes after the live
+generation was verified: writing vectors.npy, carrying the lexical rows, updating the IVF index,
+hashing and linking at commit, the rename of the finished generation, the swap of CURRENT.
+POINT "none" runs the build to its end.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import FakeEmbedder  # noqa: E402
+
+import paperscope.files  # noqa: E402
+import paperscope.index  # noqa: E402
+import paperscope.lexical  # noqa: E402
+import paperscope.snapshots  # noqa: E402
+import paperscope.store  # noqa: E402
+from paperscope.pipeline import build  # noqa: E402
+
+
+def stop_here(marker: Path) -> None:
+    marker.write_text("here")
+    time.sleep(600)
+
+
+def after(module: Any, name: str, marker: Path) -> None:
+    """Let ``module.name`` run, then stop (its output is on disk, nothing after it has run)."""
+    inner = getattr(module, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        out = inner(*args, **kwargs)
+        stop_here(marker)
+        return out
+
+    setattr(module, name, wrapped)
+
+
+def before(module: Any, name: str, marker: Path) -> None:
+    inner = getattr(module, name)
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        stop_here(marker)
+        return inner(*args, **kwargs)
+
+    setattr(module, name, wrapped)
+
+
+def main() -> None:
+    store, corpus, point, marker = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    if point == "vectors-written":
+        before(paperscope.lexical, "build_for_generation", marker)
+    elif point == "lexical-half-written":
+        inner = paperscope.lexical.CarriedArrays.write
+
+        def half(self: Any, path: Path) -> None:
+            inner(self, path)
+            with open(path, "r+b") as fh:  # as if killed while the file was being written
+                fh.truncate(path.stat().st_size // 2)
+            stop_here(marker)
+
+        paperscope.lexical.CarriedArrays.write = half  # type: ignore[method-assign]
+    elif point == "index-updated":
+        after(paperscope.index, "update", marker)
+    elif point == "index-saved":
+        after(paperscope.index, "save", marker)
+    elif point == "hashing":
+        after(paperscope.store, "sha256_file", marker)
+    elif point == "renamed":
+        before(paperscope.snapshots, "write_atomic", marker)
+    elif point == "swapped":
+        after(paperscope.snapshots, "write_atomic", marker)
+    elif point != "none":
+        raise SystemExit(f"unknown point {point}")
+    report = build([corpus], store, embedder=FakeEmbedder(), index_type="ivf")
+    print(report.generation)
+
+
+if __name__ == "__main__":
+    main()
