@@ -210,3 +210,26 @@ def test_prune_renumbers_rows_and_rebuilds_what_depends_on_them(tmp_path: Path) 
     build([write(tmp_path / "b.jsonl", rows)], tmp_path / "f", embedder=FakeEmbedder(), index_type="ivf")
     assert related_ids(tmp_path / "s") == related_ids(tmp_path / "f")
     assert all(np.array_equal(lexical_arrays(tmp_path / "s")[k], lexical_arrays(tmp_path / "f")[k]) for k in LEX_KEYS)
+
+
+def test_a_reader_keeps_answering_through_updates_and_a_compaction(tmp_path: Path) -> None:
+    """Generations share files by hard link; pruning one removes names, never bytes a reader holds."""
+    n = 400
+    src = tmp_path / "a.jsonl"
+    build([write(src, corpus(n))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    reader = Explorer(tmp_path / "s", embedder=FakeEmbedder())
+    probes = ["p0", "p5", "p77", "p300"]
+    before = [[h.paper.id for h in reader.related(p, k=5)] for p in probes]
+    lexical_before = [[h.paper.id for h in reader.search("adam lora", mode="lexical", k=5)]]
+    edited: set[int] = set()
+    kinds = []
+    for step in range(12):
+        edited |= set(range(step * 4, step * 4 + 4))
+        build([write(src, corpus(n, edited))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+        kinds.append("incremental" in Store(tmp_path / "s").require_current().manifest["index"])
+        # The reader's generation directory is long gone (two are kept); its answers are unchanged.
+        assert [[h.paper.id for h in reader.related(p, k=5)] for p in probes] == before
+    assert [[h.paper.id for h in reader.search("adam lora", mode="lexical", k=5)]] == lexical_before
+    assert False in kinds and True in kinds  # both updates and a retrain happened under the reader
+    assert len(list((tmp_path / "s" / "generations").glob("g*"))) == 2
+    reader.close()
