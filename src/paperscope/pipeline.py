@@ -507,6 +507,7 @@ def _same_inputs(
     recorded = prev.manifest.get("input_files")
     if rebuild or not isinstance(recorded, dict) or prev.manifest["model"]["fingerprint"] != model.fingerprint:
         return False
+
     def content(entries: Any) -> list[tuple[Any, ...]] | None:  # the mtime is recorded, never trusted alone
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             return None
@@ -567,6 +568,8 @@ def _fill_papers(
                 old = replace(old, sources=())
             paper = merge(old, paper)
         values = paper_values(paper)
+        if existing is not None and values == tuple(existing):
+            continue  # the stored row already says exactly this: no hash to compute, no page to rewrite
         chash = content_hash(text_of(paper.title, paper.abstract))
         con.execute(
             f"INSERT INTO papers (row, {cols}, norm_title, content_hash) "
