@@ -11,11 +11,20 @@ Layout::
         vectors.npy              float32 (n, dim), L2-normalised, never pickled
         index.faiss              FAISS index over vectors.npy, labels = rows
         lexical.npz              term counts per row for TF-IDF (CSR arrays, never pickled)
-        manifest.json            written last: versions, model, counts, sha256 per file
+        manifest.json            written last: versions, model, counts, sha256 per file,
+                                 and the size, mtime and sha256 of every input (``input_files``)
 
 A build writes ``generations/.tmp-*`` and renames it into place, then swaps CURRENT, so a
 reader sees the previous complete generation or the next one, never a half-written one.
-"""
+
+Generations share what did not change: a file whose bytes a re-run would write again (vectors
+when no text changed, the index over them, the lexical index when no title or abstract changed)
+is a hard link to the previous generation's file, and its manifest entry carries that file's
+sha256 (``written_by`` names the generation that wrote the bytes). Generation files are never
+opened for writing once linked: **write a new file and rename it, never rewrite one in place**,
+since the same inode may be live in the previous generation. Pruning a generation removes its
+names; the bytes stay while another generation (or an open reader) still uses them.
+""""""
 
 from __future__ import annotations
 
