@@ -24,7 +24,7 @@ sha256 (``written_by`` names the generation that wrote the bytes). Generation fi
 opened for writing once linked: **write a new file and rename it, never rewrite one in place**,
 since the same inode may be live in the previous generation. Pruning a generation removes its
 names; the bytes stay while another generation (or an open reader) still uses them.
-""""""
+"""
 
 from __future__ import annotations
 
