@@ -18,6 +18,7 @@ import json
 import os
 import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, index, lexical
+from paperscope import __version__, index, inputs, lexical
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
@@ -246,8 +247,8 @@ def _build_locked(
         _check_same_model(st, prev, model, rebuild, lock_file)
         # Paths in the report and manifest are text: bytes of a name that are not UTF-8 are escaped.
         report = BuildReport(store=shown(st.path), generation=None)
-        inputs = input_files(files, prune)
-        if prev is not None and _same_inputs(prev, inputs, model, rebuild, index_type):
+        inputs_record = input_files(files, prune)
+        if prev is not None and _same_inputs(prev, inputs_record, model, rebuild, index_type):
             # The bytes this generation was built from, again: nothing to read, embed or write.
             _refused_unless_rebuild(st, rebuild, lambda: prev.check())
             report.nothing_to_do, report.inputs_unchanged, report.generation = True, True, prev.name
@@ -257,7 +258,8 @@ def _build_locked(
         prev = _previous(st, prev, rebuild)
         name, tmp = st.new_generation()
         try:
-            con = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report)
+            same = prev is not None and _recorded_paths(prev) == [e["path"] for e in inputs_record["files"]]
+            con = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report, same)
             if _nothing_changed(prev, report, rebuild, index_type):
                 con.close()
                 st.discard(tmp)
@@ -274,7 +276,7 @@ def _build_locked(
             index_info = _write_index(tmp, base, change, index_type)
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
-            manifest["input_files"] = inputs
+            manifest["input_files"] = inputs_record
             committed = st.commit(name, tmp, manifest, report.warnings, carried_from=base)
             report.generation = committed.name
             report.carried = sorted(f for f, meta in committed.manifest["files"].items() if "written_by" in meta)
@@ -496,6 +498,13 @@ def input_files(files: list[Path], prune: bool) -> dict[str, Any]:
     return {"prune": prune, "files": out}
 
 
+def _recorded_paths(prev: Generation) -> list[Any] | None:
+    """The input paths the generation recorded (None for one written before inputs were recorded)."""
+    recorded = prev.manifest.get("input_files")
+    files = recorded.get("files") if isinstance(recorded, dict) else None
+    return [e.get("path") for e in files if isinstance(e, dict)] if isinstance(files, list) else None
+
+
 def _same_inputs(
     prev: Generation, inputs: dict[str, Any], model: BuildModel, rebuild: bool, index_type: str | None
 ) -> bool:
@@ -529,8 +538,14 @@ def _fill_papers(
     text_of: Callable[[str, str], str],
     prune: bool,
     report: BuildReport,
+    same_inputs: bool = False,
 ) -> sqlite3.Connection:
-    """Create the new papers table: previous papers, then this run's inputs merged in."""
+    """Create the new papers table: previous papers, then this run's inputs merged in.
+
+    With ``same_inputs`` (the input paths are those the previous generation recorded) only the
+    entries whose line changed are parsed, when :func:`paperscope.inputs.plan` shows that this
+    gives exactly what parsing everything gives.
+    """
     # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
     con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
     con.execute("PRAGMA journal_mode=OFF")  # a crashed build's file is thrown away anyway
@@ -542,9 +557,27 @@ def _fill_papers(
         con.execute("ATTACH DATABASE ? AS old", (sqlite_uri(prev.file("papers.sqlite"), mode="ro"),))
         con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
-    read = ReadReport()
+    current = inputs.scan(files)  # one hash per entry, to record (and to compare with the previous run's)
+    lines = None
+    previous = inputs.recorded(con) if prev is not None and same_inputs and not prune else None
+    if current is not None and previous is not None:
+        with tempfile.TemporaryDirectory(prefix=".tmp-g-inputs-", dir=db.parent.parent) as scratch:
+            lines = inputs.plan(files, current, previous, Path(scratch))
+    if lines is not None:
+        read = lines.report
+        report.entries_unchanged = lines.unchanged_entries
+        con.executemany("INSERT OR IGNORE INTO seen VALUES (?)", ((i,) for i in sorted(lines.unchanged_ids)))
+        readings: Iterator[tuple[int, Paper]] = iter(lines.changed)
+        ids = lines.ids
+    else:
+        read = ReadReport()
+        # The reader counts an entry before yielding its paper: entries - 1 is this paper's entry.
+        readings = ((read.entries - 1, p) for p in read_papers(files, read))
+        ids = [None] * len(current.hashes) if current is not None else []
     con.execute("BEGIN")
-    for batch, paper in enumerate(read_papers(files, read), 1):
+    for batch, (entry, paper) in enumerate(readings, 1):
+        if 0 <= entry < len(ids):
+            ids[entry] = paper.id
         first_this_run = con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (paper.id,)).rowcount == 1
         existing = con.execute(f"SELECT {cols} FROM papers WHERE id=?", (paper.id,)).fetchone()
         if existing is not None:
@@ -583,6 +616,8 @@ def _fill_papers(
             con.execute("COMMIT")
             con.execute("BEGIN")
     con.execute("COMMIT")
+    if current is not None and (lines is not None or read.entries == len(current.hashes)):
+        inputs.write_record(con, current.hashes, ids)
     report.entries_read, report.rows_skipped, report.skip_examples = read.entries, read.skipped, read.skip_examples
     n_seen = con.execute("SELECT count(*) FROM seen").fetchone()[0]
     if n_seen == 0:

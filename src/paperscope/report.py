@@ -23,6 +23,8 @@ class BuildReport:
     resumed: int = 0
     tokenised: int = 0
     entries_read: int = 0
+    # Entries whose input line is byte for byte the one the previous generation read: not parsed.
+    entries_unchanged: int = 0
     rows_skipped: int = 0
     skip_examples: list[str] = field(default_factory=list)
     # Two readings with different text that got one id (same id, or titles alike): one line each.

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from paperscope.errors import StoreError
+from paperscope.errors import InputError, StoreError
 from paperscope.explorer import Explorer
 from paperscope.index import RETRAIN_FRACTION
 from paperscope.lexical import CarriedArrays, LexicalIndex, carry_rows
@@ -57,6 +57,14 @@ def related_ids(store: Path, k: int = 5) -> list[list[str]]:
         return [[h.paper.id for h in ex.related(i, k=k, mode="dense")] for i in ids[:40]]
 
 
+def papers(store: Path, source: str) -> list[object]:
+    """Every stored paper in row order, its source file name normalised (two stores read two files)."""
+    with Explorer(store, embedder=FakeEmbedder()) as ex:
+        return [
+            (p.id, p.title, p.abstract, p.date, tuple(s.replace(source, "X") for s in p.sources)) for p in ex.papers()
+        ]
+
+
 def inode(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_dev, st.st_ino
@@ -93,7 +101,8 @@ def test_unchanged_inputs_are_not_parsed_and_a_touch_is_not_a_change(tmp_path: P
     assert build([src], tmp_path / "s", embedder=FakeEmbedder()).inputs_unchanged
     write(src, corpus(60, edited={5}))
     edited = build([src], tmp_path / "s", embedder=FakeEmbedder())
-    assert not edited.inputs_unchanged and edited.entries_read == 60 and edited.changed == 1
+    assert not edited.inputs_unchanged and edited.changed == 1
+    assert (edited.entries_read, edited.entries_unchanged) == (1, 59)  # only the edited line is parsed
     # --prune on a store built without it may remove papers: the inputs are read.
     assert not build([src], tmp_path / "s", embedder=FakeEmbedder(), prune=True).inputs_unchanged
     write(src, corpus(50))
@@ -127,6 +136,8 @@ def test_one_percent_edit_embeds_and_tokenises_only_the_edited_rows(tmp_path: Pa
     got, want = lexical_arrays(tmp_path / "s"), lexical_arrays(tmp_path / "f")
     assert all(np.array_equal(got[k], want[k]) for k in LEX_KEYS)
     assert np.array_equal(vectors(tmp_path / "s"), vectors(tmp_path / "f"))
+    assert (report.entries_read, report.entries_unchanged) == (4, n - 4)
+    assert papers(tmp_path / "s", "a.jsonl") == papers(tmp_path / "f", "b.jsonl")
     assert verify(Store(tmp_path / "s")).ok
 
 
@@ -233,3 +244,24 @@ def test_a_reader_keeps_answering_through_updates_and_a_compaction(tmp_path: Pat
     assert False in kinds and True in kinds  # both updates and a retrain happened under the reader
     assert len(list((tmp_path / "s" / "generations").glob("g*"))) == 2
     reader.close()
+
+
+def test_lines_that_cannot_be_skipped_exactly_are_all_parsed(tmp_path: Path) -> None:
+    rows = corpus(40)
+    src = write(tmp_path / "a.jsonl", [*rows, {**rows[3], "date": "2023-05-05"}])  # p3 read twice
+    build([src], tmp_path / "s", embedder=FakeEmbedder())
+    # The second reading of p3 is edited: its first (unchanged) reading must be merged again too.
+    edited = [*rows, {**rows[3], "abstract": "another abstract for the second reading of p3, long enough"}]
+    report = build([write(src, edited)], tmp_path / "s", embedder=FakeEmbedder())
+    assert report.entries_read == 41 and report.entries_unchanged == 0
+    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:  # merged as a full parse merges it
+        assert ex.paper("p3").abstract.startswith("another abstract") and ex.paper("p3").date == "2023-05-05"
+    # Reordered lines change which reading of an id is last: everything is parsed.
+    swapped = [edited[-1], *edited[:-1]]
+    assert build([write(src, swapped)], tmp_path / "s", embedder=FakeEmbedder()).entries_read == 41
+    # A bad line among the changed ones is named in its own file, at its own line.
+    bad = src.read_text().splitlines()
+    bad[7] = '{"id": "p7", "title": broken'
+    src.write_text("\n".join(bad) + "\n")
+    with pytest.raises(InputError, match=r"a\.jsonl:8: not valid JSON"):
+        build([src], tmp_path / "s", embedder=FakeEmbedder())

@@ -1,0 +1,159 @@
+"""Which input lines changed since the live generation, so a re-run parses only those.
+
+A build records, in its papers.sqlite (table ``input_lines``), one 16-byte hash per entry (each
+non-blank line) of its JSON Lines inputs, in reading order, with the id of the paper the entry
+gave. The next run hashes its inputs' lines (reading bytes, far cheaper than parsing them) and
+parses only the entries whose hash is new, written to a scratch file of the same name (so the
+papers' ``sources`` are the same). Skipping an entry is exact only when merging its reading
+again would change nothing, which holds when (:func:`plan`):
+
+* every input is JSON Lines, the list of input paths is the one recorded, ``--prune`` is off;
+* the unchanged entries come in the recorded order (a reordering changes which reading is last);
+* no id of an unchanged entry is also the id of a changed entry, or of a recorded entry that is
+  gone (then the last reading of that id changes, and every reading of it must be merged again).
+
+Otherwise the run parses everything, as before; so does any doubt (a line over the cap, bytes
+that are not UTF-8, a parse error in the changed lines, which the full parse then names with
+its real file and line).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import sqlite3
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paperscope.corpus import ReadReport, read_papers
+from paperscope.corpus.lines import LongLine, bounded_lines
+from paperscope.errors import InputError
+from paperscope.paper import Paper
+
+LINES_DDL = "CREATE TABLE input_lines (entry INTEGER PRIMARY KEY, hash BLOB NOT NULL, id TEXT)"
+# Above this fraction of changed entries the changed papers are not worth holding: parse everything.
+MAX_CHANGED_FRACTION = 0.2
+
+
+def line_hash(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()
+
+
+def line_based(path: Path) -> bool:
+    """Whether the reader reads ``path`` as JSON Lines (one entry per non-blank line)."""
+    return not path.name.lower().removesuffix(".gz").endswith((".txt", ".csv"))
+
+
+def _entries(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """(raw line, hash) of each entry of one file; raises _NotLineBased where the reader would differ."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(bounded_lines(fh), 1):
+            if isinstance(raw, LongLine):
+                raise _NotLineBased
+            text = raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw
+            try:
+                if not text.decode("utf-8").strip():
+                    continue
+            except UnicodeDecodeError:
+                raise _NotLineBased from None
+            yield raw, line_hash(raw)
+
+
+class _NotLineBased(Exception):
+    """An input the line plan cannot follow exactly: the run parses everything."""
+
+
+@dataclass
+class Scan:
+    """The entries of this run's inputs: their hashes in reading order, and which file each is in."""
+
+    hashes: list[bytes] = field(default_factory=list)
+
+
+def scan(files: list[Path]) -> Scan | None:
+    """Hash every entry of ``files``; None when one of them is not JSON Lines the plan can follow."""
+    if not files or not all(line_based(f) for f in files):
+        return None
+    out = Scan()
+    try:
+        for f in files:
+            out.hashes.extend(h for _, h in _entries(f))
+    except (_NotLineBased, OSError, EOFError, zlib.error):
+        return None
+    return out
+
+
+@dataclass
+class Plan:
+    """What a re-run reads: the changed entries' papers, and the ids of the unchanged entries."""
+
+    changed: list[tuple[int, Paper]]  # (entry number, paper), in reading order
+    unchanged_ids: set[str]
+    unchanged_entries: int
+    report: ReadReport
+    ids: list[str | None]  # every entry's paper id: recorded for unchanged ones, read for changed ones
+
+
+def recorded(con: sqlite3.Connection) -> list[tuple[bytes, str | None]] | None:
+    """The previous generation's entries (attached as ``old``), or None if it recorded none."""
+    has = con.execute("SELECT 1 FROM old.sqlite_master WHERE type='table' AND name='input_lines'").fetchone()
+    if has is None:
+        return None
+    return [(bytes(h), i) for h, i in con.execute("SELECT hash, id FROM old.input_lines ORDER BY entry")]
+
+
+def plan(files: list[Path], current: Scan, previous: list[tuple[bytes, str | None]], scratch: Path) -> Plan | None:
+    """The changed entries parsed, if skipping the others gives exactly what a full parse gives; else None."""
+    before = dict(previous)
+    now = set(current.hashes)
+    changed_at = [k for k, h in enumerate(current.hashes) if h not in before]
+    if len(changed_at) > MAX_CHANGED_FRACTION * max(1, len(current.hashes)):
+        return None
+    kept = [h for h in current.hashes if h in before]
+    if kept != [h for h, _ in previous if h in now]:
+        return None  # unchanged entries reordered (or repeated differently)
+    unchanged_ids = {before[h] for h in kept} - {None}
+    gone_ids = {i for h, i in previous if h not in now} - {None}
+    if unchanged_ids & gone_ids:
+        return None
+    # The changed lines, each file's in a scratch file of the same name (the papers' sources are names).
+    wanted = {current.hashes[k] for k in changed_at}
+    scratch_files = []
+    try:
+        for n, f in enumerate(files):
+            target = scratch / str(n) / f.name
+            target.parent.mkdir(parents=True)
+            opener = gzip.open if f.name.lower().endswith(".gz") else open
+            with opener(target, "wb", **({"compresslevel": 1} if opener is gzip.open else {})) as out:
+                for raw, h in _entries(f):
+                    if h in wanted:
+                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            scratch_files.append(target)
+    except (_NotLineBased, OSError, EOFError, zlib.error):
+        return None
+    report = ReadReport()
+    changed: list[tuple[int, Paper]] = []
+    try:
+        for paper in read_papers(scratch_files, report):
+            changed.append((changed_at[report.entries - 1], paper))
+    except InputError:
+        return None  # the full parse names the bad line in its own file
+    if report.entries != len(changed_at):
+        return None
+    if {p.id for _, p in changed} & unchanged_ids:
+        return None
+    ids = [before.get(h) for h in current.hashes]
+    for k in changed_at:
+        ids[k] = None  # an entry that gave no paper (a skipped row) stays None
+    for k, p in changed:
+        ids[k] = p.id
+    return Plan(changed, unchanged_ids, len(current.hashes) - len(changed_at), report, ids)
+
+
+def write_record(con: sqlite3.Connection, hashes: list[bytes], ids: list[str | None]) -> None:
+    """Record this run's entries (hash and paper id, in reading order) in the new papers table."""
+    con.execute(LINES_DDL)
+    con.executemany("INSERT INTO input_lines VALUES (?, ?, ?)", zip(range(len(hashes)), hashes, ids, strict=True))
