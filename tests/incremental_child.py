@@ -4,7 +4,7 @@
 
 At POINT the child writes MARKER and sleeps; the parent (tests/integration/test_incremental_crash.py)
 then sends SIGKILL. The points wrap public functions of the steps a re-run takes after the live
-generation was verified: writing vectors.npy, carrying the lexical rows, updating the IVF index,
+generation was verified: parsing the changed input lines, writing vectors.npy, carrying the lexical rows, updating the IVF index,
 hashing and linking at commit, the rename of the finished generation, the swap of CURRENT.
 POINT "none" runs the build to its end.
 """
@@ -22,6 +22,7 @@ from conftest import FakeEmbedder  # noqa: E402
 
 import paperscope.files  # noqa: E402
 import paperscope.index  # noqa: E402
+import paperscope.inputs  # noqa: E402
 import paperscope.lexical  # noqa: E402
 import paperscope.snapshots  # noqa: E402
 import paperscope.store  # noqa: E402
@@ -57,7 +58,9 @@ def before(module: Any, name: str, marker: Path) -> None:
 
 def main() -> None:
     store, corpus, point, marker = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
-    if point == "vectors-written":
+    if point == "lines-parsing":  # the changed input lines copied to scratch files, being parsed
+        before(paperscope.inputs, "read_papers", marker)
+    elif point == "vectors-written":
         before(paperscope.lexical, "build_for_generation", marker)
     elif point == "lexical-half-written":
         inner = paperscope.lexical.CarriedArrays.write

@@ -29,6 +29,7 @@ from paperscope.verify import verify
 
 TESTS = Path(__file__).resolve().parents[1]
 POINTS = [
+    "lines-parsing",
     "vectors-written",
     "lexical-half-written",
     "index-updated",
@@ -92,8 +93,10 @@ def test_kill_9_inside_an_incremental_rerun_leaves_a_whole_store(tmp_path: Path,
 
     report = build([src], store, embedder=FakeEmbedder(), index_type="ivf")
     assert verify(Store(store)).ok
+    assert not list((store / "generations").glob(".tmp-*"))  # scratch and temporary generations cleaned
     if point != "swapped":
         assert report.changed == len(EDITED) and report.embedded <= len(EDITED)
+        assert report.entries_read == len(EDITED)  # only the edited lines parsed
     fresh = tmp_path / "f"
     build([corpus(tmp_path / "b.jsonl", EDITED)], fresh, embedder=FakeEmbedder())
     got, want = Store(store).require_current(), Store(fresh).require_current()
