@@ -2,13 +2,17 @@
 
 Every run builds a complete new generation beside the live one:
 
+0. hash the inputs: the same bytes as the live generation's inputs (and the same options) stop
+   here, before anything is parsed;
 1. copy the previous generation's papers into a fresh SQLite file;
-2. stream the inputs into it, merging duplicates (same id) and hashing the model text;
+2. stream the inputs into it (only the changed lines of JSON Lines inputs, see
+   :mod:`paperscope.inputs`), merging duplicates (same id) and hashing the model text;
 3. if nothing differs from the previous generation, stop: the model is never loaded;
 4. embed only texts whose (model fingerprint, content hash) has no vector yet, in chunks
    checkpointed to the store's staging table, so a killed run redoes at most one chunk;
-5. assemble vectors.npy row by row from the previous generation and the staging table,
-   build the FAISS index, write the manifest last and swap the generation in.
+5. assemble vectors.npy from the previous generation (as arrays) and the staging table, carry
+   the lexical rows of unchanged papers, update or build the FAISS index, link every file whose
+   bytes would not change, write the manifest last and swap the generation in.
 """
 
 from __future__ import annotations
