@@ -41,6 +41,8 @@ BUDGET = 40_000
 # Of the budget, the share spent on whole lists of the heaviest terms; the rest on the heads of the others.
 WHOLE_SHARE = 0.75
 REFERENCE_QUERIES = 64
+# Postings sorted per block when deriving (bounds the sort's memory).
+CHUNK = 1 << 24
 
 
 def _segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -74,23 +76,26 @@ class Postings:
     def build(cls, lex: LexicalIndex, *, reference: bool = True) -> Postings:
         """Derive the arrays from a lexical index (in memory); ``reference`` also samples the score distribution."""
         unit, idf = lex.unit(), lex.idf()
-        terms = np.asarray(lex.terms)
+        terms, indptr = np.asarray(lex.terms), np.asarray(lex.indptr)
         vocab = len(idf)
-        # Sort by (term, weight descending) with one stable sort of a 64-bit key: term in the high
-        # half, the complement of the weight's float bits (a positive float32 orders as its bits) low.
-        bits = np.ascontiguousarray(unit, dtype=np.float32).view(np.uint32).astype(np.uint64)
-        key = (terms.astype(np.uint64) << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - bits)
-        del bits
-        order = np.argsort(key, kind="stable")
-        del key
-        rows = np.repeat(np.arange(lex.n, dtype=np.int32), np.diff(np.asarray(lex.indptr)))
-        post_rows = rows[order]
-        del rows
-        post_vals = unit[order]
-        del order
         starts = np.zeros(vocab + 1, dtype=np.int64)
         np.cumsum(np.bincount(terms, minlength=vocab), out=starts[1:])
-        post = cls(lex.n, np.asarray(lex.indptr), terms, unit, idf, starts, post_rows, post_vals)
+        post_rows = np.empty(len(terms), dtype=np.int32)
+        post_vals = np.empty(len(terms), dtype=np.float32)
+        # Blocks of terms holding about CHUNK postings each (bounded memory at a million papers). In a
+        # block, one stable sort of a 64-bit key: term in the high half, the complement of the weight's
+        # float bits in the low half (a positive float32 orders as its bits): weight descending, ties by row.
+        a = 0
+        while a < vocab:
+            b = min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1))
+            pos = np.flatnonzero((terms >= a) & (terms < b))
+            bits = unit[pos].view(np.uint32).astype(np.uint64)
+            key = ((terms[pos] - a).astype(np.uint64) << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - bits)
+            pos = pos[np.argsort(key, kind="stable")]
+            post_rows[starts[a] : starts[b]] = np.searchsorted(indptr, pos, side="right") - 1
+            post_vals[starts[a] : starts[b]] = unit[pos]
+            a = b
+        post = cls(lex.n, indptr, terms, unit, idf, starts, post_rows, post_vals)
         post.vocab_order = _vocab_order(lex)
         if reference:
             post.reference = lexical_reference(lex, post)

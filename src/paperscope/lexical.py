@@ -41,6 +41,8 @@ __all__ = [
     "tokenize",
 ]
 
+# Entries per block when weights are derived (bounds the temporaries at a million papers).
+_CHUNK = 1 << 23
 # Chosen on the tuning half (docs/ranking.md): title terms count this much extra; bigram weight.
 TITLE_BOOST = 3.0
 PHRASE_WEIGHT = 1.0
@@ -358,11 +360,27 @@ class LexicalIndex:
     def unit(self) -> np.ndarray:
         """TF-IDF weights with each paper's row scaled to unit length: row dot products are cosines."""
         if self._unit is None:
-            w = self.weights()
-            sq = np.bincount(self._row_of_nnz(), weights=w.astype(np.float64) ** 2, minlength=self.n)
-            lengths = np.sqrt(sq).astype(np.float32)
-            lengths[lengths == 0] = 1.0
-            self._unit = (w / np.repeat(lengths, np.diff(self.indptr))).astype(np.float32)
+            # Row blocks of about _CHUNK entries: at a million papers the whole-array temporaries
+            # (float64 squares, row ids) would take gigabytes; each row's sum is the same either way.
+            assert self.title_counts is not None
+            out = np.empty(len(self.terms), dtype=np.float32)
+            idf, ip = self.idf(), np.asarray(self.indptr)
+            r0 = 0
+            while r0 < self.n:
+                r1 = min(self.n, max(r0 + 1, int(np.searchsorted(ip, ip[r0] + _CHUNK, side="right")) - 1))
+                lo, hi = int(ip[r0]), int(ip[r1])
+                tf = self.counts[lo:hi].astype(np.float32) + np.float32(self.title_boost) * self.title_counts[
+                    lo:hi
+                ].astype(np.float32)
+                w = ((1.0 + np.log(np.maximum(tf, 1e-12))) * idf[self.terms[lo:hi]]).astype(np.float32)
+                sizes = np.diff(ip[r0 : r1 + 1])
+                rows = np.repeat(np.arange(r1 - r0), sizes)
+                lengths = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=r1 - r0))
+                lengths = lengths.astype(np.float32)
+                lengths[lengths == 0] = 1.0
+                out[lo:hi] = w / np.repeat(lengths, sizes)
+                r0 = r1
+            self._unit = out
         return self._unit
 
     # ---- queries -------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ CALIBRATION: dict[str, tuple[float, float]] = {
     "hybrid": (-2.478, 0.463),
 }
 POOL = 200
+# Query expansion's second pass: search FAISS and the postings again for the expanded query (True),
+# or re-rank the first pass's pool only (False). Measured at 1M papers (benchmarks/related_1m.py).
+EXPAND_SEARCH = True
 # Below this many papers a store's own score distribution says little: the bundled corpus' is used.
 MIN_REFERENCE_PAPERS = 50
 # Measured on the bundled corpus (432 papers, all-MiniLM-L6-v2) by Ranker.reference().
@@ -142,7 +145,8 @@ class Ranker:
 
     ``postings`` are the lexical index's derived arrays (:class:`~paperscope.impact.Postings`,
     memory-mapped from the generation); without them they are derived in memory. ``budget`` is
-    the number of postings one lexical pass may read (:meth:`Postings.candidates`).
+    the number of postings one lexical pass may read (:meth:`Postings.candidates`);
+    ``expand_search`` whether query expansion searches again or re-ranks the first pool.
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class Ranker:
         postings: Postings | None = None,
         *,
         budget: int = BUDGET,
+        expand_search: bool = EXPAND_SEARCH,
     ):
         # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call
         self.vectors = np.asarray(vectors)
@@ -160,6 +165,7 @@ class Ranker:
         self.lex = lex
         self.postings = postings if postings is not None else Postings.build(lex, reference=False)
         self.budget = budget
+        self.expand_search = expand_search
         self.n = vectors.shape[0]
         self._reference: Reference | None = None
 
@@ -303,7 +309,7 @@ class Ranker:
             wide = self.expanded(q, feedback[0], expand) if len(feedback[0]) else q
             # The expanded query's candidates: its own pool, plus the first pass's (scored again).
             extra = seen[mask[seen]] if mask is not None else seen
-            (rows, fused, _, _), _ = self._hybrid(wide, k, mask, weight, ref, extra)
+            (rows, fused, _, _), _ = self._hybrid(wide, k, mask, weight, ref, extra, search=self.expand_search)
             # Each side's shown score stays the similarity to what was asked, not to the expansion.
             dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if len(rows) else np.zeros(0)
             lex = self.lexical_rows(q, rows)
@@ -399,16 +405,20 @@ class Ranker:
         weight: float,
         ref: Reference,
         extra: np.ndarray | None = None,
+        *,
+        search: bool = True,
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
         """((rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool, the pool).
 
         The pool: the top ``POOL`` of each side (dense from FAISS, lexical from the postings'
-        candidates) and ``extra`` rows; every row in it is scored exactly on both sides.
+        candidates) and ``extra`` rows; every row in it is scored exactly on both sides. Without
+        ``search`` (and with at least a pool's worth of ``extra``), the pool is ``extra`` alone.
         """
         pool = max(POOL, 2 * k)
-        d_rows, _ = self.dense_top(q, pool, mask)
-        l_rows, _ = self.postings.candidates(q.lexical, pool, mask, self.budget)
-        parts = [d_rows, l_rows] if extra is None else [d_rows, l_rows, extra]
+        parts = [] if extra is None else [extra]
+        if search or extra is None or len(extra) < pool:
+            parts.append(self.dense_top(q, pool, mask)[0])
+            parts.append(self.postings.candidates(q.lexical, pool, mask, self.budget)[0])
         rows = np.unique(np.concatenate(parts).astype(np.int64))
         if not len(rows):
             empty = np.zeros(0)
