@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from paperscope import impact
+from paperscope import impact, index
 from paperscope.errors import DamagedError
 from paperscope.explorer import Explorer
 from paperscope.lexical import LexicalIndex, TermVector
@@ -192,3 +192,18 @@ def test_term_vector_queries_with_negative_weights_are_scored_exactly(ex: Explor
     empty = TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
     rows, exhaustive = ex.ranker.postings.candidates(empty, 10)
     assert len(rows) == 0 and exhaustive
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_a_memory_mapped_faiss_index_answers_as_a_read_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    path = tmp_path / kind
+    fake = FakeEmbedder()
+    build(None, path, embedder=fake, index_type=kind)
+    with Explorer(path, embedder=fake) as read:
+        keys = [p.id for p in read.table.fetch([0, 50, 100, 200])]
+        expected = [[(h.paper.id, h.score) for h in read.related(key, 10)] for key in keys]
+    monkeypatch.setattr(index, "MMAP_BYTES", 0)  # map even this small file
+    with Explorer(path, embedder=fake) as mapped:
+        assert [[(h.paper.id, h.score) for h in mapped.related(key, 10)] for key in keys] == expected
