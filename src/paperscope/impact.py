@@ -144,7 +144,12 @@ class Postings:
             contrib = self.unit[idx] * dense[self.terms[idx]]
         finally:
             dense[query.ids] = 0.0
-        return np.bincount(np.repeat(np.arange(len(rows)), counts), weights=contrib, minlength=len(rows))
+        if not len(contrib):
+            return np.zeros(len(rows), dtype=np.float64)
+        # Each row's entries are consecutive: sum them in place (an empty row keeps 0).
+        ends = np.cumsum(counts)
+        sums = np.add.reduceat(contrib, np.minimum(ends - counts, len(contrib) - 1))
+        return np.where(counts > 0, sums, 0.0)
 
     def candidates(
         self, query: TermVector, m: int, mask: np.ndarray | None = None, budget: int = BUDGET
