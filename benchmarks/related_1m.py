@@ -28,6 +28,7 @@ Peak RSS is the child's VmHWM after the timed queries (memory-mapped pages it to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -128,9 +129,10 @@ def one_core() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def vm_hwm_mb() -> float:
+def vm_mb(field: str = "VmHWM") -> float:
+    """A memory figure of this process from /proc/self/status, in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -215,14 +217,18 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             if verb == "search" and not search and (budget, True) in runs[verb]:
                 continue  # free text is never expanded: expand_search changes nothing
             runs[verb][(budget, search)] = timed(rk, qs)
-    result["peak_rss_mb"] = vm_hwm_mb()
+    result["peak_rss_mb"] = vm_mb()
+    # RSS counts the memory-mapped file pages a query touched (shared page cache, which the kernel
+    # may drop); the process's own memory is RssAnon.
+    result["rss_anon_mb"], result["rss_file_mb"] = vm_mb("RssAnon"), vm_mb("RssFile")
     exact_times = {}
     for verb, qs in queries.items():
         # Exact top 10s are slow at 1M (seconds each): kept beside the files for the next run.
         cache = tmp / f"exact-{verb}.json"
         want = [int(r) for r in rows[1 : args.exact_queries + 1]]
         saved = json.loads(cache.read_text()) if cache.is_file() else {}
-        if saved.get("rows") == want:
+        ref = list(dataclasses.astuple(ranker.reference()))  # the fusion constants: a change invalidates
+        if saved.get("rows") == want and saved.get("reference") == ref:
             exact = [set(t) for t in saved["tops"]]
             exact_times |= saved["times"]
         else:
@@ -241,7 +247,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
                 f"{verb}_whole_postings": statistics.median(whole) * 1000,
             }
             exact_times |= measured
-            cache.write_text(json.dumps({"rows": want, "tops": [sorted(t) for t in exact], "times": measured}))
+            cache.write_text(
+                json.dumps({"rows": want, "reference": ref, "tops": [sorted(t) for t in exact], "times": measured})
+            )
         for stats, tops in runs[verb].values():
             agree = [len(e & set(t)) / max(len(e), 1) for e, t in zip(exact, tops)]
             stats.update(agreement=float(np.mean(agree)), agreement_min=float(np.min(agree)), exact_queries=len(agree))
@@ -309,7 +317,10 @@ def main() -> None:
             f"| open (FAISS + lexical) | {res['open_s']:.3f} s ({res['open_faiss_s']:.3f} + {res['open_lexical_s']:.3f}) | same |"
         )
         print(f"| (index.faiss read whole instead of mapped, as before) | {res['open_faiss_read_s']:.3f} s | |")
-        print(f"| peak RSS of the query process | {res['peak_rss_mb']:.0f} MB | same process |")
+        print(
+            f"| peak RSS of the query process | {res['peak_rss_mb']:.0f} MB (then: {res['rss_anon_mb']:.0f} MB own "
+            f"memory, {res['rss_file_mb']:.0f} MB mapped file pages) | same process |"
+        )
         ex = res["exact_median_ms"]
         print(f"| exact hybrid (the reference), median | {ex['related']:.0f} ms | {ex['search']:.0f} ms |")
         print(

@@ -48,7 +48,7 @@ CALIBRATION: dict[str, tuple[float, float]] = {
 POOL = 200
 # Query expansion's second pass: search FAISS and the postings again for the expanded query (True),
 # or re-rank the first pass's pool only (False). Measured at 1M papers (benchmarks/related_1m.py).
-EXPAND_SEARCH = True
+EXPAND_SEARCH = False
 # Below this many papers a store's own score distribution says little: the bundled corpus' is used.
 MIN_REFERENCE_PAPERS = 50
 # Measured on the bundled corpus (432 papers, all-MiniLM-L6-v2) by Ranker.reference().
@@ -172,8 +172,9 @@ class Ranker:
     def reference(self) -> Reference:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
 
-        Dense: query rows evenly spaced over the store (at most 64) against evenly spaced targets
-        (at most 8,192), computed here (a few milliseconds). Lexical: computed when the generation
+        Dense: query rows evenly spaced over the store (at most 64) against every paper of a small
+        store, or 8,192 targets in eight runs of consecutive rows spread over a large one, computed
+        here (milliseconds). Lexical: computed when the generation
         was written (:func:`paperscope.impact.lexical_reference`), or here for an index without
         it. A store of fewer than ``MIN_REFERENCE_PAPERS`` papers uses ``DEFAULT_REFERENCE``, the bundled corpus'.
         """
@@ -181,7 +182,14 @@ class Ranker:
             self._reference = Reference(*DEFAULT_REFERENCE)
         if self._reference is None:
             qrows = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_QUERIES)).astype(np.int64))
-            targets = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_TARGETS)).astype(np.int64))
+            if self.n <= _REFERENCE_TARGETS:
+                targets = np.arange(self.n, dtype=np.int64)
+            else:
+                # Eight runs of consecutive rows spread over the store: at a million papers, 8,192 rows
+                # read as eight sequential runs, not 8,192 scattered pages of the memory map.
+                run = _REFERENCE_TARGETS // 8
+                firsts = np.linspace(0, self.n - run, 8).astype(np.int64)
+                targets = np.unique((firsts[:, None] + np.arange(run)[None, :]).ravel())
             tv = np.asarray(self.vectors[targets], dtype=np.float32)
             qv = np.asarray(self.vectors[qrows], dtype=np.float32)
             sims = (qv @ tv.T).astype(np.float64)
