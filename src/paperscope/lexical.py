@@ -4,8 +4,9 @@ The index stores raw term counts per paper, and separately how many of them are 
 (CSR arrays in ``lexical.npz``, never pickled; the vocabulary as UTF-8 bytes plus offsets, so a
 long term costs its own bytes, not the longest term's width times the vocabulary). Terms are
 :func:`paperscope.text.ranking_terms` with phrases: words, compounds and their parts, and bigrams.
-Weights are derived when the index is loaded, so adding or changing a paper only re-tokenises
-that paper: ``(1 + ln tf) * idf`` with ``tf = count + TITLE_BOOST * title count`` and
+Weights are a function of the counts, so adding or changing a paper only re-tokenises that
+paper; they are derived when a generation is written (:mod:`paperscope.impact`, memory-mapped on
+open), or in memory for an index without that file: ``(1 + ln tf) * idf`` with ``tf = count + TITLE_BOOST * title count`` and
 ``idf = ln((1 + n) / (1 + df)) + 1`` (scikit-learn's smoothed idf), bigrams scaled by
 ``PHRASE_WEIGHT``, each paper's row L2-normalised. Every lexical score, paper to paper or text to
 paper, is the cosine of two such vectors, in [0, 1]. The constants were chosen on the tuning half
