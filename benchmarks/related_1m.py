@@ -1,21 +1,39 @@
-"""Warm ``related`` ranking at 1M papers (not a unit test): dense and hybrid, median per query.
+"""Warm hybrid ``related`` and ``search`` at 1M papers on one core: latency, agreement with exact scoring, open.
 
-    nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--terms 60] [--queries 200] [--hybrid-queries 20]
+    nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--queries 200] [--exact-queries 50] [--budget B]
 
-No real 1M-paper store can be embedded here (a day of CPU), so this builds the parts that
-``Explorer.related`` ranks with: clustered synthetic unit vectors (tests/synthetic.py, as
-benchmarks/index_1m.py), paperscope's own FAISS index for that size (``index.build``: IVF with
-tuned nprobe), and a synthetic lexical index (``--terms`` distinct terms per paper drawn from
-a Zipf law over a 200k-term vocabulary, like abstracts). It times ``Ranker.rank`` exactly as
-``related`` calls it (query from a stored row, self excluded, k=10). The SQLite lookups
-``related`` adds (id -> row, 10 rows -> papers) are indexed point queries, not included.
+No real 1M-paper store can be embedded here (a day of CPU), so this builds the files of a
+generation that the query path reads, in a temporary directory:
+
+* ``vectors.npy``: clustered synthetic unit vectors (tests/synthetic.py, as benchmarks/index_1m.py),
+  and ``index.faiss``: paperscope's own FAISS index for that size (``index.build``: IVF, tuned nprobe);
+* ``lexical.npz``: a synthetic lexical index shaped like the bundled corpus' (measured there: 170
+  distinct terms per paper, 85% of them once, 13 in the title): each paper draws 200 terms, 60%
+  from a Zipf law over a 1M-term vocabulary (the words every field uses) and 40% from a Zipf law
+  over its own topic's terms (its vector cluster's: lexical and dense agree on topics, as in real
+  text), the first 15 topic draws being its title;
+* ``lexical-impact.npz``: what ``paperscope index`` derives from it (``impact.derive``, timed).
+
+Then a fresh child process on one core (OMP/MKL/OpenBLAS threads 1, ``faiss.omp_set_num_threads(1)``), opens the files as ``Explorer`` does (vectors memory-mapped,
+``index.load``, ``impact.open_index``), times the first query and then warm queries for ``related``
+(the paper's vector and terms, itself excluded, k=10, query expansion on: ``Ranker.rank`` as
+``Explorer.related`` calls it) and ``search`` (a few of a paper's title terms as text, and its
+vector plus noise standing in for the embedded text: the model's time to embed the text is not
+included), and compares each top 10 with ``Ranker.rank_exact`` (the same fusion with every
+paper scored exactly on both sides: no FAISS, whole postings, no candidate pool). The SQLite
+lookups ``related`` adds (id -> row, 10 rows -> papers) are indexed point queries, not included.
+Peak RSS is the child's VmHWM after the timed queries (memory-mapped pages it touched included).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,77 +45,301 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+DRAWS, TITLE_DRAWS, TOPIC_SHARE = 200, 15, 0.4
 
-def synthetic_lexical(n: int, terms: int, vocab: int, seed: int):
+
+def term(i: int) -> str:
+    """Synthetic term i: letters and digits that the tokenizer keeps as one term, sorted by i."""
+    return f"t{i:07d}x"
+
+
+def synthetic_lexical(n: int, vocab: int, seed: int, path: Path) -> int:
+    """Write a synthetic ``lexical.npz`` for n papers (see the module docstring); returns its entries."""
     from paperscope.lexical import LexicalIndex
 
+    clusters = max(1, int(np.sqrt(n)))
+    sizes = np.full(clusters, n // clusters)
+    sizes[: n % clusters] += 1
+    cluster_of = np.repeat(np.arange(clusters), sizes)
     rng = np.random.default_rng(seed)
-    indptr = np.arange(n + 1, dtype=np.int64) * terms
-    ids = np.empty(n * terms, dtype=np.int32)
+    offsets = rng.integers(0, vocab, size=clusters)
+    topic_n = int(DRAWS * TOPIC_SHARE)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    terms_parts, counts_parts, title_parts = [], [], []
     step = 50_000
     for start in range(0, n, step):
         m = min(step, n - start)
-        block = (rng.zipf(1.2, size=(m, terms)) - 1) % vocab
-        block.sort(axis=1)
-        ids[start * terms : (start + m) * terms] = block.ravel()
-    counts = np.ones(n * terms, dtype=np.int32)
-    words = np.array([f"t{i}" for i in range(vocab)], dtype=np.str_)
-    return LexicalIndex(words, indptr, ids, counts)
+        common = (rng.zipf(1.15, size=(m, DRAWS - topic_n)) - 1) % vocab
+        topic = (offsets[cluster_of[start : start + m], None] + 7 * (rng.zipf(1.3, size=(m, topic_n)) - 1)) % vocab
+        draws = np.concatenate([topic, common], axis=1).astype(np.int64)
+        rowid = np.repeat(np.arange(m, dtype=np.int64), DRAWS)
+        keys = np.sort(rowid * vocab + draws.ravel())
+        uniq, counts = np.unique(keys, return_counts=True)
+        title_keys = np.unique(np.arange(m, dtype=np.int64)[:, None] * vocab + draws[:, :TITLE_DRAWS])
+        in_title = np.isin(uniq, title_keys)
+        rows = uniq // vocab
+        indptr[start + 1 : start + m + 1] = indptr[start] + np.cumsum(np.bincount(rows, minlength=m))
+        terms_parts.append((uniq % vocab).astype(np.int32))
+        counts_parts.append(counts.astype(np.int32))
+        title_parts.append(in_title.astype(np.int32))
+    lex = LexicalIndex(
+        [term(i) for i in range(vocab)],
+        indptr,
+        np.concatenate(terms_parts),
+        np.concatenate(counts_parts),
+        np.concatenate(title_parts),
+    )
+    lex.save(path)
+    return len(lex.terms)
+
+
+def build(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    from index_1m import generate
+
+    from paperscope import impact, index
+
+    out: dict[str, float] = {}
+    path = tmp / "vectors.npy"
+    out["vectors_s"] = generate(path, args.n, args.dim, 0)
+    print(f"vectors: {out['vectors_s']:.0f} s", flush=True)
+    vectors = np.load(path, mmap_mode="r")
+    t0 = time.perf_counter()
+    built, info = index.build(vectors, None)
+    index.save(built, tmp / "index.faiss")
+    (tmp / "index.json").write_text(json.dumps(info))
+    del built
+    print(f"index {info['type']} {info['params']} recall@10 {info['recall_at_10']}: {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    entries = synthetic_lexical(args.n, args.vocab, 1, tmp / "lexical.npz")
+    print(f"lexical.npz: {entries:,} entries ({entries / args.n:.0f} per paper), {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    impact.derive(tmp / "lexical.npz", tmp / impact.DERIVED_FILE)
+    out["derive_s"] = time.perf_counter() - t0
+    print(f"impact.derive (build time, once per generation): {out['derive_s']:.0f} s", flush=True)
+    return out
+
+
+def one_core() -> None:
+    """One thread for FAISS and BLAS (the environment's OMP/MKL/OpenBLAS variables are set by the parent).
+
+    Not pinned to a CPU: on a shared machine a pinned process waits for that CPU's other jobs.
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+def vm_mb(field: str = "VmHWM") -> float:
+    """A memory figure of this process from /proc/self/status, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> None:
+    """The child: open, first query, warm queries, agreement; prints one JSON line."""
+    one_core()
+    t0 = time.perf_counter()
+    import faiss  # noqa: F401
+
+    from paperscope import impact, index
+    from paperscope.rank import EXPAND_SEARCH, Query, Ranker
+
+    imports = time.perf_counter() - t0
+    info = json.loads((tmp / "index.json").read_text())
+    t0 = time.perf_counter()
+    vectors = np.load(tmp / "vectors.npy", mmap_mode="r")
+    n, dim = vectors.shape
+    fidx = index.load(tmp / "index.faiss", n, dim, info, mmap=True)  # as VectorIndex opens it
+    t_faiss = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n)
+    ranker = Ranker(vectors, fidx, lex, post, budget=args.budget)
+    t_lex = time.perf_counter() - t1
+    opened = time.perf_counter() - t0
+    rng = np.random.default_rng(2)
+    rows = rng.choice(n, size=args.queries + 1, replace=False)
+
+    def related_q(r: int) -> Query:
+        return Query(dense=np.array(vectors[r], dtype=np.float32), lexical=lex.rows_vector([r]), exclude=frozenset([r]))
+
+    def search_q(r: int) -> Query:
+        lo, hi = int(lex.indptr[r]), int(lex.indptr[r + 1])
+        titled = np.asarray(lex.terms[lo:hi])[np.asarray(lex.title_counts[lo:hi]) > 0]
+        words = " ".join(lex.vocab[int(t)] for t in titled[: 3 + r % 4])
+        noisy = np.array(vectors[r], dtype=np.float32) + rng.standard_normal(dim).astype(np.float32) * 0.035
+        return Query(dense=noisy / np.linalg.norm(noisy), lexical=lex.text_vector(words), text=True)
+
+    makers = {"related": related_q, "search": search_q}
+    result: dict[str, object] = {
+        "open_s": opened,
+        "open_faiss_s": t_faiss,
+        "open_lexical_s": t_lex,
+        "imports_s": imports,
+    }
+    first = {}
+    for verb, make in makers.items():
+        t0 = time.perf_counter()
+        ranker.rank(make(int(rows[0])), 10, "hybrid")
+        first[verb] = time.perf_counter() - t0
+    result["first_query_s"] = first
+    queries = {verb: [make(int(r)) for r in rows[1:]] for verb, make in makers.items()}
+    # Warm: the memory-mapped files in the page cache, as in a server that has been up a while
+    # (read once with plain reads; on a machine short of memory the kernel may evict them again).
+    t0 = time.perf_counter()
+    for name in ("index.faiss", "vectors.npy", "lexical-impact.npz", "lexical.npz"):
+        with open(tmp / name, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    result["page_cache_warm_s"] = time.perf_counter() - t0
+
+    def timed(rk: Ranker, qs: list[Query]) -> tuple[dict[str, float], list[list[int]]]:
+        times, cpu, tops = [], [], []
+        for q in qs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            ranked = rk.rank(q, 10, "hybrid")
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            tops.append([r.row for r in ranked])
+        stats = {"median_ms": statistics.median(times) * 1000, "p95_ms": float(np.percentile(times, 95)) * 1000}
+        # CPU time: on a shared machine, wall time mostly measures waiting for a core
+        stats |= {"cpu_median_ms": statistics.median(cpu) * 1000, "cpu_p95_ms": float(np.percentile(cpu, 95)) * 1000}
+        return {**stats, "queries": len(times)}, tops
+
+    configs = [(args.budget, EXPAND_SEARCH)] + [
+        (b, e) for b in args.grid for e in (True, False) if (b, e) != (args.budget, EXPAND_SEARCH)
+    ]
+    runs: dict[str, dict[tuple[int, bool], tuple[dict[str, float], list[list[int]]]]] = {v: {} for v in makers}
+    for budget, search in configs:
+        rk = Ranker(vectors, fidx, lex, post, budget=budget, expand_search=search)
+        for verb, qs in queries.items():
+            if verb == "search" and not search and (budget, True) in runs[verb]:
+                continue  # free text is never expanded: expand_search changes nothing
+            runs[verb][(budget, search)] = timed(rk, qs)
+    result["peak_rss_mb"] = vm_mb()
+    # RSS counts the memory-mapped file pages a query touched (shared page cache, which the kernel
+    # may drop); the process's own memory is RssAnon.
+    result["rss_anon_mb"], result["rss_file_mb"] = vm_mb("RssAnon"), vm_mb("RssFile")
+    exact_times = {}
+    for verb, qs in queries.items():
+        # Exact top 10s are slow at 1M (seconds each): kept beside the files for the next run.
+        cache = tmp / f"exact-{verb}.json"
+        want = [int(r) for r in rows[1 : args.exact_queries + 1]]
+        saved = json.loads(cache.read_text()) if cache.is_file() else {}
+        ref = list(dataclasses.astuple(ranker.reference()))  # the fusion constants: a change invalidates
+        if saved.get("rows") == want and saved.get("reference") == ref:
+            exact = [set(t) for t in saved["tops"]]
+            exact_times |= saved["times"]
+        else:
+            times, exact, whole = [], [], []
+            for q in qs[: args.exact_queries]:
+                t0 = time.perf_counter()
+                exact.append({r.row for r in ranker.rank_exact(q, 10, "hybrid")})
+                times.append(time.perf_counter() - t0)
+                # what the lexical side cost before this change: whole postings summed, then the top 200
+                t0 = time.perf_counter()
+                scores = post.score_all(q.lexical)
+                np.argpartition(-scores, 200)[:200]
+                whole.append(time.perf_counter() - t0)
+            measured = {
+                verb: statistics.median(times) * 1000,
+                f"{verb}_whole_postings": statistics.median(whole) * 1000,
+            }
+            exact_times |= measured
+            cache.write_text(
+                json.dumps({"rows": want, "reference": ref, "tops": [sorted(t) for t in exact], "times": measured})
+            )
+        for stats, tops in runs[verb].values():
+            agree = [len(e & set(t)) / max(len(e), 1) for e, t in zip(exact, tops)]
+            stats.update(agreement=float(np.mean(agree)), agreement_min=float(np.min(agree)), exact_queries=len(agree))
+    result["exact_median_ms"] = exact_times
+    t0 = time.perf_counter()
+    index.load(tmp / "index.faiss", n, dim, info)  # read whole, as before this change
+    result["open_faiss_read_s"] = time.perf_counter() - t0
+    result["default"] = {"budget": args.budget, "expand_search": EXPAND_SEARCH}
+    for verb in makers:
+        result[verb] = runs[verb][(args.budget, EXPAND_SEARCH)][0]
+        result[f"{verb}_grid"] = [
+            {"budget": b, "expand_search": e, **stats} for (b, e), (stats, _) in sorted(runs[verb].items())
+        ]
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--terms", type=int, default=60)
+    ap.add_argument("--vocab", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--hybrid-queries", type=int, default=20, help="hybrid is slow at 1M: fewer queries")
+    ap.add_argument("--exact-queries", type=int, default=50, help="exact scoring is slow at 1M: agreement on these")
+    ap.add_argument("--budget", type=int, default=None, help="postings per lexical pass (default: impact.BUDGET)")
+    ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these budgets (both expansion modes)")
+    ap.add_argument("--keep", type=Path, default=None, help="build into (or reuse) this directory, kept after")
+    ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="ps-related1m-"))
+    if args.budget is None:
+        from paperscope.impact import BUDGET
+
+        args.budget = BUDGET
+    if args.child is not None:
+        measure(args, args.child)
+        return
+    tmp = args.keep or Path(tempfile.mkdtemp(prefix="ps-related1m-"))
     try:
-        run(args, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def run(args: argparse.Namespace, tmp: Path) -> None:
-    from index_1m import generate
-
-    from paperscope import index
-    from paperscope.rank import Query, Ranker
-
-    path = tmp / "vectors.npy"
-    print(f"vectors: {generate(path, args.n, args.dim, 0):.0f} s", flush=True)
-    vectors = np.load(path, mmap_mode="r")
-    t0 = time.perf_counter()
-    built, info = index.build(vectors, None)
-    print(
-        f"index {info['type']} {info['params']} recall@10 {info['recall_at_10']}: {time.perf_counter() - t0:.0f} s",
-        flush=True,
-    )
-    t0 = time.perf_counter()
-    lex = synthetic_lexical(args.n, args.terms, 200_000, 1)
-    lex.unit(), lex.weights()
-    print(f"lexical index ({len(lex.terms)} entries) and BM25 weights: {time.perf_counter() - t0:.0f} s", flush=True)
-    ranker = Ranker(vectors, built, lex)
-    rows = np.random.default_rng(2).choice(args.n, size=args.queries + 10, replace=False)
-    for mode in ("dense", "hybrid"):
-        times = []
-        for i, r in enumerate(rows if mode == "dense" else rows[: args.hybrid_queries + 10]):
-            t0 = time.perf_counter()
-            q = Query(
-                dense=np.asarray(vectors[r], dtype=np.float32),
-                lexical=lex.rows_vector([int(r)]),
-                exclude=frozenset([int(r)]),
-            )
-            ranker.rank(q, 10, mode)
-            if i >= 10:
-                times.append(time.perf_counter() - t0)
+        tmp.mkdir(parents=True, exist_ok=True)
+        if not (tmp / "lexical-impact.npz").exists():
+            build(args, tmp)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        cmd = [sys.executable, __file__, "--child", str(tmp), *sys.argv[1:]]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"child failed:\n{out.stdout}\n{out.stderr}")
+        res = json.loads(line[len("RESULT ") :])
+        print(json.dumps(res, indent=1))
+        print()
+        print(f"| at {args.n:,} papers, one core | related (hybrid) | search (hybrid) |")
+        print("| --- | --- | --- |")
+        r, s = res["related"], res["search"]
+        print(f"| warm median, wall | {r['median_ms']:.2f} ms | {s['median_ms']:.2f} ms |")
+        print(f"| warm p95, wall | {r['p95_ms']:.2f} ms | {s['p95_ms']:.2f} ms |")
+        print(f"| warm median, CPU time | {r['cpu_median_ms']:.2f} ms | {s['cpu_median_ms']:.2f} ms |")
+        print(f"| warm p95, CPU time | {r['cpu_p95_ms']:.2f} ms | {s['cpu_p95_ms']:.2f} ms |")
         print(
-            f"| related ranking at {args.n:,} papers, {mode} | {statistics.median(times) * 1000:.2f} ms median, "
-            f"p95 {np.percentile(times, 95) * 1000:.2f} ms | {len(times)} warm queries |",
-            flush=True,
+            f"| top-10 agreement with exact hybrid (mean, worst; {r['exact_queries']} queries) "
+            f"| {r['agreement']:.3f}, {r['agreement_min']:.1f} | {s['agreement']:.3f}, {s['agreement_min']:.1f} |"
         )
+        print(
+            f"| first query after open | {res['first_query_s']['related']:.3f} s | {res['first_query_s']['search']:.3f} s |"
+        )
+        print(
+            f"| open (FAISS + lexical) | {res['open_s']:.3f} s ({res['open_faiss_s']:.3f} + {res['open_lexical_s']:.3f}) | same |"
+        )
+        print(f"| (index.faiss read whole instead of mapped, as before) | {res['open_faiss_read_s']:.3f} s | |")
+        print(
+            f"| peak RSS of the query process | {res['peak_rss_mb']:.0f} MB (then: {res['rss_anon_mb']:.0f} MB own "
+            f"memory, {res['rss_file_mb']:.0f} MB mapped file pages) | same process |"
+        )
+        ex = res["exact_median_ms"]
+        print(f"| exact hybrid (the reference), median | {ex['related']:.0f} ms | {ex['search']:.0f} ms |")
+        print(
+            f"| one lexical pass over whole postings (the path before), median "
+            f"| {ex['related_whole_postings']:.0f} ms | {ex['search_whole_postings']:.0f} ms |"
+        )
+        print()
+        print("| verb | budget | expansion searches again | median (CPU) | p95 (CPU) | agreement (mean, worst) |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for verb in ("related", "search"):
+            for g in res[f"{verb}_grid"]:
+                print(
+                    f"| {verb} | {g['budget']:,} | {'yes' if g['expand_search'] else 'no'} "
+                    f"| {g['median_ms']:.2f} ms ({g['cpu_median_ms']:.2f}) | {g['p95_ms']:.2f} ms ({g['cpu_p95_ms']:.2f}) "
+                    f"| {g['agreement']:.3f}, {g['agreement_min']:.1f} |"
+                )
+    finally:
+        if args.keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,14 @@ query verb builds a :class:`~paperscope.rank.Query` and goes through :meth:`Expl
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from paperscope import impact
 from paperscope import lexical as lexical_mod
 from paperscope.embed.base import Embedder
 from paperscope.errors import InvalidArgument, StoreError
@@ -61,11 +63,21 @@ class Explorer:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._lexical: LexicalIndex | None = None
+        self._postings: impact.Postings | None = None
         self._lexical_lock = threading.Lock()
-        # Opened now, read at the first query: a re-index may delete this generation meanwhile.
+        files = manifest.get("files", {})
+        # Memory-mapped now (a re-index may delete this generation meanwhile; a mapping stays valid):
+        # the weights and impact-ordered postings were derived at build, nothing is computed here.
+        if "lexical.npz" in files and impact.DERIVED_FILE in files:
+            self._lexical, self._postings = impact.open_index(
+                self.generation.file("lexical.npz"), self.generation.file(impact.DERIVED_FILE), self._n
+            )
+            if self._lexical.version != lexical_mod.TOKENIZER_VERSION:  # re-tokenised at the first query
+                self._lexical = self._postings = None
+        # An older generation: opened now, read and derived at the first query.
         self._lexical_file = (
             open(self.generation.file("lexical.npz"), "rb")  # noqa: SIM115 - closed in close()
-            if "lexical.npz" in manifest.get("files", {})
+            if "lexical.npz" in files and self._lexical is None
             else None
         )
         self._ranker: Ranker | None = None
@@ -119,7 +131,18 @@ class Explorer:
     @property
     def ranker(self) -> Ranker:
         if self._ranker is None:
-            self._ranker = Ranker(self.index.vectors, self.index.faiss, self.lexical)
+            lex = self.lexical
+            if self._postings is None:
+                with self._lexical_lock:
+                    if self._postings is None:
+                        warnings.warn(
+                            f"{self.store.path}: generation {self.generation.name} has no {impact.DERIVED_FILE} "
+                            "(written by an older paperscope); deriving it in memory, which is slow at scale; "
+                            "a plain `paperscope index` writes it",
+                            stacklevel=2,
+                        )
+                        self._postings = impact.Postings.build(lex)
+            self._ranker = Ranker(self.index.vectors, self.index.faiss, lex, self._postings)
         return self._ranker
 
     # ---- the one query path --------------------------------------------------------------

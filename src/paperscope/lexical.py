@@ -4,8 +4,9 @@ The index stores raw term counts per paper, and separately how many of them are 
 (CSR arrays in ``lexical.npz``, never pickled; the vocabulary as UTF-8 bytes plus offsets, so a
 long term costs its own bytes, not the longest term's width times the vocabulary). Terms are
 :func:`paperscope.text.ranking_terms` with phrases: words, compounds and their parts, and bigrams.
-Weights are derived when the index is loaded, so adding or changing a paper only re-tokenises
-that paper: ``(1 + ln tf) * idf`` with ``tf = count + TITLE_BOOST * title count`` and
+Weights are a function of the counts, so adding or changing a paper only re-tokenises that
+paper; they are derived when a generation is written (:mod:`paperscope.impact`, memory-mapped on
+open), or in memory for an index without that file: ``(1 + ln tf) * idf`` with ``tf = count + TITLE_BOOST * title count`` and
 ``idf = ln((1 + n) / (1 + df)) + 1`` (scikit-learn's smoothed idf), bigrams scaled by
 ``PHRASE_WEIGHT``, each paper's row L2-normalised. Every lexical score, paper to paper or text to
 paper, is the cosine of two such vectors, in [0, 1]. The constants were chosen on the tuning half
@@ -17,6 +18,8 @@ from __future__ import annotations
 import bisect
 import os
 import sqlite3
+import struct
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,13 +35,17 @@ __all__ = [
     "TOKENIZER_VERSION",
     "LexicalIndex",
     "TermVector",
+    "Vocab",
     "build_for_generation",
     "build_from_store",
+    "mmap_npz",
     "paper_counts",
     "paper_text",
     "tokenize",
 ]
 
+# Entries per block when weights are derived (bounds the temporaries at a million papers).
+_CHUNK = 1 << 23
 # Chosen on the tuning half (docs/ranking.md): title terms count this much extra; bigram weight.
 TITLE_BOOST = 3.0
 PHRASE_WEIGHT = 1.0
@@ -87,6 +94,102 @@ def _decode_vocab(data: np.ndarray, offsets: np.ndarray) -> list[str]:
     return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
 
+def mmap_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an uncompressed ``.npz`` as a read-only memory map (np.load reads them whole).
+
+    ``np.savez`` stores members uncompressed: each is a ``.npy`` file at an offset inside the zip,
+    found from the member's local header. A compressed member is read normally.
+    """
+    out: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+            whole = None
+            for info in zf.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    with zf.open(info) as member:
+                        out[name] = np.lib.format.read_array(member, allow_pickle=False)
+                    continue
+                fh.seek(info.header_offset)
+                header = fh.read(30)
+                name_len, extra_len = struct.unpack("<HH", header[26:30])
+                fh.seek(info.header_offset + 30 + name_len + extra_len)
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                if dtype.hasobject or fortran:
+                    raise ValueError(f"member {name}: object or Fortran-ordered array")
+                count = int(np.prod(shape, dtype=np.int64))
+                if count == 0 or shape == ():
+                    out[name] = np.fromfile(fh, dtype=dtype, count=count).reshape(shape)
+                    continue
+                if whole is None:
+                    whole = np.memmap(path, dtype=np.uint8, mode="r")
+                start = fh.tell()
+                nbytes = count * dtype.itemsize
+                if start + nbytes > len(whole):
+                    raise ValueError(f"member {name} runs past the end of the file")
+                out[name] = whole[start : start + nbytes].view(np.ndarray).view(dtype).reshape(shape)
+    except (OSError, ValueError, zipfile.BadZipFile, struct.error) as e:
+        raise DamagedError(path, f"damaged ({e})") from None
+    return out
+
+
+class Vocab(Sequence[str]):
+    """The vocabulary read in place from its UTF-8 bytes and offsets (memory-mapped): nothing decoded on open.
+
+    At a million papers the vocabulary holds millions of terms: a list and a dict of them cost
+    seconds and gigabytes on every open. A term is decoded when asked for, and found by binary
+    search over the bytes (the vocabulary is sorted, and UTF-8 bytes sort as code points do),
+    or through ``order`` (the term ids in sorted order) for a vocabulary that is not sorted.
+    """
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, order: np.ndarray | None = None):
+        self.data = data
+        self.offsets = offsets
+        self.order = order
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.data[a:b].tobytes().decode("utf-8", "surrogatepass")
+
+    def _bytes(self, i: int) -> bytes:
+        if self.order is not None:
+            i = int(self.order[i])
+        return self.data[int(self.offsets[i]) : int(self.offsets[i + 1])].tobytes()
+
+    def id_of(self, term: str) -> int | None:
+        """The term's id, or None when the corpus never uses it."""
+        key = term.encode("utf-8", "surrogatepass")
+        lo, hi = 0, len(self)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._bytes(mid) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(self) and self._bytes(lo) == key:
+            return lo if self.order is None else int(self.order[lo])
+        return None
+
+    def is_sorted(self) -> bool:
+        """Whether the terms are in sorted order (so ``id_of`` needs no ``order``)."""
+        prev = None
+        for i in range(len(self)):
+            b = self._bytes(i)
+            if prev is not None and b <= prev:
+                return False
+            prev = b
+        return True
+
+
 @dataclass
 class LexicalIndex:
     """Term counts per paper row (CSR arrays) and the TF-IDF weights derived from them."""
@@ -106,10 +209,18 @@ class LexicalIndex:
     _post: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.vocab = [str(t) for t in self.vocab] if not isinstance(self.vocab, list) else self.vocab
-        self._term_id = {t: i for i, t in enumerate(self.vocab)}
+        if not isinstance(self.vocab, (list, Vocab)):
+            self.vocab = [str(t) for t in self.vocab]
+        # A memory-mapped Vocab is searched in place; a list gets a dict (small stores, builds).
+        self._term_id = {t: i for i, t in enumerate(self.vocab)} if isinstance(self.vocab, list) else {}
         if self.title_counts is None:
             self.title_counts = np.zeros_like(self.counts)
+
+    def term_id(self, term: str) -> int | None:
+        """The id of a term, None when the corpus never uses it."""
+        if isinstance(self.vocab, Vocab):
+            return self.vocab.id_of(term)
+        return self._term_id.get(term)
 
     @property
     def n(self) -> int:
@@ -207,6 +318,38 @@ class LexicalIndex:
             version=version,
         )
 
+    @classmethod
+    def open(cls, path: Path, n: int) -> LexicalIndex:
+        """``lexical.npz`` memory-mapped for queries: O(1) checks only (the build checked the arrays,
+        ``paperscope verify`` checks every byte); weights come from :meth:`attach_weights`."""
+        z = mmap_npz(path)
+        need = ("vocab_utf8", "vocab_offsets", "indptr", "terms", "counts", "title_counts", "tokenizer_version")
+        if not all(k in z for k in need):
+            raise DamagedError(path, "damaged (not a lexical index of this version)")
+        ip, terms = z["indptr"], z["terms"]
+        ok = (
+            ip.ndim == 1
+            and len(ip) == n + 1
+            and ip.dtype == np.int64
+            and terms.dtype == np.int32
+            and int(ip[0]) == 0
+            and int(ip[-1]) == len(terms) == len(z["counts"]) == len(z["title_counts"])
+        )
+        if not ok:
+            raise DamagedError(path, f"inconsistent lexical index (rows {len(ip) - 1}, expected {n})")
+        return cls(
+            Vocab(z["vocab_utf8"], z["vocab_offsets"]),
+            ip,
+            terms,
+            z["counts"],
+            z["title_counts"],
+            version=int(z["tokenizer_version"]),
+        )
+
+    def attach_weights(self, unit: np.ndarray, idf: np.ndarray) -> None:
+        """Use precomputed weights (the derived file's) instead of deriving them from the counts."""
+        self._unit, self._idf = unit, idf
+
     # ---- weights -------------------------------------------------------------------------------
     # Plain numpy over the CSR arrays (no scipy): opening a store for `related` must stay light.
     def _row_of_nnz(self) -> np.ndarray:
@@ -234,11 +377,27 @@ class LexicalIndex:
     def unit(self) -> np.ndarray:
         """TF-IDF weights with each paper's row scaled to unit length: row dot products are cosines."""
         if self._unit is None:
-            w = self.weights()
-            sq = np.bincount(self._row_of_nnz(), weights=w.astype(np.float64) ** 2, minlength=self.n)
-            lengths = np.sqrt(sq).astype(np.float32)
-            lengths[lengths == 0] = 1.0
-            self._unit = (w / np.repeat(lengths, np.diff(self.indptr))).astype(np.float32)
+            # Row blocks of about _CHUNK entries: at a million papers the whole-array temporaries
+            # (float64 squares, row ids) would take gigabytes; each row's sum is the same either way.
+            assert self.title_counts is not None
+            out = np.empty(len(self.terms), dtype=np.float32)
+            idf, ip = self.idf(), np.asarray(self.indptr)
+            r0 = 0
+            while r0 < self.n:
+                r1 = min(self.n, max(r0 + 1, int(np.searchsorted(ip, ip[r0] + _CHUNK, side="right")) - 1))
+                lo, hi = int(ip[r0]), int(ip[r1])
+                tf = self.counts[lo:hi].astype(np.float32) + np.float32(self.title_boost) * self.title_counts[
+                    lo:hi
+                ].astype(np.float32)
+                w = ((1.0 + np.log(np.maximum(tf, 1e-12))) * idf[self.terms[lo:hi]]).astype(np.float32)
+                sizes = np.diff(ip[r0 : r1 + 1])
+                rows = np.repeat(np.arange(r1 - r0), sizes)
+                lengths = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=r1 - r0))
+                lengths = lengths.astype(np.float32)
+                lengths[lengths == 0] = 1.0
+                out[lo:hi] = w / np.repeat(lengths, sizes)
+                r0 = r1
+            self._unit = out
         return self._unit
 
     # ---- queries -------------------------------------------------------------------------------
@@ -254,8 +413,9 @@ class LexicalIndex:
             return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         unseen_idf = float(np.log(1.0 + self.n) + 1.0)
         idf = self.idf()
-        known = sorted((self._term_id[t], c) for t, c in counts.items() if t in self._term_id)
-        unknown = np.array([c for t, c in counts.items() if t not in self._term_id], dtype=np.float64)
+        found = {t: self.term_id(t) for t in counts}
+        known = sorted((i, counts[t]) for t, i in found.items() if i is not None)
+        unknown = np.array([counts[t] for t, i in found.items() if i is None], dtype=np.float64)
         ids = np.array([i for i, _ in known], dtype=np.int64)
         w = (1.0 + np.log(np.array([c for _, c in known], dtype=np.float64))) * idf[ids]
         norm = float(np.sqrt((w**2).sum() + (((1.0 + np.log(unknown)) * unseen_idf) ** 2).sum()))

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, index, inputs, lexical
+from paperscope import __version__, impact, index, inputs, lexical
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
@@ -276,6 +276,11 @@ def _build_locked(
             report.tokenised, _ = lexical.build_for_generation(
                 con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None
             )
+            impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
+                tmp / "lexical.npz",
+                tmp / impact.DERIVED_FILE,
+                (base.file("lexical.npz"), base.file(impact.DERIVED_FILE)) if base is not None else None,
+            )
             con.close()
             index_info = _write_index(tmp, base, change, index_type)
             report.seconds = time.perf_counter() - t0
@@ -365,7 +370,7 @@ def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool
     A generation from before lexical indexes existed is upgraded by a plain re-run, and so is
     one whose lexical index came from another tokenizer version (it is re-tokenised).
     """
-    if prev is None or rebuild or "lexical.npz" not in prev.manifest.get("files", {}):
+    if prev is None or rebuild or not {"lexical.npz", impact.DERIVED_FILE} <= set(prev.manifest.get("files", {})):
         return False
     if lexical.stored_version(prev.file("lexical.npz")) != lexical.TOKENIZER_VERSION:
         return False

@@ -27,6 +27,7 @@ import numpy as np
 
 from paperscope.choices import MODES
 from paperscope.errors import InvalidArgument
+from paperscope.impact import BUDGET, Postings, lexical_reference
 from paperscope.lexical import LexicalIndex, TermVector
 
 # Chosen by measurement: `paperscope eval --tune` picks the weight, the expansion and the
@@ -45,6 +46,9 @@ CALIBRATION: dict[str, tuple[float, float]] = {
     "hybrid": (-2.478, 0.463),
 }
 POOL = 200
+# Query expansion's second pass: search FAISS and the postings again for the expanded query (True),
+# or re-rank the first pass's pool only (False). Measured at 1M papers (benchmarks/related_1m.py).
+EXPAND_SEARCH = False
 # Below this many papers a store's own score distribution says little: the bundled corpus' is used.
 MIN_REFERENCE_PAPERS = 50
 # Measured on the bundled corpus (432 papers, all-MiniLM-L6-v2) by Ranker.reference().
@@ -137,46 +141,61 @@ def calibrated(mode: str, z: np.ndarray, calibration: dict[str, tuple[float, flo
 
 
 class Ranker:
-    """Ranks paper rows for a Query in one of the MODES, within an optional allowed-rows mask."""
+    """Ranks paper rows for a Query in one of the MODES, within an optional allowed-rows mask.
 
-    def __init__(self, vectors: np.ndarray, index: faiss.Index, lex: LexicalIndex):
-        self.vectors = vectors
+    ``postings`` are the lexical index's derived arrays (:class:`~paperscope.impact.Postings`,
+    memory-mapped from the generation); without them they are derived in memory. ``budget`` is
+    the number of postings one lexical pass may read (:meth:`Postings.candidates`);
+    ``expand_search`` whether query expansion searches again or re-ranks the first pool.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        index: faiss.Index,
+        lex: LexicalIndex,
+        postings: Postings | None = None,
+        *,
+        budget: int = BUDGET,
+        expand_search: bool = EXPAND_SEARCH,
+    ):
+        # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call
+        self.vectors = np.asarray(vectors)
         self.index = index
         self.lex = lex
+        self.postings = postings if postings is not None else Postings.build(lex, reference=False)
+        self.budget = budget
+        self.expand_search = expand_search
         self.n = vectors.shape[0]
         self._reference: Reference | None = None
 
     def reference(self) -> Reference:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
 
-        Query rows are evenly spaced over the store (at most 64); dense scores against evenly spaced
-        targets (at most 8,192), lexical scores against every paper (read from postings). A store of
-        fewer than ``MIN_REFERENCE_PAPERS`` papers uses ``DEFAULT_REFERENCE``, the bundled corpus'.
+        Dense: query rows evenly spaced over the store (at most 64) against every paper of a small
+        store, or 8,192 targets in eight runs of consecutive rows spread over a large one, computed
+        here (milliseconds). Lexical: computed when the generation
+        was written (:func:`paperscope.impact.lexical_reference`), or here for an index without
+        it. A store of fewer than ``MIN_REFERENCE_PAPERS`` papers uses ``DEFAULT_REFERENCE``, the bundled corpus'.
         """
         if self._reference is None and self.n < MIN_REFERENCE_PAPERS:
             self._reference = Reference(*DEFAULT_REFERENCE)
         if self._reference is None:
             qrows = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_QUERIES)).astype(np.int64))
-            targets = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_TARGETS)).astype(np.int64))
+            if self.n <= _REFERENCE_TARGETS:
+                targets = np.arange(self.n, dtype=np.int64)
+            else:
+                # Eight runs of consecutive rows spread over the store: at a million papers, 8,192 rows
+                # read as eight sequential runs, not 8,192 scattered pages of the memory map.
+                run = _REFERENCE_TARGETS // 8
+                firsts = np.linspace(0, self.n - run, 8).astype(np.int64)
+                targets = np.unique((firsts[:, None] + np.arange(run)[None, :]).ravel())
             tv = np.asarray(self.vectors[targets], dtype=np.float32)
-            d, lx, tx = [], [], []
-            for r in qrows.tolist():
-                keep = targets != r
-                d.append((tv[keep] @ np.asarray(self.vectors[r], dtype=np.float32)).astype(np.float64))
-                lx.append(np.delete(self.lex.score_vector(self.lex.rows_vector([r])), r))
-                # titles as free-text queries, from the stored title counts (no SQLite read)
-                tx.append(np.delete(self.lex.score_text(self.lex.title_vector(r)), r))
-            dv, lv, xv = np.concatenate(d), np.concatenate(lx), np.concatenate(tx)
-            if not xv.any():  # no title counts (an index from tokenizer 1): paper-to-paper is the better guess
-                xv = lv
-            self._reference = Reference(
-                float(dv.mean()),
-                max(float(dv.std()), 1e-6),
-                float(lv.mean()),
-                max(float(lv.std()), 1e-6),
-                float(xv.mean()),
-                max(float(xv.std()), 1e-6),
-            )
+            qv = np.asarray(self.vectors[qrows], dtype=np.float32)
+            sims = (qv @ tv.T).astype(np.float64)
+            dv = sims[qrows[:, None] != targets[None, :]]
+            lexical = self.postings.reference or lexical_reference(self.lex, self.postings)
+            self._reference = Reference(float(dv.mean()), max(float(dv.std()), 1e-6), *lexical)
         return self._reference
 
     # ---- the two sides -------------------------------------------------------------------
@@ -218,17 +237,44 @@ class Ranker:
         # An approximate index returns only what its probed lists hold, even when asked for all n:
         # score the allowed rows exactly (in chunks) so a filter still yields k when k exist.
         allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n)
+        return self._dense_exact_top(q, allowed, m)
+
+    def _dense_exact_top(self, q: Query, allowed: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        assert q.dense is not None
+        vec = np.asarray(q.dense, dtype=np.float32)
         best_rows, best_scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         for start in range(0, len(allowed), _EXACT_CHUNK):
             part = allowed[start : start + _EXACT_CHUNK]
-            part_scores = np.asarray(self.vectors[part] @ vec[0], dtype=np.float32)
+            part_scores = np.asarray(self.vectors[part] @ vec, dtype=np.float32)
             best_rows, best_scores = _top(
                 np.concatenate([best_rows, part]), np.concatenate([best_scores, part_scores]), m
             )
         return best_rows.astype(np.int64), best_scores
 
     def lexical_scores(self, q: Query) -> np.ndarray:
-        return self.lex.score_text(q.lexical) if q.text else self.lex.score_vector(q.lexical)
+        """Exact lexical score of every paper (the whole postings of the query's terms)."""
+        return self.postings.score_all(q.lexical)
+
+    def lexical_rows(self, q: Query, rows: np.ndarray) -> np.ndarray:
+        """Exact lexical scores of these rows (from the forward index)."""
+        return self.postings.score_rows(q.lexical, rows)
+
+    def lexical_top(self, q: Query, m: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, exact lexical scores) of about the m best allowed papers, best first.
+
+        Candidates come from the impact-ordered postings within the budget, then are scored
+        exactly; exact when the query's postings fit in the budget. A filter that leaves fewer
+        candidates than asked for falls back to scoring every allowed paper.
+        """
+        rows, exhaustive = self.postings.candidates(q.lexical, max(m, POOL), mask, self.budget)
+        # Too few candidates: score every allowed paper (a paper query fills k with zero-score papers,
+        # as it always has; a text query's zero scores are dropped by the caller).
+        if len(rows) < m and not (exhaustive and q.text):
+            allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n)
+            if len(allowed) > _BRUTE_FORCE_ROWS:
+                return _top(allowed, self.lexical_scores(q)[allowed], m)
+            rows = allowed
+        return _top(rows, self.lexical_rows(q, rows), m)
 
     # ---- modes ---------------------------------------------------------------------------
     def rank(
@@ -251,69 +297,146 @@ class Ranker:
         if mode == "dense":
             rows, scores = self.dense_top(q, k, mask)
             # Only the returned rows' lexical scores: no pass over every paper in dense mode.
-            lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
+            lex = self.lexical_rows(q, rows)
             shown = calibrated("dense", ref.z_dense(scores), calibration)
             return [Ranked(int(r), float(p), float(s), float(x)) for r, p, s, x in zip(rows, shown, scores, lex)]
-        lex_all = self.lexical_scores(q)
-        if mask is not None:
-            lex_all = np.where(mask, lex_all, -np.inf)
         if mode == "lexical":
-            rows, scores = _top(np.arange(self.n), lex_all, k)
+            rows, scores = self.lexical_top(q, k, mask)
             # A text query's lexical score is 0 for papers without any query term: those are not matches.
-            keep = scores > 0 if q.text else np.isfinite(scores)
-            rows, scores = rows[keep], scores[keep]
-            dense = self.vectors[rows] @ q.dense if q.dense is not None and len(rows) else None
-            shown = calibrated("lexical", ref.z_lexical(scores, q.text), calibration)
-            return [
-                Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s))
-                for i, (r, p, s) in enumerate(zip(rows, shown, scores))
-            ]
+            if q.text:
+                rows, scores = rows[scores > 0], scores[scores > 0]
+            return self._lexical_hits(q, rows, scores, ref, calibration)
         if mode != "hybrid":
             raise InvalidArgument(f"unknown ranking mode {mode!r}; use one of {', '.join(MODES)}")
-        # Expansion is tuned on paper queries; a free-text query is never expanded (its first hits
-        # are the least certain, and feedback would lift an off-topic query's scores).
-        expand = (0.0 if q.text else EXPANSION) if expand is None else expand
+        expand = self._expansion(q, expand)
         if expand > 0:
             # Feedback comes from the best matches in the whole store (never the filter's): a paper's
             # score must not depend on which other papers a filter lets through.
             fmask = self._mask(q, None)
-            if allowed is None:  # no filter: the first pass already is the whole store's (one lexical pass saved)
-                lex_f = lex_all
-            else:
-                lex_f = self.lexical_scores(q)
-                if fmask is not None:
-                    lex_f = np.where(fmask, lex_f, -np.inf)
-            feedback = self._hybrid(q, EXPAND_DOCS, fmask, lex_f, weight, ref)[0]
-            wide = self.expanded(q, feedback, expand) if len(feedback) else q
-            lex_all = self.lexical_scores(wide)
-            if mask is not None:
-                lex_all = np.where(mask, lex_all, -np.inf)
-            rows, fused, _, _ = self._hybrid(wide, k, mask, lex_all, weight, ref)
+            feedback, seen = self._hybrid(q, EXPAND_DOCS, fmask, weight, ref)
+            wide = self.expanded(q, feedback[0], expand) if len(feedback[0]) else q
+            # The expanded query's candidates: its own pool, plus the first pass's (scored again).
+            extra = seen[mask[seen]] if mask is not None else seen
+            (rows, fused, _, _), _ = self._hybrid(wide, k, mask, weight, ref, extra, search=self.expand_search)
             # Each side's shown score stays the similarity to what was asked, not to the expansion.
             dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if len(rows) else np.zeros(0)
-            lex = self.lex.score_rows(q.lexical, rows, text=q.text) if len(rows) else np.zeros(0)
+            lex = self.lexical_rows(q, rows)
         else:
-            rows, fused, dense, lex = self._hybrid(q, k, mask, lex_all, weight, ref)
+            (rows, fused, dense, lex), _ = self._hybrid(q, k, mask, weight, ref)
         shown = calibrated("hybrid", fused, calibration)
         return [Ranked(int(r), float(p), float(d), float(x)) for r, p, d, x in zip(rows, shown, dense, lex)]
 
+    def rank_exact(
+        self,
+        q: Query,
+        k: int,
+        mode: str = "hybrid",
+        allowed: np.ndarray | None = None,
+        weight: float = HYBRID_WEIGHT,
+        *,
+        expand: float | None = None,
+    ) -> list[Ranked]:
+        """What :meth:`rank` approximates, by exhaustive scoring: every paper's exact dense cosine
+        (no FAISS) and exact lexical score (whole postings), fused over all allowed papers (no pool).
+
+        For measuring the fast path (tests, benchmarks/related_1m.py); linear in the store's size.
+        """
+        mask = self._mask(q, allowed)
+        ref = self.reference()
+
+        def fused_all(query: Query, m: np.ndarray | None, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            lex = self.lexical_scores(query)
+            if mode == "lexical":
+                z = np.where(lex > 0, lex, -np.inf) if query.text else lex
+            else:
+                dense = self._dense_all(query)
+                z = dense if mode == "dense" else fuse(ref.z_dense(dense), ref.z_lexical(lex, query.text), weight)
+            if m is not None:
+                z = np.where(m, z, -np.inf)
+            rows, top = _top(np.arange(self.n), z, kk)
+            keep = np.isfinite(top)
+            return rows[keep], top[keep]
+
+        expand = self._expansion(q, expand) if mode == "hybrid" else 0.0
+        if expand > 0:
+            feedback, _ = fused_all(q, self._mask(q, None), EXPAND_DOCS)
+            rows, top = fused_all(self.expanded(q, feedback, expand) if len(feedback) else q, mask, k)
+        else:
+            rows, top = fused_all(q, mask, k)
+        lex = self.lexical_rows(q, rows)
+        dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if q.dense is not None else None
+        z = {
+            "hybrid": top,
+            "dense": ref.z_dense(top),
+            "lexical": ref.z_lexical(top, q.text),
+        }[mode]
+        shown = calibrated(mode, z)
+        return [
+            Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(lex[i]))
+            for i, (r, p) in enumerate(zip(rows, shown))
+        ]
+
+    def _dense_all(self, q: Query) -> np.ndarray:
+        assert q.dense is not None
+        vec = np.asarray(q.dense, dtype=np.float32)
+        out = np.empty(self.n, dtype=np.float64)
+        for start in range(0, self.n, _EXACT_CHUNK):
+            out[start : start + _EXACT_CHUNK] = np.asarray(self.vectors[start : start + _EXACT_CHUNK]) @ vec
+        return out
+
+    @staticmethod
+    def _expansion(q: Query, expand: float | None) -> float:
+        # Expansion is tuned on paper queries; a free-text query is never expanded (its first hits
+        # are the least certain, and feedback would lift an off-topic query's scores).
+        return (0.0 if q.text else EXPANSION) if expand is None else expand
+
+    def _lexical_hits(
+        self,
+        q: Query,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        ref: Reference,
+        calibration: dict[str, tuple[float, float]] | None,
+    ) -> list[Ranked]:
+        dense = self.vectors[rows] @ q.dense if q.dense is not None and len(rows) else None
+        shown = calibrated("lexical", ref.z_lexical(scores, q.text), calibration)
+        return [
+            Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s))
+            for i, (r, p, s) in enumerate(zip(rows, shown, scores))
+        ]
+
     def _hybrid(
-        self, q: Query, k: int, mask: np.ndarray | None, lex_all: np.ndarray, weight: float, ref: Reference
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool."""
+        self,
+        q: Query,
+        k: int,
+        mask: np.ndarray | None,
+        weight: float,
+        ref: Reference,
+        extra: np.ndarray | None = None,
+        *,
+        search: bool = True,
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """((rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool, the pool).
+
+        The pool: the top ``POOL`` of each side (dense from FAISS, lexical from the postings'
+        candidates) and ``extra`` rows; every row in it is scored exactly on both sides. Without
+        ``search`` (and with at least a pool's worth of ``extra``), the pool is ``extra`` alone.
+        """
         pool = max(POOL, 2 * k)
-        d_rows, _ = self.dense_top(q, pool, mask)
-        l_rows, l_scores = _top(np.arange(self.n), lex_all, pool)
-        l_rows = l_rows[np.isfinite(l_scores)]
-        rows = np.union1d(d_rows, l_rows).astype(np.int64)
+        parts = [] if extra is None else [extra]
+        if search or extra is None or len(extra) < pool:
+            parts.append(self.dense_top(q, pool, mask)[0])
+            parts.append(self.postings.candidates(q.lexical, pool, mask, self.budget)[0])
+        rows = np.unique(np.concatenate(parts).astype(np.int64))
         if not len(rows):
-            return rows, np.zeros(0), np.zeros(0), np.zeros(0)
+            empty = np.zeros(0)
+            return (rows, empty, empty, empty), rows
         dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64)
-        lex = lex_all[rows].astype(np.float64)
+        lex = self.lexical_rows(q, rows)
         fused = fuse(ref.z_dense(dense), ref.z_lexical(lex, q.text), weight)
         top_rows, top_fused = _top(rows, fused, k)
-        where = np.searchsorted(rows, top_rows)  # rows is sorted (union1d)
-        return top_rows, top_fused, dense[where], lex[where]
+        where = np.searchsorted(rows, top_rows)  # rows is sorted (unique)
+        return (top_rows, top_fused, dense[where], lex[where]), rows
 
     def expanded(self, q: Query, rows: np.ndarray, beta: float) -> Query:
         """Pseudo-relevance feedback: ``beta`` x the mean of these papers added to both sides of ``q``."""

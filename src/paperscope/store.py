@@ -11,6 +11,7 @@ Layout::
         vectors.npy              float32 (n, dim), L2-normalised, never pickled
         index.faiss              FAISS index over vectors.npy, labels = rows
         lexical.npz              term counts per row for TF-IDF (CSR arrays, never pickled)
+        lexical-impact.npz       derived from lexical.npz: weights, impact-ordered postings (memory-mapped)
         manifest.json            written last: versions, model, counts, sha256 per file,
                                  and the size, mtime and sha256 of every input (``input_files``)
 
@@ -52,7 +53,7 @@ from paperscope.verify import check_files, check_manifest, check_seal, sealed
 
 SCHEMA_VERSION = 1
 HOME_ENV = "PAPERSCOPE_HOME"
-FILES = ("papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz")
+FILES = ("papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz", "lexical-impact.npz")
 # Readers may still hold the previous generation open; anything older is deleted.
 KEEP_GENERATIONS = 2
 

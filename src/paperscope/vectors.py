@@ -25,7 +25,7 @@ class VectorIndex:
         self.dimension = dimension
         self.vectors: np.ndarray = generation.load_vectors()
         self.faiss: faiss.Index = index.load(
-            generation.file("index.faiss"), n, dimension, generation.manifest.get("index")
+            generation.file("index.faiss"), n, dimension, generation.manifest.get("index"), mmap=True
         )
 
     def vector(self, row: int) -> np.ndarray:

@@ -37,6 +37,7 @@ TARGETS = [
     "vectors.npy",
     "index.faiss",
     "lexical.npz",
+    "lexical-impact.npz",
     "manifest.json",
     "CURRENT",
     "map/CURRENT",
@@ -110,6 +111,7 @@ def test_verify_reports_ok_then_the_damaged_file(tmp_path: Path) -> None:
         "vectors.npy",
         "index.faiss",
         "lexical.npz",
+        "lexical-impact.npz",
     }
     r = CliRunner().invoke(main, ["verify", "--store", str(store)])
     assert r.exit_code == 0 and r.stdout.strip().endswith(": OK")

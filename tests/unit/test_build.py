@@ -48,7 +48,13 @@ def test_bundled_build_round_trips_every_paper(tmp_path: Path, corpus_dir: Path,
     assert all(stored[i].sources == expected[i].sources for i in expected)
     manifest = ex.info()
     assert manifest["counts"]["papers"] == 432 and manifest["schema_version"] == 1
-    assert set(manifest["files"]) == {"papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz"}
+    assert set(manifest["files"]) == {
+        "papers.sqlite",
+        "vectors.npy",
+        "index.faiss",
+        "lexical.npz",
+        "lexical-impact.npz",
+    }
     vectors = np.load(ex.generation.file("vectors.npy"), allow_pickle=False)
     assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 

@@ -1,0 +1,299 @@
+"""Impact-ordered postings: the lexical side's query structure, derived from ``lexical.npz`` at build.
+
+``lexical.npz`` holds term counts (what a build carries between generations); everything a query
+needs that is a function of those counts is derived once, when the generation is written, into
+``lexical-impact.npz`` (uncompressed, so every array is memory-mapped on open, never read whole):
+
+* ``idf`` and ``unit``: the TF-IDF weights of every (paper, term) entry, rows L2-normalised
+  (:meth:`paperscope.lexical.LexicalIndex.unit`), in the forward (row by row) order;
+* ``post_rows`` / ``post_vals``: the inverted index, grouped by term (``post_starts``), and within
+  a term sorted by weight, highest first (impact order);
+* ``reference``: the lexical half of the corpus' score distribution (:func:`lexical_reference`),
+  which calibration needs and which costs 128 passes over the postings to compute.
+
+A query then never sums whole postings lists. :meth:`Postings.candidates` reads the query's terms
+from the highest weight down (the query's weight times the term's best impact): every posting of
+the heavy terms (rare terms: short lists), and only the impact-ordered head of the light ones
+(common terms: long lists, small weights), at most ``budget`` postings in all. The candidates it
+returns are then scored exactly (:meth:`Postings.score_rows`, from the forward index), so a score
+is never approximate; only which papers are looked at is. When the query's postings fit in the
+budget (every query on a small store) the candidates are exactly the lexical top.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paperscope.errors import DamagedError
+from paperscope.lexical import LexicalIndex, TermVector, Vocab, mmap_npz
+
+__all__ = ["DERIVED_FILE", "Postings", "derive", "lexical_reference", "mmap_npz", "open_index"]
+
+DERIVED_FILE = "lexical-impact.npz"
+FORMAT_VERSION = 1
+# Postings read per query pass (measured with benchmarks/related_1m.py: the agreement with exact
+# hybrid scoring against the time per query at 1M papers; docs/ranking.md).
+BUDGET = 20_000
+# Of the budget, the share spent on whole lists of the heaviest terms; the rest on the heads of the others.
+WHOLE_SHARE = 0.75
+REFERENCE_QUERIES = 64
+# Postings sorted per block when deriving (bounds the sort's memory).
+CHUNK = 1 << 24
+
+
+def _segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Positions lo[i], lo[i] + 1, ..., lo[i] + counts[i] - 1 for every i, concatenated."""
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    shift = lo - np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
+
+
+@dataclass
+class Postings:
+    """The derived arrays of one lexical index (see the module docstring); memory-mapped when opened."""
+
+    n: int
+    indptr: np.ndarray  # forward index: row r's entries are indptr[r]:indptr[r + 1] of terms / unit
+    terms: np.ndarray
+    unit: np.ndarray  # float32 unit-row TF-IDF weight of every entry
+    idf: np.ndarray
+    post_starts: np.ndarray  # int64, len vocab + 1
+    post_rows: np.ndarray  # int32, impact order within a term
+    post_vals: np.ndarray  # float32, parallel to post_rows, descending within a term
+    reference: tuple[float, float, float, float] | None = None  # lexical mean, std; text mean, std
+    # term ids in sorted order when the vocabulary is not stored sorted (empty: it is)
+    vocab_order: np.ndarray | None = None
+    _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    # ---- building ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, lex: LexicalIndex, *, reference: bool = True) -> Postings:
+        """Derive the arrays from a lexical index (in memory); ``reference`` also samples the score distribution."""
+        unit, idf = lex.unit(), lex.idf()
+        terms, indptr = np.asarray(lex.terms), np.asarray(lex.indptr)
+        vocab = len(idf)
+        starts = np.zeros(vocab + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms, minlength=vocab), out=starts[1:])
+        post_rows = np.empty(len(terms), dtype=np.int32)
+        post_vals = np.empty(len(terms), dtype=np.float32)
+        # Blocks of terms holding about CHUNK postings each (bounded memory at a million papers). In a
+        # block, one stable sort of a 64-bit key: term in the high half, the complement of the weight's
+        # float bits in the low half (a positive float32 orders as its bits): weight descending, ties by row.
+        a = 0
+        while a < vocab:
+            b = min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1))
+            pos = np.flatnonzero((terms >= a) & (terms < b))
+            bits = unit[pos].view(np.uint32).astype(np.uint64)
+            key = ((terms[pos] - a).astype(np.uint64) << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - bits)
+            pos = pos[np.argsort(key, kind="stable")]
+            post_rows[starts[a] : starts[b]] = np.searchsorted(indptr, pos, side="right") - 1
+            post_vals[starts[a] : starts[b]] = unit[pos]
+            a = b
+        post = cls(lex.n, indptr, terms, unit, idf, starts, post_rows, post_vals)
+        post.vocab_order = _vocab_order(lex)
+        if reference:
+            post.reference = lexical_reference(lex, post)
+        return post
+
+    def save(self, path: Path) -> None:
+        """Write the derived arrays (uncompressed, so :func:`open_index` can memory-map them)."""
+        with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
+            np.savez(
+                fh,
+                meta=np.array([FORMAT_VERSION, self.n, len(self.terms), len(self.idf)], dtype=np.int64),
+                idf=self.idf,
+                unit=self.unit,
+                post_starts=self.post_starts,
+                post_rows=self.post_rows,
+                post_vals=self.post_vals,
+                reference=np.array(self.reference if self.reference is not None else [], dtype=np.float64),
+                vocab_order=self.vocab_order if self.vocab_order is not None else np.zeros(0, dtype=np.int32),
+            )
+
+    # ---- queries -------------------------------------------------------------------------
+    def score_all(self, query: TermVector) -> np.ndarray:
+        """Exact cosine of every paper with ``query``, summing the whole postings of its terms."""
+        if not query.nnz:
+            return np.zeros(self.n, dtype=np.float64)
+        lo, hi = self.post_starts[query.ids], self.post_starts[query.ids + 1]
+        idx = _segments(lo, hi - lo)
+        weights = self.post_vals[idx].astype(np.float64) * np.repeat(query.values.astype(np.float64), hi - lo)
+        return np.bincount(self.post_rows[idx], weights=weights, minlength=self.n)
+
+    def score_rows(self, query: TermVector, rows: np.ndarray) -> np.ndarray:
+        """Exact cosine of these rows with ``query``, read from the forward index (query ids sorted)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows) or not query.nnz:
+            return np.zeros(len(rows), dtype=np.float64)
+        lo, hi = self.indptr[rows], self.indptr[rows + 1]
+        counts = hi - lo
+        idx = _segments(lo, counts)
+        # The query as a dense vector over the vocabulary (a per-thread scratch array, cleared after):
+        # one gather per entry instead of a binary search.
+        dense = getattr(self._scratch, "q", None)
+        if dense is None or len(dense) != len(self.idf):
+            dense = self._scratch.q = np.zeros(len(self.idf), dtype=np.float64)
+        dense[query.ids] = query.values
+        try:
+            contrib = self.unit[idx] * dense[self.terms[idx]]
+        finally:
+            dense[query.ids] = 0.0
+        if not len(contrib):
+            return np.zeros(len(rows), dtype=np.float64)
+        # Each row's entries are consecutive: sum them in place (an empty row keeps 0).
+        ends = np.cumsum(counts)
+        sums = np.add.reduceat(contrib, np.minimum(ends - counts, len(contrib) - 1))
+        return np.where(counts > 0, sums, 0.0)
+
+    def candidates(
+        self, query: TermVector, m: int, mask: np.ndarray | None = None, budget: int = BUDGET
+    ) -> tuple[np.ndarray, bool]:
+        """(rows, exhaustive): about the m best rows for ``query`` (within ``mask``), from at most ``budget`` postings.
+
+        Terms are read heaviest first (query weight x best impact): whole lists while they fit in
+        ``WHOLE_SHARE`` of the budget, then the impact-ordered heads of the remaining terms share
+        what is left. Rows are ranked by the partial score so read and the m best returned (not
+        sorted); ``exhaustive`` is True when every posting of every positive term was read, so
+        that these rows are exactly the lexical top m. Negative query weights (``recommend``'s
+        negative papers) only lower scores: they are left to the exact scoring of the candidates.
+        """
+        pos = query.values > 0
+        ids, qv = query.ids[pos], query.values[pos].astype(np.float32)
+        if not len(ids):
+            return np.zeros(0, dtype=np.int64), True
+        lo, hi = self.post_starts[ids], self.post_starts[ids + 1]
+        lengths = hi - lo
+        exhaustive = int(lengths.sum()) <= budget
+        if exhaustive:
+            take = lengths
+        else:
+            first = self.post_vals[np.minimum(lo, len(self.post_vals) - 1)]
+            order = np.argsort(-(qv * np.where(lengths > 0, first, 0.0)), kind="stable")
+            cum = np.cumsum(lengths[order])
+            whole = order[cum <= WHOLE_SHARE * budget]
+            take = np.zeros_like(lengths)
+            take[whole] = lengths[whole]
+            rest = np.flatnonzero(take < lengths)
+            if len(rest):
+                left = budget - int(take.sum())
+                take[rest] = np.minimum(lengths[rest], max(left // len(rest), 1))
+        idx = _segments(lo, take)
+        rows = self.post_rows[idx]
+        contrib = self.post_vals[idx] * np.repeat(qv, take)
+        # Sum per row: one sort of (row, position) keys (numpy's SIMD sort), then segment sums.
+        key = (rows.astype(np.int64) << 32) | np.arange(len(rows), dtype=np.int64)
+        key.sort()
+        srows = key >> 32
+        starts = np.flatnonzero(np.concatenate(([True], srows[1:] != srows[:-1]))) if len(srows) else srows
+        if not len(starts):
+            return np.zeros(0, dtype=np.int64), exhaustive
+        sums = np.add.reduceat(contrib[key & 0xFFFFFFFF], starts)
+        uniq = srows[starts]
+        if mask is not None:
+            keep = mask[uniq]
+            uniq, sums = uniq[keep], sums[keep]
+        if m < len(uniq):
+            part = np.argpartition(-sums, m - 1)[:m]
+            # rows tied with the m-th partial score stay in, so the choice does not depend on sort order
+            part = np.flatnonzero(sums >= sums[part].min())
+            uniq = uniq[part]
+        return uniq.astype(np.int64), exhaustive
+
+
+def _vocab_order(lex: LexicalIndex) -> np.ndarray:
+    """Empty when the vocabulary is sorted (``Vocab.id_of`` bisects it as it is); else the sorting permutation."""
+    vocab = lex.vocab
+    if isinstance(vocab, Vocab):
+        if vocab.is_sorted():
+            return np.zeros(0, dtype=np.int32)
+        words = [vocab[i] for i in range(len(vocab))]
+    else:
+        words = list(vocab)
+        if all(a < b for a, b in zip(words, words[1:])):
+            return np.zeros(0, dtype=np.int32)
+    # sorted as the UTF-8 bytes Vocab.id_of compares
+    return np.array(sorted(range(len(words)), key=lambda i: words[i].encode("utf-8", "surrogatepass")), dtype=np.int32)
+
+
+def lexical_reference(lex: LexicalIndex, post: Postings) -> tuple[float, float, float, float]:
+    """The lexical half of the corpus' score distribution: (mean, std) paper to paper, (mean, std) title to paper.
+
+    Query rows are evenly spaced over the store (at most 64); each is scored against every other
+    paper, once as a paper (its unit row) and once with its title as free text (from the stored
+    title counts). An index without title counts (tokenizer 1) uses the paper-to-paper figures for both.
+    """
+    n = lex.n
+    qrows = np.unique(np.linspace(0, n - 1, min(n, REFERENCE_QUERIES)).astype(np.int64))
+    lx, tx = [], []
+    for r in qrows.tolist():
+        lx.append(np.delete(post.score_all(lex.rows_vector([r])), r))
+        tx.append(np.delete(post.score_all(lex.title_vector(r)), r))
+    lv, xv = np.concatenate(lx), np.concatenate(tx)
+    if not xv.any():
+        xv = lv
+    return (float(lv.mean()), max(float(lv.std()), 1e-6), float(xv.mean()), max(float(xv.std()), 1e-6))
+
+
+def derive(lexical_path: Path, out: Path, previous: tuple[Path, Path] | None = None) -> bool:
+    """Write ``lexical-impact.npz`` for ``lexical.npz``: a pure function of it (see the module docstring).
+
+    ``previous`` is the previous generation's (lexical.npz, lexical-impact.npz): when the build
+    carried that lexical.npz as a hard link (no title or abstract changed), its derived file is
+    linked too instead of derived again (minutes at 1M papers). Returns True when it linked.
+    """
+    if previous is not None:
+        prev_lexical, prev_derived = previous
+        if prev_derived.is_file() and prev_lexical.is_file() and os.path.samefile(lexical_path, prev_lexical):
+            os.link(prev_derived, out)
+            return True
+    Postings.build(LexicalIndex.load(lexical_path)).save(out)
+    return False
+
+
+def open_index(lexical_path: Path, derived_path: Path, n: int) -> tuple[LexicalIndex, Postings]:
+    """The lexical index and its postings for queries, both memory-mapped: O(1) work on open.
+
+    The build checked the arrays; the checks here are those that cost nothing (lengths, format,
+    rows); ``paperscope verify`` checks every byte against the manifest.
+    """
+    d = mmap_npz(derived_path)
+    lex = LexicalIndex.open(lexical_path, n)
+    meta = d.get("meta")
+    need = ("idf", "unit", "post_starts", "post_rows", "post_vals", "reference", "vocab_order")
+    ok = (
+        meta is not None
+        and all(k in d for k in need)
+        and meta.shape == (4,)
+        and int(meta[0]) == FORMAT_VERSION
+        and int(meta[1]) == n
+        and int(meta[2]) == len(lex.terms) == len(d["unit"]) == len(d["post_rows"]) == len(d["post_vals"])
+        and int(meta[3]) == len(lex.vocab) == len(d["idf"]) == len(d["post_starts"]) - 1
+        and d["reference"].shape in ((0,), (4,))
+        and len(d["vocab_order"]) in (0, len(d["idf"]))
+    )
+    if not ok:
+        raise DamagedError(derived_path, f"damaged (does not match lexical.npz: {n} rows, {len(lex.terms)} entries)")
+    lex.attach_weights(d["unit"], d["idf"])
+    if len(d["vocab_order"]):
+        assert isinstance(lex.vocab, Vocab)
+        lex.vocab.order = d["vocab_order"]
+    ref = d["reference"]
+    post = Postings(
+        n,
+        lex.indptr,
+        lex.terms,
+        d["unit"],
+        d["idf"],
+        d["post_starts"],
+        d["post_rows"],
+        d["post_vals"],
+        tuple(float(x) for x in ref) if len(ref) == 4 else None,  # type: ignore[arg-type]
+    )
+    return lex, post
