@@ -370,9 +370,7 @@ def _nothing_changed(prev: Generation | None, report: BuildReport, rebuild: bool
     A generation from before lexical indexes existed is upgraded by a plain re-run, and so is
     one whose lexical index came from another tokenizer version (it is re-tokenised).
     """
-    if prev is None or rebuild or not {"lexical.npz", impact.DERIVED_FILE} <= set(prev.manifest.get("files", {})):
-        return False
-    if lexical.stored_version(prev.file("lexical.npz")) != lexical.TOKENIZER_VERSION:
+    if prev is None or rebuild or not _current_format(prev):
         return False
     if index_type is not None and index_type != index.kind_of(prev.manifest.get("index")):
         return False
@@ -514,6 +512,17 @@ def _recorded_paths(prev: Generation) -> list[Any] | None:
     return [e.get("path") for e in files if isinstance(e, dict)] if isinstance(files, list) else None
 
 
+def _current_format(prev: Generation) -> bool:
+    """True when ``prev`` has every lexical file this version writes, from this tokenizer version.
+
+    A generation from before lexical indexes (or their derived postings) existed, or whose lexical
+    index came from another tokenizer version, is upgraded by a plain re-run.
+    """
+    if not {"lexical.npz", impact.DERIVED_FILE} <= set(prev.manifest.get("files", {})):
+        return False
+    return lexical.stored_version(prev.file("lexical.npz")) == lexical.TOKENIZER_VERSION
+
+
 def _same_inputs(
     prev: Generation, inputs: dict[str, Any], model: BuildModel, rebuild: bool, index_type: str | None
 ) -> bool:
@@ -533,9 +542,7 @@ def _same_inputs(
 
     if content(recorded.get("files")) != content(inputs["files"]) or (inputs["prune"] and not recorded.get("prune")):
         return False
-    if "lexical.npz" not in prev.manifest.get("files", {}):
-        return False
-    if lexical.stored_version(prev.file("lexical.npz")) != lexical.TOKENIZER_VERSION:
+    if not _current_format(prev):
         return False
     return index_type is None or index_type == index.kind_of(prev.manifest.get("index"))
 

@@ -162,7 +162,7 @@ def test_metadata_only_change_carries_files_by_hard_link(tmp_path: Path) -> None
     report = build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder())
     after = Store(tmp_path / "s").require_current()
     assert report.updated == 1 and report.embedded == 0 and report.tokenised == 0
-    assert report.carried == ["index.faiss", "lexical.npz", "vectors.npy"]
+    assert report.carried == ["index.faiss", "lexical-impact.npz", "lexical.npz", "vectors.npy"]
     for name in report.carried:
         assert inode(after.file(name)) == inode(before.file(name))
         assert after.manifest["files"][name]["sha256"] == before.manifest["files"][name]["sha256"]
