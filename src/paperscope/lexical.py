@@ -15,6 +15,7 @@ of the shipped labels (``paperscope eval --tune``; docs/ranking.md).
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -106,27 +107,46 @@ class LexicalIndex:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def from_counts(cls, rows: Iterable[Counter[str] | tuple[Counter[str], Counter[str]]]) -> LexicalIndex:
-        """Build from one term Counter (or (all, title) Counter pair) per paper row, in row order."""
-        rows = [r if isinstance(r, tuple) else (r, Counter()) for r in rows]
-        vocab = sorted({t for c, _ in rows for t in c})
-        tid = {t: i for i, t in enumerate(vocab)}
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        terms: list[int] = []
-        counts: list[int] = []
-        titles: list[int] = []
-        for i, (c, tc) in enumerate(rows):
-            for t, v in sorted(c.items()):
-                terms.append(tid[t])
+        """Build from one term Counter (or (all, title) Counter pair) per paper row, in row order.
+
+        Streams ``rows``: only flat arrays of term ids and counts are kept (a list of a million
+        Counters would take tens of GB). Terms get ids in first-seen order while reading, then
+        are renumbered in sorted order and each row's entries re-sorted by term.
+        """
+        first_id: dict[str, int] = {}
+        bounds = array("q", [0])
+        terms, counts, titles = array("i"), array("i"), array("i")
+        for r in rows:
+            c, tc = r if isinstance(r, tuple) else (r, Counter())
+            for t, v in c.items():
+                i = first_id.get(t)
+                if i is None:
+                    i = first_id[t] = len(first_id)
+                terms.append(i)
                 counts.append(v)
                 titles.append(min(tc.get(t, 0), v))
-            indptr[i + 1] = len(terms)
-        return cls(
-            vocab,
-            indptr,
-            np.array(terms, dtype=np.int32),
-            np.array(counts, dtype=np.int32),
-            np.array(titles, dtype=np.int32),
+            bounds.append(len(terms))
+        vocab = sorted(first_id)
+        rank = np.empty(len(vocab), dtype=np.int32)
+        rank[np.fromiter((first_id[t] for t in vocab), dtype=np.int64, count=len(vocab))] = np.arange(
+            len(vocab), dtype=np.int32
         )
+        del first_id
+        indptr = np.frombuffer(bounds, dtype=np.int64).copy()
+        term_ids = rank[np.frombuffer(terms, dtype=np.int32)]
+        del terms, rank
+        count_arr = np.frombuffer(counts, dtype=np.int32).copy()
+        title_arr = np.frombuffer(titles, dtype=np.int32).copy()
+        del counts, titles
+        for lo, hi in zip(indptr[:-1].tolist(), indptr[1:].tolist()):
+            if hi - lo > 1:
+                order = np.argsort(term_ids[lo:hi]) + lo
+                term_ids[lo:hi], count_arr[lo:hi], title_arr[lo:hi] = (
+                    term_ids[order],
+                    count_arr[order],
+                    title_arr[order],
+                )
+        return cls(vocab, indptr, term_ids, count_arr, title_arr)
 
     def row_counts(self, row: int) -> tuple[Counter[str], Counter[str]]:
         """The stored (all, title) term counts of one row (to carry unchanged papers into a new generation)."""
