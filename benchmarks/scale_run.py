@@ -12,8 +12,8 @@ which gives RSS at 10%, 50% and 100% of papers read and of papers embedded.
 
 Steps (``--steps``, comma separated, default all): corpus, index, info, verify, cold (``related``
 and ``search`` in new processes), warm (one process through the Python API: first and later
-queries), map (``paperscope map``: UMAP fitted on a sample, the rest placed; page size),
-rerun (nothing changed), edit (1% of abstracts edited). Results are written to
+queries), rerun (nothing changed), edit (1% of abstracts edited), map (``paperscope map``: UMAP fitted on
+a sample, the rest placed; page size); the map runs last (the slowest step at 1M). Results are written to
 ``DIR/results.json`` after each step, so a run cut short keeps what finished; ``--table``
 prints them as the Markdown table of benchmarks/RESULTS.md.
 """
@@ -80,7 +80,7 @@ def run(cmd: list[str], log: Path, *, watch: Path | None = None, timeout: float 
     master, slave = pty.openpty()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        ["/usr/bin/time", "-f", "%e %M", "-o", str(tfile), *cmd],
+        ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(tfile), *cmd],
         stdout=subprocess.PIPE,
         stderr=slave,
         env={**os.environ, "COLUMNS": "160"},
@@ -142,6 +142,8 @@ def run(cmd: list[str], log: Path, *, watch: Path | None = None, timeout: float 
         "rc": proc.returncode,
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(int(nums[-1]) / 1024, 1) if nums else None,
+        # CPU seconds (user + system) of the child: on a busy machine the better guide to a quiet run.
+        "cpu_s": round(float(nums[-3]) + float(nums[-2]), 2) if len(nums) >= 4 else None,
         "stdout": stdout,
         "timeline": timeline,
     }
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.table:
         print(table(res))
         return 0
-    steps = "corpus,index,info,verify,cold,warm,map,rerun,edit".split(",") if a.steps == "all" else a.steps.split(",")
+    steps = "corpus,index,info,verify,cold,warm,rerun,edit,map".split(",") if a.steps == "all" else a.steps.split(",")
     corpus, edited = d / f"arxiv-{a.n}.jsonl.gz", d / f"arxiv-{a.n}-edit1pct.jsonl.gz"
     store = d / "store"
     res.setdefault("n", a.n)
@@ -241,11 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     ps = [py, "-m", "paperscope.cli"] if not _has_console() else ["paperscope"]
     if "corpus" in steps:
         for path, extra in ((corpus, []), (edited, ["--edit-fraction", "0.01", "--edit-seed", "1"])):
-            if not path.is_file():
-                r = run(
-                    [py, str(GENERATOR), str(a.n), str(path), "--seed", str(a.seed), *extra], d / f"gen-{path.name}.log"
-                )
-                record(f"corpus:{path.name}", r, stats=_json(r["stdout"]))
+            stats = path.with_name(path.name + ".stats.json")
+            if not (path.is_file() and stats.is_file()):
+                cmd = [py, str(GENERATOR), str(a.n), str(path), "--seed", str(a.seed), "--stats", str(stats), *extra]
+                record(f"corpus:{path.name}", run(cmd, d / f"gen-{path.name}.log"), stats=json.loads(stats.read_text()))
+            elif f"corpus:{path.name}" not in res:  # generated beforehand (same command): keep its own figures
+                res[f"corpus:{path.name}"] = {"stats": json.loads(stats.read_text()), "reused": True}
+                save()
     if "index" in steps:
         if store.exists():
             subprocess.run(["rm", "-rf", str(store)], check=True)
@@ -302,12 +306,6 @@ def main(argv: list[str] | None = None) -> int:
         r = run([py, "-c", WARM, str(store), json.dumps(ids), json.dumps(qs)], d / "warm.log")
         r["cmd"] = "python -c WARM (benchmarks/scale_run.py) STORE IDS QUERIES"
         record("warm", r, figures=_json(r["stdout"].strip().splitlines()[-1] if r["stdout"].strip() else "{}"))
-    if "map" in steps:
-        out = d / "map-out"
-        r = run([*ps, "map", "--store", str(store), "--out", str(out), "--json"], d / "map.log")
-        rep = _json(r["stdout"])
-        sizes = {p.name: p.stat().st_size for p in out.glob("*") if p.is_file()} if out.is_dir() else {}
-        record("map", r, stats={k: v for k, v in rep.items() if k != "topics"} if rep else None, output_bytes=sizes)
     full = res.get("index", {}).get("wall_s")
     for step, path in (("rerun", corpus), ("edit", edited)):
         if step in steps:
@@ -322,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                 changed=rep.get("changed"),
                 expected_edited=(res.get(f"corpus:{edited.name}", {}).get("stats") or {}).get("edited"),
             )
+    if "map" in steps:
+        out = d / "map-out"
+        r = run([*ps, "map", "--store", str(store), "--out", str(out), "--json"], d / "map.log")
+        rep = _json(r["stdout"])
+        sizes = {p.name: p.stat().st_size for p in out.glob("*") if p.is_file()} if out.is_dir() else {}
+        record("map", r, stats={k: v for k, v in rep.items() if k != "topics"} if rep else None, output_bytes=sizes)
     return 0
 
 
@@ -357,14 +361,15 @@ def _sample_ids(store: Path, k: int) -> list[str]:
 
 def table(res: dict) -> str:
     """The results as Markdown rows: step, wall, peak RSS, notes."""
-    rows = ["| step | wall (s) | peak RSS (MB) | notes |", "| --- | ---: | ---: | --- |"]
+    rows = ["| step | wall (s) | CPU (s) | peak RSS (MB) | notes |", "| --- | ---: | ---: | ---: | --- |"]
 
     def row(name: str, key: str, note: str = "") -> None:
         r = res.get(key)
         if r:
-            rows.append(f"| {name} | {r.get('wall_s')} | {r.get('peak_rss_mb')} | {note} |")
+            wall = r.get("median_wall_s", r.get("wall_s"))
+            rows.append(f"| {name} | {wall} | {r.get('cpu_s')} | {r.get('peak_rss_mb')} | {note} |")
         else:
-            rows.append(f"| {name} | not run | | {note} |")
+            rows.append(f"| {name} | not run | | | {note} |")
 
     idx = res.get("index", {})
     row(

@@ -117,6 +117,7 @@ def clean(text: str) -> str:
     return APOSTROPHE.sub("", unicodedata.normalize("NFKC", LATEX.sub("", text)))
 
 
+@functools.lru_cache(maxsize=1 << 18)  # pure, and called for every token of every text (see _CACHE below)
 def fold(token: str) -> str:
     """Rule 3: the comparison key of a token (lower case, synonyms mapped); NFKC-cleans it too."""
     t = unicodedata.normalize("NFKC", token).lower()
