@@ -21,6 +21,7 @@ prints them as the Markdown table of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -28,8 +29,10 @@ import pty
 import re
 import select
 import statistics
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -78,6 +81,8 @@ def run(cmd: list[str], log: Path, *, watch: Path | None = None, timeout: float 
     """Run ``cmd`` under /usr/bin/time; wall, peak RSS, stdout, and (``watch``) an RSS timeline."""
     tfile = log.with_suffix(".time")
     master, slave = pty.openpty()
+    # A pty opens 0 columns wide, and tqdm then draws nothing: give it a terminal's size.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(tfile), *cmd],
