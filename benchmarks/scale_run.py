@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run([*ps, "map", "--store", str(store), "--out", str(out), "--json"], d / "map.log")
         rep = _json(r["stdout"])
         sizes = {p.name: p.stat().st_size for p in out.glob("*") if p.is_file()} if out.is_dir() else {}
-        record("map", r, stats={k: v for k, v in rep.items() if k != "topics"} if rep else None, output_bytes=sizes)
+        record("map", r, stats=rep.get("stats"), output_bytes=sizes)
     return 0
 
 
