@@ -64,6 +64,7 @@ def _children(pid: int) -> list[int]:
 
 def _read_pos(pid: int, path: Path) -> int | None:
     """Where ``pid`` is reading ``path`` (compressed bytes), from /proc/PID/fdinfo."""
+    path = path.resolve()
     try:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--table", action="store_true", help="print results.json as a Markdown table and exit")
     a = ap.parse_args(argv)
-    d = a.dir
+    d = a.dir.resolve()  # absolute: /proc/PID/fd links are matched against the corpus path
     d.mkdir(parents=True, exist_ok=True)
     results_path = d / "results.json"
     res: dict = json.loads(results_path.read_text()) if results_path.is_file() else {}
