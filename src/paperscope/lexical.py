@@ -20,6 +20,7 @@ import os
 import sqlite3
 import struct
 import zipfile
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -242,27 +243,46 @@ class LexicalIndex:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def from_counts(cls, rows: Iterable[Counter[str] | tuple[Counter[str], Counter[str]]]) -> LexicalIndex:
-        """Build from one term Counter (or (all, title) Counter pair) per paper row, in row order."""
-        rows = [r if isinstance(r, tuple) else (r, Counter()) for r in rows]
-        vocab = sorted({t for c, _ in rows for t in c})
-        tid = {t: i for i, t in enumerate(vocab)}
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        terms: list[int] = []
-        counts: list[int] = []
-        titles: list[int] = []
-        for i, (c, tc) in enumerate(rows):
-            for t, v in sorted(c.items()):
-                terms.append(tid[t])
+        """Build from one term Counter (or (all, title) Counter pair) per paper row, in row order.
+
+        Streams ``rows``: only flat arrays of term ids and counts are kept (a list of a million
+        Counters would take tens of GB). Terms get ids in first-seen order while reading, then
+        are renumbered in sorted order and each row's entries re-sorted by term.
+        """
+        first_id: dict[str, int] = {}
+        bounds = array("q", [0])
+        terms, counts, titles = array("i"), array("i"), array("i")
+        for r in rows:
+            c, tc = r if isinstance(r, tuple) else (r, Counter())
+            for t, v in c.items():
+                i = first_id.get(t)
+                if i is None:
+                    i = first_id[t] = len(first_id)
+                terms.append(i)
                 counts.append(v)
                 titles.append(min(tc.get(t, 0), v))
-            indptr[i + 1] = len(terms)
-        return cls(
-            vocab,
-            indptr,
-            np.array(terms, dtype=np.int32),
-            np.array(counts, dtype=np.int32),
-            np.array(titles, dtype=np.int32),
+            bounds.append(len(terms))
+        vocab = sorted(first_id)
+        rank = np.empty(len(vocab), dtype=np.int32)
+        rank[np.fromiter((first_id[t] for t in vocab), dtype=np.int64, count=len(vocab))] = np.arange(
+            len(vocab), dtype=np.int32
         )
+        del first_id
+        indptr = np.frombuffer(bounds, dtype=np.int64).copy()
+        term_ids = rank[np.frombuffer(terms, dtype=np.int32)]
+        del terms, rank
+        count_arr = np.frombuffer(counts, dtype=np.int32).copy()
+        title_arr = np.frombuffer(titles, dtype=np.int32).copy()
+        del counts, titles
+        for lo, hi in zip(indptr[:-1].tolist(), indptr[1:].tolist()):
+            if hi - lo > 1:
+                order = np.argsort(term_ids[lo:hi]) + lo
+                term_ids[lo:hi], count_arr[lo:hi], title_arr[lo:hi] = (
+                    term_ids[order],
+                    count_arr[order],
+                    title_arr[order],
+                )
+        return cls(vocab, indptr, term_ids, count_arr, title_arr)
 
     def row_counts(self, row: int) -> tuple[Counter[str], Counter[str]]:
         """The stored (all, title) term counts of one row (to carry unchanged papers into a new generation)."""
@@ -541,9 +561,12 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
         except StoreError:
             old = None  # another tokenizer version or damaged: tokenise everything again
     if old is None:
-        rows = [paper_counts(t, a) for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row")]
-        LexicalIndex.from_counts(rows).save(out)
-        return len(rows), 0
+        # A generator, never a list: from_counts streams into flat arrays (N Counters are tens of GB at 1M).
+        index = LexicalIndex.from_counts(
+            paper_counts(t, a) for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row")
+        )
+        index.save(out)
+        return index.n, 0
     join = "LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
     mapping = np.array(
         [r if r is not None else -1 for (r,) in con.execute(f"SELECT o.row FROM papers p {join} ORDER BY p.row")],

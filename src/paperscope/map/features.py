@@ -18,6 +18,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from paperscope.map.terms import terms
 
+TRANSFORM_CHUNK = 50_000
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -42,7 +44,13 @@ def lexical_features(fit_texts: Sequence[str], texts: Sequence[str], dims: int, 
         return _unit(vectorizer.transform(texts).toarray().astype(np.float32))
     n_comp = max(1, min(dims, base.shape[1] - 1, base.shape[0] - 1))
     svd = TruncatedSVD(n_components=n_comp, random_state=seed).fit(base)
-    return _unit(svd.transform(vectorizer.transform(texts)))
+    # Row by row the same result, in pieces: one sparse matrix of a million abstracts would take GBs.
+    return np.vstack(
+        [
+            _unit(svd.transform(vectorizer.transform(texts[i : i + TRANSFORM_CHUNK])))
+            for i in range(0, len(texts), TRANSFORM_CHUNK)
+        ]
+    )
 
 
 def joint_features(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float) -> np.ndarray:

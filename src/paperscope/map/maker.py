@@ -23,6 +23,12 @@ from paperscope.store import Generation, Store
 # smoothly, and each needs its related papers computed here.
 HTML_POINTS = 50_000
 
+# Related lists for the page cost one ranked (hybrid) query per page paper: tens of milliseconds at
+# 20k papers, far more at 1M, so 50,000 of them would take hours. Above this many page papers the
+# lists come from one batched dense search of the store's FAISS index instead (ids only, no score;
+# the page then shows no score). docs/performance.md has the figures.
+PAGE_HYBRID_RELATED = 5_000
+
 # writer(map, folder, related (id, score) pairs per paper id, page rows, papers by id) -> paths by kind
 Writer = Callable[[TopicMap, Path, dict[str, list[tuple[str, float]]], Sequence[int], dict[str, Any]], dict[str, str]]
 
@@ -33,6 +39,7 @@ class _Table(Protocol):
 
 class _Index(Protocol):
     vectors: np.ndarray
+    faiss: Any
 
 
 class MapSource(Protocol):
@@ -143,7 +150,7 @@ def _render_save_publish(
         staged = None
         if writer is not None:
             rows = fit_sample(tm.ids, HTML_POINTS)
-            related = {tm.ids[i]: [(h.paper.id, h.score) for h in src.related(tm.ids[i], k=related_k)] for i in rows}
+            related = page_related(src, tm, rows, related_k)
             papers = {tm.ids[i]: src.paper(tm.ids[i]) for i in rows}  # the page's panel: authors, date, abstract
             staged = writer(tm, staging, related, rows, papers)
         if save:
@@ -164,6 +171,21 @@ def _render_save_publish(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return tm
+
+
+def page_related(src: MapSource, tm: TopicMap, rows: Sequence[int], k: int) -> dict[str, list[Any]]:
+    """The related papers the static page carries for each of its papers (see PAGE_HYBRID_RELATED)."""
+    vectors = src.index.vectors
+    if len(rows) <= PAGE_HYBRID_RELATED or vectors.shape[0] != len(tm.ids):
+        return {tm.ids[i]: [(h.paper.id, h.score) for h in src.related(tm.ids[i], k=k)] for i in rows}
+    out: dict[str, list[Any]] = {}
+    order = np.asarray(rows, dtype=np.int64)
+    for start in range(0, len(order), 4096):
+        chunk = order[start : start + 4096]
+        _, nearest = src.index.faiss.search(np.ascontiguousarray(vectors[chunk], dtype=np.float32), k + 1)
+        for i, found in zip(chunk.tolist(), nearest.tolist()):
+            out[tm.ids[i]] = [tm.ids[j] for j in found if 0 <= j != i][:k]
+    return out
 
 
 def _compute(src: MapSource, params: MapParams, previous: TopicMap | None, bar: Any = None) -> TopicMap:
