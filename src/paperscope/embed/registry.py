@@ -15,7 +15,7 @@ from typing import Any
 
 from paperscope.embed import artifacts, onnx_backend, solo_backend, static_backend, torch_backend
 from paperscope.embed.base import Embedder
-from paperscope.embed.lock import ModelLock, load_lock
+from paperscope.embed.lock import DEFAULT_BACKEND, ModelLock, load_lock
 from paperscope.errors import ModelLockError, StoreError, require_extra
 
 
@@ -64,9 +64,8 @@ REGISTRY: dict[str, Backend] = {
     )
 }
 BACKENDS = tuple(REGISTRY)
-# What the shipped models.lock says (tests/e2e/test_backends.py checks that they agree): fast, and a
-# vector is a function of its text (docs/backends.md has the measurements behind the choice).
-DEFAULT_BACKEND = "onnx-int8-solo"
+# DEFAULT_BACKEND (embed/lock.py, what a new pin and the shipped models.lock say) is one of them.
+assert DEFAULT_BACKEND in REGISTRY
 
 
 def get(name: str) -> Backend:
