@@ -130,6 +130,12 @@ def test_solo_vectors_do_not_depend_on_the_worker_count(solo: object) -> None:
     one = SoloOnnxEmbedder(solo.lock, workers=1).embed_batch(texts)
     three = SoloOnnxEmbedder(solo.lock, workers=3).embed_batch(texts)
     assert np.array_equal(one, solo.embed_batch(texts)) and np.array_equal(three, one)
+    # nor on ONNX Runtime's intra-op thread count: a 2-thread session given one unpadded text at a
+    # time (onnx-int8 with a batch of one) computes the same bits on this machine
+    from paperscope.embed.onnx_backend import OnnxEmbedder
+
+    two_threads = OnnxEmbedder(solo.lock, "int8", threads=2)
+    assert np.array_equal(np.stack([two_threads.embed_batch([t])[0] for t in texts]), one)
 
 
 def test_solo_agrees_with_torch_on_the_bundled_corpus(solo: object, torch_model: object) -> None:
