@@ -70,3 +70,13 @@ def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("real") / "store"
     build(None, store)
     return store
+
+
+@pytest.fixture(scope="session")
+def torch_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled corpus indexed once with the torch backend (the reference the feeder and GPU paths match)."""
+    from paperscope.pipeline import build
+
+    store = tmp_path_factory.mktemp("torch") / "store"
+    build(None, store, backend="torch")
+    return store

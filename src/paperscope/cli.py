@@ -215,7 +215,7 @@ def _backends() -> tuple[str, ...]:
     "--backend",
     type=click.Choice(_backends()),
     default=None,
-    help="Embedding backend (default: the store's own, else torch); another one needs --rebuild.",
+    help="Embedding backend (default: the store's own, else models.lock's, shipped: onnx-int8-solo); another needs --rebuild.",
 )
 @click.option(
     "--device",
@@ -524,7 +524,8 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
         ("papers", str(data["counts"]["papers"])),
         (
             "model",
-            f"{data['model']['name']} (fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})",
+            f"{data['model']['name']} (backend {(data['model'].get('lock') or {}).get('backend', 'custom')}, "
+            f"fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})",
         ),
         ("index", _index_line(data["index"])),
         (

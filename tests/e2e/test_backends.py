@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paperscope.embed import BACKENDS, with_backend
+from paperscope.embed import BACKENDS, DEFAULT_BACKEND, with_backend
 from paperscope.embed.lock import load_lock
 from paperscope.errors import ModelLockError, StoreError
 
@@ -47,16 +47,33 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def torch_vectors() -> np.ndarray:
+def torch_model() -> object:
     from paperscope.embed import load_embedder
 
-    return load_embedder(load_lock()).embed_batch(TEXTS)
+    return load_embedder(with_backend(load_lock(), "torch"))
 
 
-def test_default_lock_fingerprint_unchanged() -> None:
+@pytest.fixture(scope="module")
+def torch_vectors(torch_model: object) -> np.ndarray:
+    return torch_model.embed_batch(TEXTS)
+
+
+def bundled_sample(n: int) -> list[str]:
+    """``n`` paper texts spread over the bundled corpus (short and long abstracts alike)."""
+    from paperscope.corpus import bundled_corpus, read_corpus
+
     lock = load_lock()
-    assert lock.backend == "torch"
-    assert with_backend(lock, None) is lock and with_backend(lock, "torch") is lock
+    papers = read_corpus([bundled_corpus()])
+    return [lock.text(p.title, p.abstract) for p in papers[:: max(1, len(papers) // n)][:n]]
+
+
+def test_default_lock_is_the_deterministic_int8_backend() -> None:
+    lock = load_lock()
+    assert lock.backend == DEFAULT_BACKEND == "onnx-int8-solo"
+    assert with_backend(lock, None) is lock and with_backend(lock, DEFAULT_BACKEND) is lock
+    # torch stays a choice, pinned by the same files: only the backend (part of the fingerprint) differs
+    torch_lock = with_backend(lock, "torch")
+    assert "torch" in BACKENDS and torch_lock.files == lock.files and torch_lock.dimension == lock.dimension
     fps = {with_backend(lock, b).fingerprint for b in BACKENDS}
     assert len(fps) == len(BACKENDS)  # the backend decides the vectors: part of the fingerprint
     with pytest.raises(ModelLockError, match="unknown backend"):
@@ -77,12 +94,64 @@ def test_onnx_int8_agrees_with_torch(cache: Path, torch_vectors: np.ndarray) -> 
     assert np.array_equal(e.embed_batch(TEXTS), got)
 
 
-def test_onnx_fp32_equals_torch(cache: Path, torch_vectors: np.ndarray) -> None:
+@pytest.fixture(scope="module")
+def solo(cache: Path) -> object:
+    from paperscope.embed import load_embedder
+
+    return load_embedder(load_lock())  # the default backend
+
+
+def test_solo_same_text_same_vector_in_any_batch(solo: object) -> None:
+    """A text's vector is bit-identical alone, in any batch, at any position, with any batch-mates."""
+    from paperscope.embed.solo_backend import SoloOnnxEmbedder
+
+    assert isinstance(solo, SoloOnnxEmbedder)
+    texts = bundled_sample(10) + TEXTS
+    together = solo.embed_batch(texts)
+    alone = np.stack([solo.embed_batch([t])[0] for t in texts])
+    assert np.array_equal(together, alone)
+    reordered = solo.embed_batch(texts[::-1])[::-1]
+    assert np.array_equal(reordered, together)
+    # other batch-mates and sizes: a long truncated text first, duplicates, a short one
+    mixed = solo.embed_batch([TEXTS[2], texts[5], TEXTS[3], texts[5], TEXTS[1]])
+    assert np.array_equal(mixed[1], together[5]) and np.array_equal(mixed[3], together[5])
+    assert np.array_equal(mixed[0], together[len(texts) - 2]) and np.array_equal(mixed[4], together[-3])
+    # onnx-int8 (padded batches, per-batch activation scales) does not have this property: the test can fail
+    from paperscope.embed.onnx_backend import OnnxEmbedder
+
+    int8 = OnnxEmbedder(solo.lock, "int8")
+    assert not np.array_equal(int8.embed_batch(texts)[0], int8.embed_batch(texts[:1])[0])
+
+
+def test_solo_vectors_do_not_depend_on_the_worker_count(solo: object) -> None:
+    from paperscope.embed.solo_backend import SoloOnnxEmbedder
+
+    texts = bundled_sample(8)
+    one = SoloOnnxEmbedder(solo.lock, workers=1).embed_batch(texts)
+    three = SoloOnnxEmbedder(solo.lock, workers=3).embed_batch(texts)
+    assert np.array_equal(one, solo.embed_batch(texts)) and np.array_equal(three, one)
+    # nor on ONNX Runtime's intra-op thread count: a 2-thread session given one unpadded text at a
+    # time (onnx-int8 with a batch of one) computes the same bits on this machine
+    from paperscope.embed.onnx_backend import OnnxEmbedder
+
+    two_threads = OnnxEmbedder(solo.lock, "int8", threads=2)
+    assert np.array_equal(np.stack([two_threads.embed_batch([t])[0] for t in texts]), one)
+
+
+def test_solo_agrees_with_torch_on_the_bundled_corpus(solo: object, torch_model: object) -> None:
+    texts = bundled_sample(24) + TEXTS
+    got, want = solo.embed_batch(texts), torch_model.embed_batch(texts)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = (got * want).sum(axis=1)
+    # measured over all 432 bundled papers: mean 0.9948, min 0.9909 (benchmarks/backend_speed.py)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98, (cos.mean(), cos.min())
+
+
+def test_onnx_fp32_equals_torch(cache: Path, torch_model: object, torch_vectors: np.ndarray) -> None:
     from paperscope.embed import load_embedder
     from paperscope.embed.onnx_backend import OnnxEmbedder, prepare_query_model
 
-    lock = load_lock()
-    torch_model = load_embedder(lock)
+    lock = with_backend(load_lock(), "torch")
     assert prepare_query_model(lock, torch_model)
     q = load_embedder(lock, for_query=True)
     assert isinstance(q, OnnxEmbedder)
@@ -186,17 +255,62 @@ def _probe() -> str:
     )
 
 
-@pytest.mark.model
-def test_a_plain_torch_build_leaves_search_torch_free(real_store: Path) -> None:
-    """`paperscope index` (torch) prepares the fp32 ONNX query model itself: the next search needs no torch."""
+def write_papers(path: Path, edited: int = 0) -> Path:
+    """TEXTS as a JSON Lines corpus, the first ``edited`` abstracts revised."""
+    rows = (
+        {"id": f"p{i}", "title": t[:40], "abstract": t + (" (revised)" if i < edited else "")}
+        for i, t in enumerate(TEXTS)
+    )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_torch_build_keeps_its_backend_and_leaves_search_torch_free(cache: Path, tmp_path: Path) -> None:
+    """`paperscope index --backend torch` prepares the fp32 ONNX query model itself: the next search needs
+    no torch; a re-index without --backend keeps torch (the store's own) although the default is another."""
+    from paperscope.explorer import Explorer
+    from paperscope.pipeline import build
+
+    papers, store = write_papers(tmp_path / "papers.jsonl"), tmp_path / "store"
+    build([papers], store, backend="torch")
+    report = build([write_papers(papers, edited=1)], store)
+    assert report.embedded == 1
+    with Explorer(store) as ex:
+        assert ex.info()["model"]["backend"] == "torch" != DEFAULT_BACKEND
     r = subprocess.run(
-        [sys.executable, "-c", _probe(), "search", "low-rank adaptation", "--store", str(real_store)],
+        [sys.executable, "-c", _probe(), "search", "low-rank adaptation", "--store", str(store)],
         capture_output=True,
         text=True,
         env=os.environ.copy(),
     )
     assert r.returncode == 0, r.stderr
     assert "IMPORTED []" in r.stderr, r.stderr[-500:]
+
+
+def test_reindex_with_the_default_backend_imports_no_torch(cache: Path, tmp_path: Path) -> None:
+    """Re-indexing edited papers into a default-backend store: a fresh process, no torch import at all
+    (the cached int8 model, tokenizers for the tokens), and the unedited papers keep their exact vectors."""
+    from paperscope.explorer import Explorer
+    from paperscope.pipeline import build
+
+    papers, store = write_papers(tmp_path / "papers.jsonl"), tmp_path / "store"
+    build([papers], store)
+    with Explorer(store) as ex:
+        before = {p: ex.vector(p) for p in ("p0", "p1", "p2", "p3")}
+    write_papers(papers, edited=2)
+    r = subprocess.run(
+        [sys.executable, "-c", _probe(), "index", str(papers), "--store", str(store), "--json"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "IMPORTED []" in r.stderr, r.stderr[-500:]
+    assert json.loads(r.stdout)["embedded"] == 2
+    with Explorer(store) as ex:
+        assert ex.info()["model"]["backend"] == DEFAULT_BACKEND
+        assert np.array_equal(ex.vector("p2"), before["p2"]) and np.array_equal(ex.vector("p3"), before["p3"])
+        assert not np.array_equal(ex.vector("p0"), before["p0"])
 
 
 def test_related_and_search_import_no_heavy_module(cache: Path, tmp_path: Path) -> None:

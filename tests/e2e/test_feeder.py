@@ -137,7 +137,7 @@ def vectors_by_id(store: Path) -> dict[str, np.ndarray]:
 
 
 def test_build_with_feeder_equals_plain_build_on_bundled_corpus(
-    tmp_path: Path, real_store: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, torch_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The whole bundled corpus through the pipeline with the feeder (fp32, CPU): same vectors, same rows."""
     puts: list[int] = []
@@ -148,14 +148,14 @@ def test_build_with_feeder_equals_plain_build_on_bundled_corpus(
         real_put(self, fingerprint, hashes, vectors, made_by)
 
     monkeypatch.setattr(Staging, "put", spy)
-    report = build(None, tmp_path / "fed", device="cpu", feeder=True, workers=2, chunk_size=100)
+    report = build(None, tmp_path / "fed", backend="torch", device="cpu", feeder=True, workers=2, chunk_size=100)
     assert (report.papers, report.embedded, report.device, report.dtype) == (432, 432, "cpu", "float32")
     assert puts == [100, 100, 100, 100, 32]  # checkpointed chunk by chunk, as the plain path does
-    plain, fed = vectors_by_id(real_store), vectors_by_id(tmp_path / "fed")
+    plain, fed = vectors_by_id(torch_store), vectors_by_id(tmp_path / "fed")
     assert sorted(plain) == sorted(fed)
     ids = sorted(plain)
     assert_same_rows(np.stack([fed[i] for i in ids]), np.stack([plain[i] for i in ids]))
-    a, b = Store(real_store).require_current().manifest, Store(tmp_path / "fed").require_current().manifest
+    a, b = Store(torch_store).require_current().manifest, Store(tmp_path / "fed").require_current().manifest
     assert a["model"]["fingerprint"] == b["model"]["fingerprint"]  # the device is not part of the fingerprint
     assert b["build"]["devices"] == [{"device": "cpu", "dtype": "float32", "count": 432}]
 

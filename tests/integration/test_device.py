@@ -275,7 +275,7 @@ def test_gpu_benchmark_path_imports_nothing_the_gpu_machine_lacks() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.model
-def test_index_on_cuda_end_to_end_agrees_with_cpu_store(tmp_path: Path, real_store: Path) -> None:
+def test_index_on_cuda_end_to_end_agrees_with_cpu_store(tmp_path: Path, torch_store: Path) -> None:
     """On a GPU machine: `paperscope index --device cuda` (fp16, the feeder) against the CPU fp32 store."""
     if not has_cuda():
         pytest.skip("no CUDA GPU")
@@ -283,11 +283,13 @@ def test_index_on_cuda_end_to_end_agrees_with_cpu_store(tmp_path: Path, real_sto
 
     from paperscope.cli import main
 
-    out = CliRunner().invoke(main, ["index", "--store", str(tmp_path / "gpu"), "--device", "cuda", "-q"])
+    out = CliRunner().invoke(
+        main, ["index", "--store", str(tmp_path / "gpu"), "--backend", "torch", "--device", "cuda", "-q"]
+    )
     assert out.exit_code == 0, out.output
     info = CliRunner().invoke(main, ["info", "--store", str(tmp_path / "gpu")])
     assert "embedded on  cuda:0 float16 (432)" in info.output
-    gpu, cpu = vectors_by_id(tmp_path / "gpu"), vectors_by_id(real_store)
+    gpu, cpu = vectors_by_id(tmp_path / "gpu"), vectors_by_id(torch_store)
     ids = sorted(cpu)
     a, b = np.stack([gpu[i] for i in ids]), np.stack([cpu[i] for i in ids])
     cos = np.sum(a * b, axis=1)

@@ -20,6 +20,10 @@ from paperscope.errors import ModelLockError
 from paperscope.files import sha256_file
 
 LOCK_SCHEMA = 1
+# The backend a new pin gets (the shipped models.lock names it too): int8 on ONNX Runtime, each text
+# run alone, so a vector is a function of its text (embed/solo_backend.py). A lock that names no
+# backend predates backends and means torch (ModelLock.backend's default).
+DEFAULT_BACKEND = "onnx-int8-solo"
 LOCK_ENV = "PAPERSCOPE_LOCK"
 # Files a sentence-transformers directory may hold that do not change its output.
 _IGNORED = {"README.md", ".gitattributes", "data_config.json"}
@@ -201,9 +205,13 @@ def verify_files(lock: ModelLock, root: Path) -> None:
 
 
 def pin(
-    root: Path, source: dict[str, str], name: str, template: str | None = None, backend: str = "torch"
+    root: Path, source: dict[str, str], name: str, template: str | None = None, backend: str | None = None
 ) -> ModelLock:
-    """Build a lock for the sentence-transformers directory ``root`` (hashing every file it loads)."""
+    """Build a lock for the sentence-transformers directory ``root`` (hashing every file it loads).
+
+    ``backend`` defaults to :data:`DEFAULT_BACKEND` for a mean-pooled model (what the ONNX backends
+    run), else to torch.
+    """
     root = Path(root)
     if not (root / "modules.json").is_file():
         raise ModelLockError(f"{root}: not a sentence-transformers model directory (no modules.json)")
@@ -242,7 +250,7 @@ def pin(
         pooling=pooling,
         normalize=normalize,
         template=template or "{title}. {abstract}",
-        backend=backend,
+        backend=backend or (DEFAULT_BACKEND if pooling == "mean" else "torch"),
     )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from paperscope.embed import artifacts, onnx_backend, static_backend, torch_backend
+from paperscope.embed import artifacts, onnx_backend, solo_backend, static_backend, torch_backend
 from paperscope.embed.base import Embedder
-from paperscope.embed.lock import ModelLock, load_lock
+from paperscope.embed.lock import DEFAULT_BACKEND, ModelLock, load_lock
 from paperscope.errors import ModelLockError, StoreError, require_extra
 
 
@@ -48,6 +48,12 @@ REGISTRY: dict[str, Backend] = {
             prepare=lambda lock: onnx_backend.prepare(lock, "int8"),
         ),
         Backend(
+            "onnx-int8-solo",
+            # The onnx-int8 model file, each text run alone and unpadded: a vector depends on its text only.
+            lambda lock, for_query: solo_backend.SoloOnnxEmbedder(lock),
+            prepare=lambda lock: onnx_backend.prepare(lock, "int8"),
+        ),
+        Backend(
             "static",
             lambda lock, for_query: static_backend.StaticEmbedder(lock),
             dimension=static_backend.PCA_DIMS,
@@ -58,7 +64,8 @@ REGISTRY: dict[str, Backend] = {
     )
 }
 BACKENDS = tuple(REGISTRY)
-DEFAULT_BACKEND = "torch"
+# DEFAULT_BACKEND (embed/lock.py, what a new pin and the shipped models.lock say) is one of them.
+assert DEFAULT_BACKEND in REGISTRY
 
 
 def get(name: str) -> Backend:
