@@ -81,3 +81,20 @@ def test_backend_on_ray_gives_the_local_vectors(backend: str, local_ray: None, c
         # A derived model: the actors load the driver's cached artefact (checked by sha256), and its
         # vectors do not depend on the thread count, so Ray and local agree to the bit.
         assert np.array_equal(local, remote), f"{backend}: max |diff| {np.abs(local - remote).max():.3g}"
+
+
+def test_an_actor_whose_model_does_not_verify_fails_the_run_in_one_line(local_ray: None) -> None:
+    """Each actor checks the model files against the lock the driver sends: a mismatch is one line."""
+    from dataclasses import replace
+
+    from paperscope.embed import ray_engine
+    from paperscope.errors import PaperscopeError
+
+    lock = registry.with_backend(load_lock(), "torch")
+    wrong = replace(lock, files={**lock.files, "config.json": "0" * 64})
+    report = BuildReport(store="-", generation=None)
+    with pytest.raises(PaperscopeError) as failed:
+        list(ray_engine.embed_chunks(wrong, iter([["one text"], ["another"]]), report, device="cpu"))
+    message = str(failed.value)
+    assert "\n" not in message and "config.json" in message and "does not match models.lock" in message
+    assert report.nodes == {}  # nothing came back

@@ -257,11 +257,20 @@ def _result(ray: Any, ref: Any) -> tuple[list[np.ndarray], str]:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:
-        cause = e.cause if isinstance(e.cause, Exception) else e
-        if isinstance(cause, PaperscopeError):
-            raise cause from None  # the actor's own one-line error (a model that does not verify)
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
-        raise PaperscopeError(f"ray engine: an embedding actor failed: {first[:300]}; re-run to resume") from None
+        if isinstance(e.cause, PaperscopeError):
+            raise e.cause from None  # the actor's own one-line error
+        why = _last_line(e)
     except ray.exceptions.RayError as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise PaperscopeError(f"ray engine: an embedding actor was lost: {first[:300]}; re-run to resume") from None
+        # An actor whose __init__ raised (a model file that does not verify) dies: its error is the last line.
+        why = _last_line(e) if getattr(e, "actor_init_failed", False) else f"lost ({_first_line(e)})"
+    raise PaperscopeError(f"ray engine: an embedding actor failed: {why[:300]}; re-run to resume") from None
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[-1].removeprefix("paperscope.errors.") if lines else type(e).__name__
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
