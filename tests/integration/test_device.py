@@ -230,8 +230,16 @@ def test_ray_engine_asks_for_no_gpu_on_the_cpu(tmp_path: Path, monkeypatch: pyte
     real = ray.remote
 
     def spy(*args: object, **kwargs: object) -> object:
-        seen.append(kwargs.get("num_gpus"))  # the embedding actors' resources
-        return real(*args, **kwargs)
+        made = real(*args, **kwargs)
+        if args or not kwargs:  # Ray's own uses
+            return made
+
+        def decorate(cls: object) -> object:
+            if cls is ray_engine.EmbedActor:
+                seen.append(kwargs.get("num_gpus"))  # the embedding actors' resources
+            return made(cls)
+
+        return decorate
 
     monkeypatch.setattr(ray, "remote", spy)
     report = build([small], tmp_path / "ray", engine="ray", device="auto", chunk_size=8)
