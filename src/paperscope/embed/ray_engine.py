@@ -24,6 +24,7 @@ This module imports ray only inside functions: ``paperscope related`` never impo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -192,7 +193,9 @@ def embed_chunks(
             yield from _ordered(ray, actors, chunks, window, bool(num_gpus), report)
         finally:
             for actor in actors:
-                ray.kill(actor)
+                # Cleanup only: a dead actor or a lost cluster must not hide the error being raised.
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
     finally:
         if started:
             ray.shutdown()
