@@ -209,7 +209,7 @@ def _backends() -> tuple[str, ...]:
     type=click.Choice(ENGINES),
     default=DEFAULT_ENGINE,
     show_default=True,
-    help="Where to embed: this process, or Ray Data (needs paperscope[ray]; uses $RAY_ADDRESS if set).",
+    help="Where to embed: this process, or Ray actors (needs paperscope[ray]; uses $RAY_ADDRESS if set).",
 )
 @click.option(
     "--backend",

@@ -47,6 +47,8 @@ class BuildReport:
     device: str | None = None
     dtype: str | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
+    # Texts embedded in this run by each Ray node (node id -> texts); empty with the local engine.
+    nodes: dict[str, int] = field(default_factory=dict)
 
     @property
     def texts_per_second(self) -> float | None:

@@ -39,8 +39,8 @@ def test_ray_engine_matches_local_engine(tmp_path: Path, real_store: Path, monke
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv(ray_engine.CPUS_ENV, "2")
-    # Two windows (4 + 3 chunks of 64), so vectors are reassembled across window boundaries.
-    monkeypatch.setattr(ray_engine, "WINDOW_CHUNKS", 4)
+    # At most 4 of the 7 chunks of 64 out at once, so the window slides while vectors come back in order.
+    monkeypatch.setenv(ray_engine.WINDOW_ENV, "4")
     puts: list[int] = []
     real_put = Staging.put
 

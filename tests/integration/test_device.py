@@ -201,6 +201,9 @@ def test_ray_actor_placement() -> None:
     assert actor_placement("auto", 0) == (0, "cpu")
     assert actor_placement("auto", 4) == (1, "cuda:0")
     assert actor_placement("cuda:1", 2) == (1, "cuda:0")  # Ray gives each actor its own GPU, seen as cuda:0
+    assert actor_placement("auto", 4, backend="static") == (0, "cpu")  # a CPU-only backend never takes a GPU
+    with pytest.raises(PaperscopeError, match="runs on the CPU only"):
+        actor_placement("cuda", 4, backend="onnx-int8")
     with pytest.raises(PaperscopeError, match="the Ray cluster has no GPU"):
         actor_placement("cuda", 0)
 
@@ -211,7 +214,7 @@ def test_ray_engine_asks_for_no_gpu_on_the_cpu(tmp_path: Path, monkeypatch: pyte
     """The --device path through Ray on this CPU machine: num_gpus=0 per actor, devices recorded."""
     if os.environ.get("PAPERSCOPE_SKIP_RAY") == "1":
         pytest.skip("PAPERSCOPE_SKIP_RAY=1")
-    import ray.data
+    import ray
 
     from paperscope.corpus import bundled_corpus, expand, read_papers
     from paperscope.embed import ray_engine
@@ -224,13 +227,21 @@ def test_ray_engine_asks_for_no_gpu_on_the_cpu(tmp_path: Path, monkeypatch: pyte
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv(ray_engine.CPUS_ENV, "2")
     seen: list[object] = []
-    real = ray.data.Dataset.map_batches
+    real = ray.remote
 
-    def spy(self: object, *args: object, **kwargs: object) -> object:
-        seen.append(kwargs.get("num_gpus"))
-        return real(self, *args, **kwargs)
+    def spy(*args: object, **kwargs: object) -> object:
+        made = real(*args, **kwargs)
+        if args or not kwargs:  # Ray's own uses
+            return made
 
-    monkeypatch.setattr(ray.data.Dataset, "map_batches", spy)
+        def decorate(cls: object) -> object:
+            if cls is ray_engine.EmbedActor:
+                seen.append(kwargs.get("num_gpus"))  # the embedding actors' resources
+            return made(cls)
+
+        return decorate
+
+    monkeypatch.setattr(ray, "remote", spy)
     report = build([small], tmp_path / "ray", engine="ray", device="auto", chunk_size=8)
     assert report.embedded == 24 and seen and set(seen) == {0}
     assert Store(tmp_path / "ray").require_current().manifest["build"]["devices"] == [

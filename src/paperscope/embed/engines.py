@@ -2,7 +2,7 @@
 
 An engine turns an iterator of text chunks into one array of unit vectors per chunk, in
 order, so the pipeline can checkpoint each chunk as it arrives. ``local`` embeds in this
-process; ``ray`` (embed/ray_engine.py, the ``paperscope[ray]`` extra) on Ray Data.
+process; ``ray`` (embed/ray_engine.py, the ``paperscope[ray]`` extra) on Ray actors.
 """
 
 from __future__ import annotations
