@@ -182,7 +182,7 @@ def build(
     ``rebuild=True`` re-embeds everything (needed after the pinned model changed). ``embedder``
     overrides the lock's model (tests pass a small fake; its fingerprint is recorded).
     ``index_type`` forces the FAISS index ("flat", "ivf", "hnsw"; default: chosen by size).
-    ``engine="ray"`` embeds on Ray Data (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
+    ``engine="ray"`` embeds on a pool of Ray actors (``paperscope[ray]``; ``RAY_ADDRESS`` or a local Ray).
     ``backend`` is one of ``embed.BACKENDS`` (default: the store's own, else the lock's); it is
     part of the fingerprint, so another backend than the store's needs ``rebuild=True``.
 
