@@ -9,6 +9,7 @@ query verb builds a :class:`~paperscope.rank.Query` and goes through :meth:`Expl
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 from paperscope import impact
 from paperscope import lexical as lexical_mod
 from paperscope.embed.base import Embedder
-from paperscope.errors import InvalidArgument, StoreError
+from paperscope.errors import DamagedError, InvalidArgument, PaperscopeError, StoreError
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex, TermVector
 from paperscope.paper import Hit, Hits, Paper
@@ -145,10 +146,27 @@ class Explorer:
             self._ranker = Ranker(self.index.vectors, self.index.faiss, lex, self._postings)
         return self._ranker
 
+    @contextlib.contextmanager
+    def _lexical_damage(self) -> Iterator[None]:
+        """Damage in the memory-mapped lexical files, which open checks only cheaply (sizes, shapes;
+        ``verify`` hashes them), surfaces as a numpy error inside a query: name the files, not a traceback."""
+        try:
+            yield
+        except PaperscopeError:
+            raise
+        except (IndexError, ValueError, OverflowError) as e:
+            if self._postings is None or not (self.generation.manifest.get("files", {})).get(impact.DERIVED_FILE):
+                raise
+            raise DamagedError(
+                self.generation.file(impact.DERIVED_FILE), f"damaged, or lexical.npz is ({type(e).__name__}: {e})"
+            ) from None
+
     # ---- the one query path --------------------------------------------------------------
     def related_query(self, row: int) -> Query:
         """The query :meth:`related` makes for a paper row (its vector and its terms, itself excluded)."""
-        return Query(dense=self.index.vector(row), lexical=self.lexical.rows_vector([row]), exclude=frozenset([row]))
+        with self._lexical_damage():
+            lexical = self.lexical.rows_vector([row])
+        return Query(dense=self.index.vector(row), lexical=lexical, exclude=frozenset([row]))
 
     def rank(
         self,
@@ -169,7 +187,8 @@ class Explorer:
         self.index.check_query(q.dense)
         if weight is None:
             weight = SEARCH_WEIGHT if q.text else HYBRID_WEIGHT
-        ranked = self.ranker.rank(q, k, mode, allowed, weight, expand=expand)
+        with self._lexical_damage():
+            ranked = self.ranker.rank(q, k, mode, allowed, weight, expand=expand)
         self.index.check_answer(q.dense, q.exclude, ranked)
         return ranked
 
@@ -303,7 +322,8 @@ class Explorer:
             where=where,
         )
         dense = self.embed_query(text) if mode != "lexical" else None
-        q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
+        with self._lexical_damage():
+            q = Query(dense=dense, lexical=self.lexical.text_vector(text), text=True)
         if mode == "lexical" and q.lexical.nnz == 0:
             return Hits([], note=f"no indexed term in {text.strip()!r} (after stop words); try --mode dense")
         return self.nearest(q, k, mode=mode, why=why, filter=filt, min_score=min_score)
@@ -354,11 +374,9 @@ class Explorer:
             dense = dense - negative_weight * self.index.mean(neg)
         norm = float(np.linalg.norm(dense))
         dense = dense / norm if norm > 0 else dense
-        q = Query(
-            dense=dense.astype(np.float32),
-            lexical=self.lexical.rows_vector(pos, neg, negative_weight),
-            exclude=frozenset(pos + neg),
-        )
+        with self._lexical_damage():
+            lexical = self.lexical.rows_vector(pos, neg, negative_weight)
+        q = Query(dense=dense.astype(np.float32), lexical=lexical, exclude=frozenset(pos + neg))
         return self.nearest(q, k, mode=mode, why=why, filter=filt, min_score=min_score)
 
     def evaluate(
