@@ -10,6 +10,7 @@ Example counts are modest: the suite shares two CPU cores.
 from __future__ import annotations
 
 import json
+import math
 import os
 import unicodedata
 from pathlib import Path
@@ -178,12 +179,13 @@ def test_numeric_cli_options_are_a_result_or_one_line(store6: Path, option: str,
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(option=st.sampled_from(["--seed", "--topics", "--themes", "--wait"]), value=_CLI_INT)
 def test_numeric_map_options_out_of_range_are_refused_before_work(store6: Path, option: str, value: str) -> None:
-    try:
-        number = int(value)
+    try:  # --wait is a number of seconds (click's float: "1e3" and " 3" are valid), the others integers
+        number = float(value) if option == "--wait" else int(value)
     except ValueError:
         number = None
     valid = (
         number is not None
+        and math.isfinite(number)
         and {
             "--seed": 0 <= number <= 2**32 - 1,
             "--topics": number >= 2,
