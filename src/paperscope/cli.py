@@ -591,7 +591,7 @@ def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
     "fine_topics",
     type=click.IntRange(min=2),
     default=None,
-    help="Number of fine topics (default: about sqrt(papers)).",
+    help="Number of fine topics (default: about 1.8 sqrt(papers)).",
 )
 @click.option(
     "--themes",

@@ -32,13 +32,15 @@ def best_topics(
     """For each theme, the topic at any level with the highest F1 against the theme's papers.
 
     ``themes[i]`` is paper i's hand label (None when unlabelled); ``levels[l][i]`` its topic at level l.
+    On a tie the finer level wins: a theme that holds a single topic is the same set of papers, and
+    the topic is the one a reader finds by its label.
     """
     theme_arr = np.array([t or "" for t in themes], dtype=object)
     out: dict[str, ThemeMatch] = {}
     for theme in sorted(set(theme_arr) - skip - {""}):
         members = theme_arr == theme
         best = ThemeMatch(theme, int(members.sum()), -1, -1, 0, 0.0, 0.0)
-        for level, labels in enumerate(levels):
+        for level, labels in reversed(list(enumerate(levels))):  # finest first: ties keep the finer level
             for topic in np.unique(labels[members]):
                 in_topic = labels == topic
                 tp = int((in_topic & members).sum())
