@@ -287,13 +287,19 @@ def test_item7_item13_unwritable_cache_and_hostile_file_name(tmp_path: Path) -> 
     src = tmp_path / name
     jsonl(src, rows(4) + [{"title": "no abstract"}])
     env = {"PAPERSCOPE_CACHE": str(tmp_path / "afile" / "cache"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "paperscope.cli", "index", os.fsencode(src), "--store", str(tmp_path / "s"), "-q"],
-        capture_output=True,
-        env={**os.environ, **env},
-        timeout=600,
-        check=False,
-    )
+
+    def index(*extra: str) -> subprocess.CompletedProcess[bytes]:
+        cmd = [sys.executable, "-m", "paperscope.cli", "index", os.fsencode(src), "--store", str(tmp_path / "s")]
+        return subprocess.run([*cmd, "-q", *extra], capture_output=True, env={**os.environ, **env}, timeout=600)
+
+    # The default backend runs a derived ONNX model, so it needs the cache: one line naming it, no store.
+    proc = index()
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert "afile/cache" in err and "cannot write the model cache" in err and "PAPERSCOPE_CACHE" in err
+    assert not (tmp_path / "s" / "CURRENT").exists()
+    # torch needs no cache: the build succeeds and only the query-model export is skipped.
+    proc = index("--backend", "torch")
     out, err = proc.stdout.decode(), proc.stderr.decode()
     assert proc.returncode == 0, err
     assert "generation g000001: 4 papers" in out

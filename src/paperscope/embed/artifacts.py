@@ -73,8 +73,15 @@ def ensure(kind: str, lock: ModelLock, make: Callable[[Path], dict[str, Any]]) -
     target = artifact_dir(kind, lock)
     if (target / MANIFEST).is_file():
         return target, verify(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=target.parent))
+    except OSError as e:  # the cache, not the store: say which, and the two ways out
+        where = os.fsdecode(e.filename) if e.filename is not None else str(target.parent)
+        raise ModelLockError(
+            f"{where}: cannot write the model cache ({e.strerror or e}); set {CACHE_ENV} to a writable "
+            "directory (or index with --backend torch, which needs no cache) and re-run"
+        ) from None
     try:
         info = make(tmp)
         files = {str(f.relative_to(tmp)): sha256_file(f) for f in sorted(tmp.rglob("*")) if f.is_file()}
