@@ -32,24 +32,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-TAG_VAR = "PAPERSCOPE_BENCH_RAY_TAG"
-
-
-def tagged(tag: str) -> list[int]:
-    """Ids of live processes carrying ``TAG_VAR=tag`` in their environment (what this script started)."""
-    marker = f"{TAG_VAR}={tag}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and marker in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
+# The tests' helper finds a Ray instance's processes by a tag in their environment (their command
+# lines are renamed); the cluster this script starts is found and ended the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from rayprocs import TAG_VAR, tagged  # noqa: E402
 
 
 def stop_cluster(tag: str) -> int:
