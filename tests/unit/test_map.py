@@ -191,3 +191,32 @@ def test_unwritable_output_directory_is_one_line(fake_store: Path, tmp_path: Pat
     res = CliRunner().invoke(main, ["map", "--store", str(store), "--out", "/proc/paperscope-nope"])
     assert res.exit_code == 2 and "cannot write the map there" in res.output and "Traceback" not in res.output
     assert not (store / "map").exists()  # nothing saved when the outputs could not be written
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_placed_papers_land_among_their_nearest_fitted_papers(exact: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paperscope.map import project
+
+    if not exact:  # the IVF search used above EXACT_PAIRS (at 100k papers and up)
+        monkeypatch.setattr(project, "EXACT_PAIRS", 0)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 64)).astype(np.float32)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        which = rng.integers(0, 3, n)
+        x = centres[which] + 0.3 * rng.normal(size=(n, 64)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True), which
+
+    base, base_c = draw(3000)
+    rest, rest_c = draw(500)
+    where = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=np.float32)  # each cluster's spot on the map
+    layout = where[base_c] + rng.normal(scale=0.5, size=(3000, 2)).astype(np.float32)
+    near = project.neighbours(base, rest, k=15, seed=0)
+    assert near.rows.shape == (500, 15) and np.allclose(near.weights.sum(1), 1.0, atol=1e-5)
+    placed = project.place(layout, near)
+    landed = np.argmin(((placed[:, None, :] - where[None]) ** 2).sum(-1), axis=1)
+    assert (landed == rest_c).mean() >= 0.99
+    # the nearest neighbour weighs most, and a paper identical to a fitted one is led by it
+    assert (near.weights[:, 0] >= near.weights.max(1) - 1e-6).all()
+    twin = project.neighbours(base, base[:5], k=15, seed=0)
+    assert (twin.rows[:, 0] == np.arange(5)).all()

@@ -148,10 +148,13 @@ class Labeller:
         pattern = re.compile(r"(?<![\w-])" + re.escape(term).replace("\\ ", r"[\s-]+") + r"[\s-]+(\w+)")
         follow: Counter[str] = Counter()
         uses = 0
-        for text in self._lower:
-            for m in pattern.finditer(text):
-                uses += 1
-                follow[m.group(1)] += 1
+        # Only texts holding the term's first word can match: a substring test picks them, and one
+        # regex pass runs over them joined by NUL (which neither [\s-] nor \w matches, so no match
+        # spans two texts). A regex per abstract, once per label, was most of a large map's labelling.
+        first = term.split()[0]
+        for m in pattern.finditer("\0".join(t for t in self._lower if first in t)):
+            uses += 1
+            follow[m.group(1)] += 1
         if uses >= 3 and follow:
             word, count = follow.most_common(1)[0]
             if word in _HEADS and count * 5 >= uses * 2:

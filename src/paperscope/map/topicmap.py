@@ -20,6 +20,8 @@ from paperscope.map import cluster, features, frames, labels, project
 from paperscope.map.frames import MapView, Members
 from paperscope.map.levels import LEVELS
 
+# Topics are labelled from at most this many papers (a fixed sample, the same on every run).
+LABEL_SAMPLE = 20_000
 STEPS = ("features", "clustering space", "layout", "labels")  # what compute_map reports to ``step``
 
 
@@ -43,7 +45,7 @@ class MapParams:
     # Re-fit from scratch once papers added since the last fit exceed this share of the fitted set.
     refit_growth: float = 0.5
     # UMAP and k-means are fitted on at most this many papers (a fixed sample); the rest are
-    # placed with transform. Fitting UMAP on millions of points is neither needed nor cheap.
+    # placed among their nearest fitted papers. Fitting UMAP on millions of points is neither needed nor cheap.
     max_fit: int = 50_000
 
     def __post_init__(self) -> None:
@@ -186,7 +188,7 @@ def compute_map(
 
     With a previous map made with the same parameters whose fitted papers are all still
     present and unchanged, the same UMAP is rebuilt by re-fitting on exactly those papers
-    (deterministic), and only new papers are placed (``transform``) and assigned to the
+    (deterministic), and only new papers are placed (among their nearest fitted papers) and assigned to the
     existing topics: old papers keep their coordinates and topics exactly. Otherwise the
     map is fitted afresh, aligned to the previous layout (Procrustes) and topic ids are
     carried over where a new topic mostly holds an old topic's papers. ``step(name)`` is called as
@@ -210,7 +212,7 @@ def compute_map(
         base_idx = fit_sample(ids, params.max_fit)
     is_base = np.zeros(n, dtype=bool)
     is_base[base_idx] = True
-    # Papers to place with transform: new ones when the old fit is kept, else all outside the sample.
+    # Papers to place: new ones when the old fit is kept, else all outside the sample.
     new_idx = np.array([i for i in range(n) if not is_base[i] and not (reuse and ids[i] in prev_row)], dtype=np.int64)
 
     texts_arr = list(texts)
@@ -218,28 +220,30 @@ def compute_map(
     lexical = features.lexical_features([texts_arr[i] for i in base_idx], texts_arr, params.lexical_dims, params.seed)
     joint = features.joint_features(vectors, lexical, params.lexical_weight)
     step("clustering space")
-    space_base, space_new = project.fit_transform(
+    # One neighbour search serves both projections: placed papers sit among their nearest fitted ones.
+    near = project.neighbours(joint[base_idx], joint[new_idx], params.n_neighbors, params.seed) if len(new_idx) else None
+    space_base = project.fit(
         joint[base_idx],
-        joint[new_idx],
         n_components=min(params.cluster_dims, max(2, len(base_idx) - 2)),
         n_neighbors=params.n_neighbors,
         min_dist=0.0,
         seed=params.seed,
     )
+    space_new = project.place(space_base, near) if near is not None else None
     # A fresh fit after a previous map starts the layout from the old positions (new papers at
     # the mean of their nearest old papers), so the picture changes no more than it must.
     warm = previous is not None and not reuse
     xy_init = _warm_layout(joint, base_idx, ids, previous, prev_row) if warm else None
     step("layout")
-    xy_base, xy_new = project.fit_transform(
+    xy_base = project.fit(
         joint[base_idx],
-        joint[new_idx],
         n_components=2,
         n_neighbors=params.n_neighbors,
         min_dist=params.min_dist,
         seed=params.seed,
         init=xy_init,
     )
+    xy_new = project.place(xy_base, near) if near is not None else None
 
     coords = np.zeros((n, 2), dtype=np.float32)
     fine = np.full(n, -1, dtype=np.int32)
@@ -289,7 +293,18 @@ def compute_map(
         parent_of = {int(f): int(c) for f, c in zip(fine, coarse)}
 
     step("labels")
-    topics = _label(texts_arr, [coarse, fine], parent_of)
+    # Labels are c-TF-IDF over a topic's texts: a fixed sample of LABEL_SAMPLE papers (about a
+    # hundred per topic at the most topics) names a topic as well as all of its papers do, and
+    # labelling reads each text several times in Python (about 10 s per 1,000 papers, busy).
+    # Sizes still count every paper. Below LABEL_SAMPLE papers the sample is every paper.
+    sample = fit_sample(ids, LABEL_SAMPLE)
+    # A topic with no paper in the sample (possible after a re-assignment) is named from its own papers.
+    unnamed = np.setdiff1d(fine, fine[sample])
+    if len(unnamed):
+        sample = np.union1d(sample, np.flatnonzero(np.isin(fine, unnamed)))
+    topics = _label(
+        [texts_arr[i] for i in sample], [coarse[sample], fine[sample]], parent_of, sizes=[coarse, fine]
+    )
     stats = {
         "seconds": round(time.perf_counter() - t0, 3),
         "papers": n,
@@ -406,18 +421,21 @@ def _align(coords: np.ndarray, idx: np.ndarray, target: np.ndarray) -> np.ndarra
     return ((coords - mu_s) @ rot * scale + mu_t).astype(np.float32)
 
 
-def _label(texts: list[str], levels: list[np.ndarray], parent_of: dict[int, int]) -> list[Topic]:
+def _label(
+    texts: list[str], levels: list[np.ndarray], parent_of: dict[int, int], sizes: list[np.ndarray]
+) -> list[Topic]:
+    """Label each topic of both levels from ``texts`` (assigned by ``levels``); ``sizes`` assigns every paper."""
     labeller = labels.Labeller(texts)  # corpus-wide written forms and acronyms, shared by both levels
     named: list[dict[int, tuple[str, list[str]]]] = []
     for level, assigned in enumerate(levels):
         # A theme spans several topics: two phrases name it better than one.
         found = labels.label_topics(texts, assigned, n=8, labeller=labeller, phrases=2 if level == 0 else 1)
         named.append(labels.unique(found, texts, assigned, labeller))
-    fine_sizes = {int(k): int(v) for k, v in zip(*np.unique(levels[1], return_counts=True))}
+    fine_sizes = {int(k): int(v) for k, v in zip(*np.unique(sizes[1], return_counts=True))}
     named[0] = labels.adopt_child_labels(named[0], named[1], parent_of, fine_sizes)
     topics: list[Topic] = []
-    for level, assigned in enumerate(levels):
-        sizes = np.bincount(assigned - assigned.min()) if len(assigned) else []
+    for level, assigned in enumerate(sizes):
+        counts = dict(zip(*(x.tolist() for x in np.unique(assigned, return_counts=True))))
         for tid in sorted(named[level]):
             label, words = named[level][tid]
             topics.append(
@@ -426,7 +444,7 @@ def _label(texts: list[str], levels: list[np.ndarray], parent_of: dict[int, int]
                     level=level,
                     label=label,
                     keywords=words,
-                    size=int(sizes[tid - assigned.min()]),
+                    size=int(counts.get(tid, 0)),
                     parent=parent_of.get(tid) if level == 1 else None,
                 )
             )
