@@ -51,9 +51,7 @@ def clustering_space(store: Path, seed: int, cache: Path) -> tuple[np.ndarray, l
     else:
         lexical = features.lexical_features(texts, texts, p.lexical_dims, seed)
         joint = features.joint_features(np.asarray(vecs, dtype=np.float32), lexical, p.lexical_weight)
-        space = project.fit(
-            joint, n_components=p.cluster_dims, n_neighbors=p.n_neighbors, min_dist=0.0, seed=seed
-        )
+        space = project.fit(joint, n_components=p.cluster_dims, n_neighbors=p.n_neighbors, min_dist=0.0, seed=seed)
         np.save(path, space)
     return space, list(texts), theme_labels(list(titles))
 

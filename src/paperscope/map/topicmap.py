@@ -221,7 +221,9 @@ def compute_map(
     joint = features.joint_features(vectors, lexical, params.lexical_weight)
     step("clustering space")
     # One neighbour search serves both projections: placed papers sit among their nearest fitted ones.
-    near = project.neighbours(joint[base_idx], joint[new_idx], params.n_neighbors, params.seed) if len(new_idx) else None
+    near = (
+        project.neighbours(joint[base_idx], joint[new_idx], params.n_neighbors, params.seed) if len(new_idx) else None
+    )
     space_base = project.fit(
         joint[base_idx],
         n_components=min(params.cluster_dims, max(2, len(base_idx) - 2)),
@@ -302,9 +304,7 @@ def compute_map(
     unnamed = np.setdiff1d(fine, fine[sample])
     if len(unnamed):
         sample = np.union1d(sample, np.flatnonzero(np.isin(fine, unnamed)))
-    topics = _label(
-        [texts_arr[i] for i in sample], [coarse[sample], fine[sample]], parent_of, sizes=[coarse, fine]
-    )
+    topics = _label([texts_arr[i] for i in sample], [coarse[sample], fine[sample]], parent_of, sizes=[coarse, fine])
     stats = {
         "seconds": round(time.perf_counter() - t0, 3),
         "papers": n,
