@@ -12,3 +12,5 @@ DEFAULT_ENGINE = "local"
 # Texts embedded between two checkpoints of a build.
 CHUNK_SIZE = 256
 DTYPES = ("auto", "float32", "float16", "bfloat16")  # --dtype of index (embed/device.py)
+# The map fits UMAP and its topics on at most this many papers (map.topicmap.MapParams.max_fit).
+MAP_MAX_FIT = 50_000

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, DTYPES, ENGINES, INDEX_TYPES, MODES
+from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE, DTYPES, ENGINES, INDEX_TYPES, MAP_MAX_FIT, MODES
 from paperscope.errors import InvalidArgument, PaperscopeError
 from paperscope.paper import Hit
 from paperscope.terminal import dumps, echo_query, shown, shown_lines
@@ -608,6 +608,15 @@ def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
     help="Random seed for UMAP and k-means (0 to 2**32-1).",
 )
 @click.option(
+    "--fit-sample",
+    "max_fit",
+    type=click.IntRange(min=10),
+    default=MAP_MAX_FIT,
+    show_default=True,
+    help="Fit UMAP and the topics on at most this many papers (a fixed sample); "
+    "the rest are placed among their nearest fitted papers.",
+)
+@click.option(
     "--wait",
     "lock_wait",
     type=click.FloatRange(0, 86_400),
@@ -625,6 +634,7 @@ def map_command(
     fine_topics: int | None,
     coarse_topics: int | None,
     seed: int,
+    max_fit: int,
     lock_wait: float,
     open_page: bool,
     as_json: bool,
@@ -634,7 +644,7 @@ def map_command(
     from paperscope.explorer import Explorer
     from paperscope.map import MapParams
 
-    params = MapParams(seed=seed, fine_topics=fine_topics, coarse_topics=coarse_topics)
+    params = MapParams(seed=seed, fine_topics=fine_topics, coarse_topics=coarse_topics, max_fit=max_fit)
     with Explorer(store) as ex:
         tm = ex.topic_map(out, params=params, refit=refit, lock_wait=lock_wait)
     if as_jsonl:  # one object per topic

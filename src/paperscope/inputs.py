@@ -9,8 +9,9 @@ again would change nothing, which holds when (:func:`plan`):
 
 * every input is JSON Lines, the list of input paths is the one recorded, ``--prune`` is off;
 * the unchanged entries come in the recorded order (a reordering changes which reading is last);
-* no id of an unchanged entry is also the id of a changed entry, or of a recorded entry that is
-  gone (then the last reading of that id changes, and every reading of it must be merged again).
+* an id of a changed entry, or of a recorded entry that is gone, has all its readings parsed again
+  (unchanged ones too, in order): the last reading of that id may change, so every reading of it
+  is merged again, as a full parse merges it.
 
 Otherwise the run parses everything, as before; so does any doubt (a line over the cap, bytes
 that are not UTF-8, a parse error in the changed lines, which the full parse then names with
@@ -106,7 +107,12 @@ def recorded(con: sqlite3.Connection) -> list[tuple[bytes, str | None]] | None:
 
 
 def plan(files: list[Path], current: Scan, previous: list[tuple[bytes, str | None]], scratch: Path) -> Plan | None:
-    """The changed entries parsed, if skipping the others gives exactly what a full parse gives; else None."""
+    """The changed entries parsed, if skipping the others gives exactly what a full parse gives; else None.
+
+    An id read by a changed entry or by a recorded entry that is gone ("dirty") has every one of its
+    readings parsed again, unchanged ones included, in reading order: merged on the stored row as a
+    full parse merges them, they give the same row (an edited v2 of a paper read twice, for example).
+    """
     before = dict(previous)
     now = set(current.hashes)
     changed_at = [k for k, h in enumerate(current.hashes) if h not in before]
@@ -115,12 +121,33 @@ def plan(files: list[Path], current: Scan, previous: list[tuple[bytes, str | Non
     kept = [h for h in current.hashes if h in before]
     if kept != [h for h, _ in previous if h in now]:
         return None  # unchanged entries reordered (or repeated differently)
-    unchanged_ids = {before[h] for h in kept} - {None}
     gone_ids = {i for h, i in previous if h not in now} - {None}
-    if unchanged_ids & gone_ids:
+    first = _parse(files, current, changed_at, scratch / "changed")
+    if first is None:
         return None
-    # The changed lines, each file's in a scratch file of the same name (the papers' sources are names).
-    wanted = {current.hashes[k] for k in changed_at}
+    dirty = {p.id for _, p in first[0]} | gone_ids
+    pulled = [k for k, h in enumerate(current.hashes) if h in before and before[h] in dirty]
+    at = sorted(set(changed_at) | set(pulled))
+    parsed = _parse(files, current, at, scratch / "dirty") if pulled else first
+    if parsed is None:
+        return None
+    changed, report = parsed
+    skipped = set(at)
+    unchanged_ids = {before[h] for k, h in enumerate(current.hashes) if k not in skipped} - {None}
+    if {p.id for _, p in changed} & unchanged_ids:
+        return None  # an id read again elsewhere that the record does not know of: parse everything
+    ids = [None if k in skipped else before.get(h) for k, h in enumerate(current.hashes)]
+    for k, p in changed:
+        ids[k] = p.id  # an entry that gave no paper (a skipped row) stays None
+    return Plan(changed, unchanged_ids, len(current.hashes) - len(at), report, ids)
+
+
+def _parse(
+    files: list[Path], current: Scan, at: list[int], scratch: Path
+) -> tuple[list[tuple[int, Paper]], ReadReport] | None:
+    """Parse the entries at positions ``at`` (sorted), each file's in a scratch file of the same name
+    (the papers' sources are names); None where the full parse must decide (it names a bad line)."""
+    wanted = {current.hashes[k] for k in at}  # equal lines are all wanted or all not: see plan()
     scratch_files = []
     try:
         for n, f in enumerate(files):
@@ -138,19 +165,12 @@ def plan(files: list[Path], current: Scan, previous: list[tuple[bytes, str | Non
     changed: list[tuple[int, Paper]] = []
     try:
         for paper in read_papers(scratch_files, report):
-            changed.append((changed_at[report.entries - 1], paper))
+            changed.append((at[report.entries - 1], paper))
     except InputError:
-        return None  # the full parse names the bad line in its own file
-    if report.entries != len(changed_at):
         return None
-    if {p.id for _, p in changed} & unchanged_ids:
+    if report.entries != len(at):
         return None
-    ids = [before.get(h) for h in current.hashes]
-    for k in changed_at:
-        ids[k] = None  # an entry that gave no paper (a skipped row) stays None
-    for k, p in changed:
-        ids[k] = p.id
-    return Plan(changed, unchanged_ids, len(current.hashes) - len(changed_at), report, ids)
+    return changed, report
 
 
 def write_record(con: sqlite3.Connection, hashes: list[bytes], ids: list[str | None]) -> None:

@@ -134,13 +134,33 @@ def test_related_and_search_find_the_topic(built: tuple[Path, dict], categories:
     assert sum(about) >= 4 and any(about[:3]), about
 
 
-def test_map_and_page(built: tuple[Path, dict], run_dir: Path) -> None:
+def test_map_and_page(built: tuple[Path, dict], run_dir: Path, categories: dict[str, str]) -> None:
     store, _ = built
     out = run_dir / "map"
-    tm = cli("map", "--store", str(store), "--out", str(out))["stats"]
+    # Fitted on a sample of 3,000, the rest placed: the path a map takes above 50,000 papers.
+    fit = 3000
+    tm = cli("map", "--store", str(store), "--out", str(out), "--fit-sample", str(fit))["stats"]
     page = (out / "map.html").read_text(encoding="utf-8")
     assert (out / "map.png").stat().st_size > 10_000 and (out / "topics.json").is_file()
-    assert tm["papers"] == SIZE and tm["fitted_on"] + tm["placed"] == SIZE
+    assert tm["papers"] == SIZE and tm["fitted_on"] == fit and tm["placed"] == SIZE - fit
+    # Placed papers join topics about as well as fitted ones: each topic's share of its main
+    # synthetic category (the generator's topic), over placed and over fitted papers.
+    import paperscope
+    from paperscope.map import MapParams
+
+    with paperscope.open(store) as ex:
+        full = ex.topic_map(params=MapParams(max_fit=fit))  # the saved map: same parameters
+    assert full.stats["cached"] and int(full.base.sum()) == fit
+
+    def purity(rows: list[int]) -> float:
+        by_topic: dict[int, Counter[str]] = {}
+        for i in rows:
+            by_topic.setdefault(int(full.levels[1][i]), Counter())[categories[full.ids[i]]] += 1
+        return sum(c.most_common(1)[0][1] for c in by_topic.values()) / len(rows)
+
+    fitted = [i for i in range(SIZE) if full.base[i]]
+    placed = [i for i in range(SIZE) if not full.base[i]]
+    assert purity(placed) >= purity(fitted) - 0.1, (purity(placed), purity(fitted))
     assert len(page) < 40 * 2**20
     doc = json.loads(page.split('<script id="data" type="application/json">', 1)[1].split("</script>", 1)[0])
     assert len(doc["ids"]) == SIZE and all(doc["related"][i] for i in range(0, SIZE, 997))

@@ -246,19 +246,38 @@ def test_a_reader_keeps_answering_through_updates_and_a_compaction(tmp_path: Pat
     reader.close()
 
 
-def test_lines_that_cannot_be_skipped_exactly_are_all_parsed(tmp_path: Path) -> None:
+def test_every_reading_of_an_edited_id_is_merged_again_as_a_full_parse_merges_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import paperscope.inputs
+
     rows = corpus(40)
-    src = write(tmp_path / "a.jsonl", [*rows, {**rows[3], "date": "2023-05-05"}])  # p3 read twice
+    first = [*rows, {**rows[3], "date": "2023-05-05"}, {**rows[9], "date": "2023-06-06"}]  # p3, p9 read twice
+    edited = [
+        *rows[:9],
+        {**rows[9], "abstract": "the first reading of p9, edited: long enough to be an abstract"},
+        *rows[10:],
+        {**rows[3], "abstract": "another abstract for the second reading of p3, long enough"},
+        first[-1],
+    ]
+    src = write(tmp_path / "a.jsonl", first)
     build([src], tmp_path / "s", embedder=FakeEmbedder())
-    # The second reading of p3 is edited: its first (unchanged) reading must be merged again too.
-    edited = [*rows, {**rows[3], "abstract": "another abstract for the second reading of p3, long enough"}]
+    # The second reading of p3 and the first of p9 are edited: only those ids' readings are parsed.
     report = build([write(src, edited)], tmp_path / "s", embedder=FakeEmbedder())
-    assert report.entries_read == 41 and report.entries_unchanged == 0
-    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:  # merged as a full parse merges it
+    assert (report.entries_read, report.entries_unchanged) == (4, 38)
+    # The same papers as a full parse of the same edit (the line plan switched off).
+    full = tmp_path / "full"
+    build([write(src, first)], full, embedder=FakeEmbedder())
+    monkeypatch.setattr(paperscope.inputs, "MAX_CHANGED_FRACTION", -1.0)
+    assert build([write(src, edited)], full, embedder=FakeEmbedder()).entries_read == 42
+    assert papers(tmp_path / "s", "a.jsonl") == papers(full, "a.jsonl")
+    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:
         assert ex.paper("p3").abstract.startswith("another abstract") and ex.paper("p3").date == "2023-05-05"
+        assert ex.paper("p9").date == "2023-06-06" and ex.paper("p9").abstract == rows[9]["abstract"]
+    monkeypatch.undo()
     # Reordered lines change which reading of an id is last: everything is parsed.
     swapped = [edited[-1], *edited[:-1]]
-    assert build([write(src, swapped)], tmp_path / "s", embedder=FakeEmbedder()).entries_read == 41
+    assert build([write(src, swapped)], tmp_path / "s", embedder=FakeEmbedder()).entries_read == 42
     # A bad line among the changed ones is named in its own file, at its own line.
     bad = src.read_text().splitlines()
     bad[7] = '{"id": "p7", "title": broken'

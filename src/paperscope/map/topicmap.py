@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from paperscope.choices import MAP_MAX_FIT
 from paperscope.errors import InvalidArgument
 from paperscope.map import cluster, features, frames, labels, project
 from paperscope.map.frames import MapView, Members
@@ -46,7 +47,7 @@ class MapParams:
     refit_growth: float = 0.5
     # UMAP and k-means are fitted on at most this many papers (a fixed sample); the rest are
     # placed among their nearest fitted papers. Fitting UMAP on millions of points is neither needed nor cheap.
-    max_fit: int = 50_000
+    max_fit: int = MAP_MAX_FIT
 
     def __post_init__(self) -> None:
         checks = [
