@@ -1,9 +1,14 @@
 """Warm hybrid ``related`` and ``search`` at 1M papers on one core: latency, agreement with exact scoring, open.
 
     nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--queries 200] [--exact-queries 50] [--budget B]
+    nice -n 5 python benchmarks/related_1m.py --store STORE --keep DIR [...]   # a real store's live generation
 
-No real 1M-paper store can be embedded here (a day of CPU), so this builds the files of a
-generation that the query path reads, in a temporary directory:
+With ``--store`` the files are those of a store built by ``paperscope index`` (hard-linked into
+``--keep DIR``, which must be on the same file system): for example the 1M-paper store of
+``benchmarks/scale_run.py --n 1000000`` (generated arXiv-style text, static backend). Otherwise:
+
+Embedding a real 1M-paper store with the default backend would take a day of CPU here, so by
+default this builds the files of a generation that the query path reads, in a temporary directory:
 
 * ``vectors.npy``: clustered synthetic unit vectors (tests/synthetic.py, as benchmarks/index_1m.py),
   and ``index.faiss``: paperscope's own FAISS index for that size (``index.build``: IVF, tuned nprobe);
@@ -266,6 +271,18 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def link_store(store: Path, tmp: Path) -> None:
+    """Hard-link the live generation's query files into ``tmp``, with its index parameters as index.json."""
+    import paperscope
+
+    with paperscope.open(store) as ex:
+        gen = ex.generation
+        for name in ("vectors.npy", "index.faiss", "lexical.npz", "lexical-impact.npz"):
+            if not (tmp / name).exists():
+                os.link(gen.file(name), tmp / name)
+        (tmp / "index.json").write_text(json.dumps(gen.manifest["index"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -276,6 +293,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None, help="postings per lexical pass (default: impact.BUDGET)")
     ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these budgets (both expansion modes)")
     ap.add_argument("--keep", type=Path, default=None, help="build into (or reuse) this directory, kept after")
+    ap.add_argument("--store", type=Path, default=None, help="measure this store's live generation (needs --keep)")
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.budget is None:
@@ -288,6 +306,8 @@ def main() -> None:
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="ps-related1m-"))
     try:
         tmp.mkdir(parents=True, exist_ok=True)
+        if args.store is not None:
+            link_store(args.store, tmp)
         if not (tmp / "lexical-impact.npz").exists():
             build(args, tmp)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}

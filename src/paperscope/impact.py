@@ -132,9 +132,17 @@ class Postings:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows) or not query.nnz:
             return np.zeros(len(rows), dtype=np.float64)
-        lo, hi = self.indptr[rows], self.indptr[rows + 1]
-        counts = hi - lo
-        idx = _segments(lo, counts)
+        # The rows' entries (weights, terms), kept for the next call with the same rows: query
+        # expansion scores the first pass's pool again, and gathering is most of the cost.
+        last = getattr(self._scratch, "rows", None)
+        if last is not None and len(last[0]) == len(rows) and np.array_equal(last[0], rows):
+            unit, terms, counts = last[1:]
+        else:
+            lo, hi = self.indptr[rows], self.indptr[rows + 1]
+            counts = hi - lo
+            idx = _segments(lo, counts)
+            unit, terms = self.unit[idx], self.terms[idx]
+            self._scratch.rows = (rows.copy(), unit, terms, counts)
         # The query as a dense vector over the vocabulary (a per-thread scratch array, cleared after):
         # one gather per entry instead of a binary search.
         dense = getattr(self._scratch, "q", None)
@@ -142,7 +150,7 @@ class Postings:
             dense = self._scratch.q = np.zeros(len(self.idf), dtype=np.float64)
         dense[query.ids] = query.values
         try:
-            contrib = self.unit[idx] * dense[self.terms[idx]]
+            contrib = unit * dense[terms]
         finally:
             dense[query.ids] = 0.0
         if not len(contrib):

@@ -83,6 +83,13 @@ def test_candidates_report_whether_they_are_exhaustive(ex: Explorer) -> None:
     some, exhaustive = post.candidates(q, 50, budget=300)
     assert not exhaustive and 0 < len(some) <= 60
     assert np.allclose(post.score_rows(q, some), scores[some])
+    # The same rows again with other queries (their entries are reused) and other rows after them.
+    other = ex.related_query(9).lexical
+    assert np.allclose(post.score_rows(other, some), post.score_all(other)[some])
+    assert np.allclose(post.score_rows(q, some), scores[some])
+    fewer = some[:-1]
+    assert np.allclose(post.score_rows(other, fewer), post.score_all(other)[fewer])
+    assert np.allclose(post.score_rows(q, some[::-1]), scores[some[::-1]])
 
 
 def test_derived_file_is_a_pure_function_of_lexical_npz(ex: Explorer, tmp_path: Path) -> None:
