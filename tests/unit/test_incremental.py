@@ -274,7 +274,14 @@ def test_every_reading_of_an_edited_id_is_merged_again_as_a_full_parse_merges_it
     with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:
         assert ex.paper("p3").abstract.startswith("another abstract") and ex.paper("p3").date == "2023-05-05"
         assert ex.paper("p9").date == "2023-06-06" and ex.paper("p9").abstract == rows[9]["abstract"]
+    # A second version of p5 (read once so far) is appended: its first reading is merged again too.
+    appended = [*edited, {**rows[5], "abstract": "version two of p5, appended at the end of the file", "date": "2024"}]
+    assert build([write(src, appended)], full, embedder=FakeEmbedder()).entries_read == 43
     monkeypatch.undo()
+    report = build([write(src, appended)], tmp_path / "s", embedder=FakeEmbedder())
+    # read: the new line, p5's first reading (a second pass), and p3's and p9's readings (read twice)
+    assert (report.entries_read, report.entries_unchanged) == (6, 37)
+    assert papers(tmp_path / "s", "a.jsonl") == papers(full, "a.jsonl")
     # Reordered lines change which reading of an id is last: everything is parsed.
     swapped = [edited[-1], *edited[:-1]]
     assert build([write(src, swapped)], tmp_path / "s", embedder=FakeEmbedder()).entries_read == 42
