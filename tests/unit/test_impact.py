@@ -214,3 +214,13 @@ def test_a_memory_mapped_faiss_index_answers_as_a_read_one(
     monkeypatch.setattr(index, "MMAP_BYTES", 0)  # map even this small file
     with Explorer(path, embedder=fake) as mapped:
         assert [[(h.paper.id, h.score) for h in mapped.related(key, 10)] for key in keys] == expected
+
+
+def test_reference_sampled_over_evenly_spaced_papers_matches_all_papers(
+    ex: Explorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lex, post = ex.ranker.lex, ex.ranker.postings
+    full = impact.lexical_reference(lex, post)
+    monkeypatch.setattr(impact, "REFERENCE_TARGETS", 150)  # a third of the papers, as at 25k+ papers
+    sampled = impact.lexical_reference(lex, post)
+    assert sampled != full and np.allclose(sampled, full, rtol=0.2), (sampled, full)
