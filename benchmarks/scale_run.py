@@ -420,14 +420,29 @@ def table(res: dict) -> str:
             f"{w.get('search_p95_s', 0) * 1000:.1f} ms",
         )
     m = res.get("map", {})
-    row("map (+ PNG, HTML page)", "map", f"outputs {m.get('output_bytes')}")
-    for key, name in (("rerun", "re-run, nothing changed"), ("edit", "re-run, 1% abstracts edited")):
+    st = m.get("stats") or {}
+    row(
+        "map (+ PNG, HTML page)",
+        "map",
+        f"fitted on {st.get('fitted_on')}, placed {st.get('placed')}; computing {st.get('seconds')} s, "
+        f"the rest rendering; outputs {m.get('output_bytes')}",
+    )
+    full_cpu = idx.get("cpu_s")
+    for key, name in (
+        ("rerun", "re-run, nothing changed"),
+        ("edit", "re-run, 1% abstracts edited (same path)"),
+        ("edit_second_file", "re-run, 1% abstracts edited (a second file)"),
+    ):
         r = res.get(key, {})
+        if key == "edit_second_file" and not r:
+            continue
+        cpu_ratio = round(r["cpu_s"] / full_cpu, 4) if r.get("cpu_s") and full_cpu else None
         row(
             name,
             key,
-            f"{r.get('ratio_to_full')} of the full build; embedded {r.get('embedded')} "
-            f"(edited by the generator: {r.get('expected_edited')}); nothing_to_do={r.get('nothing_to_do')}",
+            f"{r.get('ratio_to_full')} of the full build's wall, {cpu_ratio} of its CPU; embedded "
+            f"{r.get('embedded')} (edited by the generator: {r.get('expected_edited')}); "
+            f"nothing_to_do={r.get('nothing_to_do')}",
         )
     return "\n".join(rows)
 
