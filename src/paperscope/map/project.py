@@ -57,7 +57,13 @@ def neighbours(base: np.ndarray, rest: np.ndarray, k: int, seed: int) -> Neighbo
     for start in range(0, len(rest), SEARCH_CHUNK):
         part = np.ascontiguousarray(rest[start : start + SEARCH_CHUNK], dtype=np.float32)
         sims[start : start + len(part)], rows[start : start + len(part)] = index.search(part, k)
-    # An IVF probe can come back short (-1): such a slot gets no weight.
+    # An IVF probe can come back short (-1): such a slot gets no weight; a paper with no neighbour
+    # at all (possible in principle) is searched again exactly.
+    lost = np.flatnonzero((rows < 0).all(axis=1))
+    if len(lost):
+        exact = faiss.IndexFlatIP(base.shape[1])
+        exact.add(base)
+        sims[lost], rows[lost] = exact.search(np.ascontiguousarray(rest[lost], dtype=np.float32), k)
     missing = rows < 0
     rows[missing] = 0
     dist = np.maximum(1.0 - sims, 0.0)
