@@ -84,9 +84,6 @@ class Postings:
         np.cumsum(np.bincount(terms, minlength=vocab), out=starts[1:])
         post_rows = np.empty(len(terms), dtype=np.int32)
         post_vals = np.empty(len(terms), dtype=np.float32)
-        # The row of every entry (a gather beats a binary search in indptr per posting: 4.5 s -> 0.8 s
-        # at 100,000 papers, 20M entries).
-        row_of = np.repeat(np.arange(lex.n, dtype=np.int32), np.diff(indptr))
         # Blocks of terms holding about CHUNK postings each (bounded memory at a million papers). In a
         # block, one stable sort of a 64-bit key: term in the high half, the complement of the weight's
         # float bits in the low half (a positive float32 orders as its bits): weight descending, ties by row.
@@ -96,8 +93,11 @@ class Postings:
             pos = np.flatnonzero((terms >= a) & (terms < b))
             bits = unit[pos].view(np.uint32).astype(np.uint64)
             key = ((terms[pos] - a).astype(np.uint64) << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - bits)
-            pos = pos[np.argsort(key, kind="stable")]
-            post_rows[starts[a] : starts[b]] = row_of[pos]
+            order = np.argsort(key, kind="stable")
+            # Each entry's row by binary search while the positions are ascending (the searches walk
+            # indptr in order: 5x faster than after the sort), then put in impact order.
+            post_rows[starts[a] : starts[b]] = (np.searchsorted(indptr, pos, side="right") - 1)[order]
+            pos = pos[order]
             post_vals[starts[a] : starts[b]] = unit[pos]
             a = b
         post = cls(lex.n, indptr, terms, unit, idf, starts, post_rows, post_vals)
