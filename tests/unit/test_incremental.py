@@ -70,7 +70,11 @@ def inode(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def test_lexical_rows_carried_as_arrays_equal_a_fresh_index() -> None:
+@pytest.mark.parametrize("block", [65_536, 3])  # 3: carried rows moved in many blocks (as at 1M papers)
+def test_lexical_rows_carried_as_arrays_equal_a_fresh_index(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import paperscope.lexical
+
+    monkeypatch.setattr(paperscope.lexical, "_CARRY_ROWS", block)
     rng = random.Random(3)
     words = ["a", "b", "zeta", "μp", "émile", "c d", "x", "lora", "\U0001f600", "q"]
     for _ in range(300):
