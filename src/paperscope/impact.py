@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from paperscope.errors import DamagedError
-from paperscope.lexical import LexicalIndex, TermVector, Vocab, mmap_npz
+from paperscope.lexical import Carry, LexicalIndex, TermVector, Vocab, mmap_npz, release_pages, unit_weights
 
 __all__ = ["DERIVED_FILE", "Postings", "derive", "lexical_reference", "mmap_npz", "open_index"]
 
@@ -43,6 +43,11 @@ BUDGET = 20_000
 WHOLE_SHARE = 0.75
 REFERENCE_QUERIES = 64
 REFERENCE_TARGETS = 8192
+# The idf is carried between generations (only a new term gets one, from this generation's counts)
+# until the rows re-tokenised, added or removed since it was computed exceed this share of the
+# papers; then everything is derived again. Carried weights make a 1% edit's derivation a merge
+# of postings instead of a re-sort of all of them.
+IDF_REFRESH = 0.1
 # Postings sorted per block when deriving (bounds the sort's memory).
 CHUNK = 1 << 24
 
@@ -71,6 +76,8 @@ class Postings:
     reference: tuple[float, float, float, float] | None = None  # lexical mean, std; text mean, std
     # term ids in sorted order when the vocabulary is not stored sorted (empty: it is)
     vocab_order: np.ndarray | None = None
+    # (papers when the idf was computed, rows re-tokenised, added or removed since): see IDF_REFRESH
+    idf_basis: tuple[int, int] | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     # ---- building ------------------------------------------------------------------------
@@ -119,6 +126,7 @@ class Postings:
                 post_vals=self.post_vals,
                 reference=np.array(self.reference if self.reference is not None else [], dtype=np.float64),
                 vocab_order=self.vocab_order if self.vocab_order is not None else np.zeros(0, dtype=np.int32),
+                idf_basis=np.array(self.idf_basis or (self.n, 0), dtype=np.int64),
             )
 
     # ---- queries -------------------------------------------------------------------------
@@ -263,20 +271,157 @@ def lexical_reference(lex: LexicalIndex, post: Postings) -> tuple[float, float, 
     return (float(lv.mean()), max(float(lv.std()), 1e-6), float(xv.mean()), max(float(xv.std()), 1e-6))
 
 
-def derive(lexical_path: Path, out: Path, previous: tuple[Path, Path] | None = None) -> bool:
-    """Write ``lexical-impact.npz`` for ``lexical.npz``: a pure function of it (see the module docstring).
+def derive(lexical_path: Path, out: Path, previous: tuple[Path, Path] | None = None, carry: Carry | None = None) -> str:
+    """Write ``lexical-impact.npz`` for ``lexical.npz`` (see the module docstring); returns how:
+    ``"linked"``, ``"merged"`` or ``"derived"``.
 
-    ``previous`` is the previous generation's (lexical.npz, lexical-impact.npz): when the build
+    ``previous`` is the previous generation's (lexical.npz, lexical-impact.npz). When the build
     carried that lexical.npz as a hard link (no title or abstract changed), its derived file is
-    linked too instead of derived again (minutes at 1M papers). Returns True when it linked.
+    linked too (minutes at 1M papers). When it carried most rows (``carry``, from
+    :func:`paperscope.lexical.build_for_generation`), the previous weights and postings are
+    carried under the previous idf and only the re-tokenised rows are weighted and merged in
+    (:func:`merge`), until the idf is due again (``IDF_REFRESH``). Else everything is derived.
     """
     if previous is not None:
         prev_lexical, prev_derived = previous
         if prev_derived.is_file() and prev_lexical.is_file() and os.path.samefile(lexical_path, prev_lexical):
             os.link(prev_derived, out)
-            return True
+            return "linked"
+        if carry is not None and prev_derived.is_file():
+            post = merge(prev_lexical, prev_derived, lexical_path, carry)
+            if post is not None:
+                post.save(out)
+                return "merged"
     Postings.build(LexicalIndex.load(lexical_path)).save(out)
-    return False
+    return "derived"
+
+
+def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry) -> Postings | None:
+    """The derived arrays of ``lexical_path`` from the previous generation's, under its idf.
+
+    A carried row has the same terms, counts and (carried) idf, so the same unit weights: they are
+    copied. Only the rows tokenised afresh are weighted (a term new to the store gets the idf of
+    its count now) and their postings merged into the carried ones, list by list in impact
+    order (a fresh entry tied with a carried one goes after it). None when the idf is due again
+    (``IDF_REFRESH``) or the carry is not one this merge follows (rows reordered, vocabulary not
+    stored sorted): the caller derives everything.
+    """
+    old = _open_previous(prev_lexical, prev_derived)
+    lex = LexicalIndex.open(lexical_path, len(carry.mapping))
+    n, mapping, o2n = lex.n, carry.mapping, carry.old_to_new
+    carried = np.flatnonzero(mapping >= 0)
+    sources = mapping[carried]
+    if old is None or len(o2n) != len(old.idf) or (len(sources) > 1 and not (np.diff(sources) > 0).all()):
+        return None
+    basis_n, since = old.idf_basis or (old.n, 0)
+    since += max(n, old.n) - len(carried)  # rows tokenised afresh or gone (an edit counts once)
+    if since > IDF_REFRESH * max(n, 1):
+        return None
+    fresh = np.flatnonzero(mapping < 0)
+    terms = np.asarray(lex.terms)
+    indptr = np.asarray(lex.indptr)
+    vocab = len(lex.vocab)
+    # idf: carried for every term still used, from this generation's counts for a new term.
+    idf = np.empty(vocab, dtype=np.float32)
+    kept = o2n >= 0
+    idf[o2n[kept]] = old.idf[kept]
+    new_term = np.ones(vocab, dtype=bool)
+    new_term[o2n[kept]] = False
+    f_pos = _segments(indptr[fresh], np.diff(indptr)[fresh])
+    f_terms = terms[f_pos]
+    new_ids = np.flatnonzero(new_term)
+    if len(new_ids):
+        df = np.bincount(f_terms, minlength=vocab)[new_ids].astype(np.float64)
+        fresh_idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        if lex.phrase_weight != 1.0:
+            fresh_idf[[" " in lex.vocab[int(t)] for t in new_ids]] *= lex.phrase_weight
+        idf[new_ids] = fresh_idf.astype(np.float32)
+    # Unit weights: carried rows' copied (runs of consecutive rows are slices), fresh rows' computed.
+    unit = np.empty(len(terms), dtype=np.float32)
+    breaks = np.flatnonzero((np.diff(carried) != 1) | (np.diff(sources) != 1)) if len(carried) else carried
+    for first, last in zip(
+        carried[np.concatenate(([0], breaks + 1))].tolist() if len(carried) else [],
+        carried[np.concatenate((breaks, [len(carried) - 1]))].tolist() if len(carried) else [],
+        strict=True,
+    ):
+        a, b = int(old.indptr[mapping[first]]), int(old.indptr[mapping[last] + 1])
+        unit[int(indptr[first]) : int(indptr[first]) + b - a] = old.unit[a:b]
+        release_pages(old.unit)  # read once: do not keep the previous file resident (peak RSS)
+    f_indptr = np.concatenate(([0], np.cumsum(np.diff(indptr)[fresh])))
+    f_unit = unit_weights(
+        f_indptr, f_terms, np.asarray(lex.counts)[f_pos], np.asarray(lex.title_counts)[f_pos], idf, lex.title_boost
+    )
+    unit[f_pos] = f_unit
+    # Postings: the carried lists without the rows gone, the fresh entries merged in.
+    starts = np.zeros(vocab + 1, dtype=np.int64)
+    for lo in range(0, len(terms), CHUNK):
+        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
+        release_pages(terms)
+    np.cumsum(starts, out=starts)
+    f_rows = np.repeat(fresh, np.diff(f_indptr))
+    f_order = np.lexsort((f_rows, np.uint32(0xFFFFFFFF) - f_unit.view(np.uint32), f_terms))
+    f_terms, f_rows, f_unit = f_terms[f_order], f_rows[f_order], f_unit[f_order]
+    new_row = np.full(old.n, -1, dtype=np.int64)
+    new_row[sources] = carried
+    # Each previous term's first id here at or after it (dropped terms have no carried posting).
+    o2n_mono = np.maximum.accumulate(np.where(kept, o2n, -1)) if len(o2n) else o2n
+    post_rows = np.empty(len(terms), dtype=np.int32)
+    post_vals = np.empty(len(terms), dtype=np.float32)
+    a = 0
+    while a < vocab:
+        b = min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1))
+        ta, tb = (int(x) for x in np.searchsorted(o2n_mono, [a, b], side="left"))
+        lo, hi = int(old.post_starts[ta]), int(old.post_starts[tb])
+        rows = new_row[old.post_rows[lo:hi]]
+        vals = np.asarray(old.post_vals[lo:hi])
+        tids = np.repeat(o2n[ta:tb], np.diff(old.post_starts[ta : tb + 1]))
+        keep = rows >= 0
+        rows, vals, tids = rows[keep], vals[keep], tids[keep]
+        fa, fb = (int(x) for x in np.searchsorted(f_terms, [a, b], side="left"))
+        key = ((tids - a).astype(np.uint64) << np.uint64(32)) | (
+            np.uint64(0xFFFFFFFF) - vals.view(np.uint32).astype(np.uint64)
+        )
+        f_key = ((f_terms[fa:fb] - a).astype(np.uint64) << np.uint64(32)) | (
+            np.uint64(0xFFFFFFFF) - f_unit[fa:fb].view(np.uint32).astype(np.uint64)
+        )
+        at = np.searchsorted(key, f_key, side="right") + np.arange(fb - fa)
+        size = len(rows) + fb - fa
+        if size != starts[b] - starts[a]:
+            raise ValueError(f"internal: postings of terms {a}..{b}: {size} merged, {starts[b] - starts[a]} counted")
+        is_fresh = np.zeros(size, dtype=bool)
+        is_fresh[at] = True
+        seg_rows, seg_vals = post_rows[starts[a] : starts[b]], post_vals[starts[a] : starts[b]]
+        seg_rows[at], seg_vals[at] = f_rows[fa:fb], f_unit[fa:fb]
+        seg_rows[~is_fresh], seg_vals[~is_fresh] = rows, vals
+        release_pages(old.post_rows)
+        a = b
+    post = Postings(n, indptr, terms, unit, idf, starts, post_rows, post_vals)
+    post.vocab_order = np.zeros(0, dtype=np.int32)
+    post.idf_basis = (basis_n, since)
+    lex.attach_weights(unit, idf)
+    post.reference = lexical_reference(lex, post)
+    return post
+
+
+def _open_previous(prev_lexical: Path, prev_derived: Path) -> Postings | None:
+    """The previous generation's derived arrays (memory-mapped), None when a merge cannot use them."""
+    try:
+        d = mmap_npz(prev_derived)
+        meta = d["meta"]
+        if int(meta[0]) != FORMAT_VERSION or len(d["vocab_order"]):
+            return None  # another format, or a vocabulary not stored sorted
+        ip = mmap_npz(prev_lexical)["indptr"]
+        n = int(meta[1])
+        if len(ip) != n + 1 or int(ip[-1]) != int(meta[2]) or len(d["unit"]) != int(meta[2]):
+            return None
+        post = Postings(
+            n, ip, np.zeros(0, dtype=np.int32), d["unit"], d["idf"], d["post_starts"], d["post_rows"], d["post_vals"]
+        )
+        basis = d.get("idf_basis")
+        post.idf_basis = (int(basis[0]), int(basis[1])) if basis is not None and basis.shape == (2,) else None
+        return post
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def open_index(lexical_path: Path, derived_path: Path, n: int) -> tuple[LexicalIndex, Postings]:

@@ -25,7 +25,7 @@ import hashlib
 import sqlite3
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from paperscope.paper import Paper
 LINES_DDL = "CREATE TABLE input_lines (entry INTEGER PRIMARY KEY, hash BLOB NOT NULL, id TEXT)"
 # Above this fraction of changed entries the changed papers are not worth holding: parse everything.
 MAX_CHANGED_FRACTION = 0.2
+# Bytes of likely-changed lines the scan keeps, so the plan need not read (and decompress) the inputs again.
+KEEP_BYTES = 256 << 20
 
 
 def line_hash(raw: bytes) -> bytes:
@@ -73,19 +75,43 @@ class Scan:
     """The entries of this run's inputs: their hashes in reading order, and which file each is in."""
 
     hashes: list[bytes] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)  # entries up to the end of each file
+    kept: dict[bytes, bytes] | None = None  # raw line of each kept hash (None: over KEEP_BYTES)
 
 
-def scan(files: list[Path]) -> Scan | None:
-    """Hash every entry of ``files``; None when one of them is not JSON Lines the plan can follow."""
+def scan(files: list[Path], previous: list[tuple[bytes, str | None]] | None = None) -> Scan | None:
+    """Hash every entry of ``files``; None when one of them is not JSON Lines the plan can follow.
+
+    With the ``previous`` record, the raw lines :func:`plan` will first parse (new hashes, and
+    readings of ids read more than once) are kept, up to ``KEEP_BYTES``: the inputs are then
+    read once, not twice.
+    """
     if not files or not all(line_based(f) for f in files):
         return None
-    out = Scan()
+    out = Scan(kept={} if previous is not None else None)
+    keep = _first_parsed(previous) if previous is not None else None
+    size = 0
     try:
         for f in files:
-            out.hashes.extend(h for _, h in _entries(f))
+            for raw, h in _entries(f):
+                out.hashes.append(h)
+                if out.kept is not None and keep is not None and keep(h):
+                    out.kept[h] = raw
+                    size += len(raw)
+                    if size > KEEP_BYTES:
+                        out.kept = None
+            out.ends.append(len(out.hashes))
     except (_NotLineBased, OSError, EOFError, zlib.error):
         return None
     return out
+
+
+def _first_parsed(previous: list[tuple[bytes, str | None]]) -> Callable[[bytes], bool]:
+    """Whether :func:`plan` parses an entry with this hash in its first pass."""
+    before = dict(previous)
+    readings = Counter(i for _, i in previous if i is not None)
+    multi = {i for i, c in readings.items() if c > 1}
+    return lambda h: h not in before or before[h] in multi
 
 
 @dataclass
@@ -155,6 +181,7 @@ def _parse(
     """Parse the entries at positions ``at`` (sorted), each file's in a scratch file of the same name
     (the papers' sources are names); None where the full parse must decide (it names a bad line)."""
     wanted = {current.hashes[k] for k in at}  # equal lines are all wanted or all not: see plan()
+    kept = current.kept if current.kept is not None and wanted <= current.kept.keys() else None
     scratch_files = []
     try:
         for n, f in enumerate(files):
@@ -162,9 +189,13 @@ def _parse(
             target.parent.mkdir(parents=True)
             opener = gzip.open if f.name.lower().endswith(".gz") else open
             with opener(target, "wb", **({"compresslevel": 1} if opener is gzip.open else {})) as out:
-                for raw, h in _entries(f):
-                    if h in wanted:
-                        out.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                if kept is not None:  # the scan kept these lines: no second read of the input
+                    start = current.ends[n - 1] if n else 0
+                    lines = (kept[h] for h in current.hashes[start : current.ends[n]] if h in wanted)
+                else:
+                    lines = (raw for raw, h in _entries(f) if h in wanted)
+                for raw in lines:
+                    out.write(raw if raw.endswith(b"\n") else raw + b"\n")
             scratch_files.append(target)
     except (_NotLineBased, OSError, EOFError, zlib.error):
         return None
@@ -180,7 +211,24 @@ def _parse(
     return changed, report
 
 
-def write_record(con: sqlite3.Connection, hashes: list[bytes], ids: list[str | None]) -> None:
-    """Record this run's entries (hash and paper id, in reading order) in the new papers table."""
+def write_record(
+    con: sqlite3.Connection,
+    hashes: list[bytes],
+    ids: list[str | None],
+    previous: list[tuple[bytes, str | None]] | None = None,
+) -> None:
+    """Record this run's entries (hash and paper id, in reading order) in the new papers table.
+
+    ``previous`` is the record the table already holds (a copy of the previous generation's):
+    only the entries that differ from it are written.
+    """
+    has = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='input_lines'").fetchone()
+    if has is not None and previous is not None:
+        now = list(zip(hashes, ids, strict=True))
+        differ = [(k, h, i) for k, (h, i) in enumerate(now) if k >= len(previous) or previous[k] != (h, i)]
+        con.execute("DELETE FROM input_lines WHERE entry >= ?", (len(now),))
+        con.executemany("INSERT OR REPLACE INTO input_lines VALUES (?, ?, ?)", differ)
+        return
+    con.execute("DROP TABLE IF EXISTS main.input_lines")
     con.execute(LINES_DDL)
     con.executemany("INSERT INTO input_lines VALUES (?, ?, ?)", zip(range(len(hashes)), hashes, ids, strict=True))

@@ -16,16 +16,17 @@ of the shipped labels (``paperscope eval --tune``; docs/ranking.md).
 from __future__ import annotations
 
 import bisect
+import mmap
 import os
 import sqlite3
 import struct
 import zipfile
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokeni
 
 __all__ = [
     "TOKENIZER_VERSION",
+    "Carry",
     "LexicalIndex",
     "TermVector",
     "Vocab",
@@ -41,6 +43,8 @@ __all__ = [
     "build_from_store",
     "mmap_npz",
     "paper_counts",
+    "release_pages",
+    "unit_weights",
     "paper_text",
     "tokenize",
 ]
@@ -136,6 +140,21 @@ def mmap_npz(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile, struct.error) as e:
         raise DamagedError(path, f"damaged ({e})") from None
     return out
+
+
+def release_pages(*arrays: np.ndarray) -> None:
+    """Drop the resident pages of the memory maps behind ``arrays`` (no-op for arrays in memory).
+
+    Pages of a read-only file map are clean: the kernel reads them again if they are touched
+    again. A build that streams through gigabytes of a previous generation's arrays would
+    otherwise keep them all resident, and they count in its peak RSS (8.4 GB at a million papers).
+    """
+    for arr in arrays:
+        base = arr
+        while base is not None and not isinstance(base, mmap.mmap):
+            base = getattr(base, "base", None)
+        if base is not None and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            base.madvise(mmap.MADV_DONTNEED)
 
 
 class Vocab(Sequence[str]):
@@ -397,27 +416,10 @@ class LexicalIndex:
     def unit(self) -> np.ndarray:
         """TF-IDF weights with each paper's row scaled to unit length: row dot products are cosines."""
         if self._unit is None:
-            # Row blocks of about _CHUNK entries: at a million papers the whole-array temporaries
-            # (float64 squares, row ids) would take gigabytes; each row's sum is the same either way.
             assert self.title_counts is not None
-            out = np.empty(len(self.terms), dtype=np.float32)
-            idf, ip = self.idf(), np.asarray(self.indptr)
-            r0 = 0
-            while r0 < self.n:
-                r1 = min(self.n, max(r0 + 1, int(np.searchsorted(ip, ip[r0] + _CHUNK, side="right")) - 1))
-                lo, hi = int(ip[r0]), int(ip[r1])
-                tf = self.counts[lo:hi].astype(np.float32) + np.float32(self.title_boost) * self.title_counts[
-                    lo:hi
-                ].astype(np.float32)
-                w = ((1.0 + np.log(np.maximum(tf, 1e-12))) * idf[self.terms[lo:hi]]).astype(np.float32)
-                sizes = np.diff(ip[r0 : r1 + 1])
-                rows = np.repeat(np.arange(r1 - r0), sizes)
-                lengths = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=r1 - r0))
-                lengths = lengths.astype(np.float32)
-                lengths[lengths == 0] = 1.0
-                out[lo:hi] = w / np.repeat(lengths, sizes)
-                r0 = r1
-            self._unit = out
+            self._unit = unit_weights(
+                np.asarray(self.indptr), self.terms, self.counts, self.title_counts, self.idf(), self.title_boost
+            )
         return self._unit
 
     # ---- queries -------------------------------------------------------------------------------
@@ -519,6 +521,35 @@ class LexicalIndex:
         return [self.vocab[terms[i]] for i in order[:n] if contrib[i] > 0]
 
 
+def unit_weights(
+    indptr: np.ndarray,
+    terms: np.ndarray,
+    counts: np.ndarray,
+    title_counts: np.ndarray,
+    idf: np.ndarray,
+    title_boost: float = TITLE_BOOST,
+) -> np.ndarray:
+    """The unit-row TF-IDF weight of every entry of these CSR rows (:meth:`LexicalIndex.unit`)."""
+    out = np.empty(len(terms), dtype=np.float32)
+    n = len(indptr) - 1
+    # Row blocks of about _CHUNK entries: at a million papers the whole-array temporaries
+    # (float64 squares, row ids) would take gigabytes; each row's sum is the same either way.
+    r0 = 0
+    while r0 < n:
+        r1 = min(n, max(r0 + 1, int(np.searchsorted(indptr, indptr[r0] + _CHUNK, side="right")) - 1))
+        lo, hi = int(indptr[r0]), int(indptr[r1])
+        tf = counts[lo:hi].astype(np.float32) + np.float32(title_boost) * title_counts[lo:hi].astype(np.float32)
+        w = ((1.0 + np.log(np.maximum(tf, 1e-12))) * idf[terms[lo:hi]]).astype(np.float32)
+        sizes = np.diff(indptr[r0 : r1 + 1])
+        rows = np.repeat(np.arange(r1 - r0), sizes)
+        lengths = np.sqrt(np.bincount(rows, weights=w.astype(np.float64) ** 2, minlength=r1 - r0))
+        lengths = lengths.astype(np.float32)
+        lengths[lengths == 0] = 1.0
+        out[lo:hi] = w / np.repeat(lengths, sizes)
+        r0 = r1
+    return out
+
+
 @dataclass(frozen=True)
 class TermVector:
     """A sparse query over the vocabulary: sorted term ids and their weights."""
@@ -540,8 +571,25 @@ def stored_version(path: Path) -> int | None:
         return None
 
 
-def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | None) -> tuple[int, int]:
-    """Write ``lexical.npz`` for the papers table in ``con`` (row order); returns (tokenised, reused).
+@dataclass(frozen=True)
+class Carry:
+    """How a ``lexical.npz`` was made from the previous one: ``mapping[r]`` is new row r's previous
+    row (-1: tokenised afresh), ``old_to_new[t]`` previous term t's id now (-1: no row uses it)."""
+
+    mapping: np.ndarray
+    old_to_new: np.ndarray
+
+
+def build_for_generation(
+    con: sqlite3.Connection, out: Path, prev_index: Path | None, written: np.ndarray | None = None
+) -> tuple[int, int, Carry | None]:
+    """Write ``lexical.npz`` for the papers table in ``con`` (row order).
+
+    Returns (tokenised, reused, carry): ``carry`` says how the rows and terms of the previous
+    index map into this one (None when nothing was carried, or the file was linked).
+
+    ``written``, when given, holds the only rows that may differ from the previous generation's
+    row of the same number (the build wrote them; no row moved): the rest are carried unasked.
 
     Term counts are carried over from the previous generation's index for every paper whose
     title and abstract are unchanged, so only new or edited papers are tokenised again. The
@@ -566,26 +614,59 @@ def build_for_generation(con: sqlite3.Connection, out: Path, prev_index: Path | 
             paper_counts(t, a) for t, a in con.execute("SELECT title, abstract FROM papers ORDER BY row")
         )
         index.save(out)
-        return index.n, 0
+        return index.n, 0, None
     join = "LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
-    mapping = np.array(
-        [r if r is not None else -1 for (r,) in con.execute(f"SELECT o.row FROM papers p {join} ORDER BY p.row")],
-        dtype=np.int64,
-    )
-    mapping[mapping >= old.n] = -1
+    if written is not None and old.n == con.execute("SELECT count(*) FROM old.papers").fetchone()[0]:
+        mapping = _mapping_of_written(con, written, old.n)
+    else:
+        mapping = np.array(
+            [r if r is not None else -1 for (r,) in con.execute(f"SELECT o.row FROM papers p {join} ORDER BY p.row")],
+            dtype=np.int64,
+        )
+        mapping[mapping >= old.n] = -1
     if len(mapping) == old.n and np.array_equal(mapping, np.arange(old.n)):
         os.link(prev_index, out)  # every row as before: the previous file itself, not a copy of it
-        return 0, old.n
+        return 0, old.n, None
     fresh_rows = np.flatnonzero(mapping < 0)
-    texts = dict(
-        con.execute(
-            f"SELECT p.row, p.title || char(0) || p.abstract FROM papers p {join} WHERE o.row IS NULL OR o.row >= ?",
-            (old.n,),
-        ).fetchall()
-    )
+    texts: dict[int, str] = {}
+    for part in _batches(fresh_rows.tolist()):
+        texts.update(
+            con.execute(
+                f"SELECT row, title || char(0) || abstract FROM papers WHERE row IN ({','.join('?' * len(part))})",
+                part,
+            )
+        )
     fresh = LexicalIndex.from_counts(paper_counts(*texts[int(r)].split("\0", 1)) for r in fresh_rows)
-    carry_rows(old, mapping, fresh).write(out)
-    return len(fresh_rows), len(mapping) - len(fresh_rows)
+    carried = carry_rows(old, mapping, fresh)
+    carried.write(out)
+    assert carried.old_to_new is not None
+    return len(fresh_rows), len(mapping) - len(fresh_rows), Carry(mapping, carried.old_to_new)
+
+
+def _batches(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """``values`` in slices of at most ``size`` (SQLite's bound-parameter limit)."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _mapping_of_written(con: sqlite3.Connection, written: np.ndarray, old_n: int) -> np.ndarray:
+    """Each row's previous row (-1: tokenise it) when only ``written`` rows may have changed.
+
+    Rows past the previous count are new; a written row keeps its previous row when its id,
+    title and abstract are the previous row's (its authors or sources changed, say).
+    """
+    n = con.execute("SELECT count(*) FROM papers").fetchone()[0]
+    mapping = np.arange(n, dtype=np.int64)
+    mapping[old_n:] = -1
+    for part in _batches(written[written < old_n].tolist()):
+        for (r,) in con.execute(
+            "SELECT p.row FROM papers p LEFT JOIN old.papers o ON o.row = p.row AND o.id = p.id "
+            "AND o.title = p.title AND o.abstract = p.abstract "
+            f"WHERE p.row IN ({','.join('?' * len(part))}) AND o.row IS NULL",
+            part,
+        ):
+            mapping[r] = -1
+    return mapping
 
 
 @dataclass
@@ -598,6 +679,7 @@ class CarriedArrays:
     terms: np.ndarray
     counts: np.ndarray
     title_counts: np.ndarray
+    old_to_new: np.ndarray | None = None  # set by carry_rows: each previous term's id here (-1: dropped)
 
     @property
     def n(self) -> int:
@@ -688,6 +770,31 @@ def _splice_vocab(
 
 # Carried rows moved per block (bounds the int64 position arrays to about 130 MB at 200 terms a row).
 _CARRY_ROWS = 65_536
+# Entries copied per slice when carried rows run in order (bounds the remapping's temporaries).
+_CARRY_ENTRIES = 1 << 24
+# Carried rows are copied as runs of slices while there are fewer runs than rows / _RUNS_PER_ROW.
+_RUNS_PER_ROW = 16
+
+
+def _runs(rows: np.ndarray, sources: np.ndarray) -> list[tuple[int, int]] | None:
+    """(first, last) new rows of each run of ``rows`` whose ``sources`` are consecutive too; None when
+    there are so many runs that gathering by position is cheaper than a Python loop over them."""
+    if not len(rows):
+        return []
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(sources) != 1))
+    if len(breaks) + 1 > max(1, len(rows) // _RUNS_PER_ROW):
+        return None
+    firsts = np.concatenate(([0], breaks + 1))
+    lasts = np.concatenate((breaks, [len(rows) - 1]))
+    return list(zip(rows[firsts].tolist(), rows[lasts].tolist(), strict=True))
+
+
+def _bincount(values: np.ndarray, size: int) -> np.ndarray:
+    """``np.bincount(values, minlength=size)`` a block at a time (bincount copies its input to int64)."""
+    out = np.zeros(size, dtype=np.int64)
+    for lo in range(0, len(values), _CARRY_ENTRIES):
+        out += np.bincount(values[lo : lo + _CARRY_ENTRIES], minlength=size)
+    return out
 
 
 def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> CarriedArrays:
@@ -708,12 +815,22 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
     # Old terms still used by a carried row; each fresh term looked up in the old vocabulary by bisection
     # (the fresh vocabulary is that of the edited rows only: this loop is over their distinct terms).
     v_old = len(old.vocab_offsets) - 1
-    used_old = np.zeros(v_old, dtype=bool)
-    for start in range(0, len(carried), _CARRY_ROWS):
-        used_old[old.terms[_gather(old.indptr, mapping[carried[start : start + _CARRY_ROWS]])[0]]] = True
+    runs = _runs(carried, mapping[carried])
+    if runs is not None:
+        # Few runs (an edit here and there): every old term's use counted once, minus the rows not carried.
+        df = _bincount(old.terms, v_old)
+        release_pages(old.terms)
+        gone = np.setdiff1d(np.arange(old.n, dtype=np.int64), mapping[carried])
+        df -= _bincount(old.terms[_gather(old.indptr, gone)[0]], v_old)
+        used_old = df > 0
+        del df
+    else:
+        used_old = np.zeros(v_old, dtype=bool)
+        for start in range(0, len(carried), _CARRY_ROWS):
+            used_old[old.terms[_gather(old.indptr, mapping[carried[start : start + _CARRY_ROWS]])[0]]] = True
     view = _BytesVocab(old)
     fresh_bytes = [t.encode("utf-8", "surrogatepass") for t in fresh.vocab]
-    at = np.array([bisect.bisect_left(view, t) for t in fresh_bytes], dtype=np.int64)
+    at = _positions(old, fresh_bytes)
     found = np.array([a < v_old and view[a] == t for a, t in zip(at.tolist(), fresh_bytes)], dtype=bool)
     used_old[at[found]] = True
     insert_at = at[~found]  # non-decreasing: the fresh vocabulary is sorted
@@ -735,17 +852,68 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
     titles = np.empty_like(terms)
     dst_fresh, _ = _gather(indptr, fresh_rows)
     assert fresh.title_counts is not None
-    # Carried rows a block at a time: whole-array int64 positions (source and destination) and their
-    # temporaries were most of a 1M-paper re-run's 9.2 GB peak; the result is the same.
-    for start in range(0, len(carried), _CARRY_ROWS):
-        block = carried[start : start + _CARRY_ROWS]
-        src, _ = _gather(old.indptr, mapping[block])
-        dst, _ = _gather(indptr, block)
-        terms[dst] = old_to_new[old.terms[src]]
-        counts[dst], titles[dst] = old.counts[src], old.title_counts[src]
+    if runs is not None:
+        # Runs of rows carried in order are slices of the old arrays: copied, ids remapped, no positions.
+        remap = old_to_new.astype(np.int32)
+        same_ids = bool(np.array_equal(old_to_new, np.arange(v_old)))  # no term added or dropped
+        for first, last in runs:
+            a, b = int(old.indptr[mapping[first]]), int(old.indptr[mapping[last] + 1])
+            c = int(indptr[first])
+            for lo in range(a, b, _CARRY_ENTRIES):
+                hi = min(b, lo + _CARRY_ENTRIES)
+                dst = slice(c + lo - a, c + hi - a)
+                terms[dst] = old.terms[lo:hi] if same_ids else remap[old.terms[lo:hi]]
+                counts[dst], titles[dst] = old.counts[lo:hi], old.title_counts[lo:hi]
+                release_pages(old.terms)  # the previous file's pages, read once
+    else:
+        # Carried rows a block at a time: whole-array int64 positions (source and destination) and their
+        # temporaries were most of a 1M-paper re-run's 9.2 GB peak; the result is the same.
+        for start in range(0, len(carried), _CARRY_ROWS):
+            block = carried[start : start + _CARRY_ROWS]
+            src, _ = _gather(old.indptr, mapping[block])
+            dst, _ = _gather(indptr, block)
+            terms[dst] = old_to_new[old.terms[src]]
+            counts[dst], titles[dst] = old.counts[src], old.title_counts[src]
+            release_pages(old.terms)
     terms[dst_fresh] = fresh_map[fresh.terms[fresh_pos]]
     counts[dst_fresh], titles[dst_fresh] = fresh.counts[fresh_pos], fresh.title_counts[fresh_pos]
-    return CarriedArrays(data, offsets, indptr, terms, counts, titles)
+    return CarriedArrays(data, offsets, indptr, terms, counts, titles, old_to_new)
+
+
+# Bytes of each term compared as a fixed-width prefix when fresh terms are looked up (longer ties bisected).
+_PREFIX = 24
+
+
+def _prefixes(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The first ``_PREFIX`` bytes of every term as fixed-width ``S`` values (which compare as the bytes do)."""
+    lengths = np.diff(offsets)
+    out = np.zeros((len(lengths), _PREFIX), dtype=np.uint8)
+    starts = offsets[:-1]
+    for j in range(_PREFIX):
+        has = np.flatnonzero(lengths > j)
+        if not len(has):
+            break
+        out[has, j] = data[starts[has] + j]
+    return out.view(f"S{_PREFIX}").ravel()
+
+
+def _positions(old: CarriedArrays, terms: list[bytes]) -> np.ndarray:
+    """``bisect_left`` of each term in the old sorted vocabulary: numpy's search over fixed-width
+    prefixes, then a bisection only among the old terms that share a term's prefix (a Python
+    bisection of the whole vocabulary per term took seconds for a 1% edit at a million papers)."""
+    if not terms:
+        return np.zeros(0, dtype=np.int64)
+    old_prefix = _prefixes(old.vocab_utf8, old.vocab_offsets)
+    lens = np.fromiter((len(t) for t in terms), dtype=np.int64, count=len(terms))
+    offsets = np.concatenate(([0], np.cumsum(lens)))
+    new_prefix = _prefixes(np.frombuffer(b"".join(terms), dtype=np.uint8), offsets)
+    lo = np.searchsorted(old_prefix, new_prefix, side="left").tolist()
+    hi = np.searchsorted(old_prefix, new_prefix, side="right").tolist()
+    view = _BytesVocab(old)
+    return np.array(
+        [a if a == b else bisect.bisect_left(view, t, a, b) for t, a, b in zip(terms, lo, hi, strict=True)],
+        dtype=np.int64,
+    )
 
 
 class _BytesVocab:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -263,7 +264,7 @@ def _build_locked(
         name, tmp = st.new_generation()
         try:
             same = prev is not None and _recorded_paths(prev) == [e["path"] for e in inputs_record["files"]]
-            con = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report, same)
+            con, written = _fill_papers(tmp / "papers.sqlite", prev, files, model.text, prune, report, same)
             if _nothing_changed(prev, report, rebuild, index_type):
                 con.close()
                 st.discard(tmp)
@@ -272,20 +273,24 @@ def _build_locked(
                 return report
             base = None if rebuild else prev  # what this generation may reuse
             artifact = model.artifact_digest(prev, rebuild, report)
-            change = _embed_and_write_vectors(st, con, tmp, base, model, embed_chunks, chunk_size, progress, report)
-            report.tokenised, _ = lexical.build_for_generation(
-                con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None
+            change = _embed_and_write_vectors(
+                st, con, tmp, base, model, embed_chunks, chunk_size, progress, report, written
             )
-            impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
+            report.tokenised, _, carry = lexical.build_for_generation(
+                con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None, written
+            )
+            derived = impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
                 tmp / "lexical.npz",
                 tmp / impact.DERIVED_FILE,
                 (base.file("lexical.npz"), base.file(impact.DERIVED_FILE)) if base is not None else None,
+                carry,
             )
             con.close()
             index_info = _write_index(tmp, base, change, index_type)
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
             manifest["input_files"] = inputs_record
+            manifest["lexical"]["derivation"] = derived  # "derived", "merged" (carried idf) or "linked"
             committed = st.commit(name, tmp, manifest, report.warnings, carried_from=base)
             report.generation = committed.name
             report.carried = sorted(f for f, meta in committed.manifest["files"].items() if "written_by" in meta)
@@ -387,8 +392,12 @@ def _embed_and_write_vectors(
     chunk_size: int,
     progress: ProgressFactory,
     report: BuildReport,
+    written: np.ndarray | None = None,
 ) -> VectorChange:
-    """Embed what has no vector yet (checkpointed), then write vectors.npy; how it differs from base's."""
+    """Embed what has no vector yet (checkpointed), then write vectors.npy; how it differs from base's.
+
+    ``written``: the only rows that may differ from the previous generation's (see :func:`_fill_papers`).
+    """
     staging = st.staging()
     try:
         _embed_missing(
@@ -403,9 +412,10 @@ def _embed_and_write_vectors(
             progress,
             report,
             reuse_previous=base is not None,
+            written=written,
         )
         report.devices = devices.summarise(staging.made_by(model.fingerprint))
-        return _write_vectors(con, tmp / "vectors.npy", base, staging, model.fingerprint, model.dimension)
+        return _write_vectors(con, tmp / "vectors.npy", base, staging, model.fingerprint, model.dimension, written)
     finally:
         staging.close()
 
@@ -483,8 +493,8 @@ def _previous(st: Store, prev: Generation | None, rebuild: bool) -> Generation |
     from paperscope.verify import verify
 
     def verified() -> Generation | None:
-        damaged = verify(st).damaged if prev is not None else []
-        if damaged := [f for f in damaged if not f.path.startswith(str(st.map_dir))]:
+        # The map is not reused by a build (1.3 GB of arrays at 1M papers: 20 s of hashing for nothing).
+        if damaged := verify(st, include_map=False).damaged if prev is not None else []:
             raise StoreError(f"{damaged[0].path}: {damaged[0].detail}")
         return prev
 
@@ -555,34 +565,49 @@ def _fill_papers(
     prune: bool,
     report: BuildReport,
     same_inputs: bool = False,
-) -> sqlite3.Connection:
+) -> tuple[sqlite3.Connection, np.ndarray | None]:
     """Create the new papers table: previous papers, then this run's inputs merged in.
+
+    Returns the connection (the previous table attached as ``old``) and, unless ``prune``
+    renumbered rows, the rows this run wrote: every other row is the previous generation's,
+    unchanged and at the same row number.
 
     With ``same_inputs`` (the input paths are those the previous generation recorded) only the
     entries whose line changed are parsed, when :func:`paperscope.inputs.plan` shows that this
     gives exactly what parsing everything gives.
     """
+    # Without --prune no row moves: the previous file is copied whole (the kernel copies pages; a
+    # million rows re-inserted and re-indexed took a minute) and only the papers read are written.
+    copied = prev is not None and not prune and _same_schema(prev.file("papers.sqlite"))
+    if copied:
+        shutil.copyfile(prev.file("papers.sqlite"), db)
     # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
     con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
     con.execute("PRAGMA journal_mode=OFF")  # a crashed build's file is thrown away anyway
     con.execute("PRAGMA synchronous=OFF")
-    con.executescript(PAPERS_DDL)
-    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    if not copied:
+        con.executescript(PAPERS_DDL)
+        con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     con.execute("CREATE TEMP TABLE seen (id TEXT PRIMARY KEY)")
     if prev is not None:
         con.execute("ATTACH DATABASE ? AS old", (sqlite_uri(prev.file("papers.sqlite"), mode="ro"),))
-        con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
+        if not copied:
+            con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
-    current = inputs.scan(files)  # one hash per entry, to record (and to compare with the previous run's)
-    lines = None
     previous = inputs.recorded(con) if prev is not None and same_inputs and not prune else None
+    current = inputs.scan(files, previous)  # one hash per entry, to record (and to compare with the previous run's)
+    lines = None
     if current is not None and previous is not None:
         with tempfile.TemporaryDirectory(prefix=".tmp-g-inputs-", dir=db.parent.parent) as scratch:
             lines = inputs.plan(files, current, previous, Path(scratch))
+    # Ids read this run: the unchanged entries' ids (the plan's, held as a set: inserting a million
+    # of them into the table took 14 s) and every id read in the table ``seen``.
+    unchanged_ids: set[str] = set()
+    touched: set[str] = set()  # ids whose row this run wrote (every other row is the previous one)
     if lines is not None:
         read = lines.report
         report.entries_unchanged = lines.unchanged_entries
-        con.executemany("INSERT OR IGNORE INTO seen VALUES (?)", ((i,) for i in sorted(lines.unchanged_ids)))
+        unchanged_ids = lines.unchanged_ids  # disjoint from the changed readings' ids (plan() checks)
         readings: Iterator[tuple[int, Paper]] = iter(lines.changed)
         ids = lines.ids
     else:
@@ -619,6 +644,7 @@ def _fill_papers(
         values = paper_values(paper)
         if existing is not None and values == tuple(existing):
             continue  # the stored row already says exactly this: no hash to compute, no page to rewrite
+        touched.add(paper.id)
         chash = content_hash(text_of(paper.title, paper.abstract))
         con.execute(
             f"INSERT INTO papers (row, {cols}, norm_title, content_hash) "
@@ -633,39 +659,71 @@ def _fill_papers(
             con.execute("BEGIN")
     con.execute("COMMIT")
     if current is not None and (lines is not None or read.entries == len(current.hashes)):
-        inputs.write_record(con, current.hashes, ids)
+        inputs.write_record(con, current.hashes, ids, previous if copied else None)
+    elif copied:
+        con.execute("DROP TABLE IF EXISTS main.input_lines")  # the previous run's record, not this run's
     report.entries_read, report.rows_skipped, report.skip_examples = read.entries, read.skipped, read.skip_examples
-    n_seen = con.execute("SELECT count(*) FROM seen").fetchone()[0]
+    n_seen = con.execute("SELECT count(*) FROM seen").fetchone()[0] + len(unchanged_ids)
     if n_seen == 0:
         where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         detail = f" ({read.skipped} rows skipped, e.g. {read.skip_examples[0]})" if read.skip_examples else ""
         raise InputError(f"{where}: inputs contain no paper with both a title and an abstract{detail}")
-    if prev is not None:
-        if prune:
-            report.removed = con.execute("DELETE FROM papers WHERE id NOT IN (SELECT id FROM seen)").rowcount
-            _compact_rows(con)
-        else:
-            report.kept_not_in_inputs = con.execute(
-                "SELECT count(*) FROM papers WHERE id NOT IN (SELECT id FROM seen)"
-            ).fetchone()[0]
-        cmp_cols = " OR ".join(f"p.{c} IS NOT o.{c}" for c in PAPER_COLUMNS[1:] if c not in ("title", "abstract"))
-        report.added = con.execute(
-            "SELECT count(*) FROM papers p WHERE p.id NOT IN (SELECT id FROM old.papers)"
-        ).fetchone()[0]
-        report.changed = con.execute(
-            "SELECT count(*) FROM papers p JOIN old.papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
-        ).fetchone()[0]
-        report.updated = con.execute(
-            "SELECT count(*) FROM papers p JOIN old.papers o ON o.id = p.id "
-            f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
-        ).fetchone()[0]
-        report.unchanged = (
-            con.execute("SELECT count(*) FROM papers").fetchone()[0] - report.added - report.changed - report.updated
-        )
-    else:
-        report.added = n_seen
     report.papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
-    return con
+    if prev is None:
+        report.added = n_seen
+        return con, None
+    if prune:
+        report.removed = con.execute("DELETE FROM papers WHERE id NOT IN (SELECT id FROM seen)").rowcount
+        _compact_rows(con)
+        report.papers -= report.removed
+    else:
+        # Every seen id has a row (unchanged ids are the previous run's, which wrote them).
+        report.kept_not_in_inputs = report.papers - n_seen
+    # Only the rows written this run can differ from the previous generation's (without --prune
+    # rows never move): compare those, not a million.
+    con.execute("CREATE TEMP TABLE touched (id TEXT PRIMARY KEY)")
+    con.executemany("INSERT INTO touched VALUES (?)", ((i,) for i in sorted(touched)))
+    scope = "papers p" if prune else "temp.touched t JOIN papers p ON p.id = t.id"
+    cmp_cols = " OR ".join(f"p.{c} IS NOT o.{c}" for c in PAPER_COLUMNS[1:] if c not in ("title", "abstract"))
+    report.added = con.execute(
+        f"SELECT count(*) FROM {scope} WHERE p.id NOT IN (SELECT id FROM old.papers)"
+    ).fetchone()[0]
+    report.changed = con.execute(
+        f"SELECT count(*) FROM {scope} JOIN old.papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
+    ).fetchone()[0]
+    report.updated = con.execute(
+        f"SELECT count(*) FROM {scope} JOIN old.papers o ON o.id = p.id "
+        f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
+    ).fetchone()[0]
+    report.unchanged = report.papers - report.added - report.changed - report.updated
+    if prune:
+        return con, None
+    rows = [r for (r,) in con.execute("SELECT p.row FROM temp.touched t JOIN papers p ON p.id = t.id ORDER BY p.row")]
+    return con, np.array(rows, dtype=np.int64)
+
+
+def _same_schema(path: Path) -> bool:
+    """Whether the papers file at ``path`` has this paperscope's tables (so it can be copied and updated)."""
+    try:
+        con = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True)
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            sql = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"))
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    return version == SCHEMA_VERSION and _ddl() == {k: v for k, v in sql.items() if k != "input_lines"}
+
+
+def _ddl() -> dict[str, str]:
+    """The schema :data:`PAPERS_DDL` creates, as sqlite_master records it (name -> sql)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        con.executescript(PAPERS_DDL)
+        return dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"))
+    finally:
+        con.close()
 
 
 def _is_merge(old: Paper, new: Paper, first_this_run: bool) -> bool:
@@ -704,11 +762,18 @@ def _embed_missing(
     progress: ProgressFactory,
     report: BuildReport,
     reuse_previous: bool,
+    written: np.ndarray | None = None,
 ) -> None:
     """Embed every distinct text that has no vector in the previous generation or the checkpoint."""
     where = (
         "WHERE p.content_hash NOT IN (SELECT content_hash FROM old.papers)" if reuse_previous and _has_old(con) else ""
     )
+    if where and written is not None:
+        # Every row not written this run is a previous row: its text has a vector. Look only at the rest.
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS written_rows (row INTEGER PRIMARY KEY)")
+        con.execute("DELETE FROM temp.written_rows")
+        con.executemany("INSERT INTO temp.written_rows VALUES (?)", ((r,) for r in written.tolist()))
+        where += " AND p.row IN (SELECT row FROM temp.written_rows)"
     # Only hashes are held in memory; texts are fetched chunk by chunk. Longest first: similar
     # lengths share a batch (less padding) and the ETA errs on the safe side.
     hashes = [
@@ -788,20 +853,39 @@ class VectorChange:
 
 
 def _write_vectors(
-    con: sqlite3.Connection, path: Path, prev: Generation | None, staging: Any, fingerprint: str, dim: int
+    con: sqlite3.Connection,
+    path: Path,
+    prev: Generation | None,
+    staging: Any,
+    fingerprint: str,
+    dim: int,
+    written: np.ndarray | None = None,
 ) -> VectorChange:
     """Fill vectors.npy in row order from the previous generation and the checkpoint.
 
     Rows are moved as arrays (contiguous runs are plain copies of the memory-mapped previous
     file), never one by one in Python; only rows with no previous vector are read from staging.
     When every row is the previous generation's row, the previous file is linked instead.
+    With ``written`` (the only rows that may differ from the previous generation's) every other
+    row keeps its own previous vector, and only the written rows are looked up.
     """
     n = con.execute("SELECT count(*) FROM papers").fetchone()[0]
     old_vectors = prev.load_vectors() if prev is not None else None
     use_old = old_vectors is not None and _has_old(con)
     previous_n = old_vectors.shape[0] if use_old else 0
     source = np.full(n, -1, dtype=np.int64)
-    if use_old:
+    if use_old and written is not None and n >= previous_n:
+        source[:previous_n] = np.arange(previous_n)
+        for i in range(0, len(written), 500):
+            part = written[i : i + 500].tolist()
+            for row, src in con.execute(
+                "SELECT p.row, CASE WHEN o.content_hash = p.content_hash THEN o.row ELSE "
+                "(SELECT min(q.row) FROM old.papers q WHERE q.content_hash = p.content_hash) END "
+                f"FROM papers p LEFT JOIN old.papers o ON o.row = p.row WHERE p.row IN ({','.join('?' * len(part))})",
+                part,
+            ):
+                source[row] = -1 if src is None else src
+    elif use_old:
         # An old row with the same text (any id) provides the vector; min() picks one deterministically.
         found = con.execute(
             "SELECT p.row, min(o.row) FROM papers p JOIN old.papers o ON o.content_hash = p.content_hash GROUP BY p.row"
@@ -814,7 +898,8 @@ def _write_vectors(
     # Only --prune moves a paper to another row (its rows are renumbered after deletions).
     renumbered = use_old and (
         n < previous_n
-        or con.execute(
+        or written is None
+        and con.execute(
             "SELECT 1 FROM papers p JOIN old.papers o ON o.id = p.id WHERE o.row != p.row LIMIT 1"
         ).fetchone()
         is not None
@@ -829,6 +914,7 @@ def _write_vectors(
         src = source[start:stop]
         if use_old and src[0] == start and src[-1] == stop - 1 and np.array_equal(src, rows[start:stop]):
             out[start:stop] = old_vectors[start:stop]  # the common case: a run of unchanged rows
+            lexical.release_pages(old_vectors)  # read once (peak RSS)
             continue
         have = src >= 0
         if have.any():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from conftest import FakeEmbedder
 from paperscope import impact, index
 from paperscope.errors import DamagedError
 from paperscope.explorer import Explorer
-from paperscope.lexical import LexicalIndex, TermVector
+from paperscope.lexical import CarriedArrays, Carry, LexicalIndex, TermVector, carry_rows, unit_weights
 from paperscope.pipeline import build
 from paperscope.rank import Query, Ranker
 from paperscope.store import Store
@@ -224,3 +225,97 @@ def test_reference_sampled_over_evenly_spaced_papers_matches_all_papers(
     monkeypatch.setattr(impact, "REFERENCE_TARGETS", 150)  # a third of the papers, as at 25k+ papers
     sampled = impact.lexical_reference(lex, post)
     assert sampled != full and np.allclose(sampled, full, rtol=0.2), (sampled, full)
+
+
+def _rows(rng: np.random.Generator, words: list[str], n: int) -> list[tuple[Counter[str], Counter[str]]]:
+    out = []
+    for _ in range(n):
+        counts = Counter(rng.choice(words, size=int(rng.integers(1, 12))).tolist())
+        out.append((counts, Counter(dict.fromkeys(list(counts)[:2], 1))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_merged_derivation_is_a_full_one_under_the_carried_idf(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Carried rows keep their weights and postings; fresh rows are weighted with the previous idf
+    (a new term with its own) and merged into the lists: per list the same (row, weight) entries
+    as a full derivation with that idf, in impact order."""
+    monkeypatch.setattr(impact, "CHUNK", [1 << 24, 7][seed % 2])  # 7: many blocks of terms
+    monkeypatch.setattr(impact, "IDF_REFRESH", 1.0)
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(60)] + ["two words", "μp"]
+    old_rows = _rows(rng, words, 80)
+    LexicalIndex.from_counts(old_rows).save(tmp_path / "old.npz")
+    assert impact.derive(tmp_path / "old.npz", tmp_path / "old-d.npz") == "derived"
+    # Edit some rows in place (a few with terms the store never had), append some.
+    n = 80 + int(rng.integers(0, 6))
+    mapping = np.arange(n, dtype=np.int64)
+    mapping[80:] = -1
+    mapping[rng.choice(80, size=int(rng.integers(1, 9)), replace=False)] = -1
+    fresh = _rows(rng, [*words, "brand new", "ńovel"], int((mapping < 0).sum()))
+    it = iter(fresh)
+    new_rows = [old_rows[m] if m >= 0 else next(it) for m in mapping]
+    carried = carry_rows(CarriedArrays.of(LexicalIndex.from_counts(old_rows)), mapping, LexicalIndex.from_counts(fresh))
+    carried.write(tmp_path / "new.npz")
+    carry = Carry(mapping, carried.old_to_new)
+    how = impact.derive(
+        tmp_path / "new.npz", tmp_path / "new-d.npz", (tmp_path / "old.npz", tmp_path / "old-d.npz"), carry
+    )
+    assert how == "merged"
+    lex, got = impact.open_index(tmp_path / "new.npz", tmp_path / "new-d.npz", n)
+    old_lex, old_post = impact.open_index(tmp_path / "old.npz", tmp_path / "old-d.npz", 80)
+    # The idf is the previous one for every term still used; a new term gets its own.
+    for t in range(len(lex.vocab)):
+        prev = old_lex.term_id(lex.vocab[t])
+        if prev is not None:
+            assert got.idf[t] == old_post.idf[prev]
+    want_lex = LexicalIndex.from_counts(new_rows)
+    idf = np.array(got.idf)  # a full derivation under the same idf
+    assert want_lex.title_counts is not None
+    want_lex.attach_weights(
+        unit_weights(want_lex.indptr, want_lex.terms, want_lex.counts, want_lex.title_counts, idf), idf
+    )
+    want = impact.Postings.build(want_lex)
+    assert np.array_equal(got.unit, want.unit)
+    assert np.array_equal(got.post_starts, want.post_starts)
+    for t in range(len(lex.vocab)):
+        lo, hi = int(got.post_starts[t]), int(got.post_starts[t + 1])
+        assert sorted(zip(got.post_rows[lo:hi].tolist(), got.post_vals[lo:hi].tolist())) == sorted(
+            zip(want.post_rows[lo:hi].tolist(), want.post_vals[lo:hi].tolist())
+        )
+        assert (np.diff(got.post_vals[lo:hi]) <= 0).all()  # impact order
+    assert got.reference is not None and np.allclose(got.reference, want.reference)
+    # Scores are those of the full derivation under that idf.
+    q = lex.rows_vector([3])
+    assert np.allclose(got.score_all(q), want.score_all(want_lex.rows_vector([3])))
+
+
+def test_the_idf_is_derived_again_once_enough_rows_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(30)]
+    rows = _rows(rng, words, 50)
+    LexicalIndex.from_counts(rows).save(tmp_path / "g0.npz")
+    impact.derive(tmp_path / "g0.npz", tmp_path / "g0-d.npz")
+    monkeypatch.setattr(impact, "IDF_REFRESH", 0.1)
+    hows = []
+    for g in range(1, 5):  # 3 rows of 50 edited per generation: 6%, 12% since the idf was computed
+        mapping = np.arange(50, dtype=np.int64)
+        mapping[[g, g + 10, g + 20]] = -1
+        fresh = _rows(rng, words, 3)
+        prev = LexicalIndex.load(tmp_path / f"g{g - 1}.npz")
+        carried = carry_rows(CarriedArrays.of(prev), mapping, LexicalIndex.from_counts(fresh))
+        carried.write(tmp_path / f"g{g}.npz")
+        hows.append(
+            impact.derive(
+                tmp_path / f"g{g}.npz",
+                tmp_path / f"g{g}-d.npz",
+                (tmp_path / f"g{g - 1}.npz", tmp_path / f"g{g - 1}-d.npz"),
+                Carry(mapping, carried.old_to_new),
+            )
+        )
+    assert hows == ["merged", "derived", "merged", "derived"]
+    full = tmp_path / "full.npz"
+    impact.derive(tmp_path / "g4.npz", full)
+    assert full.read_bytes() == (tmp_path / "g4-d.npz").read_bytes()  # a refresh is a full derivation

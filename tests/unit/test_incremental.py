@@ -70,22 +70,42 @@ def inode(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-@pytest.mark.parametrize("block", [65_536, 3])  # 3: carried rows moved in many blocks (as at 1M papers)
-def test_lexical_rows_carried_as_arrays_equal_a_fresh_index(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("block", "entries", "in_order", "prefix"),
+    [
+        (65_536, 1 << 24, False, 24),
+        (3, 1 << 24, False, 24),  # carried rows moved in many blocks (as at 1M papers)
+        (65_536, 1 << 24, True, 24),  # rows kept in order, a few edited or appended: copied as runs of slices
+        (65_536, 2, True, 24),  # ... each run copied in many slices
+        (65_536, 1 << 24, True, 1),  # fresh terms found by their first byte, then bisected among those
+    ],
+)
+def test_lexical_rows_carried_as_arrays_equal_a_fresh_index(
+    block: int, entries: int, in_order: bool, prefix: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import paperscope.lexical
 
     monkeypatch.setattr(paperscope.lexical, "_CARRY_ROWS", block)
+    monkeypatch.setattr(paperscope.lexical, "_PREFIX", prefix)
+    monkeypatch.setattr(paperscope.lexical, "_CARRY_ENTRIES", entries)
+    monkeypatch.setattr(paperscope.lexical, "_RUNS_PER_ROW", 1 if in_order else 16)
     rng = random.Random(3)
-    words = ["a", "b", "zeta", "μp", "émile", "c d", "x", "lora", "\U0001f600", "q"]
+    words = ["a", "b", "zeta", "μp", "émile", "c d", "x", "lora", "\U0001f600", "q", "lo", "low", "lorax"]
     for _ in range(300):
-        old_rows = [(Counter(rng.choices(words, k=rng.randrange(5))), Counter()) for _ in range(rng.randrange(8))]
+        old_rows = [(Counter(rng.choices(words, k=rng.randrange(5))), Counter()) for _ in range(rng.randrange(40))]
         for all_terms, title in old_rows:
             title.update(list(all_terms)[:1])
-        mapping = np.array(
-            [rng.randrange(-1, len(old_rows)) if old_rows else -1 for _ in range(rng.randrange(10))], dtype=np.int64
-        )
+        if in_order:  # what a re-run without --prune gives: same rows, some re-tokenised, some appended
+            mapping = np.arange(len(old_rows) + rng.randrange(3), dtype=np.int64)
+            mapping[mapping >= len(old_rows)] = -1
+            mapping[[rng.randrange(len(mapping)) for _ in range(rng.randrange(4))] if len(mapping) else []] = -1
+        else:
+            mapping = np.array(
+                [rng.randrange(-1, len(old_rows)) if old_rows else -1 for _ in range(rng.randrange(10))],
+                dtype=np.int64,
+            )
         fresh = [
-            (Counter(rng.choices([*words, "new", "ńew", "0"], k=rng.randrange(5))), Counter())
+            (Counter(rng.choices([*words, "new", "ńew", "0", "lob", "lorb", "lowe"], k=rng.randrange(5))), Counter())
             for _ in range(int((mapping < 0).sum()))
         ]
         it = iter(fresh)
@@ -143,6 +163,17 @@ def test_one_percent_edit_embeds_and_tokenises_only_the_edited_rows(tmp_path: Pa
     assert (report.entries_read, report.entries_unchanged) == (4, n - 4)
     assert papers(tmp_path / "s", "a.jsonl") == papers(tmp_path / "f", "b.jsonl")
     assert verify(Store(tmp_path / "s")).ok
+    # The lexical weights were merged under the previous idf, not derived again: the rankings are
+    # those of the from-scratch store but for the idf of 1% of the papers.
+    assert Store(tmp_path / "s").require_current().manifest["lexical"]["derivation"] == "merged"
+    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as a, Explorer(tmp_path / "f", embedder=FakeEmbedder()) as b:
+        ids = [p.id for p in a.papers()][::20]
+        overlap = [
+            len({h.paper.id for h in a.related(i, mode="lexical")} & {h.paper.id for h in b.related(i, mode="lexical")})
+            / 10
+            for i in ids
+        ]
+    assert np.mean(overlap) >= 0.95, overlap
 
 
 def test_new_papers_are_appended_and_the_index_updated(tmp_path: Path) -> None:
@@ -250,11 +281,14 @@ def test_a_reader_keeps_answering_through_updates_and_a_compaction(tmp_path: Pat
     reader.close()
 
 
+@pytest.mark.parametrize("keep_bytes", [None, 0])  # 0: the scan keeps no line, the plan reads the inputs again
 def test_every_reading_of_an_edited_id_is_merged_again_as_a_full_parse_merges_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_bytes: int | None
 ) -> None:
     import paperscope.inputs
 
+    keep = paperscope.inputs.KEEP_BYTES if keep_bytes is None else keep_bytes
+    monkeypatch.setattr(paperscope.inputs, "KEEP_BYTES", keep)
     rows = corpus(40)
     first = [*rows, {**rows[3], "date": "2023-05-05"}, {**rows[9], "date": "2023-06-06"}]  # p3, p9 read twice
     edited = [
@@ -282,6 +316,7 @@ def test_every_reading_of_an_edited_id_is_merged_again_as_a_full_parse_merges_it
     appended = [*edited, {**rows[5], "abstract": "version two of p5, appended at the end of the file", "date": "2024"}]
     assert build([write(src, appended)], full, embedder=FakeEmbedder()).entries_read == 43
     monkeypatch.undo()
+    monkeypatch.setattr(paperscope.inputs, "KEEP_BYTES", keep)
     report = build([write(src, appended)], tmp_path / "s", embedder=FakeEmbedder())
     # read: the new line, p5's first reading (a second pass), and p3's and p9's readings (read twice)
     assert (report.entries_read, report.entries_unchanged) == (6, 37)
