@@ -46,7 +46,11 @@ def _check_count(option: str, value: int | None) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise InvalidArgument(f"{option}: expected a non-negative integer, got {value!r}")
-    return int(value)
+    # SQLite integers are 64-bit: a larger bound means the same as this one (no paper has 2**62 authors).
+    return min(int(value), _COUNT_CAP)
+
+
+_COUNT_CAP = 2**62
 
 
 @dataclass(frozen=True)

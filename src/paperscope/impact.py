@@ -30,7 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from paperscope.errors import DamagedError
-from paperscope.lexical import Carry, LexicalIndex, TermVector, Vocab, mmap_npz, release_pages, unit_weights
+from paperscope.lexical import (
+    Carry,
+    LexicalIndex,
+    PageReleaser,
+    TermVector,
+    Vocab,
+    mmap_npz,
+    release_pages,
+    unit_weights,
+)
 
 __all__ = ["DERIVED_FILE", "Postings", "derive", "lexical_reference", "mmap_npz", "open_index"]
 
@@ -338,6 +347,7 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
         idf[new_ids] = fresh_idf.astype(np.float32)
     # Unit weights: carried rows' copied (runs of consecutive rows are slices), fresh rows' computed.
     unit = np.empty(len(terms), dtype=np.float32)
+    released = PageReleaser(old.unit)
     breaks = np.flatnonzero((np.diff(carried) != 1) | (np.diff(sources) != 1)) if len(carried) else carried
     for first, last in zip(
         carried[np.concatenate(([0], breaks + 1))].tolist() if len(carried) else [],
@@ -346,7 +356,7 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     ):
         a, b = int(old.indptr[mapping[first]]), int(old.indptr[mapping[last] + 1])
         unit[int(indptr[first]) : int(indptr[first]) + b - a] = old.unit[a:b]
-        release_pages(old.unit)  # read once: do not keep the previous file resident (peak RSS)
+        released.read(4 * (b - a))  # read once: do not keep the previous file resident (peak RSS)
     f_indptr = np.concatenate(([0], np.cumsum(np.diff(indptr)[fresh])))
     f_unit = unit_weights(
         f_indptr, f_terms, np.asarray(lex.counts)[f_pos], np.asarray(lex.title_counts)[f_pos], idf, lex.title_boost
@@ -363,6 +373,14 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     f_terms, f_rows, f_unit = f_terms[f_order], f_rows[f_order], f_unit[f_order]
     new_row = np.full(old.n, -1, dtype=np.int64)
     new_row[sources] = carried
+    same_rows = bool(np.array_equal(sources, carried))  # no row renumbered (a re-run without --prune)
+    gone = new_row < 0
+    # Carried postings per previous term: all of them but those of the rows gone.
+    gone_rows = np.flatnonzero(gone)
+    old_terms = mmap_npz(prev_lexical)["terms"]
+    kept_df = np.diff(np.asarray(old.post_starts)) - np.bincount(
+        old_terms[_segments(old.indptr[gone_rows], np.diff(old.indptr)[gone_rows])], minlength=len(o2n)
+    )
     # Each previous term's first id here at or after it (dropped terms have no carried posting).
     o2n_mono = np.maximum.accumulate(np.where(kept, o2n, -1)) if len(o2n) else o2n
     post_rows = np.empty(len(terms), dtype=np.int32)
@@ -372,19 +390,36 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
         b = min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1))
         ta, tb = (int(x) for x in np.searchsorted(o2n_mono, [a, b], side="left"))
         lo, hi = int(old.post_starts[ta]), int(old.post_starts[tb])
-        rows = new_row[old.post_rows[lo:hi]]
-        vals = np.asarray(old.post_vals[lo:hi])
-        tids = np.repeat(o2n[ta:tb], np.diff(old.post_starts[ta : tb + 1]))
-        keep = rows >= 0
-        rows, vals, tids = rows[keep], vals[keep], tids[keep]
+        raw = old.post_rows[lo:hi]
+        if same_rows:
+            keep = ~gone[raw]
+            rows = raw[keep]
+        else:
+            rows = new_row[raw]
+            keep = rows >= 0
+            rows = rows[keep]
+        vals = old.post_vals[lo:hi][keep]
+        # Where each fresh posting goes among the carried ones: its term's carried segment (vals
+        # descending), after every carried posting of a weight >= its own. A binary search per
+        # fresh posting, all at once: no key over the carried postings is built.
         fa, fb = (int(x) for x in np.searchsorted(f_terms, [a, b], side="left"))
-        key = ((tids - a).astype(np.uint64) << np.uint64(32)) | (
-            np.uint64(0xFFFFFFFF) - vals.view(np.uint32).astype(np.uint64)
-        )
-        f_key = ((f_terms[fa:fb] - a).astype(np.uint64) << np.uint64(32)) | (
-            np.uint64(0xFFFFFFFF) - f_unit[fa:fb].view(np.uint32).astype(np.uint64)
-        )
-        at = np.searchsorted(key, f_key, side="right") + np.arange(fb - fa)
+        seg = np.concatenate(([0], np.cumsum(kept_df[ta:tb])))
+        k = np.searchsorted(o2n_mono[ta:tb], f_terms[fa:fb], side="left")
+        left = seg[k]
+        has_old = np.zeros(fb - fa, dtype=bool)
+        if tb > ta:  # the fresh posting's term has carried postings (else its segment is empty)
+            has_old = (k < tb - ta) & (o2n_mono[ta:tb][np.minimum(k, tb - ta - 1)] == f_terms[fa:fb])
+        right = np.where(has_old, seg[np.minimum(k + 1, tb - ta)], left)
+        fv = f_unit[fa:fb]
+        while True:
+            active = left < right
+            if not active.any():
+                break
+            mid = (left + right) // 2
+            after = active & (vals[np.minimum(mid, max(len(vals) - 1, 0))] >= fv)
+            left = np.where(after, mid + 1, left)
+            right = np.where(active & ~after, mid, right)
+        at = left + np.arange(fb - fa)
         size = len(rows) + fb - fa
         if size != starts[b] - starts[a]:
             raise ValueError(f"internal: postings of terms {a}..{b}: {size} merged, {starts[b] - starts[a]} counted")

@@ -38,6 +38,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,14 +316,23 @@ class Store:
         appended to ``warnings``, never raised.
         """
         files: dict[str, dict[str, Any]] = {}
+        written = []
         for f in FILES:
-            path = tmp / f
-            carried = _carried_meta(path, f, carried_from)
+            carried = _carried_meta(tmp / f, f, carried_from)
             if carried is not None:
                 files[f] = carried
-                continue
-            fsync_file(path)
-            files[f] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            else:
+                written.append(f)
+
+        def seal(f: str) -> dict[str, Any]:
+            fsync_file(tmp / f)
+            return {"bytes": (tmp / f).stat().st_size, "sha256": sha256_file(tmp / f)}
+
+        # Files are synced and hashed side by side (hashlib and the disk release the GIL): 9.5 GB at 1M papers.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(written), os.cpu_count() or 1))) as pool:
+            for f, meta in zip(written, pool.map(seal, written), strict=True):
+                files[f] = meta
+        files = {f: files[f] for f in FILES}  # manifest order as before
         manifest = sealed({**manifest, "generation": name, "files": files})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         fsync_file(tmp / "manifest.json")

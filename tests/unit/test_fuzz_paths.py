@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import FakeEmbedder
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from paperscope.cli import main
@@ -169,6 +169,8 @@ def store6(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(option=st.sampled_from(["-k", "--min-authors", "--max-authors", "--date-from", "--date-to"]), value=_CLI_INT)
+@example(option="--min-authors", value="9223372036854775808")  # past SQLite's 64-bit integers (found by this test)
+@example(option="--max-authors", value=str(2**70))
 def test_numeric_cli_options_are_a_result_or_one_line(store6: Path, option: str, value: str) -> None:
     code, _, err = _cli(["related", "p1", "--store", str(store6), "--mode", "lexical", option, value])
     assert code in (0, 2), err

@@ -254,6 +254,9 @@ def test_a_merged_derivation_is_a_full_one_under_the_carried_idf(
     mapping = np.arange(n, dtype=np.int64)
     mapping[80:] = -1
     mapping[rng.choice(80, size=int(rng.integers(1, 9)), replace=False)] = -1
+    if seed >= 3:  # rows removed too (--prune): the carried rows are renumbered
+        mapping = np.delete(mapping, rng.choice(np.flatnonzero(mapping >= 0), size=5, replace=False))
+        n = len(mapping)
     fresh = _rows(rng, [*words, "brand new", "ńovel"], int((mapping < 0).sum()))
     it = iter(fresh)
     new_rows = [old_rows[m] if m >= 0 else next(it) for m in mapping]

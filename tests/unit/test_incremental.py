@@ -4,6 +4,7 @@ tests/integration/test_incremental_crash.py)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -330,3 +331,31 @@ def test_every_reading_of_an_edited_id_is_merged_again_as_a_full_parse_merges_it
     src.write_text("\n".join(bad) + "\n")
     with pytest.raises(InputError, match=r"a\.jsonl:8: not valid JSON"):
         build([src], tmp_path / "s", embedder=FakeEmbedder())
+
+
+@pytest.mark.parametrize("where", ["middle", "last, no newline"])
+def test_an_over_long_line_makes_a_re_run_parse_everything(tmp_path: Path, where: str) -> None:
+    """The scan cuts lines from large decompressed blocks; a line over the reader's cap is one the
+    line plan cannot follow (the reader skips it), so the re-run parses every entry, as before."""
+    from paperscope.corpus.lines import MAX_LINE_BYTES
+
+    long_line = json.dumps({"id": "huge", "title": "t", "abstract": "x" * (MAX_LINE_BYTES + 10)})
+    src = tmp_path / "a.jsonl.gz"
+
+    def write_gz(rows: list[dict[str, object]]) -> Path:
+        lines = [json.dumps(r) for r in rows]
+        lines.insert(len(lines) // 2, long_line) if where == "middle" else lines.append(long_line)
+        text = "\n".join(lines) + ("\n" if where == "middle" else "")
+        with gzip.open(src, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+        return src
+
+    first = build([write_gz(corpus(30))], tmp_path / "s", embedder=FakeEmbedder())
+    assert (first.papers, first.rows_skipped) == (30, 1)
+    again = build([write_gz(corpus(30, {4}))], tmp_path / "s", embedder=FakeEmbedder())
+    assert (again.changed, again.entries_read, again.rows_skipped) == (1, 31, 1)
+    # A line just under the cap is a line like any other: only the edited entry is parsed.
+    long_line = json.dumps({"id": "big", "title": "t", "abstract": "x " * (MAX_LINE_BYTES // 2 - 100)})
+    assert build([write_gz(corpus(30, {4, 5}))], tmp_path / "s", embedder=FakeEmbedder()).entries_read == 31
+    edited = build([write_gz(corpus(30, {4, 5, 7}))], tmp_path / "s", embedder=FakeEmbedder())
+    assert (edited.changed, edited.entries_read, edited.entries_unchanged) == (1, 1, 30)
