@@ -38,6 +38,7 @@ from paperscope.lexical import (
     Vocab,
     mmap_npz,
     release_pages,
+    runs_of,
     unit_weights,
 )
 
@@ -348,12 +349,7 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     # Unit weights: carried rows' copied (runs of consecutive rows are slices), fresh rows' computed.
     unit = np.empty(len(terms), dtype=np.float32)
     released = PageReleaser(old.unit)
-    breaks = np.flatnonzero((np.diff(carried) != 1) | (np.diff(sources) != 1)) if len(carried) else carried
-    for first, last in zip(
-        carried[np.concatenate(([0], breaks + 1))].tolist() if len(carried) else [],
-        carried[np.concatenate((breaks, [len(carried) - 1]))].tolist() if len(carried) else [],
-        strict=True,
-    ):
+    for first, last in runs_of(carried, sources):
         a, b = int(old.indptr[mapping[first]]), int(old.indptr[mapping[last] + 1])
         unit[int(indptr[first]) : int(indptr[first]) + b - a] = old.unit[a:b]
         released.read(4 * (b - a))  # read once: do not keep the previous file resident (peak RSS)

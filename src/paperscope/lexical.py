@@ -45,6 +45,7 @@ __all__ = [
     "PageReleaser",
     "paper_counts",
     "release_pages",
+    "runs_of",
     "unit_weights",
     "paper_text",
     "tokenize",
@@ -791,14 +792,12 @@ _CARRY_ENTRIES = 1 << 24
 _RUNS_PER_ROW = 16
 
 
-def _runs(rows: np.ndarray, sources: np.ndarray) -> list[tuple[int, int]] | None:
-    """(first, last) new rows of each run of ``rows`` whose ``sources`` are consecutive too; None when
-    there are so many runs that gathering by position is cheaper than a Python loop over them."""
+def runs_of(rows: np.ndarray, sources: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) of each run of ascending ``rows`` whose ``sources`` are consecutive too: the
+    rows a carry can move as one slice of the previous arrays."""
     if not len(rows):
         return []
     breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(sources) != 1))
-    if len(breaks) + 1 > max(1, len(rows) // _RUNS_PER_ROW):
-        return None
     firsts = np.concatenate(([0], breaks + 1))
     lasts = np.concatenate((breaks, [len(rows) - 1]))
     return list(zip(rows[firsts].tolist(), rows[lasts].tolist(), strict=True))
@@ -830,7 +829,9 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
     # Old terms still used by a carried row; each fresh term looked up in the old vocabulary by bisection
     # (the fresh vocabulary is that of the edited rows only: this loop is over their distinct terms).
     v_old = len(old.vocab_offsets) - 1
-    runs = _runs(carried, mapping[carried])
+    runs: list[tuple[int, int]] | None = runs_of(carried, mapping[carried])
+    if len(runs) > max(1, len(carried) // _RUNS_PER_ROW):
+        runs = None  # so many runs that gathering by position beats a Python loop over them
     if runs is not None:
         # Few runs (an edit here and there): every old term's use counted once, minus the rows not carried.
         df = _bincount(old.terms, v_old)
