@@ -9,7 +9,8 @@ of both shipped label sets, with bootstrap 95% intervals, and prints the Markdow
 temporary store). ``--mpnet-store`` adds the same table for a store built with all-mpnet-base-v2
 (docs/ranking.md says how to build one). ``--write FILE`` replaces the block between
 ``<!-- ranking_baselines.py: start -->`` and ``<!-- ranking_baselines.py: end -->`` in FILE.
-Also prints the tuning-half curves (dense weight, expansion) the shipped settings were chosen on.
+Also prints the tuning-half curves (dense weight, expansion) the shipped settings were chosen on,
+and how the default mode's shown scores match the labels (``evaluate.reliability``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def table(store: Path, title: str) -> str:
         curve = ev.tune(ex, sets, [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
         betas = ev.tune_expansion(ex, sets, HYBRID_WEIGHT, (0.0, 0.25, 0.5, 1.0))
         model = ex.info()["model"]["name"]
+        shown = ev.reliability(ex, sets)
     lines = [
         f"### {title} ({model})",
         "",
@@ -46,8 +48,23 @@ def table(store: Path, title: str) -> str:
         f"Tuning half, by expansion strength (weight {HYBRID_WEIGHT}): "
         + ", ".join(f"{b:g}: {s:.3f}" for b, s in betas),
         "",
+        *reliability_lines(shown),
     ]
     return "\n".join(lines)
+
+
+def reliability_lines(r: ev.Reliability) -> list[str]:
+    """Shown scores of the default mode against the labels (``evaluate.reliability``) as Markdown."""
+    ranks = "; ".join(f"hits {a}-{b}: mean score {m:.3f}, share relevant {y:.3f}" for a, b, m, y in r.by_rank)
+    return [
+        f"Shown {r.mode} scores of the first 10 hits of the {r.queries} held-out queries (both label sets) "
+        f"against the labels: expected calibration error **{r.ece:.3f}**; {ranks}.",
+        "",
+        "| shown score | hits | mean score | share relevant |",
+        "| --- | --- | --- | --- |",
+        *(f"| {lo:.1f}-{hi:.1f} | {n} | {m:.3f} | {y:.3f} |" for lo, hi, n, m, y in r.bins),
+        "",
+    ]
 
 
 def main() -> None:

@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 DRAWS, TITLE_DRAWS, TOPIC_SHARE = 200, 15, 0.4
+# What the cached exact top 10s were computed with; change it when rank_exact's fusion changes.
+FUSION = "feedback papers scored leave-one-out (round 6)"
 
 
 def term(i: int) -> str:
@@ -233,7 +235,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         want = [int(r) for r in rows[1 : args.exact_queries + 1]]
         saved = json.loads(cache.read_text()) if cache.is_file() else {}
         ref = list(dataclasses.astuple(ranker.reference()))  # the fusion constants: a change invalidates
-        if saved.get("rows") == want and saved.get("reference") == ref:
+        if saved.get("rows") == want and saved.get("reference") == ref and saved.get("fusion") == FUSION:
             exact = [set(t) for t in saved["tops"]]
             exact_times |= saved["times"]
         else:
@@ -253,7 +255,15 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             }
             exact_times |= measured
             cache.write_text(
-                json.dumps({"rows": want, "reference": ref, "tops": [sorted(t) for t in exact], "times": measured})
+                json.dumps(
+                    {
+                        "rows": want,
+                        "reference": ref,
+                        "fusion": FUSION,
+                        "tops": [sorted(t) for t in exact],
+                        "times": measured,
+                    }
+                )
             )
         for stats, tops in runs[verb].values():
             agree = [len(e & set(t)) / max(len(e), 1) for e, t in zip(exact, tops)]

@@ -322,29 +322,67 @@ def fit_calibration(
     from paperscope.rank import EXPANSION
     from paperscope.rank import MODES as modes
 
-    ref = ex.ranker.reference()
     out = {}
     for mode in modes:
         zs, ys = [], []
         for qs in _tuning_queries(ex, label_sets):
             for row, rel in qs:
-                q = ex.related_query(row)
+                # the z each shown score is computed from (hybrid: fused, expanded as shipped)
                 expand = EXPANSION if mode == "hybrid" else 0.0
-                if expand:  # the shown score is computed on the expanded query: calibrate on it
-                    first = ex.ranker.rank(q, 3, mode, weight=weight, expand=0.0)
-                    q = ex.ranker.expanded(q, np.array([r.row for r in first]), expand)
-                for r in ex.ranker.rank(q, depth, mode, weight=weight, expand=0.0):
-                    d = ref.z_dense(r.dense) if r.dense is not None else 0.0
-                    z = {
-                        "dense": d,
-                        "lexical": ref.z_lexical(r.lexical),
-                        "hybrid": weight * d + (1 - weight) * ref.z_lexical(r.lexical),
-                    }[mode]
-                    zs.append(float(z))
+                for r in ex.ranker.rank(ex.related_query(row), depth, mode, weight=weight, expand=expand):
+                    zs.append(r.z)
                     ys.append(r.row in rel)
         lr = LogisticRegression(C=100.0).fit(np.array(zs)[:, None], np.array(ys))
         out[mode] = (round(float(lr.intercept_[0]), 3), round(float(lr.coef_[0][0]), 3))
     return out
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """How well shown scores match how often the papers are relevant, on held-out queries.
+
+    ``bins``: (low, high, hits, mean shown score, share relevant) per score bin;
+    ``by_rank``: (first rank, last rank, mean shown score, share relevant) per rank group;
+    ``ece``: expected calibration error, the hit-weighted mean of |mean score - share relevant|.
+    """
+
+    mode: str
+    queries: int
+    bins: list[tuple[float, float, int, float, float]]
+    by_rank: list[tuple[int, int, float, float]]
+    ece: float
+
+
+def reliability(
+    ex: Explorer,
+    label_sets: Sequence[Labels],
+    mode: str = "hybrid",
+    k: int = K,
+    edges: Sequence[float] = (0, 0.2, 0.4, 0.6, 0.8, 1.0),
+) -> Reliability:
+    """The first ``k`` shown scores of every held-out query of ``label_sets`` against its labels."""
+    scores, relevant = [], []
+    for labels in label_sets:
+        for title, row, rel in resolve(ex, labels):
+            if rel and is_held_out(title):
+                ranked = ex.rank(ex.related_query(row), k, mode)
+                scores.append([r.score for r in ranked])
+                relevant.append([r.row in rel for r in ranked])
+    s = np.array([x for q in scores for x in q], dtype=np.float64)
+    y = np.array([x for q in relevant for x in q], dtype=np.float64)
+    bins, ece = [], 0.0
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        inside = (s >= lo) & ((s < hi) if i < len(edges) - 2 else (s <= hi))
+        if inside.any():
+            bins.append((float(lo), float(hi), int(inside.sum()), float(s[inside].mean()), float(y[inside].mean())))
+            ece += inside.sum() / len(s) * abs(s[inside].mean() - y[inside].mean())
+    by_rank = []
+    for first, last in ((1, 3), (4, k)):
+        part = [(x, r) for q, rq in zip(scores, relevant) for x, r in list(zip(q, rq))[first - 1 : last]]
+        if part:
+            a = np.array(part, dtype=np.float64)
+            by_rank.append((first, last, float(a[:, 0].mean()), float(a[:, 1].mean())))
+    return Reliability(mode, len(scores), bins, by_rank, float(ece))
 
 
 def format_results(results: Sequence[EvalResult]) -> str:

@@ -15,7 +15,10 @@ exact dense and lexical scores for every paper in the union. The pool size does 
 so the first 10 results are the same whether 10 or 100 are asked for. Optional query expansion
 (``expand`` > 0, on by default for paper queries: related and recommend) adds ``expand`` x the
 mean of the first ``EXPAND_DOCS`` fused hits to both sides of the query and ranks again
-(pseudo-relevance feedback); free-text queries are not expanded.
+(pseudo-relevance feedback); free-text queries are not expanded. A feedback paper is scored
+against the query expanded by the *other* feedback papers (leave one out): scored against an
+expansion that holds itself, the first three hits would score far above the fourth (0.88 against
+0.32 on the bundled corpus), and a paper moving from 3rd to 4th place would lose most of its score.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ EXPAND_DOCS = 3
 CALIBRATION: dict[str, tuple[float, float]] = {
     "dense": (-2.32, 0.59),
     "lexical": (-2.53, 0.612),
-    "hybrid": (-2.478, 0.463),
+    "hybrid": (-3.344, 0.905),
 }
 POOL = 200
 # Query expansion's second pass: search FAISS and the postings again for the expanded query (True),
@@ -99,12 +102,15 @@ class Query:
 
 @dataclass(frozen=True)
 class Ranked:
-    """One ranked row: the shown score (a calibrated probability) and each side's raw cosine."""
+    """One ranked row: the shown score (a calibrated probability), each side's raw cosine with the
+    query as asked, and ``z``, the mode's z-score that the shown score calibrates (in hybrid with
+    expansion, the fused z against the expanded query)."""
 
     row: int
     score: float
     dense: float | None
     lexical: float
+    z: float
 
 
 @dataclass(frozen=True)
@@ -298,8 +304,12 @@ class Ranker:
             rows, scores = self.dense_top(q, k, mask)
             # Only the returned rows' lexical scores: no pass over every paper in dense mode.
             lex = self.lexical_rows(q, rows)
-            shown = calibrated("dense", ref.z_dense(scores), calibration)
-            return [Ranked(int(r), float(p), float(s), float(x)) for r, p, s, x in zip(rows, shown, scores, lex)]
+            z = ref.z_dense(scores)
+            shown = calibrated("dense", z, calibration)
+            return [
+                Ranked(int(r), float(p), float(s), float(x), float(zz))
+                for r, p, s, x, zz in zip(rows, shown, scores, lex, z)
+            ]
         if mode == "lexical":
             rows, scores = self.lexical_top(q, k, mask)
             # A text query's lexical score is 0 for papers without any query term: those are not matches.
@@ -313,18 +323,24 @@ class Ranker:
             # Feedback comes from the best matches in the whole store (never the filter's): a paper's
             # score must not depend on which other papers a filter lets through.
             fmask = self._mask(q, None)
-            feedback, seen = self._hybrid(q, EXPAND_DOCS, fmask, weight, ref)
-            wide = self.expanded(q, feedback[0], expand) if len(feedback[0]) else q
+            (fb, *_), seen = self._hybrid(q, EXPAND_DOCS, fmask, weight, ref)
+            wide = self.expanded(q, fb, expand) if len(fb) else q
             # The expanded query's candidates: its own pool, plus the first pass's (scored again).
             extra = seen[mask[seen]] if mask is not None else seen
-            (rows, fused, _, _), _ = self._hybrid(wide, k, mask, weight, ref, extra, search=self.expand_search)
+            (rows, fused, _, _), _ = self._hybrid(
+                wide, k + len(fb), mask, weight, ref, extra, search=self.expand_search
+            )
+            rows, fused = self._leave_one_out(q, fb, expand, rows, fused, k, mask, weight, ref)
             # Each side's shown score stays the similarity to what was asked, not to the expansion.
             dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if len(rows) else np.zeros(0)
             lex = self.lexical_rows(q, rows)
         else:
             (rows, fused, dense, lex), _ = self._hybrid(q, k, mask, weight, ref)
         shown = calibrated("hybrid", fused, calibration)
-        return [Ranked(int(r), float(p), float(d), float(x)) for r, p, d, x in zip(rows, shown, dense, lex)]
+        return [
+            Ranked(int(r), float(p), float(d), float(x), float(z))
+            for r, p, d, x, z in zip(rows, shown, dense, lex, fused)
+        ]
 
     def rank_exact(
         self,
@@ -360,7 +376,8 @@ class Ranker:
         expand = self._expansion(q, expand) if mode == "hybrid" else 0.0
         if expand > 0:
             feedback, _ = fused_all(q, self._mask(q, None), EXPAND_DOCS)
-            rows, top = fused_all(self.expanded(q, feedback, expand) if len(feedback) else q, mask, k)
+            rows, top = fused_all(self.expanded(q, feedback, expand) if len(feedback) else q, mask, k + len(feedback))
+            rows, top = self._leave_one_out(q, feedback, expand, rows, top, k, mask, weight, ref)
         else:
             rows, top = fused_all(q, mask, k)
         lex = self.lexical_rows(q, rows)
@@ -372,7 +389,7 @@ class Ranker:
         }[mode]
         shown = calibrated(mode, z)
         return [
-            Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(lex[i]))
+            Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(lex[i]), float(z[i]))
             for i, (r, p) in enumerate(zip(rows, shown))
         ]
 
@@ -399,11 +416,45 @@ class Ranker:
         calibration: dict[str, tuple[float, float]] | None,
     ) -> list[Ranked]:
         dense = self.vectors[rows] @ q.dense if q.dense is not None and len(rows) else None
-        shown = calibrated("lexical", ref.z_lexical(scores, q.text), calibration)
+        z = ref.z_lexical(scores, q.text)
+        shown = calibrated("lexical", z, calibration)
         return [
-            Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s))
+            Ranked(int(r), float(p), None if dense is None else float(dense[i]), float(s), float(z[i]))
             for i, (r, p, s) in enumerate(zip(rows, shown, scores))
         ]
+
+    def _leave_one_out(
+        self,
+        q: Query,
+        feedback: np.ndarray,
+        beta: float,
+        rows: np.ndarray,
+        fused: np.ndarray,
+        k: int,
+        mask: np.ndarray | None,
+        weight: float,
+        ref: Reference,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of ``rows`` (fused z against the expanded query) once every allowed feedback
+        paper is scored instead against ``q`` expanded by the other feedback papers (or by none,
+        when it is the only one): an expansion never holds the paper it scores.
+
+        ``rows`` must be the best ``k + len(feedback)`` of the expanded ranking, so that k rows
+        that are not feedback papers are among them.
+        """
+        if not len(feedback):
+            return rows[:k], fused[:k]
+        fb = feedback[mask[feedback]] if mask is not None else feedback
+        scores = np.empty(len(fb), dtype=np.float64)
+        for i, paper in enumerate(fb):
+            others = feedback[feedback != paper]
+            loo = self.expanded(q, others, beta) if len(others) else q
+            assert loo.dense is not None
+            one = np.array([paper], dtype=np.int64)
+            dense = np.asarray(self.vectors[one] @ loo.dense, dtype=np.float64)
+            scores[i] = fuse(ref.z_dense(dense), ref.z_lexical(self.lexical_rows(loo, one), q.text), weight)[0]
+        rest = ~np.isin(rows, feedback)
+        return _top(np.concatenate([rows[rest], fb]), np.concatenate([fused[rest], scores]), k)
 
     def _hybrid(
         self,

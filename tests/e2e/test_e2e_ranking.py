@@ -35,7 +35,7 @@ def test_default_mode_beats_dense_and_lexical_on_held_out_queries(results: list[
     held = {m: queries.held_out[m] for m in MODES}
     assert held["hybrid"].map > max(held["dense"].map, held["lexical"].map) + MARGIN, held
     # Measured miss, kept visible: on the 18 held-out hand-picked queries lexical alone has the best
-    # nDCG@10 (0.686 vs hybrid 0.675; bootstrap intervals about +-0.15). Hybrid must stay close.
+    # nDCG@10 (0.683 vs hybrid 0.673; bootstrap intervals about +-0.15). Hybrid must stay close.
     assert held["hybrid"].ndcg > held["lexical"].ndcg - 0.02 and held["hybrid"].ndcg > held["dense"].ndcg + MARGIN
     assert all(r.held_out["hybrid"].queries >= 15 for r in results)
 
@@ -60,7 +60,7 @@ def test_default_against_the_baselines(real_store: Path) -> None:
         assert ours.map.mean > max(r.map.mean for r in others), labels
         if labels == "themes.csv":
             assert ours.ndcg.mean > max(r.ndcg.mean for r in others), labels
-        else:  # measured miss: 0.675 vs 0.678 (TF-IDF + dense z-fusion) on 18 queries; stay within 0.01
+        else:  # measured miss: 0.673 vs 0.678 (TF-IDF + dense z-fusion) on 18 queries; stay within 0.01
             assert ours.ndcg.mean > max(r.ndcg.mean for r in others) - 0.01, labels
         assert all(r.ndcg.low <= r.ndcg.mean <= r.ndcg.high for r in rows)
 
@@ -71,6 +71,15 @@ def test_off_topic_query_scores_below_an_on_topic_tenth_hit(real_store: Path) ->
     on = ex.search("learning-rate transfer across model widths", k=10)
     assert len(on) == 10 and off[0].score < on[9].score, ([h.score for h in off], [h.score for h in on])
     assert ex.search("cooking recipes for pasta", k=10, min_score=on[9].score).note.startswith("10 of the top 10")
+
+
+def test_shown_scores_match_how_often_hits_are_relevant(real_store: Path) -> None:
+    # Held-out: expected calibration error 0.119 (docs/ranking.md). Before the feedback papers were
+    # scored leave-one-out it was 0.242: hits 1-3 showed 0.885 for a relevant share of 0.659.
+    r = ev.reliability(Explorer(real_store), ev.shipped_labels())
+    assert r.queries >= 150 and r.ece < 0.15, r
+    (_, _, top_score, top_share), (_, _, rest_score, rest_share) = r.by_rank
+    assert abs(top_score - top_share) < 0.15 and abs(rest_score - rest_share) < 0.2, r.by_rank
 
 
 def test_hybrid_mup_neighbourhood(real_store: Path) -> None:
