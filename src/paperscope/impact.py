@@ -36,6 +36,7 @@ from paperscope.lexical import (
     PageReleaser,
     TermVector,
     Vocab,
+    advise_random,
     mmap_npz,
     release_pages,
     runs_of,
@@ -482,6 +483,8 @@ def open_index(lexical_path: Path, derived_path: Path, n: int) -> tuple[LexicalI
     if len(d["vocab_order"]):
         assert isinstance(lex.vocab, Vocab)
         lex.vocab.order = d["vocab_order"]
+    # Queries read scattered rows and postings: no read-ahead on a cold page (see advise_random).
+    advise_random(*d.values(), lex.indptr, lex.terms, lex.title_counts)
     ref = d["reference"]
     post = Postings(
         n,

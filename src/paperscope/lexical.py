@@ -151,12 +151,30 @@ def release_pages(*arrays: np.ndarray) -> None:
     again. A build that streams through gigabytes of a previous generation's arrays would
     otherwise keep them all resident, and they count in its peak RSS (8.4 GB at a million papers).
     """
+    _advise(arrays, "MADV_DONTNEED")
+
+
+def advise_random(*arrays: np.ndarray) -> None:
+    """Tell the kernel that the memory maps behind ``arrays`` are read at random (``MADV_RANDOM``).
+
+    A query reads a few hundred scattered rows of maps that are gigabytes at a million papers.
+    Without the advice, each page fault on a cold map reads the device's whole read-ahead window
+    (8 MB on this machine), not the page: 64 random rows of a cold 1M ``vectors.npy`` took 0.43 s,
+    and 0.006 s advised. Only for maps read at random: a sequential scan loses its read-ahead.
+    """
+    _advise(arrays, "MADV_RANDOM")
+
+
+def _advise(arrays: tuple[np.ndarray, ...], flag: str) -> None:
+    advice = getattr(mmap, flag, None)
+    seen: set[int] = set()
     for arr in arrays:
         base = arr
         while base is not None and not isinstance(base, mmap.mmap):
             base = getattr(base, "base", None)
-        if base is not None and hasattr(base, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            base.madvise(mmap.MADV_DONTNEED)
+        if base is not None and advice is not None and hasattr(base, "madvise") and id(base) not in seen:
+            seen.add(id(base))
+            base.madvise(advice)
 
 
 class PageReleaser:

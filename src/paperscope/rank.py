@@ -14,11 +14,13 @@ Hybrid fuses over a candidate pool: the top ``POOL`` papers of each side (within
 exact dense and lexical scores for every paper in the union. The pool size does not depend on k,
 so the first 10 results are the same whether 10 or 100 are asked for. Optional query expansion
 (``expand`` > 0, on by default for paper queries: related and recommend) adds ``expand`` x the
-mean of the first ``EXPAND_DOCS`` fused hits to both sides of the query and ranks again
-(pseudo-relevance feedback); free-text queries are not expanded. A feedback paper is scored
-against the query expanded by the *other* feedback papers (leave one out): scored against an
-expansion that holds itself, the first three hits would score far above the fourth (0.88 against
-0.32 on the bundled corpus), and a paper moving from 3rd to 4th place would lose most of its score.
+mean of the first ``EXPAND_DOCS`` fused hits (distinct papers: a near copy of one is skipped) to
+both sides of the query and ranks again (pseudo-relevance feedback); free-text queries are not
+expanded. A feedback paper is scored
+against the query expanded by the *other* feedback papers (leave one out), and so is a near copy
+of a feedback paper: scored against an expansion that holds itself, the first three hits would
+score far above the fourth (0.88 against 0.32 on the bundled corpus), and a paper moving from 3rd
+to 4th place would lose most of its score.
 """
 
 from __future__ import annotations
@@ -46,9 +48,13 @@ EXPAND_DOCS = 3
 CALIBRATION: dict[str, tuple[float, float]] = {
     "dense": (-2.32, 0.59),
     "lexical": (-2.53, 0.612),
-    "hybrid": (-3.344, 0.905),
+    "hybrid": (-3.35, 0.909),
 }
 POOL = 200
+# A paper whose dense z-score with a feedback paper reaches this is a near copy of it (the same
+# paper under two ids): it is scored without that feedback paper, as the paper itself is. On the
+# bundled corpus one pair of its 93,096 reaches it (cos 0.952); the next is at z 3.5 (cos 0.82).
+COPY_Z = 4.0
 # Query expansion's second pass: search FAISS and the postings again for the expanded query (True),
 # or re-rank the first pass's pool only (False). Measured at 1M papers (benchmarks/related_1m.py).
 EXPAND_SEARCH = False
@@ -323,7 +329,8 @@ class Ranker:
             # Feedback comes from the best matches in the whole store (never the filter's): a paper's
             # score must not depend on which other papers a filter lets through.
             fmask = self._mask(q, None)
-            (fb, *_), seen = self._hybrid(q, EXPAND_DOCS, fmask, weight, ref)
+            (first, *_), seen = self._hybrid(q, 2 * EXPAND_DOCS, fmask, weight, ref)
+            fb = self.feedback(first, ref)
             wide = self.expanded(q, fb, expand) if len(fb) else q
             # The expanded query's candidates: its own pool, plus the first pass's (scored again).
             extra = seen[mask[seen]] if mask is not None else seen
@@ -375,7 +382,7 @@ class Ranker:
 
         expand = self._expansion(q, expand) if mode == "hybrid" else 0.0
         if expand > 0:
-            feedback, _ = fused_all(q, self._mask(q, None), EXPAND_DOCS)
+            feedback = self.feedback(fused_all(q, self._mask(q, None), 2 * EXPAND_DOCS)[0], ref)
             rows, top = fused_all(self.expanded(q, feedback, expand) if len(feedback) else q, mask, k + len(feedback))
             rows, top = self._leave_one_out(q, feedback, expand, rows, top, k, mask, weight, ref)
         else:
@@ -423,6 +430,23 @@ class Ranker:
             for i, (r, p, s) in enumerate(zip(rows, shown, scores))
         ]
 
+    def feedback(self, ranked: np.ndarray, ref: Reference) -> np.ndarray:
+        """The first ``EXPAND_DOCS`` of these rows (best first) that are distinct papers: a row that is
+        a near copy (dense z >= ``COPY_Z``) of one taken before is skipped, so that one paper under
+        two ids does not fill two of the expansion's places."""
+        taken: list[int] = []
+        for row in ranked.tolist():
+            if len(taken) == EXPAND_DOCS:
+                break
+            if taken:
+                sims = np.asarray(self.vectors[taken], dtype=np.float64) @ np.asarray(
+                    self.vectors[row], dtype=np.float64
+                )
+                if (ref.z_dense(sims) >= COPY_Z).any():
+                    continue
+            taken.append(row)
+        return np.asarray(taken, dtype=np.int64)
+
     def _leave_one_out(
         self,
         q: Query,
@@ -436,8 +460,9 @@ class Ranker:
         ref: Reference,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k best of ``rows`` (fused z against the expanded query) once every allowed feedback
-        paper is scored instead against ``q`` expanded by the other feedback papers (or by none,
-        when it is the only one): an expansion never holds the paper it scores.
+        paper, and every row that is a near copy of one (dense z >= ``COPY_Z``), is scored instead
+        against ``q`` expanded by the feedback papers that are neither itself nor a copy of it (or
+        by none): an expansion never holds the paper it scores, under its own or another id.
 
         ``rows`` must be the best ``k + len(feedback)`` of the expanded ranking, so that k rows
         that are not feedback papers are among them.
@@ -445,16 +470,23 @@ class Ranker:
         if not len(feedback):
             return rows[:k], fused[:k]
         fb = feedback[mask[feedback]] if mask is not None else feedback
-        scores = np.empty(len(fb), dtype=np.float64)
-        for i, paper in enumerate(fb):
-            others = feedback[feedback != paper]
+        cand = np.unique(np.concatenate([rows, fb]).astype(np.int64))
+        sims = np.asarray(self.vectors[cand], dtype=np.float64) @ np.asarray(self.vectors[feedback], dtype=np.float64).T
+        held = (ref.z_dense(sims) >= COPY_Z) | (cand[:, None] == feedback[None, :])
+        redo = held.any(axis=1)
+        scores = dict(zip(rows.tolist(), fused.tolist()))
+        # one expansion per distinct set of feedback papers left out (at most 2 ** EXPAND_DOCS)
+        for pattern in {tuple(h) for h in held[redo]}:
+            left = np.asarray(pattern)
+            these = cand[redo & (held == left).all(axis=1)]
+            others = feedback[~left]
             loo = self.expanded(q, others, beta) if len(others) else q
             assert loo.dense is not None
-            one = np.array([paper], dtype=np.int64)
-            dense = np.asarray(self.vectors[one] @ loo.dense, dtype=np.float64)
-            scores[i] = fuse(ref.z_dense(dense), ref.z_lexical(self.lexical_rows(loo, one), q.text), weight)[0]
-        rest = ~np.isin(rows, feedback)
-        return _top(np.concatenate([rows[rest], fb]), np.concatenate([fused[rest], scores]), k)
+            dense = np.asarray(self.vectors[these] @ loo.dense, dtype=np.float64)
+            z = fuse(ref.z_dense(dense), ref.z_lexical(self.lexical_rows(loo, these), q.text), weight)
+            scores.update(zip(these.tolist(), z.tolist()))
+        keys = np.fromiter(scores, dtype=np.int64, count=len(scores))
+        return _top(keys, np.fromiter(scores.values(), dtype=np.float64, count=len(scores)), k)
 
     def _hybrid(
         self,

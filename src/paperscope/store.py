@@ -168,7 +168,9 @@ class Generation:
         uri = sqlite_uri(self.file("papers.sqlite"), mode="ro", immutable="1")
         try:
             con = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            con.execute("SELECT count(*) FROM papers").fetchone()
+            # Reads the schema and the table's rightmost b-tree path only: count(*) read every page
+            # of the table (1.4 s of a 1M store's cold open).
+            con.execute("SELECT max(rowid) FROM papers").fetchone()
         except sqlite3.DatabaseError as e:
             raise DamagedError(self.file("papers.sqlite"), f"damaged ({e})") from None
         return con

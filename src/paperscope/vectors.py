@@ -9,6 +9,7 @@ import numpy as np
 
 from paperscope import index
 from paperscope.errors import DamagedError
+from paperscope.lexical import advise_random
 from paperscope.store import Generation
 
 
@@ -24,6 +25,8 @@ class VectorIndex:
         self.n = n
         self.dimension = dimension
         self.vectors: np.ndarray = generation.load_vectors()
+        # Queries read a few hundred scattered rows: no read-ahead on a cold page (see advise_random).
+        advise_random(self.vectors)
         self.faiss: faiss.Index = index.load(
             generation.file("index.faiss"), n, dimension, generation.manifest.get("index"), mmap=True
         )

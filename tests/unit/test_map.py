@@ -15,6 +15,7 @@ from paperscope.map import MapParams, compute_map
 from paperscope.map.labels import keywords
 from paperscope.map.terms import terms, tokens
 from paperscope.pipeline import build
+from paperscope.render import topics_document
 from paperscope.render.html import safe_json
 
 
@@ -179,7 +180,13 @@ def test_html_page_of_a_large_map_holds_a_fixed_sample(
     # Column arrays; each paper's 5 related papers as (row, score) pairs, rows past the sample in "extra".
     assert len(data["ids"]) == 100 and all(len(r) == 10 for r in data["related"])
     assert data["extra"] and all(r < 100 + len(data["extra"]) for rel in data["related"] for r in rel[0::2])
-    assert len(json.loads((tmp_path / "topics.json").read_text())["papers"]) == len(tm) == 432
+    text = (tmp_path / "topics.json").read_text()
+    assert len(json.loads(text)["papers"]) == len(tm) == 432
+    # the document topics_document describes, with one compact line per paper (streamed, not indented)
+    doc, expected = json.loads(text), json.loads(json.dumps(topics_document(tm)))
+    assert (doc["papers"], doc["topics"]) == (expected["papers"], expected["topics"])
+    lines = text.split('"papers": [\n', 1)[1].splitlines()
+    assert all(json.loads(line.rstrip(","))["id"] == pid for line, pid in zip(lines, tm.ids))
 
 
 def test_unwritable_output_directory_is_one_line(fake_store: Path, tmp_path: Path) -> None:

@@ -95,6 +95,26 @@ def test_a_feedback_paper_is_scored_against_the_other_feedback_papers(ex: Explor
         assert hits[paper].score == pytest.approx(float(calibrated("hybrid", z)))
 
 
+def test_a_near_copy_of_a_feedback_paper_does_not_lift_its_score(
+    ex: Explorer, tmp_path: Path, fake: FakeEmbedder
+) -> None:
+    # The same paper under a second id: scored against an expansion holding its copy, each copy
+    # showed 0.998 on the bundled corpus (DeepMesh / MeshSDF). Its score must stay about what it
+    # is without the copy in the store.
+    rows = [{"id": p.id, "title": p.title, "abstract": p.abstract} for p in ex.papers()]
+    first = ex.related(TENSOR_PROGRAMS_V, k=10)[0].paper
+    copy = {"id": "copy-of-the-first-hit", "title": first.title, "abstract": first.abstract}
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, copy]))
+    build([tmp_path / "a.jsonl"], tmp_path / "a", embedder=fake)
+    build([tmp_path / "b.jsonl"], tmp_path / "b", embedder=fake)
+    alone = {h.paper.id: h.score for h in Explorer(tmp_path / "a", embedder=fake).related(TENSOR_PROGRAMS_V, k=10)}
+    doubled = {h.paper.id: h.score for h in Explorer(tmp_path / "b", embedder=fake).related(TENSOR_PROGRAMS_V, k=10)}
+    assert {first.id, copy["id"]} <= set(doubled)
+    assert doubled[first.id] == pytest.approx(doubled[copy["id"]])
+    assert abs(doubled[first.id] - alone[first.id]) < 0.1, (alone[first.id], doubled[first.id])
+
+
 def test_min_score_drops_weak_matches_and_says_how_many(ex: Explorer) -> None:
     hits = ex.related(TENSOR_PROGRAMS_V, k=20)
     cut = (hits[4].score + hits[5].score) / 2
