@@ -154,6 +154,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     one_core()
     t0 = time.perf_counter()
     import faiss  # noqa: F401
+    from first_query import drop_page_cache
 
     from paperscope import impact, index
     from paperscope.lexical import advise_random
@@ -163,13 +164,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     info = json.loads((tmp / "index.json").read_text())
     if not args.warm_first:
         # The first query after open with nothing of the files in the page cache, as after a reboot
-        # or on a machine short of memory (posix_fadvise DONTNEED drops a file's clean pages).
-        for name in QUERY_FILES:
-            fd = os.open(tmp / name, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
+        # or on a machine short of memory.
+        drop_page_cache(tmp)
     t0 = time.perf_counter()
     vectors = np.load(tmp / "vectors.npy", mmap_mode="r")
     advise_random(vectors)  # as VectorIndex opens it
