@@ -1,6 +1,7 @@
 """Warm hybrid ``related`` and ``search`` at 1M papers on one core: latency, agreement with exact scoring, open.
 
     nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--queries 200] [--exact-queries 50] [--budget B]
+        [--pool P] [--probe S] [--grid B ...] [--grid-pool P ...] [--grid-probe S ...] [--grid-expand]
     nice -n 5 python benchmarks/related_1m.py --store STORE --keep DIR [...]   # a real store's live generation
 
 With ``--store`` the files are those of a store built by ``paperscope index`` (hard-linked into
@@ -27,7 +28,9 @@ warm queries for ``related``
 ``Explorer.related`` calls it) and ``search`` (a few of a paper's title terms as text, and its
 vector plus noise standing in for the embedded text: the model's time to embed the text is not
 included), and compares each top 10 with ``Ranker.rank_exact`` (the same fusion with every
-paper scored exactly on both sides: no FAISS, whole postings, no candidate pool). The SQLite
+paper scored exactly on both sides: no FAISS, whole postings, no candidate pool). Agreement is also
+given for the first and the second half of those queries apart: settings compared with
+``--grid*`` are chosen on the first half and reported on the second. The SQLite
 lookups ``related`` adds (id -> row, 10 rows -> papers) are indexed point queries, not included.
 Peak RSS is the child's VmHWM after the timed queries (memory-mapped pages it touched included).
 """
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -158,10 +162,12 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
 
     from paperscope import impact, index
     from paperscope.lexical import advise_random
-    from paperscope.rank import EXPAND_SEARCH, Query, Ranker
+    from paperscope.rank import EXPAND_SEARCH, Query, Ranker, dense_reference
 
     imports = time.perf_counter() - t0
     info = json.loads((tmp / "index.json").read_text())
+    # What `paperscope index` records in the manifest when it writes the generation (Explorer passes it).
+    dense_ref = dense_reference(np.load(tmp / "vectors.npy", mmap_mode="r"))
     if not args.warm_first:
         # The first query after open with nothing of the files in the page cache, as after a reboot
         # or on a machine short of memory.
@@ -174,7 +180,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     t_faiss = time.perf_counter() - t0
     t1 = time.perf_counter()
     lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n)
-    ranker = Ranker(vectors, fidx, lex, post, budget=args.budget)
+    ranker = Ranker(
+        vectors, fidx, lex, post, budget=args.budget, pool=args.pool, probe=args.probe, dense_reference=dense_ref
+    )
     t_lex = time.perf_counter() - t1
     opened = time.perf_counter() - t0
     rng = np.random.default_rng(2)
@@ -226,16 +234,36 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         stats |= {"cpu_median_ms": statistics.median(cpu) * 1000, "cpu_p95_ms": float(np.percentile(cpu, 95)) * 1000}
         return {**stats, "queries": len(times)}, tops
 
-    configs = [(args.budget, EXPAND_SEARCH)] + [
-        (b, e) for b in args.grid for e in (True, False) if (b, e) != (args.budget, EXPAND_SEARCH)
+    # The default settings first, then every combination of the grids' values.
+    default = (args.budget, EXPAND_SEARCH, args.pool, args.probe)
+    configs = [default] + [
+        c
+        for c in itertools.product(
+            dict.fromkeys([args.budget, *args.grid]),
+            (EXPAND_SEARCH, not EXPAND_SEARCH) if args.grid_expand else (EXPAND_SEARCH,),
+            dict.fromkeys([args.pool, *args.grid_pool]),
+            dict.fromkeys([args.probe, *args.grid_probe]),
+        )
+        if c != default
     ]
-    runs: dict[str, dict[tuple[int, bool], tuple[dict[str, float], list[list[int]]]]] = {v: {} for v in makers}
-    for budget, search in configs:
-        rk = Ranker(vectors, fidx, lex, post, budget=budget, expand_search=search)
+    Config = tuple[int, bool, int, float]
+    runs: dict[str, dict[Config, tuple[dict[str, float], list[list[int]]]]] = {v: {} for v in makers}
+    for budget, search, pool, probe in configs:
+        rk = Ranker(
+            vectors,
+            fidx,
+            lex,
+            post,
+            budget=budget,
+            expand_search=search,
+            pool=pool,
+            probe=probe,
+            dense_reference=dense_ref,
+        )
         for verb, qs in queries.items():
-            if verb == "search" and not search and (budget, True) in runs[verb]:
+            if verb == "search" and search != EXPAND_SEARCH:
                 continue  # free text is never expanded: expand_search changes nothing
-            runs[verb][(budget, search)] = timed(rk, qs)
+            runs[verb][(budget, search, pool, probe)] = timed(rk, qs)
     result["peak_rss_mb"] = vm_mb()
     # RSS counts the memory-mapped file pages a query touched (shared page cache, which the kernel
     # may drop); the process's own memory is RssAnon.
@@ -281,12 +309,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
                     }
                 )
             )
+        half = len(exact) // 2
         for stats, tops in runs[verb].values():
             agree = [len(set(e[:10]) & set(t)) / max(len(e[:10]), 1) for e, t in zip(exact, tops)]
             near = [len(set(e) & set(t)) / max(len(t), 1) for e, t in zip(exact, tops)]
             stats.update(
                 agreement=float(np.mean(agree)),
                 agreement_min=float(np.min(agree)),
+                # settings are chosen on the first half of the exact queries, reported on the second
+                agreement_tuning=float(np.mean(agree[:half])) if half else float("nan"),
+                agreement_held_out=float(np.mean(agree[half:])),
                 within_20=float(np.mean(near)),
                 z_gap_10_20=float(np.nanmedian(gaps)),
                 exact_queries=len(agree),
@@ -295,11 +327,12 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     t0 = time.perf_counter()
     index.load(tmp / "index.faiss", n, dim, info)  # read whole, as before this change
     result["open_faiss_read_s"] = time.perf_counter() - t0
-    result["default"] = {"budget": args.budget, "expand_search": EXPAND_SEARCH}
+    result["default"] = {"budget": args.budget, "expand_search": EXPAND_SEARCH, "pool": args.pool, "probe": args.probe}
     for verb in makers:
-        result[verb] = runs[verb][(args.budget, EXPAND_SEARCH)][0]
+        result[verb] = runs[verb][default][0]
         result[f"{verb}_grid"] = [
-            {"budget": b, "expand_search": e, **stats} for (b, e), (stats, _) in sorted(runs[verb].items())
+            {"budget": b, "expand_search": e, "pool": p, "probe": s, **stats}
+            for (b, e, p, s), (stats, _) in sorted(runs[verb].items())
         ]
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -324,7 +357,14 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-queries", type=int, default=50, help="exact scoring is slow at 1M: agreement on these")
     ap.add_argument("--budget", type=int, default=None, help="postings per lexical pass (default: impact.BUDGET)")
-    ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these budgets (both expansion modes)")
+    ap.add_argument("--pool", type=int, default=None, help="candidates per side (default: rank.POOL)")
+    ap.add_argument(
+        "--probe", type=float, default=None, help="share of nprobe hybrid probes (default: rank.HYBRID_PROBE)"
+    )
+    ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these postings budgets")
+    ap.add_argument("--grid-pool", type=int, nargs="*", default=[], help="also measure these pool sizes")
+    ap.add_argument("--grid-probe", type=float, nargs="*", default=[], help="also measure these probe shares")
+    ap.add_argument("--grid-expand", action="store_true", help="also measure the other expansion mode")
     ap.add_argument("--keep", type=Path, default=None, help="build into (or reuse) this directory, kept after")
     ap.add_argument("--store", type=Path, default=None, help="measure this store's live generation (needs --keep)")
     ap.add_argument(
@@ -338,6 +378,11 @@ def main() -> None:
         from paperscope.impact import BUDGET
 
         args.budget = BUDGET
+    if args.pool is None or args.probe is None:
+        from paperscope.rank import HYBRID_PROBE, POOL
+
+        args.pool = POOL if args.pool is None else args.pool
+        args.probe = HYBRID_PROBE if args.probe is None else args.probe
     if args.child is not None:
         measure(args, args.child)
         return
@@ -391,14 +436,18 @@ def main() -> None:
             f"| {ex['related_whole_postings']:.0f} ms | {ex['search_whole_postings']:.0f} ms |"
         )
         print()
-        print("| verb | budget | expansion searches again | median (CPU) | p95 (CPU) | agreement (mean, worst) |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print(
+            "| verb | budget | pool | probe | expansion searches again | median (CPU) | p95 (CPU) "
+            "| agreement (mean, worst) | first half / second half |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for verb in ("related", "search"):
             for g in res[f"{verb}_grid"]:
                 print(
-                    f"| {verb} | {g['budget']:,} | {'yes' if g['expand_search'] else 'no'} "
+                    f"| {verb} | {g['budget']:,} | {g['pool']} | {g['probe']} | {'yes' if g['expand_search'] else 'no'} "
                     f"| {g['median_ms']:.2f} ms ({g['cpu_median_ms']:.2f}) | {g['p95_ms']:.2f} ms ({g['cpu_p95_ms']:.2f}) "
-                    f"| {g['agreement']:.3f}, {g['agreement_min']:.1f} |"
+                    f"| {g['agreement']:.3f}, {g['agreement_min']:.1f} "
+                    f"| {g['agreement_tuning']:.3f} / {g['agreement_held_out']:.3f} |"
                 )
     finally:
         if args.keep is None:

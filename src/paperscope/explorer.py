@@ -143,7 +143,14 @@ class Explorer:
                             stacklevel=2,
                         )
                         self._postings = impact.Postings.build(lex)
-            self._ranker = Ranker(self.index.vectors, self.index.faiss, lex, self._postings)
+            dense = (self.generation.manifest.get("reference") or {}).get("dense")
+            self._ranker = Ranker(
+                self.index.vectors,
+                self.index.faiss,
+                lex,
+                self._postings,
+                dense_reference=(float(dense[0]), float(dense[1])) if dense else None,
+            )
         return self._ranker
 
     @contextlib.contextmanager

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paperscope import pagein
 from paperscope.errors import DamagedError
 from paperscope.lexical import (
     Carry,
@@ -49,7 +50,7 @@ DERIVED_FILE = "lexical-impact.npz"
 FORMAT_VERSION = 1
 # Postings read per query pass (measured with benchmarks/related_1m.py: the agreement with exact
 # hybrid scoring against the time per query at 1M papers; docs/ranking.md).
-BUDGET = 20_000
+BUDGET = 100_000
 # Of the budget, the share spent on whole lists of the heaviest terms; the rest on the heads of the others.
 WHOLE_SHARE = 0.75
 REFERENCE_QUERIES = 64
@@ -164,7 +165,7 @@ class Postings:
             lo, hi = self.indptr[rows], self.indptr[rows + 1]
             counts = hi - lo
             idx = _segments(lo, counts)
-            unit, terms = self.unit[idx], self.terms[idx]
+            unit, terms = pagein.take(self.unit, idx), pagein.take(self.terms, idx)
             self._scratch.rows = (rows.copy(), unit, terms, counts)
         # The query as a dense vector over the vocabulary (a per-thread scratch array, cleared after):
         # one gather per entry instead of a binary search.

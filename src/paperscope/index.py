@@ -24,8 +24,12 @@ part of the format (they are search-time settings), so the manifest is the recor
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
+import mmap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +285,7 @@ def load(path: Path, n: int, dim: int, info: dict[str, Any] | None = None, *, mm
             # FAISS 1.15 refuses the two together on an IVF file.
             flag = faiss.IO_FLAG_MMAP if kind_of(info) == "ivf" else faiss.IO_FLAG_MMAP_IFC
             index = faiss.read_index(str(path), flag)
+            _no_prefetch(index)
         elif _utf8(path):
             index = faiss.read_index(str(path))
         else:
@@ -292,6 +297,82 @@ def load(path: Path, n: int, dim: int, info: dict[str, Any] | None = None, *, mm
     if index.ntotal != n or index.d != dim:
         raise DamagedError(path, f"holds {index.ntotal} vectors of dim {index.d}, expected {n} of dim {dim}")
     return configure(index, info)
+
+
+def _no_prefetch(idx: faiss.Index) -> None:
+    """Stop a memory-mapped IVF index from starting threads to prefetch its lists before each search.
+
+    FAISS reads mapped IVF lists through ``OnDiskInvertedLists``, whose search first hands the
+    lists it will scan to ``prefetch_nthread`` (32) new threads that touch their pages. With the
+    pages in the page cache that is pure overhead: at 1M papers (nprobe 128, one core) a search
+    took 26.7 ms with it and 15.3 ms without (benchmarks/RESULTS.md, round 7).
+    """
+    ivf = faiss.try_extract_index_ivf(idx)
+    lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
+    if isinstance(lists, faiss.OnDiskInvertedLists):
+        lists.prefetch_nthread = 0
+
+
+class MappedLists:
+    """Reads ahead, all at once, the IVF lists a search of a memory-mapped index will scan.
+
+    FAISS faults a mapped list's pages in one by one as it scans them; on a cold page cache each
+    fault waits for the device (and reads its whole read-ahead window, mostly other lists). Before a
+    search, :meth:`read_ahead` finds the lists it will probe (the coarse quantizer, ~0.3 ms at 2,000
+    lists) and asks the kernel for exactly their bytes (``madvise(MADV_WILLNEED)``), which it reads
+    together. It does so only while searches are slow (:meth:`searched`): with the lists in memory
+    the advice is 0.6 ms of nothing per search.
+    """
+
+    # Scanning a list in memory takes ~0.1 ms at 1M papers; a search slower than this per probed list
+    # was waiting for the device.
+    SLOW_SECONDS_PER_LIST = 1e-3
+    _MADV_WILLNEED = 3  # Linux
+
+    def __init__(self, quantizer: faiss.Index, address: int, starts: np.ndarray, ends: np.ndarray):
+        self.quantizer, self.address, self.starts, self.ends = quantizer, address, starts, ends
+        self.cold = True
+        self._madvise = _libc_madvise()
+
+    @classmethod
+    def of(cls, idx: faiss.Index) -> MappedLists | None:
+        """For an IVF index whose lists are memory-mapped (``load(..., mmap=True)``); else None."""
+        ivf = faiss.try_extract_index_ivf(idx)
+        lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
+        if not isinstance(lists, faiss.OnDiskInvertedLists) or _libc_madvise() is None:
+            return None
+        address = faiss.rev_swig_ptr(lists.ptr, lists.totsize).__array_interface__["data"][0]
+        one = [lists.lists.at(i) for i in range(lists.nlist)]
+        # each list: its codes, then its ids (int64), both sized by its capacity
+        starts = np.array([x.offset for x in one], dtype=np.int64)
+        ends = starts + np.array([x.capacity for x in one], dtype=np.int64) * (lists.code_size + 8)
+        return cls(ivf.quantizer, address, starts, ends)
+
+    def read_ahead(self, queries: np.ndarray, nprobe: int) -> None:
+        """Start reading the lists a search of ``queries`` with ``nprobe`` will scan, while searches are slow."""
+        if not self.cold or self._madvise is None:
+            return
+        _, probed = self.quantizer.search(np.ascontiguousarray(queries, dtype=np.float32), nprobe)
+        page = mmap.PAGESIZE
+        for i in np.unique(probed[probed >= 0]):
+            start = self.address + int(self.starts[i])
+            aligned = start - start % page
+            self._madvise(aligned, self.address + int(self.ends[i]) - aligned, self._MADV_WILLNEED)
+
+    def searched(self, seconds: float, nprobe: int) -> None:
+        """Record how long a search of ``nprobe`` lists took: slow means the lists were not in memory."""
+        self.cold = seconds > self.SLOW_SECONDS_PER_LIST * nprobe
+
+
+@functools.cache
+def _libc_madvise() -> Callable[[int, int, int], int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

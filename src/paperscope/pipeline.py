@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, impact, index, inputs, lexical
+from paperscope import __version__, impact, index, inputs, lexical, rank
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
@@ -296,9 +296,12 @@ def _build_locked(
             )
             con.close()
             index_info = _write_index(tmp, base, change, index_type)
+            dense_ref = _dense_reference(tmp / "vectors.npy")
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
             manifest["input_files"] = inputs_record
+            if dense_ref is not None:
+                manifest["reference"] = {"dense": list(dense_ref)}
             manifest["lexical"]["derivation"] = derived  # "derived", "merged" (carried idf) or "linked"
             if checked is not None:
                 checked.wait()
@@ -456,6 +459,13 @@ def _write_index(tmp: Path, prev: Generation | None, change: VectorChange, index
         built, index_info = index.build(vectors, index_type)
     index.save(built, tmp / "index.faiss")
     return index_info
+
+
+def _dense_reference(path: Path) -> tuple[float, float] | None:
+    """The dense half of the score reference (``rank.dense_reference``), for the manifest: a reader
+    then need not read its sample of vectors at the first query (0.16-0.19 s on a cold 1M store)."""
+    vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+    return rank.dense_reference(vectors) if len(vectors) >= 2 else None
 
 
 def _manifest(

@@ -25,11 +25,14 @@ to 4th place would lose most of its score.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
 
+from paperscope import index as index_lib
+from paperscope import pagein
 from paperscope.choices import MODES
 from paperscope.errors import InvalidArgument
 from paperscope.impact import BUDGET, Postings, lexical_reference
@@ -50,7 +53,11 @@ CALIBRATION: dict[str, tuple[float, float]] = {
     "lexical": (-2.53, 0.612),
     "hybrid": (-3.35, 0.909),
 }
-POOL = 200
+POOL = 600
+# Hybrid's dense side only proposes candidates, each of them then scored exactly on both sides: its
+# FAISS search probes this share of the IVF lists that dense mode probes (dense mode's nprobe is
+# tuned for its own recall@10). Measured at 1M papers (benchmarks/related_1m.py, round 7).
+HYBRID_PROBE = 0.5
 # A paper whose dense z-score with a feedback paper reaches this is a near copy of it (the same
 # paper under two ids): it is scored without that feedback paper, as the paper itself is. On the
 # bundled corpus one pair of its 93,096 reaches it (cos 0.952); the next is at z 3.5 (cos 0.82).
@@ -158,7 +165,10 @@ class Ranker:
     ``postings`` are the lexical index's derived arrays (:class:`~paperscope.impact.Postings`,
     memory-mapped from the generation); without them they are derived in memory. ``budget`` is
     the number of postings one lexical pass may read (:meth:`Postings.candidates`);
-    ``expand_search`` whether query expansion searches again or re-ranks the first pool.
+    ``expand_search`` whether query expansion searches again or re-ranks the first pool;
+    ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
+    index's lists hybrid's dense side probes (``HYBRID_PROBE``); ``dense_reference`` the
+    (mean, std) :func:`dense_reference` recorded when the generation was written.
     """
 
     def __init__(
@@ -170,6 +180,9 @@ class Ranker:
         *,
         budget: int = BUDGET,
         expand_search: bool = EXPAND_SEARCH,
+        pool: int = POOL,
+        probe: float = HYBRID_PROBE,
+        dense_reference: tuple[float, float] | None = None,
     ):
         # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call
         self.vectors = np.asarray(vectors)
@@ -178,36 +191,30 @@ class Ranker:
         self.postings = postings if postings is not None else Postings.build(lex, reference=False)
         self.budget = budget
         self.expand_search = expand_search
+        if pool < 1 or not 0.0 < probe <= 1.0:
+            raise InvalidArgument(f"pool must be >= 1 and probe in (0, 1], got {pool} and {probe}")
+        self.pool = pool
+        self.probe = probe
         self.n = vectors.shape[0]
+        self._dense_reference = dense_reference
         self._reference: Reference | None = None
+        # where a memory-mapped IVF index's lists lie, to read them ahead on a cold page cache
+        self._lists: index_lib.MappedLists | None | bool = False
 
     def reference(self) -> Reference:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
 
-        Dense: query rows evenly spaced over the store (at most 64) against every paper of a small
-        store, or 8,192 targets in eight runs of consecutive rows spread over a large one, computed
-        here (milliseconds). Lexical: computed when the generation
+        Dense: :func:`dense_reference`, recorded in the manifest when the generation was written
+        (given as ``dense_reference``), or computed here. Lexical: computed when the generation
         was written (:func:`paperscope.impact.lexical_reference`), or here for an index without
         it. A store of fewer than ``MIN_REFERENCE_PAPERS`` papers uses ``DEFAULT_REFERENCE``, the bundled corpus'.
         """
         if self._reference is None and self.n < MIN_REFERENCE_PAPERS:
             self._reference = Reference(*DEFAULT_REFERENCE)
         if self._reference is None:
-            qrows = np.unique(np.linspace(0, self.n - 1, min(self.n, _REFERENCE_QUERIES)).astype(np.int64))
-            if self.n <= _REFERENCE_TARGETS:
-                targets = np.arange(self.n, dtype=np.int64)
-            else:
-                # Eight runs of consecutive rows spread over the store: at a million papers, 8,192 rows
-                # read as eight sequential runs, not 8,192 scattered pages of the memory map.
-                run = _REFERENCE_TARGETS // 8
-                firsts = np.linspace(0, self.n - run, 8).astype(np.int64)
-                targets = np.unique((firsts[:, None] + np.arange(run)[None, :]).ravel())
-            tv = np.asarray(self.vectors[targets], dtype=np.float32)
-            qv = np.asarray(self.vectors[qrows], dtype=np.float32)
-            sims = (qv @ tv.T).astype(np.float64)
-            dv = sims[qrows[:, None] != targets[None, :]]
+            dense = self._dense_reference or dense_reference(self.vectors)
             lexical = self.postings.reference or lexical_reference(self.lex, self.postings)
-            self._reference = Reference(float(dv.mean()), max(float(dv.std()), 1e-6), *lexical)
+            self._reference = Reference(*dense, *lexical)
         return self._reference
 
     # ---- the two sides -------------------------------------------------------------------
@@ -219,10 +226,11 @@ class Ranker:
             mask[list(q.exclude)] = False
         return mask
 
-    def dense_top(self, q: Query, m: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def dense_top(self, q: Query, m: int, mask: np.ndarray | None, probe: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosines) of the m nearest allowed papers, best first.
 
         Exact with a flat index or a small allowed set; with IVF/HNSW, as good as the index's recall.
+        ``probe`` < 1 searches an IVF index's lists with that share of its ``nprobe``.
         """
         assert q.dense is not None  # internal: callers check the mode needs a model
         vec = np.ascontiguousarray(q.dense[None, :], dtype=np.float32)
@@ -235,7 +243,7 @@ class Ranker:
             return _top(rows, scores, m)
         fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16))
         while True:
-            scores, rows = _search_one(self.index, vec, fetch)
+            scores, rows = _search_one(self.index, vec, fetch, probe, self._mapped_lists())
             keep = rows[0] >= 0
             rows, scores = rows[0][keep], scores[0][keep]
             if mask is not None:
@@ -250,6 +258,11 @@ class Ranker:
         # score the allowed rows exactly (in chunks) so a filter still yields k when k exist.
         allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n)
         return self._dense_exact_top(q, allowed, m)
+
+    def _mapped_lists(self) -> index_lib.MappedLists | None:
+        if self._lists is False:
+            self._lists = index_lib.MappedLists.of(self.index)
+        return self._lists or None
 
     def _dense_exact_top(self, q: Query, allowed: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         assert q.dense is not None
@@ -278,7 +291,7 @@ class Ranker:
         exactly; exact when the query's postings fit in the budget. A filter that leaves fewer
         candidates than asked for falls back to scoring every allowed paper.
         """
-        rows, exhaustive = self.postings.candidates(q.lexical, max(m, POOL), mask, self.budget)
+        rows, exhaustive = self.postings.candidates(q.lexical, max(m, self.pool), mask, self.budget)
         # Too few candidates: score every allowed paper (a paper query fills k with zero-score papers,
         # as it always has; a text query's zero scores are dropped by the caller).
         if len(rows) < m and not (exhaustive and q.text):
@@ -501,20 +514,20 @@ class Ranker:
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
         """((rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool, the pool).
 
-        The pool: the top ``POOL`` of each side (dense from FAISS, lexical from the postings'
+        The pool: the top ``self.pool`` of each side (dense from FAISS, lexical from the postings'
         candidates) and ``extra`` rows; every row in it is scored exactly on both sides. Without
         ``search`` (and with at least a pool's worth of ``extra``), the pool is ``extra`` alone.
         """
-        pool = max(POOL, 2 * k)
+        pool = max(self.pool, 2 * k)
         parts = [] if extra is None else [extra]
         if search or extra is None or len(extra) < pool:
-            parts.append(self.dense_top(q, pool, mask)[0])
+            parts.append(self.dense_top(q, pool, mask, self.probe)[0])
             parts.append(self.postings.candidates(q.lexical, pool, mask, self.budget)[0])
         rows = np.unique(np.concatenate(parts).astype(np.int64))
         if not len(rows):
             empty = np.zeros(0)
             return (rows, empty, empty, empty), rows
-        dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64)
+        dense = np.asarray(pagein.take(self.vectors, rows) @ q.dense, dtype=np.float64)
         lex = self.lexical_rows(q, rows)
         fused = fuse(ref.z_dense(dense), ref.z_lexical(lex, q.text), weight)
         top_rows, top_fused = _top(rows, fused, k)
@@ -536,15 +549,57 @@ class Ranker:
         return Query(dense.astype(np.float32), TermVector(uniq, summed.astype(np.float32)), q.text, q.exclude)
 
 
-def _search_one(index: faiss.Index, vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def dense_reference(vectors: np.ndarray) -> tuple[float, float]:
+    """(mean, standard deviation) of the dense cosines of a fixed sample of paper pairs.
+
+    Query rows evenly spaced over the store (at most 64) against every paper of a small store, or
+    8,192 targets in eight runs of consecutive rows spread over a large one. Computed when a
+    generation is written and recorded in its manifest: on a cold 1M store, reading the sample at
+    the first query took 0.16-0.19 s of it.
+    """
+    n = vectors.shape[0]
+    qrows = np.unique(np.linspace(0, n - 1, min(n, _REFERENCE_QUERIES)).astype(np.int64))
+    if n <= _REFERENCE_TARGETS:
+        targets = np.arange(n, dtype=np.int64)
+    else:
+        # Eight runs of consecutive rows spread over the store: at a million papers, 8,192 rows
+        # read as eight sequential runs, not 8,192 scattered pages of the memory map.
+        run = _REFERENCE_TARGETS // 8
+        firsts = np.linspace(0, n - run, 8).astype(np.int64)
+        targets = np.unique((firsts[:, None] + np.arange(run)[None, :]).ravel())
+    tv = np.asarray(vectors[targets], dtype=np.float32)
+    qv = np.asarray(vectors[qrows], dtype=np.float32)
+    sims = (qv @ tv.T).astype(np.float64)
+    dv = sims[qrows[:, None] != targets[None, :]]
+    return float(dv.mean()), max(float(dv.std()), 1e-6)
+
+
+def _search_one(
+    index: faiss.Index,
+    vec: np.ndarray,
+    k: int,
+    probe: float = 1.0,
+    lists: index_lib.MappedLists | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """FAISS search of one vector on one OpenMP thread (this thread only; restored after).
 
-    Measured in issue 4: with the default 2 threads, single queries were 5-12x slower.
+    Measured in issue 4: with the default 2 threads, single queries were 5-12x slower. ``probe``
+    < 1 probes that share of an IVF index's lists (at least one); other index types ignore it.
+    ``lists``: the index's mapped lists, read ahead while searches are slow.
     """
+    ivf = faiss.try_extract_index_ivf(index) if probe < 1.0 or lists is not None else None
+    nprobe = max(1, round(ivf.nprobe * probe)) if ivf is not None else 0
+    params = faiss.SearchParametersIVF(nprobe=nprobe) if ivf is not None and probe < 1.0 else None
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        return index.search(vec, k)
+        if lists is None or not nprobe:
+            return index.search(vec, k, params=params)
+        lists.read_ahead(vec, nprobe)
+        t0 = time.perf_counter()
+        found = index.search(vec, k, params=params)
+        lists.searched(time.perf_counter() - t0, nprobe)
+        return found
     finally:
         faiss.omp_set_num_threads(before)
 

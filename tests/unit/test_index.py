@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import faiss
@@ -15,8 +16,11 @@ from conftest import FakeEmbedder
 from synthetic import clustered
 
 from paperscope import index
+from paperscope.errors import InvalidArgument
 from paperscope.explorer import Explorer
+from paperscope.lexical import LexicalIndex
 from paperscope.pipeline import build
+from paperscope.rank import Query, Ranker
 from paperscope.store import Store
 
 
@@ -101,6 +105,71 @@ def test_load_applies_the_manifest_parameters_not_the_files(
     info["params"][param] = 7
     loaded = index.load(tmp_path / "i.faiss", 4000, 384, info)
     assert attr(loaded) == 7  # type: ignore[operator]
+
+
+def test_a_mapped_ivf_index_answers_as_a_read_one_without_prefetch_threads(
+    tmp_path: Path, vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mapped IVF index reads its lists through OnDiskInvertedLists, which by default starts 32
+    # threads per search to prefetch them: at 1M papers that was 40% of a warm search's time.
+    idx, info = index.build(vectors[:8000], "ivf")
+    index.save(idx, tmp_path / "i.faiss")
+    monkeypatch.setattr(index, "MMAP_BYTES", 0)
+    mapped = index.load(tmp_path / "i.faiss", 8000, 384, info, mmap=True)
+    read = index.load(tmp_path / "i.faiss", 8000, 384, info)
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(mapped).invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists)
+    assert lists.prefetch_nthread == 0
+    q = np.ascontiguousarray(vectors[8000:8020], dtype=np.float32)
+    got, want = index.search(mapped, q, 10), index.search(read, q, 10)
+    assert np.array_equal(got[1], want[1]) and np.allclose(got[0], want[0])
+
+
+def test_mapped_lists_locate_every_list_and_read_ahead_only_while_searches_are_slow(
+    tmp_path: Path, vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idx, info = index.build(vectors[:8000], "ivf")
+    assert index.MappedLists.of(idx) is None  # read into memory: nothing to read ahead
+    index.save(idx, tmp_path / "i.faiss")
+    monkeypatch.setattr(index, "MMAP_BYTES", 0)
+    mapped = index.load(tmp_path / "i.faiss", 8000, 384, info, mmap=True)
+    lists = index.MappedLists.of(mapped)
+    assert lists is not None and lists.cold
+    od = faiss.downcast_InvertedLists(faiss.extract_index_ivf(mapped).invlists)
+    whole = faiss.rev_swig_ptr(od.ptr, od.totsize)
+    for i in range(od.nlist):  # the recorded span of each list starts with its codes, then its ids
+        size, start, end = od.list_size(i), int(lists.starts[i]), int(lists.ends[i])
+        codes = faiss.rev_swig_ptr(od.get_codes(i), size * od.code_size)
+        ids = faiss.rev_swig_ptr(od.get_ids(i), size)
+        assert np.array_equal(whole[start : start + size * od.code_size], codes)
+        capacity_codes = (end - start) // (od.code_size + 8) * od.code_size
+        assert np.array_equal(whole[start + capacity_codes : start + capacity_codes + 8 * size].view(np.int64), ids)
+    lists.read_ahead(vectors[8000:8002], 4)  # the kernel is asked; the search answers the same
+    assert np.array_equal(index.search(mapped, vectors[8000:8002], 10)[1], index.search(idx, vectors[8000:8002], 10)[1])
+    lists.searched(0.0001, 4)
+    assert not lists.cold
+    lists.searched(1.0, 4)
+    assert lists.cold
+
+
+def test_hybrid_probes_a_share_of_the_lists(vectors: np.ndarray) -> None:
+    # Hybrid's dense side proposes candidates that are scored exactly after: it probes
+    # rank.HYBRID_PROBE of the lists dense mode probes (dense mode keeps its own nprobe).
+    idx, info = index.build(vectors[:8000], "ivf")
+    lex = LexicalIndex.from_counts([Counter({"x": 1})] * 8000)
+    ranker = Ranker(vectors[:8000], idx, lex, probe=0.25)
+    q = Query(dense=np.ascontiguousarray(vectors[8000]), lexical=lex.text_vector("x"))
+    ivf = faiss.extract_index_ivf(idx)
+    full = index.search(idx, vectors[8000:8001], 10)[1][0]
+    ivf.nprobe, nprobe = max(1, round(ivf.nprobe * 0.25)), ivf.nprobe
+    quarter = index.search(idx, vectors[8000:8001], 10)[1][0]
+    ivf.nprobe = nprobe
+    assert not np.array_equal(full, quarter)  # the share changes what is found here
+    assert ranker.dense_top(q, 10, None, 0.25)[0].tolist() == quarter.tolist()
+    assert ranker.dense_top(q, 10, None)[0].tolist() == full.tolist()
+    assert ivf.nprobe == nprobe  # per search, not a change to the shared index
+    with pytest.raises(InvalidArgument):
+        Ranker(vectors[:8000], idx, lex, probe=0.0)
 
 
 def test_pipeline_records_index_block_and_links_unchanged_vectors(
