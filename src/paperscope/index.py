@@ -305,7 +305,7 @@ def _no_prefetch(idx: faiss.Index) -> None:
     FAISS reads mapped IVF lists through ``OnDiskInvertedLists``, whose search first hands the
     lists it will scan to ``prefetch_nthread`` (32) new threads that touch their pages. With the
     pages in the page cache that is pure overhead: at 1M papers (nprobe 128, one core) a search
-    took 26.7 ms with it and 15.3 ms without (benchmarks/RESULTS.md, round 7).
+    took 21.3 ms with it and 13.2 ms without (``benchmarks/mapped_reads.py``).
     """
     ivf = faiss.try_extract_index_ivf(idx)
     lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
@@ -321,7 +321,9 @@ class MappedLists:
     search, :meth:`read_ahead` finds the lists it will probe (the coarse quantizer, ~0.3 ms at 2,000
     lists) and asks the kernel for exactly their bytes (``madvise(MADV_WILLNEED)``), which it reads
     together. It does so only while searches are slow (:meth:`searched`): with the lists in memory
-    the advice is 0.6 ms of nothing per search.
+    the advice is 0.6 ms of nothing per search. At 1M papers (nprobe 128, one core) the first
+    search after the file left the page cache took 0.66-0.77 s, and 0.16-0.19 s with the lists
+    read ahead (``benchmarks/mapped_reads.py``).
     """
 
     # Scanning a list in memory takes ~0.1 ms at 1M papers; a search slower than this per probed list

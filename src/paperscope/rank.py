@@ -54,9 +54,11 @@ CALIBRATION: dict[str, tuple[float, float]] = {
     "hybrid": (-3.35, 0.909),
 }
 POOL = 600
-# Hybrid's dense side only proposes candidates, each of them then scored exactly on both sides: its
-# FAISS search probes this share of the IVF lists that dense mode probes (dense mode's nprobe is
-# tuned for its own recall@10). Measured at 1M papers (benchmarks/related_1m.py, round 7).
+# For a paper query, hybrid's dense side only proposes candidates, each then scored exactly on both
+# sides: its FAISS search probes this share of the IVF lists that dense mode probes (dense mode's
+# nprobe is tuned for its own recall@10). Free-text searches probe them all: at 1M papers probing
+# half cost `search` 0.07 of agreement with exact scoring and `related` none (benchmarks/related_1m.py,
+# round 7).
 HYBRID_PROBE = 0.5
 # A paper whose dense z-score with a feedback paper reaches this is a near copy of it (the same
 # paper under two ids): it is scored without that feedback paper, as the paper itself is. On the
@@ -167,7 +169,7 @@ class Ranker:
     the number of postings one lexical pass may read (:meth:`Postings.candidates`);
     ``expand_search`` whether query expansion searches again or re-ranks the first pool;
     ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
-    index's lists hybrid's dense side probes (``HYBRID_PROBE``); ``dense_reference`` the
+    index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``dense_reference`` the
     (mean, std) :func:`dense_reference` recorded when the generation was written.
     """
 
@@ -521,7 +523,8 @@ class Ranker:
         pool = max(self.pool, 2 * k)
         parts = [] if extra is None else [extra]
         if search or extra is None or len(extra) < pool:
-            parts.append(self.dense_top(q, pool, mask, self.probe)[0])
+            # A free-text query's few words are weak lexical evidence: its dense candidates matter more.
+            parts.append(self.dense_top(q, pool, mask, 1.0 if q.text else self.probe)[0])
             parts.append(self.postings.candidates(q.lexical, pool, mask, self.budget)[0])
         rows = np.unique(np.concatenate(parts).astype(np.int64))
         if not len(rows):

@@ -111,7 +111,7 @@ def test_a_mapped_ivf_index_answers_as_a_read_one_without_prefetch_threads(
     tmp_path: Path, vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A mapped IVF index reads its lists through OnDiskInvertedLists, which by default starts 32
-    # threads per search to prefetch them: at 1M papers that was 40% of a warm search's time.
+    # threads per search to prefetch them: at 1M papers that was 38% of a warm search's time.
     idx, info = index.build(vectors[:8000], "ivf")
     index.save(idx, tmp_path / "i.faiss")
     monkeypatch.setattr(index, "MMAP_BYTES", 0)
