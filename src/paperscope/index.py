@@ -326,9 +326,11 @@ class MappedLists:
     read ahead (``benchmarks/mapped_reads.py``).
     """
 
-    # Scanning a list in memory takes ~0.1 ms at 1M papers; a search slower than this per probed list
-    # was waiting for the device.
-    SLOW_SECONDS_PER_LIST = 1e-3
+    # Scanning a list in memory takes 0.09-0.17 ms at 1M papers (nprobe 128; a quiet or a busy
+    # machine); a search slower than this per probed list was waiting for the device. Kept low: a
+    # search helped by the read-ahead is itself only a few times slower than a warm one, and
+    # reading ahead lists that are in memory costs 0.6 ms, missing cold ones 0.4 s.
+    SLOW_SECONDS_PER_LIST = 0.4e-3
     _MADV_WILLNEED = 3  # Linux
 
     def __init__(self, quantizer: faiss.Index, address: int, starts: np.ndarray, ends: np.ndarray):
