@@ -307,10 +307,16 @@ def _no_prefetch(idx: faiss.Index) -> None:
     pages in the page cache that is pure overhead: at 1M papers (nprobe 128, one core) a search
     took 21.3 ms with it and 13.2 ms without (``benchmarks/mapped_reads.py``).
     """
+    lists = _mapped_lists(idx)
+    if lists is not None:
+        lists.prefetch_nthread = 0
+
+
+def _mapped_lists(idx: faiss.Index) -> faiss.OnDiskInvertedLists | None:
+    """The inverted lists of an IVF index read with ``IO_FLAG_MMAP`` (memory-mapped); else None."""
     ivf = faiss.try_extract_index_ivf(idx)
     lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
-    if isinstance(lists, faiss.OnDiskInvertedLists):
-        lists.prefetch_nthread = 0
+    return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None
 
 
 class MappedLists:
@@ -331,7 +337,6 @@ class MappedLists:
     # search helped by the read-ahead is itself only a few times slower than a warm one, and
     # reading ahead lists that are in memory costs 0.6 ms, missing cold ones 0.4 s.
     SLOW_SECONDS_PER_LIST = 0.4e-3
-    _MADV_WILLNEED = 3  # Linux
 
     def __init__(self, quantizer: faiss.Index, address: int, starts: np.ndarray, ends: np.ndarray):
         self.quantizer, self.address, self.starts, self.ends = quantizer, address, starts, ends
@@ -341,16 +346,15 @@ class MappedLists:
     @classmethod
     def of(cls, idx: faiss.Index) -> MappedLists | None:
         """For an IVF index whose lists are memory-mapped (``load(..., mmap=True)``); else None."""
-        ivf = faiss.try_extract_index_ivf(idx)
-        lists = faiss.downcast_InvertedLists(ivf.invlists) if ivf is not None else None
-        if not isinstance(lists, faiss.OnDiskInvertedLists) or _libc_madvise() is None:
+        lists = _mapped_lists(idx)
+        if lists is None or _libc_madvise() is None or not hasattr(mmap, "MADV_WILLNEED"):  # Linux
             return None
         address = faiss.rev_swig_ptr(lists.ptr, lists.totsize).__array_interface__["data"][0]
         one = [lists.lists.at(i) for i in range(lists.nlist)]
         # each list: its codes, then its ids (int64), both sized by its capacity
         starts = np.array([x.offset for x in one], dtype=np.int64)
         ends = starts + np.array([x.capacity for x in one], dtype=np.int64) * (lists.code_size + 8)
-        return cls(ivf.quantizer, address, starts, ends)
+        return cls(faiss.extract_index_ivf(idx).quantizer, address, starts, ends)
 
     def read_ahead(self, queries: np.ndarray, nprobe: int) -> None:
         """Start reading the lists a search of ``queries`` with ``nprobe`` will scan, while searches are slow."""
@@ -361,7 +365,7 @@ class MappedLists:
         for i in np.unique(probed[probed >= 0]):
             start = self.address + int(self.starts[i])
             aligned = start - start % page
-            self._madvise(aligned, self.address + int(self.ends[i]) - aligned, self._MADV_WILLNEED)
+            self._madvise(aligned, self.address + int(self.ends[i]) - aligned, mmap.MADV_WILLNEED)
 
     def searched(self, seconds: float, nprobe: int) -> None:
         """Record how long a search of ``nprobe`` lists took: slow means the lists were not in memory."""

@@ -35,7 +35,9 @@ from paperscope import index as index_lib
 from paperscope import pagein
 from paperscope.choices import MODES
 from paperscope.errors import InvalidArgument
-from paperscope.impact import BUDGET, Postings, lexical_reference
+
+# The same sample of pairs as the lexical half (impact.lexical_reference).
+from paperscope.impact import BUDGET, REFERENCE_QUERIES, REFERENCE_TARGETS, Postings, lexical_reference
 from paperscope.lexical import LexicalIndex, TermVector
 
 # Chosen by measurement: `paperscope eval --tune` picks the weight, the expansion and the
@@ -71,8 +73,6 @@ EXPAND_SEARCH = False
 MIN_REFERENCE_PAPERS = 50
 # Measured on the bundled corpus (432 papers, all-MiniLM-L6-v2) by Ranker.reference().
 DEFAULT_REFERENCE = (0.3047, 0.1441, 0.0156, 0.0140, 0.0062, 0.0121)
-_REFERENCE_QUERIES = 64
-_REFERENCE_TARGETS = 8192
 # Below this many allowed rows a filtered dense query is scored exactly over just those rows;
 # above it FAISS is asked for more and more neighbours until enough pass the filter.
 _BRUTE_FORCE_ROWS = 200_000
@@ -561,13 +561,13 @@ def dense_reference(vectors: np.ndarray) -> tuple[float, float]:
     the first query took 0.16-0.19 s of it.
     """
     n = vectors.shape[0]
-    qrows = np.unique(np.linspace(0, n - 1, min(n, _REFERENCE_QUERIES)).astype(np.int64))
-    if n <= _REFERENCE_TARGETS:
+    qrows = np.unique(np.linspace(0, n - 1, min(n, REFERENCE_QUERIES)).astype(np.int64))
+    if n <= REFERENCE_TARGETS:
         targets = np.arange(n, dtype=np.int64)
     else:
         # Eight runs of consecutive rows spread over the store: at a million papers, 8,192 rows
         # read as eight sequential runs, not 8,192 scattered pages of the memory map.
-        run = _REFERENCE_TARGETS // 8
+        run = REFERENCE_TARGETS // 8
         firsts = np.linspace(0, n - run, 8).astype(np.int64)
         targets = np.unique((firsts[:, None] + np.arange(run)[None, :]).ravel())
     tv = np.asarray(vectors[targets], dtype=np.float32)
