@@ -1,7 +1,8 @@
 """Warm hybrid ``related`` and ``search`` at 1M papers on one core: latency, agreement with exact scoring, open.
 
     nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--queries 200] [--exact-queries 50] [--budget B]
-        [--pool P] [--probe S] [--grid B ...] [--grid-pool P ...] [--grid-probe S ...] [--grid-expand]
+        [--pool P] [--probe S] [--joint J] [--text-probe T] [--grid B ...] [--grid-pool P ...]
+        [--grid-probe S ...] [--grid-joint J ...] [--grid-text-probe T ...] [--grid-expand]
     nice -n 5 python benchmarks/related_1m.py --store STORE --keep DIR [...]   # a real store's live generation
 
 With ``--store`` the files are those of a store built by ``paperscope index`` (hard-linked into
@@ -181,7 +182,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     t1 = time.perf_counter()
     lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n)
     ranker = Ranker(
-        vectors, fidx, lex, post, budget=args.budget, pool=args.pool, probe=args.probe, dense_reference=dense_ref
+        vectors,
+        fidx,
+        lex,
+        post,
+        budget=args.budget,
+        pool=args.pool,
+        probe=args.probe,
+        joint=args.joint,
+        text_probe=args.text_probe,
+        dense_reference=dense_ref,
     )
     t_lex = time.perf_counter() - t1
     opened = time.perf_counter() - t0
@@ -235,7 +245,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         return {**stats, "queries": len(times)}, tops
 
     # The default settings first, then every combination of the grids' values.
-    default = (args.budget, EXPAND_SEARCH, args.pool, args.probe)
+    default = (args.budget, EXPAND_SEARCH, args.pool, args.probe, args.joint, args.text_probe)
     configs = [default] + [
         c
         for c in itertools.product(
@@ -243,12 +253,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             (EXPAND_SEARCH, not EXPAND_SEARCH) if args.grid_expand else (EXPAND_SEARCH,),
             dict.fromkeys([args.pool, *args.grid_pool]),
             dict.fromkeys([args.probe, *args.grid_probe]),
+            dict.fromkeys([args.joint, *args.grid_joint]),
+            dict.fromkeys([args.text_probe, *args.grid_text_probe]),
         )
         if c != default
     ]
-    Config = tuple[int, bool, int, float]
+    Config = tuple[int, bool, int, float, int, float]
     runs: dict[str, dict[Config, tuple[dict[str, float], list[list[int]]]]] = {v: {} for v in makers}
-    for budget, search, pool, probe in configs:
+    for budget, search, pool, probe, joint, text_probe in configs:
         rk = Ranker(
             vectors,
             fidx,
@@ -258,12 +270,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             expand_search=search,
             pool=pool,
             probe=probe,
+            joint=joint,
+            text_probe=text_probe,
             dense_reference=dense_ref,
         )
         for verb, qs in queries.items():
             if verb == "search" and (search != EXPAND_SEARCH or probe != args.probe):
-                continue  # free text is never expanded, and probes every list: neither changes it
-            runs[verb][(budget, search, pool, probe)] = timed(rk, qs)
+                continue  # free text is never expanded and probes text_probe's lists: neither changes it
+            if verb == "related" and text_probe != args.text_probe:
+                continue  # a paper query probes ``probe``'s lists
+            runs[verb][(budget, search, pool, probe, joint, text_probe)] = timed(rk, qs)
     result["peak_rss_mb"] = vm_mb()
     # RSS counts the memory-mapped file pages a query touched (shared page cache, which the kernel
     # may drop); the process's own memory is RssAnon.
@@ -327,12 +343,19 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     t0 = time.perf_counter()
     index.load(tmp / "index.faiss", n, dim, info)  # read whole, as before this change
     result["open_faiss_read_s"] = time.perf_counter() - t0
-    result["default"] = {"budget": args.budget, "expand_search": EXPAND_SEARCH, "pool": args.pool, "probe": args.probe}
+    result["default"] = {
+        "budget": args.budget,
+        "expand_search": EXPAND_SEARCH,
+        "pool": args.pool,
+        "probe": args.probe,
+        "joint": args.joint,
+        "text_probe": args.text_probe,
+    }
     for verb in makers:
         result[verb] = runs[verb][default][0]
         result[f"{verb}_grid"] = [
-            {"budget": b, "expand_search": e, "pool": p, "probe": s, **stats}
-            for (b, e, p, s), (stats, _) in sorted(runs[verb].items())
+            {"budget": b, "expand_search": e, "pool": p, "probe": s, "joint": j, "text_probe": t, **stats}
+            for (b, e, p, s, j, t), (stats, _) in sorted(runs[verb].items())
         ]
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -361,9 +384,15 @@ def main() -> None:
     ap.add_argument(
         "--probe", type=float, default=None, help="share of nprobe hybrid probes (default: rank.HYBRID_PROBE)"
     )
+    ap.add_argument("--joint", type=int, default=None, help="dense depth read for joint candidates (rank.JOINT)")
+    ap.add_argument(
+        "--text-probe", type=float, default=None, help="multiple of nprobe free text probes (rank.TEXT_PROBE)"
+    )
     ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these postings budgets")
     ap.add_argument("--grid-pool", type=int, nargs="*", default=[], help="also measure these pool sizes")
     ap.add_argument("--grid-probe", type=float, nargs="*", default=[], help="also measure these probe shares")
+    ap.add_argument("--grid-joint", type=int, nargs="*", default=[], help="also measure these joint depths")
+    ap.add_argument("--grid-text-probe", type=float, nargs="*", default=[], help="also measure these text probes")
     ap.add_argument("--grid-expand", action="store_true", help="also measure the other expansion mode")
     ap.add_argument("--keep", type=Path, default=None, help="build into (or reuse) this directory, kept after")
     ap.add_argument("--store", type=Path, default=None, help="measure this store's live generation (needs --keep)")
@@ -378,11 +407,12 @@ def main() -> None:
         from paperscope.impact import BUDGET
 
         args.budget = BUDGET
-    if args.pool is None or args.probe is None:
-        from paperscope.rank import HYBRID_PROBE, POOL
+    from paperscope import rank
 
-        args.pool = POOL if args.pool is None else args.pool
-        args.probe = HYBRID_PROBE if args.probe is None else args.probe
+    args.pool = rank.POOL if args.pool is None else args.pool
+    args.probe = rank.HYBRID_PROBE if args.probe is None else args.probe
+    args.joint = rank.JOINT if args.joint is None else args.joint
+    args.text_probe = rank.TEXT_PROBE if args.text_probe is None else args.text_probe
     if args.child is not None:
         measure(args, args.child)
         return
@@ -437,14 +467,15 @@ def main() -> None:
         )
         print()
         print(
-            "| verb | budget | pool | probe | expansion searches again | median (CPU) | p95 (CPU) "
+            "| verb | budget | pool | probe | joint | expansion searches again | median (CPU) | p95 (CPU) "
             "| agreement (mean, worst) | first half / second half |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for verb in ("related", "search"):
             for g in res[f"{verb}_grid"]:
                 print(
-                    f"| {verb} | {g['budget']:,} | {g['pool']} | {g['probe'] if verb == 'related' else 'all'} "
+                    f"| {verb} | {g['budget']:,} | {g['pool']} "
+                    f"| {g['probe'] if verb == 'related' else g['text_probe']} | {g['joint']} "
                     f"| {'yes' if g['expand_search'] else 'no'} "
                     f"| {g['median_ms']:.2f} ms ({g['cpu_median_ms']:.2f}) | {g['p95_ms']:.2f} ms ({g['cpu_p95_ms']:.2f}) "
                     f"| {g['agreement']:.3f}, {g['agreement_min']:.1f} "

@@ -189,17 +189,33 @@ class Postings:
     ) -> tuple[np.ndarray, bool]:
         """(rows, exhaustive): about the m best rows for ``query`` (within ``mask``), from at most ``budget`` postings.
 
-        Terms are read heaviest first (query weight x best impact): whole lists while they fit in
-        ``WHOLE_SHARE`` of the budget, then the impact-ordered heads of the remaining terms share
-        what is left. Rows are ranked by the partial score so read and the m best returned (not
-        sorted); ``exhaustive`` is True when every posting of every positive term was read, so
-        that these rows are exactly the lexical top m. Negative query weights (``recommend``'s
-        negative papers) only lower scores: they are left to the exact scoring of the candidates.
+        The rows of :meth:`partial` with the m best partial scores (not sorted); rows tied with the
+        m-th stay in, so the choice does not depend on sort order.
         """
+        uniq, sums, exhaustive = self.partial(query, mask, budget)
+        if m < len(uniq):
+            part = np.argpartition(-sums, m - 1)[:m]
+            uniq = uniq[np.flatnonzero(sums >= sums[part].min())]
+        return uniq, exhaustive
+
+    def partial(
+        self, query: TermVector, mask: np.ndarray | None = None, budget: int = BUDGET
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(rows, partial scores, exhaustive) of every allowed row met in at most ``budget`` postings.
+
+        Rows ascending. Terms are read heaviest first (query weight x best impact): whole lists while
+        they fit in ``WHOLE_SHARE`` of the budget, then the impact-ordered heads of the remaining
+        terms share what is left. A row's partial score is the sum over the postings read, so at
+        most its exact score; ``exhaustive`` is True when every posting of every positive term was
+        read, and then the partial scores are the exact scores (a row not met scores 0). Negative
+        query weights (``recommend``'s negative papers) only lower scores: they are left to the
+        exact scoring of the candidates.
+        """
+        empty = np.zeros(0, dtype=np.int64)
         pos = query.values > 0
         ids, qv = query.ids[pos], query.values[pos].astype(np.float32)
         if not len(ids):
-            return np.zeros(0, dtype=np.int64), True
+            return empty, np.zeros(0, dtype=np.float32), True
         lo, hi = self.post_starts[ids], self.post_starts[ids + 1]
         lengths = hi - lo
         exhaustive = int(lengths.sum()) <= budget
@@ -225,18 +241,13 @@ class Postings:
         srows = key >> 32
         starts = np.flatnonzero(np.concatenate(([True], srows[1:] != srows[:-1]))) if len(srows) else srows
         if not len(starts):
-            return np.zeros(0, dtype=np.int64), exhaustive
+            return empty, np.zeros(0, dtype=np.float32), exhaustive
         sums = np.add.reduceat(contrib[key & 0xFFFFFFFF], starts)
         uniq = srows[starts]
         if mask is not None:
             keep = mask[uniq]
             uniq, sums = uniq[keep], sums[keep]
-        if m < len(uniq):
-            part = np.argpartition(-sums, m - 1)[:m]
-            # rows tied with the m-th partial score stay in, so the choice does not depend on sort order
-            part = np.flatnonzero(sums >= sums[part].min())
-            uniq = uniq[part]
-        return uniq.astype(np.int64), exhaustive
+        return uniq.astype(np.int64), sums, exhaustive
 
 
 def _vocab_order(lex: LexicalIndex) -> np.ndarray:

@@ -62,6 +62,16 @@ POOL = 600
 # half cost `search` 0.07 of agreement with exact scoring and `related` none (benchmarks/related_1m.py,
 # round 7).
 HYBRID_PROBE = 0.5
+# A free-text search's dense side probes this multiple of dense mode's IVF lists. A text query's
+# vector lies farther from the papers it matches than a paper's does from its neighbours, so the
+# index's recall at a fused top 10's depth is lower: at 1M papers 1.0 left 0.11 of the exact fused
+# top 10 outside the pool, 2.0 left 0.04 (with JOINT; tuning half of benchmarks/related_1m.py, round 8).
+TEXT_PROBE = 2.0
+# The dense side is read to this depth, and the JOINT-deep rows whose fused score (their exact
+# cosine with their partial lexical score from the postings read) is among the best ``pool`` join
+# the pool: papers good on both sides but in neither side's top ``pool``. Almost free: FAISS has
+# scored those rows already, and the postings' partial sums are there (round 8).
+JOINT = 2000
 # A paper whose dense z-score with a feedback paper reaches this is a near copy of it (the same
 # paper under two ids): it is scored without that feedback paper, as the paper itself is. On the
 # bundled corpus one pair of its 93,096 reaches it (cos 0.952); the next is at z 3.5 (cos 0.82).
@@ -169,7 +179,9 @@ class Ranker:
     the number of postings one lexical pass may read (:meth:`Postings.candidates`);
     ``expand_search`` whether query expansion searches again or re-ranks the first pool;
     ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
-    index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``dense_reference`` the
+    index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``joint`` how deep
+    the dense side is read for candidates good on both sides (``JOINT``; 0: not); ``text_probe`` the
+    multiple of those lists a free-text search probes (``TEXT_PROBE``); ``dense_reference`` the
     (mean, std) :func:`dense_reference` recorded when the generation was written.
     """
 
@@ -184,6 +196,8 @@ class Ranker:
         expand_search: bool = EXPAND_SEARCH,
         pool: int = POOL,
         probe: float = HYBRID_PROBE,
+        joint: int = JOINT,
+        text_probe: float = TEXT_PROBE,
         dense_reference: tuple[float, float] | None = None,
     ):
         # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call
@@ -193,10 +207,14 @@ class Ranker:
         self.postings = postings if postings is not None else Postings.build(lex, reference=False)
         self.budget = budget
         self.expand_search = expand_search
-        if pool < 1 or not 0.0 < probe <= 1.0:
-            raise InvalidArgument(f"pool must be >= 1 and probe in (0, 1], got {pool} and {probe}")
+        if pool < 1 or not 0.0 < probe <= 1.0 or joint < 0 or text_probe <= 0.0:
+            raise InvalidArgument(
+                f"pool must be >= 1, probe in (0, 1], joint >= 0 and text_probe > 0, got {pool}, {probe}, {joint}, {text_probe}"
+            )
         self.pool = pool
         self.probe = probe
+        self.joint = joint
+        self.text_probe = text_probe
         self.n = vectors.shape[0]
         self._dense_reference = dense_reference
         self._reference: Reference | None = None
@@ -232,7 +250,7 @@ class Ranker:
         """(rows, cosines) of the m nearest allowed papers, best first.
 
         Exact with a flat index or a small allowed set; with IVF/HNSW, as good as the index's recall.
-        ``probe`` < 1 searches an IVF index's lists with that share of its ``nprobe``.
+        ``probe`` scales an IVF index's ``nprobe`` (< 1: fewer lists, > 1: more).
         """
         assert q.dense is not None  # internal: callers check the mode needs a model
         vec = np.ascontiguousarray(q.dense[None, :], dtype=np.float32)
@@ -524,8 +542,18 @@ class Ranker:
         parts = [] if extra is None else [extra]
         if search or extra is None or len(extra) < pool:
             # A free-text query's few words are weak lexical evidence: its dense candidates matter more.
-            parts.append(self.dense_top(q, pool, mask, 1.0 if q.text else self.probe)[0])
-            parts.append(self.postings.candidates(q.lexical, pool, mask, self.budget)[0])
+            probe = self.text_probe if q.text else self.probe
+            drows, dcos = self.dense_top(q, max(pool, self.joint), mask, probe)
+            lrows, partial, exhaustive = self.postings.partial(q.lexical, mask, self.budget)
+            parts.append(drows[:pool])
+            parts.append(_best(lrows, partial, pool))
+            if len(drows) > pool:
+                # The deep dense rows by fused score, their lexical side from the partial sums (a
+                # lower bound; exact when exhaustive, and 0 for a row no posting read reached).
+                at = np.minimum(np.searchsorted(lrows, drows), max(len(lrows) - 1, 0))
+                lex_part = np.where(lrows[at] == drows, partial[at], 0.0) if len(lrows) else np.zeros(len(drows))
+                joint = fuse(ref.z_dense(dcos), ref.z_lexical(lex_part, q.text), weight)
+                parts.append(_best(drows, joint, pool))
         rows = np.unique(np.concatenate(parts).astype(np.int64))
         if not len(rows):
             empty = np.zeros(0)
@@ -587,12 +615,12 @@ def _search_one(
     """FAISS search of one vector on one OpenMP thread (this thread only; restored after).
 
     Measured in issue 4: with the default 2 threads, single queries were 5-12x slower. ``probe``
-    < 1 probes that share of an IVF index's lists (at least one); other index types ignore it.
+    scales an IVF index's ``nprobe`` (at least one list, at most all); other index types ignore it.
     ``lists``: the index's mapped lists, read ahead while searches are slow.
     """
-    ivf = faiss.try_extract_index_ivf(index) if probe < 1.0 or lists is not None else None
-    nprobe = max(1, round(ivf.nprobe * probe)) if ivf is not None else 0
-    params = faiss.SearchParametersIVF(nprobe=nprobe) if ivf is not None and probe < 1.0 else None
+    ivf = faiss.try_extract_index_ivf(index) if probe != 1.0 or lists is not None else None
+    nprobe = min(ivf.nlist, max(1, round(ivf.nprobe * probe))) if ivf is not None else 0
+    params = faiss.SearchParametersIVF(nprobe=nprobe) if ivf is not None and probe != 1.0 else None
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -615,6 +643,14 @@ def fuse(z_dense: np.ndarray, z_lexical: np.ndarray, weight: float) -> np.ndarra
     if not 0.0 <= weight <= 1.0:
         raise InvalidArgument(f"hybrid weight must be in [0, 1], got {weight}")
     return weight * np.asarray(z_dense, dtype=np.float64) + (1.0 - weight) * np.asarray(z_lexical, dtype=np.float64)
+
+
+def _best(rows: np.ndarray, scores: np.ndarray, m: int) -> np.ndarray:
+    """The rows with the m best scores, unordered; rows tied with the m-th stay in (no dependence on order)."""
+    if m >= len(rows):
+        return rows
+    part = np.argpartition(-scores, m - 1)[:m]
+    return rows[np.flatnonzero(scores >= scores[part].min())]
 
 
 def _top(rows: np.ndarray, scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -172,6 +172,61 @@ def test_hybrid_probes_a_share_of_the_lists(vectors: np.ndarray) -> None:
         Ranker(vectors[:8000], idx, lex, probe=0.0)
 
 
+def test_a_text_search_probes_a_multiple_of_the_lists(vectors: np.ndarray) -> None:
+    # Free text probes rank.TEXT_PROBE x dense mode's lists; the multiple is capped at every list.
+    idx, _ = index.build(vectors[:8000], "ivf")
+    ivf = faiss.extract_index_ivf(idx)
+    lex = LexicalIndex.from_counts([Counter({"x": 1})] * 8000)
+    ranker = Ranker(vectors[:8000], idx, lex)
+    q = Query(dense=np.ascontiguousarray(vectors[8000]), lexical=lex.text_vector("x"), text=True)
+    nprobe = ivf.nprobe
+    ivf.nprobe = 2 * nprobe
+    double = index.search(idx, vectors[8000:8001], 50)[1][0]
+    ivf.nprobe = nprobe
+    assert ranker.dense_top(q, 50, None, 2.0)[0].tolist() == double.tolist()
+    assert ivf.nprobe == nprobe
+    # every list probed: the exact neighbours
+    exact = np.argsort(-(vectors[:8000] @ vectors[8000]), kind="stable")[:50]
+    assert ranker.dense_top(q, 50, None, 1e9)[0].tolist() == exact.tolist()
+    with pytest.raises(InvalidArgument):
+        Ranker(vectors[:8000], idx, lex, text_probe=0.0)
+
+
+def _joint_store() -> tuple[np.ndarray, LexicalIndex, Query]:
+    """Rows 0-9 best on the dense side only, rows 10-19 on the lexical side only, row 20 good on both."""
+    rng = np.random.default_rng(0)
+    dim = 40
+    vecs = rng.standard_normal((200, dim)) * 0.1
+    vecs[:, 0] = 0.0
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    for j in range(10):
+        vecs[j] = 0.0
+        vecs[j, 0], vecs[j, 1 + j] = 0.8, 0.6
+        vecs[10 + j] = 0.0
+        vecs[10 + j, 11 + j] = 1.0
+    vecs[20] = 0.0
+    vecs[20, 0], vecs[20, 39] = 0.78, np.sqrt(1 - 0.78**2)
+    counts = [Counter({"a": 1})] * 10 + [Counter({"lora": 3})] * 10 + [Counter({"lora": 1, "adapter": 1})]
+    counts += [Counter({f"f{i}": 1, f"g{i % 7}": 1}) for i in range(179)]
+    lex = LexicalIndex.from_counts(counts)
+    q = Query(dense=np.eye(dim, dtype=np.float32)[0], lexical=lex.text_vector("lora"), text=True)
+    return vecs.astype(np.float32), lex, q
+
+
+def test_hybrid_pool_takes_papers_good_on_both_sides_from_the_deep_dense_rows() -> None:
+    # Row 20 is 11th on the dense side and 11th on the lexical side, and the best fused: with a
+    # pool of 10 per side only the joint candidates (dense rows read to `joint`, fused with their
+    # partial lexical scores) find it.
+    vecs, lex, q = _joint_store()
+    idx, _ = index.build(vecs, "flat")
+    exact = Ranker(vecs, idx, lex, pool=10).rank_exact(q, 1)
+    assert [r.row for r in exact] == [20]
+    joint = Ranker(vecs, idx, lex, pool=10, joint=50).rank(q, 1, "hybrid")
+    assert [r.row for r in joint] == [20] and joint[0].z == pytest.approx(exact[0].z)
+    alone = Ranker(vecs, idx, lex, pool=10, joint=0).rank(q, 1, "hybrid")
+    assert [r.row for r in alone] != [20]
+
+
 def test_pipeline_records_index_block_and_links_unchanged_vectors(
     tmp_path: Path, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
