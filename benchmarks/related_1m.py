@@ -277,8 +277,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         for verb, qs in queries.items():
             if verb == "search" and (search != EXPAND_SEARCH or probe != args.probe):
                 continue  # free text is never expanded and probes text_probe's lists: neither changes it
-            if verb == "related" and text_probe != args.text_probe:
-                continue  # a paper query probes ``probe``'s lists
+            if verb == "related" and (text_probe != args.text_probe or joint != args.joint):
+                continue  # a paper query probes ``probe``'s lists and takes no joint candidates
             runs[verb][(budget, search, pool, probe, joint, text_probe)] = timed(rk, qs)
     result["peak_rss_mb"] = vm_mb()
     # RSS counts the memory-mapped file pages a query touched (shared page cache, which the kernel
@@ -384,7 +384,7 @@ def main() -> None:
     ap.add_argument(
         "--probe", type=float, default=None, help="share of nprobe hybrid probes (default: rank.HYBRID_PROBE)"
     )
-    ap.add_argument("--joint", type=int, default=None, help="dense depth read for joint candidates (rank.JOINT)")
+    ap.add_argument("--joint", type=int, default=None, help="free text's dense depth for joint candidates (rank.JOINT)")
     ap.add_argument(
         "--text-probe", type=float, default=None, help="multiple of nprobe free text probes (rank.TEXT_PROBE)"
     )

@@ -10,7 +10,8 @@ mode on the tuning half of the shipped labels (``paperscope eval --tune``). So a
 depend on which other papers were candidates: a lone match keeps its score, the best hit of an
 off-topic query scores low, and ``min_score`` means the same for every query.
 
-Hybrid fuses over a candidate pool: the top ``POOL`` papers of each side (within the filter), with
+Hybrid fuses over a candidate pool: the top ``POOL`` papers of each side (within the filter), and
+for free text the best of the dense side's first ``JOINT`` by an approximate fused score, with
 exact dense and lexical scores for every paper in the union. The pool size does not depend on k,
 so the first 10 results are the same whether 10 or 100 are asked for. Optional query expansion
 (``expand`` > 0, on by default for paper queries: related and recommend) adds ``expand`` x the
@@ -58,19 +59,23 @@ CALIBRATION: dict[str, tuple[float, float]] = {
 POOL = 600
 # For a paper query, hybrid's dense side only proposes candidates, each then scored exactly on both
 # sides: its FAISS search probes this share of the IVF lists that dense mode probes (dense mode's
-# nprobe is tuned for its own recall@10). Free-text searches probe them all: at 1M papers probing
-# half cost `search` 0.07 of agreement with exact scoring and `related` none (benchmarks/related_1m.py,
-# round 7).
+# nprobe is tuned for its own recall@10). At 1M papers probing half cost `related` no agreement
+# with exact scoring and `search` 0.07 (benchmarks/related_1m.py, round 7): free text probes
+# TEXT_PROBE times them.
 HYBRID_PROBE = 0.5
 # A free-text search's dense side probes this multiple of dense mode's IVF lists. A text query's
 # vector lies farther from the papers it matches than a paper's does from its neighbours, so the
 # index's recall at a fused top 10's depth is lower: at 1M papers 1.0 left 0.11 of the exact fused
 # top 10 outside the pool, 2.0 left 0.04 (with JOINT; tuning half of benchmarks/related_1m.py, round 8).
 TEXT_PROBE = 2.0
-# The dense side is read to this depth, and the JOINT-deep rows whose fused score (their exact
-# cosine with their partial lexical score from the postings read) is among the best ``pool`` join
-# the pool: papers good on both sides but in neither side's top ``pool``. Almost free: FAISS has
-# scored those rows already, and the postings' partial sums are there (round 8).
+# For a free-text search the dense side is read to this depth, and the half pool of those rows with
+# the best fused score (their cosine from FAISS with their partial lexical score from the postings
+# read) joins the pool: papers good on both sides but in neither side's top ``pool``, which is
+# where a few words' candidates miss (search agreement with exact scoring at 1M: 0.894 -> 0.953
+# with TEXT_PROBE). Half a pool agreed as well as a whole one (0.952 on the tuning half). A paper
+# query's many terms find its candidates without it: there it raised agreement by 0.008 (0.947 ->
+# 0.955) for 3-9 ms more per warm query and a slower cold first query, so paper queries skip it
+# (benchmarks/related_1m.py, round 8).
 JOINT = 2000
 # A paper whose dense z-score with a feedback paper reaches this is a near copy of it (the same
 # paper under two ids): it is scored without that feedback paper, as the paper itself is. On the
@@ -180,7 +185,7 @@ class Ranker:
     ``expand_search`` whether query expansion searches again or re-ranks the first pool;
     ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
     index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``joint`` how deep
-    the dense side is read for candidates good on both sides (``JOINT``; 0: not); ``text_probe`` the
+    a free-text query's dense side is read for candidates good on both sides (``JOINT``; 0: not); ``text_probe`` the
     multiple of those lists a free-text search probes (``TEXT_PROBE``); ``dense_reference`` the
     (mean, std) :func:`dense_reference` recorded when the generation was written.
     """
@@ -543,8 +548,8 @@ class Ranker:
         if search or extra is None or len(extra) < pool:
             # A free-text query's few words are weak lexical evidence: its dense candidates matter more.
             probe = self.text_probe if q.text else self.probe
-            drows, dcos = self.dense_top(q, max(pool, self.joint), mask, probe)
-            lrows, partial, exhaustive = self.postings.partial(q.lexical, mask, self.budget)
+            drows, dcos = self.dense_top(q, max(pool, self.joint if q.text else 0), mask, probe)
+            lrows, partial, _ = self.postings.partial(q.lexical, mask, self.budget)
             parts.append(drows[:pool])
             parts.append(_best(lrows, partial, pool))
             if len(drows) > pool:
@@ -553,7 +558,7 @@ class Ranker:
                 at = np.minimum(np.searchsorted(lrows, drows), max(len(lrows) - 1, 0))
                 lex_part = np.where(lrows[at] == drows, partial[at], 0.0) if len(lrows) else np.zeros(len(drows))
                 joint = fuse(ref.z_dense(dcos), ref.z_lexical(lex_part, q.text), weight)
-                parts.append(_best(drows, joint, pool))
+                parts.append(_best(drows, joint, max(1, pool // 2)))
         rows = np.unique(np.concatenate(parts).astype(np.int64))
         if not len(rows):
             empty = np.zeros(0)

@@ -93,6 +93,23 @@ def test_candidates_report_whether_they_are_exhaustive(ex: Explorer) -> None:
     assert np.allclose(post.score_rows(q, some[::-1]), scores[some[::-1]])
 
 
+def test_partial_scores_are_exact_when_exhaustive_and_lower_bounds_when_not(ex: Explorer) -> None:
+    # The joint candidates of a text search read a row's lexical side from these partial sums.
+    post = ex.ranker.postings
+    q = ex.related_query(5).lexical
+    scores = post.score_all(q)
+    rows, sums, exhaustive = post.partial(q)
+    assert exhaustive and np.all(np.diff(rows) > 0)
+    assert rows.tolist() == np.flatnonzero(scores > 0).tolist() and np.allclose(sums, scores[rows])
+    rows, sums, exhaustive = post.partial(q, budget=300)
+    assert not exhaustive and np.all(np.diff(rows) > 0)
+    assert np.all(sums <= scores[rows] + 1e-6) and (sums < scores[rows] - 1e-6).any()
+    mask = np.zeros(len(ex), dtype=bool)
+    mask[::2] = True
+    masked, masked_sums, _ = post.partial(q, mask, budget=300)
+    assert masked.tolist() == rows[mask[rows]].tolist() and np.allclose(masked_sums, sums[mask[rows]])
+
+
 def test_derived_file_is_a_pure_function_of_lexical_npz(ex: Explorer, tmp_path: Path) -> None:
     gen = ex.generation
     impact.derive(gen.file("lexical.npz"), tmp_path / "again.npz")
