@@ -319,7 +319,7 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str, as_jsonl: bool = Fa
 
 
 def _index_line(ix: dict[str, Any]) -> str:
-    """e.g. 'ivf (IndexIVFFlat, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
+    """e.g. 'ivf (IndexIVFScalarQuantizer, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
     params = ", ".join(f"{k}={v}" for k, v in (ix.get("params") or {}).items())
     kind = {"IndexFlatIP": "flat"}.get(ix["type"], ix["type"])  # stores written before index types
     details = [ix.get("faiss", "IndexFlatIP") + (f", {params}" if params else "")]

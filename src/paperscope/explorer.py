@@ -25,7 +25,17 @@ from paperscope.errors import DamagedError, InvalidArgument, PaperscopeError, St
 from paperscope.filters import Filter
 from paperscope.lexical import LexicalIndex, TermVector
 from paperscope.paper import Hit, Hits, Paper
-from paperscope.rank import HYBRID_WEIGHT, MODES, SEARCH_WEIGHT, Query, Ranked, Ranker, check_min_score, check_mode
+from paperscope.rank import (
+    HYBRID_WEIGHT,
+    MODES,
+    SEARCH_WEIGHT,
+    IndexDisagrees,
+    Query,
+    Ranked,
+    Ranker,
+    check_min_score,
+    check_mode,
+)
 from paperscope.store import Generation, Store
 from paperscope.table import PaperTable
 from paperscope.text import paper_text
@@ -194,8 +204,13 @@ class Explorer:
         self.index.check_query(q.dense)
         if weight is None:
             weight = SEARCH_WEIGHT if q.text else HYBRID_WEIGHT
-        with self._lexical_damage():
-            ranked = self.ranker.rank(q, k, mode, allowed, weight, expand=expand)
+        try:
+            with self._lexical_damage():
+                ranked = self.ranker.rank(q, k, mode, allowed, weight, expand=expand)
+        except IndexDisagrees:
+            raise DamagedError(
+                self.generation.file("index.faiss"), "damaged (scores disagree with vectors.npy)"
+            ) from None
         self.index.check_answer(q.dense, q.exclude, ranked)
         return ranked
 

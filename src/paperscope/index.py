@@ -8,9 +8,15 @@ The index type is chosen by size (``choose_type``), or forced by the user:
 - ``flat``: exact ``IndexFlatIP``. One query scans n*d floats; measured here on one core
   (faiss-cpu 1.15.1, 384-d) that is ~0.3 ms at 10k, ~3 ms at 50k, ~6 ms at 100k vectors, so
   flat is used up to ``FLAT_MAX`` (issue 5 wants a warm ``related`` in ≤ 5 ms).
-- ``ivf``: ``IndexIVFFlat`` with ~2*sqrt(n) lists (FAISS guidelines: sqrt(n)..16*sqrt(n)),
+- ``ivf``: ``IndexIVFScalarQuantizer`` with ~2*sqrt(n) lists (FAISS guidelines: sqrt(n)..16*sqrt(n)),
   k-means trained on a sample of 40 points per list (just above FAISS's minimum of 39, which
-  keeps training time bounded); vectors stay uncompressed so the only loss is lists not probed.
+  keeps training time bounded). The lists hold each vector's residual to its list's centroid in
+  8 bits per dimension (``QT_8bit``): a quarter of the bytes to scan and to read from disk, with
+  scores off by at most 0.0012 (1M generated papers). The rows a search returns are scored
+  again exactly from ``vectors.npy`` (:func:`lossy`, ``rank.Ranker.dense_top``), so the only loss
+  is lists not probed and neighbours pushed past ``REFINE`` by the coding error. Stores built
+  before round 8 hold ``IndexIVFFlat`` (uncompressed lists), kept and updated until their next
+  retraining (``can_update``).
 - ``hnsw``: ``IndexHNSWFlat`` (M=32). Faster queries than IVF, but its build is several
   times slower on 2 cores, so it is only used when forced.
 
@@ -54,7 +60,17 @@ MMAP_BYTES = 64 * 2**20
 HNSW_EF_CONSTRUCTION = 64
 _NPROBE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _EF_STEPS = (16, 32, 64, 128, 256, 512)
-_FAISS_CLASS = {"flat": "IndexFlatIP", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSWFlat"}
+_FAISS_CLASS = {"flat": "IndexFlatIP", "ivf": "IndexIVFScalarQuantizer", "hnsw": "IndexHNSWFlat"}
+# A lossy index (8-bit codes) is asked for at least this many neighbours, which are then scored
+# exactly: the coding error (at most 0.0012 at 1M papers) reorders neighbours only among near-ties.
+REFINE = 64
+# A lossy index's score for a row and the row's exact cosine differ by less than this, or the index
+# does not hold these vectors (the per-answer check). Far above coding error (at most 0.0012 at 1M
+# papers), and above what clipping a row outside the trained range gives, so it never fires on a
+# sound store; damage to single bytes is ``paperscope verify``'s to find (sha256).
+LOSSY_TOLERANCE = 0.25
+# The 8-bit codes' range per dimension: the training sample's, widened by this share on each side.
+SQ_MARGIN = 0.1
 
 
 def choose_type(n: int) -> str:
@@ -93,7 +109,13 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
         nlist = ivf_lists(n)
         train_rows = np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))
         quantizer = faiss.IndexFlatIP(dim)
-        idx = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        idx = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        # Each dimension's code range is the training sample's, widened by SQ_MARGIN of it on both
+        # sides: rows outside the sample (and rows added by later updates) are clipped less often.
+        idx.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+        idx.sq.rangestat_arg = SQ_MARGIN
         idx.cp.seed = seed
         idx.cp.niter = 10  # FAISS's default 25 mostly refines centroids; recall is tuned via nprobe anyway
         if train_rows.size < 39 * nlist:
@@ -101,7 +123,7 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
             idx.cp.min_points_per_centroid = 1
         idx.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
         _add(idx, vectors)
-        params = {"nlist": nlist, "train_size": int(train_rows.size), "kmeans_iterations": 10}
+        params = {"nlist": nlist, "train_size": int(train_rows.size), "kmeans_iterations": 10, "codes": "sq8"}
     elif kind == "hnsw":
         idx = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         idx.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -225,13 +247,33 @@ def exact_neighbours(vectors: np.ndarray, query_rows: np.ndarray, k: int) -> np.
     return best_i
 
 
+def lossy(idx: faiss.Index) -> bool:
+    """Whether ``idx`` stores coded vectors (8-bit IVF lists), whose scores are approximate."""
+    ivf = faiss.try_extract_index_ivf(idx)
+    return ivf is not None and not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
+
+
+def refined(idx: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's top k per query, as (scores, rows); from a lossy index, the best k of its ``REFINE``
+    (or k) by the exact cosine with ``vectors`` (rows of -1, where fewer were found, stay last)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if not lossy(idx):
+        return idx.search(queries, k)
+    scores, rows = idx.search(queries, max(k, REFINE))
+    exact = np.einsum("qd,qkd->qk", queries, np.asarray(vectors[np.maximum(rows, 0)], dtype=np.float32))
+    exact = np.where(rows >= 0, exact, -np.inf)
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+
 def recall(idx: faiss.Index, vectors: np.ndarray, query_rows: np.ndarray, truth: np.ndarray) -> float:
-    """Mean fraction of the exact top-k (self excluded) that ``idx`` returns in its top-k."""
+    """Mean fraction of the exact top-k (self excluded) that ``idx`` returns in its top-k (after
+    exact re-scoring, for a lossy index: as queries use it)."""
     k = truth.shape[1]
     if k == 0:
         return 1.0
     q = np.ascontiguousarray(vectors[query_rows], dtype=np.float32)
-    _, got = idx.search(q, k + 1)
+    _, got = refined(idx, vectors, q, k + 1)
     hits = 0
     for row, found, exact in zip(query_rows, got, truth):
         hits += len(set(found[found != row][:k].tolist()) & set(exact.tolist()))

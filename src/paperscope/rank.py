@@ -116,6 +116,10 @@ def check_min_score(min_score: float | None) -> float | None:
     return float(min_score)
 
 
+class IndexDisagrees(Exception):
+    """A lossy index's score for a row is further from the row's exact cosine than coding explains."""
+
+
 @dataclass
 class Query:
     """What a ranking needs: a dense vector (None when no model is needed) and a lexical vector.
@@ -225,6 +229,7 @@ class Ranker:
         self._reference: Reference | None = None
         # where a memory-mapped IVF index's lists lie, to read them ahead on a cold page cache
         self._lists: index_lib.MappedLists | None | bool = False
+        self._lossy = index_lib.lossy(index)
 
     def reference(self) -> Reference:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
@@ -251,11 +256,16 @@ class Ranker:
             mask[list(q.exclude)] = False
         return mask
 
-    def dense_top(self, q: Query, m: int, mask: np.ndarray | None, probe: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def dense_top(
+        self, q: Query, m: int, mask: np.ndarray | None, probe: float = 1.0, *, exact: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosines) of the m nearest allowed papers, best first.
 
         Exact with a flat index or a small allowed set; with IVF/HNSW, as good as the index's recall.
-        ``probe`` scales an IVF index's ``nprobe`` (< 1: fewer lists, > 1: more).
+        ``probe`` scales an IVF index's ``nprobe`` (< 1: fewer lists, > 1: more). From a lossy
+        index (8-bit lists) the found rows are scored again from the vectors (at least
+        ``index.REFINE`` of them), unless ``exact`` is False: hybrid's candidates, which it
+        scores exactly itself, keep FAISS's order and scores.
         """
         assert q.dense is not None  # internal: callers check the mode needs a model
         vec = np.ascontiguousarray(q.dense[None, :], dtype=np.float32)
@@ -266,11 +276,14 @@ class Ranker:
             rows = np.flatnonzero(mask)
             scores = np.asarray(self.vectors[rows] @ vec[0], dtype=np.float32)
             return _top(rows, scores, m)
-        fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16))
+        refine = exact and self._lossy
+        fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16, index_lib.REFINE if refine else 0))
         while True:
             scores, rows = _search_one(self.index, vec, fetch, probe, self._mapped_lists())
             keep = rows[0] >= 0
             rows, scores = rows[0][keep], scores[0][keep]
+            if refine and len(rows):
+                rows, scores = self._rescored(rows, scores, vec[0])
             if mask is not None:
                 ok = mask[rows]
                 rows, scores = rows[ok], scores[ok]
@@ -283,6 +296,17 @@ class Ranker:
         # score the allowed rows exactly (in chunks) so a filter still yields k when k exist.
         allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n)
         return self._dense_exact_top(q, allowed, m)
+
+    def _rescored(self, rows: np.ndarray, approx: np.ndarray, vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows from a lossy index with their exact cosines, best first; IndexDisagrees if FAISS's
+        scores are further from them than coding explains (a damaged index file)."""
+        scores = np.asarray(pagein.take(self.vectors, rows) @ vec, dtype=np.float32)
+        # (a non-finite stored vector is left to the per-answer check, which names vectors.npy)
+        off = np.abs(scores - approx)
+        if (off > index_lib.LOSSY_TOLERANCE).any():
+            raise IndexDisagrees(float(np.nanmax(off)))
+        order = np.lexsort((rows, -scores))
+        return rows[order], scores[order]
 
     def _mapped_lists(self) -> index_lib.MappedLists | None:
         if self._lists is False:
@@ -548,7 +572,7 @@ class Ranker:
         if search or extra is None or len(extra) < pool:
             # A free-text query's few words are weak lexical evidence: its dense candidates matter more.
             probe = self.text_probe if q.text else self.probe
-            drows, dcos = self.dense_top(q, max(pool, self.joint if q.text else 0), mask, probe)
+            drows, dcos = self.dense_top(q, max(pool, self.joint if q.text else 0), mask, probe, exact=False)
             lrows, partial, _ = self.postings.partial(q.lexical, mask, self.budget)
             parts.append(drows[:pool])
             parts.append(_best(lrows, partial, pool))

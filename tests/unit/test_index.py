@@ -20,7 +20,7 @@ from paperscope.errors import InvalidArgument
 from paperscope.explorer import Explorer
 from paperscope.lexical import LexicalIndex
 from paperscope.pipeline import build
-from paperscope.rank import Query, Ranker
+from paperscope.rank import IndexDisagrees, Query, Ranker
 from paperscope.store import Store
 
 
@@ -41,11 +41,17 @@ def test_size_rule_and_list_count() -> None:
 
 
 def brute_recall(idx: faiss.Index, vectors: np.ndarray, rows: np.ndarray, k: int = 10) -> float:
-    """Recall@k of idx against a plain numpy scan, self excluded (independent of index.recall)."""
+    """Recall@k of idx against a plain numpy scan, self excluded (independent of index.recall).
+
+    A lossy index (8-bit lists) is read as queries read it: its first index.REFINE rows, in
+    the order of their exact cosines."""
     sims = vectors[rows] @ vectors.T
+    plain = sims.copy()
     sims[np.arange(len(rows)), rows] = -np.inf
     exact = np.argsort(-sims, axis=1)[:, :k]
-    _, got = idx.search(np.ascontiguousarray(vectors[rows]), k + 1)
+    _, got = idx.search(np.ascontiguousarray(vectors[rows]), max(k + 1, index.REFINE) if index.lossy(idx) else k + 1)
+    if index.lossy(idx):
+        got = np.stack([g[np.argsort(-plain[i, g], kind="stable")][: k + 1] for i, g in enumerate(got)])
     found = [set(g[g != r][:k].tolist()) & set(e.tolist()) for g, e, r in zip(got, exact, rows)]
     return sum(map(len, found)) / (k * len(rows))
 
@@ -165,11 +171,51 @@ def test_hybrid_probes_a_share_of_the_lists(vectors: np.ndarray) -> None:
     quarter = index.search(idx, vectors[8000:8001], 10)[1][0]
     ivf.nprobe = nprobe
     assert not np.array_equal(full, quarter)  # the share changes what is found here
-    assert ranker.dense_top(q, 10, None, 0.25)[0].tolist() == quarter.tolist()
-    assert ranker.dense_top(q, 10, None)[0].tolist() == full.tolist()
+    assert ranker.dense_top(q, 10, None, 0.25, exact=False)[0].tolist() == quarter.tolist()
+    assert ranker.dense_top(q, 10, None, exact=False)[0].tolist() == full.tolist()
     assert ivf.nprobe == nprobe  # per search, not a change to the shared index
     with pytest.raises(InvalidArgument):
         Ranker(vectors[:8000], idx, lex, probe=0.0)
+
+
+def test_ivf_lists_hold_8_bit_codes_and_dense_mode_scores_exactly(tmp_path: Path, vectors: np.ndarray) -> None:
+    idx, info = index.build(vectors, "ivf")
+    assert info["faiss"] == "IndexIVFScalarQuantizer" == type(idx).__name__ and info["params"]["codes"] == "sq8"
+    assert index.lossy(idx) and not index.lossy(index.build(vectors[:3000])[0])
+    index.save(idx, tmp_path / "i.faiss")
+    # a byte per dimension (plus ids, centroids), against four for the vectors themselves
+    assert (tmp_path / "i.faiss").stat().st_size < 0.4 * vectors.nbytes
+    lex = LexicalIndex.from_counts([Counter({"x": 1})] * len(vectors))
+    ranker = Ranker(vectors, idx, lex)
+    q = Query(dense=np.ascontiguousarray(vectors[5]), lexical=lex.text_vector("x"), exclude=frozenset([5]))
+    allowed = np.ones(len(vectors), dtype=bool)
+    allowed[5] = False
+    rows, scores = ranker.dense_top(q, 10, allowed)
+    # the found rows scored again from the vectors, best first: what a lossy index cannot give
+    assert np.allclose(scores, vectors[rows] @ vectors[5], atol=1e-6) and np.all(np.diff(scores) <= 0)
+    approx, found = idx.search(np.ascontiguousarray(vectors[5:6]), 11)
+    assert not np.allclose(approx[0][1:], vectors[found[0][1:]] @ vectors[5], atol=1e-6)
+    exact = np.argsort(-(vectors @ vectors[5]), kind="stable")[1:11]
+    assert len(set(rows.tolist()) & set(exact.tolist())) >= 9
+    # a stored IndexIVFFlat (stores before round 8) is exact per row and answers as before
+    old = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], 20, faiss.METRIC_INNER_PRODUCT)
+    old.train(vectors[:4000])
+    old.add(vectors)
+    assert not index.lossy(old)
+    old_rows, old_scores = Ranker(vectors, old, lex).dense_top(q, 10, None)
+    assert old_rows.tolist() == old.search(np.ascontiguousarray(vectors[5:6]), 10)[1][0].tolist()
+
+
+def test_a_lossy_index_that_disagrees_with_the_vectors_is_damage(vectors: np.ndarray) -> None:
+    # An index of other vectors than vectors.npy holds (a damaged or mismatched file): its scores for
+    # the rows it returns are far from their cosines, beyond what 8-bit coding explains.
+    idx, _ = index.build(vectors[::-1].copy(), "ivf")
+    lex = LexicalIndex.from_counts([Counter({"x": 1})] * len(vectors))
+    q = Query(dense=np.ascontiguousarray(vectors[5]), lexical=lex.text_vector("x"))
+    with pytest.raises(IndexDisagrees):
+        Ranker(vectors, idx, lex).dense_top(q, 10, None)
+    same, _ = index.build(vectors, "ivf")
+    Ranker(vectors, same, lex).dense_top(q, 10, None)  # coding error alone stays inside the tolerance
 
 
 def test_a_text_search_probes_a_multiple_of_the_lists(vectors: np.ndarray) -> None:
@@ -183,7 +229,8 @@ def test_a_text_search_probes_a_multiple_of_the_lists(vectors: np.ndarray) -> No
     ivf.nprobe = 2 * nprobe
     double = index.search(idx, vectors[8000:8001], 50)[1][0]
     ivf.nprobe = nprobe
-    assert ranker.dense_top(q, 50, None, 2.0)[0].tolist() == double.tolist()
+    # hybrid's candidates: FAISS's own order (exact=False; dense mode re-scores a lossy index's rows)
+    assert ranker.dense_top(q, 50, None, 2.0, exact=False)[0].tolist() == double.tolist()
     assert ivf.nprobe == nprobe
     # every list probed: the exact neighbours
     exact = np.argsort(-(vectors[:8000] @ vectors[8000]), kind="stable")[:50]
