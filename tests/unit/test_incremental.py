@@ -135,6 +135,28 @@ def test_unchanged_inputs_are_not_parsed_and_a_touch_is_not_a_change(tmp_path: P
     assert build([src], tmp_path / "s", embedder=FakeEmbedder(), prune=True).inputs_unchanged
 
 
+def test_an_input_named_relative_or_absolute_is_the_same_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same file given as "a.jsonl" from its directory and by its absolute path: unchanged, not
+    # parsed; edited, only the edited line is parsed (1M papers: named the other way, it was all parsed).
+    src = write(tmp_path / "a.jsonl", corpus(40))
+    monkeypatch.chdir(tmp_path)
+    build([Path("a.jsonl")], tmp_path / "s", embedder=FakeEmbedder())
+    again = build([src.absolute()], tmp_path / "s", embedder=FakeEmbedder())
+    assert again.nothing_to_do and again.inputs_unchanged and again.entries_read == 0
+    write(src, corpus(40, edited={3}))
+    edited = build([src.absolute()], tmp_path / "s", embedder=FakeEmbedder())
+    assert (edited.changed, edited.entries_read, edited.entries_unchanged) == (1, 1, 39)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    assert build([Path("../a.jsonl")], tmp_path / "s", embedder=FakeEmbedder()).inputs_unchanged
+    recorded = Store(tmp_path / "s").require_current().manifest["input_files"]["files"]
+    assert [f["path"] for f in recorded] == [str(src.absolute())]
+    # Another file is another input, whatever its bytes.
+    other = write(tmp_path / "b.jsonl", corpus(40, edited={3}))
+    assert not build([other], tmp_path / "s", embedder=FakeEmbedder()).inputs_unchanged
+
+
 def test_unchanged_inputs_on_a_damaged_small_store_are_refused(tmp_path: Path) -> None:
     src = write(tmp_path / "a.jsonl", corpus(30))
     build([src], tmp_path / "s", embedder=FakeEmbedder())
