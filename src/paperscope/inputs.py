@@ -7,11 +7,17 @@ parses only the entries whose hash is new, written to a scratch file of the same
 papers' ``sources`` are the same). Skipping an entry is exact only when merging its reading
 again would change nothing, which holds when (:func:`plan`):
 
-* every input is JSON Lines, the list of input paths is the one recorded, ``--prune`` is off;
+* every input is JSON Lines and ``--prune`` is off (the files may be others than last time: a
+  new month's snapshot under a new name is compared line by line with the record as well);
 * the unchanged entries come in the recorded order (a reordering changes which reading is last);
 * an id of a changed entry, or of a recorded entry that is gone, has all its readings parsed again
   (unchanged ones too, in order): the last reading of that id may change, so every reading of it
   is merged again, as a full parse merges it.
+
+A skipped entry's paper would, parsed, only gain the name of the file it is in now among its
+``sources``: where that name differs from the name of the file the entry was recorded in (the
+record keeps each file's name and entry count, table ``input_files``), the plan lists the paper
+in :attr:`Plan.named` and the build adds the name to its row, as a full parse would.
 
 Otherwise the run parses everything, as before; so does any doubt (a line over the cap, bytes
 that are not UTF-8, a parse error in the changed lines, which the full parse then names with
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import queue
 import sqlite3
 import threading
@@ -31,12 +38,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from paperscope.corpus import ReadReport, read_papers
 from paperscope.corpus.lines import MAX_LINE_BYTES
 from paperscope.errors import InputError
 from paperscope.paper import Paper
 
 LINES_DDL = "CREATE TABLE input_lines (entry INTEGER PRIMARY KEY, hash BLOB NOT NULL, id TEXT)"
+# Each input file of the record: its name (the bytes of ``Path.name``) and the entries up to its end.
+FILES_DDL = "CREATE TABLE input_files (n INTEGER PRIMARY KEY, name BLOB NOT NULL, ends INTEGER NOT NULL)"
+RECORD_TABLES = ("input_lines", "input_files")
 # Above this fraction of changed entries the changed papers are not worth holding: parse everything.
 MAX_CHANGED_FRACTION = 0.2
 # Decompressed bytes read at a time by the scan.
@@ -190,6 +202,9 @@ class Plan:
     unchanged_entries: int
     report: ReadReport
     ids: list[str | None]  # every entry's paper id: recorded for unchanged ones, read for changed ones
+    # Per file name (``Path.name`` of an input): the skipped papers whose row may lack it among its
+    # sources, because their entry was recorded in a file of another name (or the record has no names).
+    named: dict[str, list[str]] = field(default_factory=dict)
 
 
 def recorded(con: sqlite3.Connection) -> list[tuple[bytes, str | None]] | None:
@@ -200,8 +215,28 @@ def recorded(con: sqlite3.Connection) -> list[tuple[bytes, str | None]] | None:
     return [(bytes(h), i) for h, i in con.execute("SELECT hash, id FROM old.input_lines ORDER BY entry")]
 
 
-def plan(files: list[Path], current: Scan, previous: list[tuple[bytes, str | None]], scratch: Path) -> Plan | None:
+def recorded_files(con: sqlite3.Connection) -> list[tuple[bytes, int]] | None:
+    """The previous generation's input files (attached as ``old``): (name, entries up to its end);
+    None for a record written before names were recorded."""
+    has = con.execute("SELECT 1 FROM old.sqlite_master WHERE type='table' AND name='input_files'").fetchone()
+    if has is None:
+        return None
+    return [(bytes(name), end) for name, end in con.execute("SELECT name, ends FROM old.input_files ORDER BY n")]
+
+
+def plan(
+    files: list[Path],
+    current: Scan,
+    previous: list[tuple[bytes, str | None]],
+    scratch: Path,
+    previous_files: list[tuple[bytes, int]] | None = None,
+    names_unchanged: bool = False,
+) -> Plan | None:
     """The changed entries parsed, if skipping the others gives exactly what a full parse gives; else None.
+
+    ``previous_files`` is the record's files (:func:`recorded_files`); without it every skipped
+    paper is listed in :attr:`Plan.named` under its file's name, unless ``names_unchanged`` (a
+    record from before names were kept, read for the very files it recorded).
 
     An id read by a changed entry or by a recorded entry that is gone ("dirty") has every one of its
     readings parsed again, unchanged ones included, in reading order: merged on the stored row as a
@@ -239,7 +274,46 @@ def plan(files: list[Path], current: Scan, previous: list[tuple[bytes, str | Non
     ids = [None if k in skipped else before.get(h) for k, h in enumerate(current.hashes)]
     for k, p in changed:
         ids[k] = p.id  # an entry that gave no paper (a skipped row) stays None
-    return Plan(changed, unchanged_ids, len(current.hashes) - len(at), report, ids)
+    named = {} if names_unchanged else _named(files, current, previous, skipped, previous_files)
+    return Plan(changed, unchanged_ids, len(current.hashes) - len(at), report, ids, named)
+
+
+def _named(
+    files: list[Path],
+    current: Scan,
+    previous: list[tuple[bytes, str | None]],
+    skipped: set[int],
+    previous_files: list[tuple[bytes, int]] | None,
+) -> dict[str, list[str]]:
+    """The skipped papers per name of the file they are in now, where their entry was recorded in a
+    file of another name (every skipped paper, without the record's names).
+
+    The unchanged entries come in the recorded order (:func:`plan` checks it), so the k-th of them
+    now is the k-th of the recorded entries that are still there.
+    """
+    if previous_files is not None and {n for n, _ in previous_files} | {os.fsencode(f.name) for f in files} == {
+        os.fsencode(files[0].name)
+    }:
+        return {}  # one name then and now (the same file edited in place): no paper can gain one
+    before = dict(previous)
+    now = set(current.hashes)
+    here = np.array([k for k, h in enumerate(current.hashes) if h in before], dtype=np.int64)
+    file_now = np.searchsorted(np.asarray(current.ends, dtype=np.int64), here, side="right")
+    if previous_files is None:
+        moved = np.ones(len(here), dtype=bool)
+    else:
+        there = np.array([j for j, (h, _) in enumerate(previous) if h in now], dtype=np.int64)
+        ends = np.array([e for _, e in previous_files], dtype=np.int64)
+        file_then = np.minimum(np.searchsorted(ends, there, side="right"), max(0, len(ends) - 1))
+        names_then = np.array([n for n, _ in previous_files] or [b""], dtype=object)
+        names_now = np.array([os.fsencode(f.name) for f in files], dtype=object)
+        moved = names_now[file_now] != names_then[file_then]
+    named: dict[str, list[str]] = {}
+    for k, n in zip(here[moved].tolist(), file_now[moved].tolist(), strict=True):
+        pid = before[current.hashes[k]]
+        if k not in skipped and pid is not None:
+            named.setdefault(files[n].name, []).append(pid)
+    return named
 
 
 def _parse(
@@ -247,6 +321,8 @@ def _parse(
 ) -> tuple[list[tuple[int, Paper]], ReadReport] | None:
     """Parse the entries at positions ``at`` (sorted), each file's in a scratch file of the same name
     (the papers' sources are names); None where the full parse must decide (it names a bad line)."""
+    if not at:
+        return [], ReadReport()  # the same entries in other files (a reader refuses empty files)
     wanted = {current.hashes[k] for k in at}  # equal lines are all wanted or all not: see plan()
     kept = current.kept if current.kept is not None and wanted <= current.kept.keys() else None
     scratch_files = []
@@ -283,12 +359,20 @@ def write_record(
     hashes: list[bytes],
     ids: list[str | None],
     previous: list[tuple[bytes, str | None]] | None = None,
+    files: list[tuple[Path, int]] | None = None,
 ) -> None:
-    """Record this run's entries (hash and paper id, in reading order) in the new papers table.
+    """Record this run's entries (hash and paper id, in reading order) in the new papers table,
+    and its ``files`` (each input with the entries up to its end).
 
     ``previous`` is the record the table already holds (a copy of the previous generation's):
     only the entries that differ from it are written.
     """
+    con.execute("DROP TABLE IF EXISTS main.input_files")
+    con.execute(FILES_DDL)
+    con.executemany(
+        "INSERT INTO input_files VALUES (?, ?, ?)",
+        ((n, os.fsencode(f.name), end) for n, (f, end) in enumerate(files or [])),
+    )
     has = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='input_lines'").fetchone()
     if has is not None and previous is not None:
         now = list(zip(hashes, ids, strict=True))

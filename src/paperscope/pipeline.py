@@ -58,7 +58,7 @@ from paperscope.store import (
     paper_values,
     sqlite_uri,
 )
-from paperscope.terminal import shown
+from paperscope.terminal import dumps, shown
 
 _VECTOR_CHUNK = 65_536  # rows per copy step: 25-100 MB, bounded memory at any size
 MAX_MERGE_LINES = 1000  # merge lines kept in the report; the count is always exact
@@ -645,9 +645,11 @@ def _fill_papers(
     renumbered rows, the rows this run wrote: every other row is the previous generation's,
     unchanged and at the same row number.
 
-    With ``same_inputs`` (the input paths are those the previous generation recorded) only the
-    entries whose line changed are parsed, when :func:`paperscope.inputs.plan` shows that this
-    gives exactly what parsing everything gives.
+    Without ``prune``, only the entries whose line changed since the previous generation's record
+    are parsed, when :func:`paperscope.inputs.plan` shows that this gives exactly what parsing
+    everything gives, whatever the inputs are named (a new snapshot under a new name is
+    compared too). ``same_inputs`` (the input paths are those the previous generation recorded)
+    matters only for a record from before file names were kept: its papers keep their sources.
     """
     # Without --prune no row moves: the previous file is copied whole (the kernel copies pages; a
     # million rows re-inserted and re-indexed took a minute) and only the papers read are written.
@@ -667,12 +669,15 @@ def _fill_papers(
         if not copied:
             con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
-    previous = inputs.recorded(con) if prev is not None and same_inputs and not prune else None
+    previous = inputs.recorded(con) if prev is not None and not prune else None
     current = inputs.scan(files, previous)  # one hash per entry, to record (and to compare with the previous run's)
     lines = None
     if current is not None and previous is not None:
+        previous_files = inputs.recorded_files(con)
         with tempfile.TemporaryDirectory(prefix=".tmp-g-inputs-", dir=db.parent.parent) as scratch:
-            lines = inputs.plan(files, current, previous, Path(scratch))
+            lines = inputs.plan(
+                files, current, previous, Path(scratch), previous_files, previous_files is None and same_inputs
+            )
     # Ids read this run: the unchanged entries' ids (the plan's, held as a set: inserting a million
     # of them into the table took 14 s) and every id read in the table ``seen``.
     unchanged_ids: set[str] = set()
@@ -731,10 +736,14 @@ def _fill_papers(
             con.execute("COMMIT")
             con.execute("BEGIN")
     con.execute("COMMIT")
+    # Skipped papers read now from a file of another name gain that name, as a full parse would.
+    renamed = _add_sources(con, lines.named) if lines is not None else 0
     if current is not None and (lines is not None or read.entries == len(current.hashes)):
-        inputs.write_record(con, current.hashes, ids, previous if copied else None)
+        ends = list(zip(files, current.ends, strict=True))
+        inputs.write_record(con, current.hashes, ids, previous if copied else None, ends)
     elif copied:
-        con.execute("DROP TABLE IF EXISTS main.input_lines")  # the previous run's record, not this run's
+        for table in inputs.RECORD_TABLES:  # the previous run's record, not this run's
+            con.execute(f"DROP TABLE IF EXISTS main.{table}")
     report.entries_read, report.rows_skipped, report.skip_examples = read.entries, read.skipped, read.skip_examples
     n_seen = con.execute("SELECT count(*) FROM seen").fetchone()[0] + len(unchanged_ids)
     if n_seen == 0:
@@ -768,11 +777,34 @@ def _fill_papers(
         f"SELECT count(*) FROM {scope} JOIN old.papers o ON o.id = p.id "
         f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
     ).fetchone()[0]
+    report.updated += renamed
     report.unchanged = report.papers - report.added - report.changed - report.updated
     if prune:
         return con, None
     rows = [r for (r,) in con.execute("SELECT p.row FROM temp.touched t JOIN papers p ON p.id = t.id ORDER BY p.row")]
     return con, np.array(rows, dtype=np.int64)
+
+
+def _add_sources(con: sqlite3.Connection, named: dict[str, list[str]]) -> int:
+    """Add each file name to the sources of the papers listed under it, where they lack it; the
+    number of rows changed. Only ``sources`` changes: no vector or lexical row depends on it."""
+    changed = 0
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS named (id TEXT PRIMARY KEY)")
+    for name, ids in named.items():
+        con.execute("BEGIN")
+        con.execute("DELETE FROM temp.named")
+        con.executemany("INSERT OR IGNORE INTO temp.named VALUES (?)", ((i,) for i in ids))
+        # A few distinct lists among a million rows: one UPDATE for each that lacks the name.
+        lists = [s for (s,) in con.execute("SELECT DISTINCT p.sources FROM temp.named n JOIN papers p ON p.id = n.id")]
+        for old in lists:
+            listed = json.loads(old)
+            if name not in listed:
+                changed += con.execute(
+                    "UPDATE papers SET sources = ? WHERE sources = ? AND id IN (SELECT id FROM temp.named)",
+                    (dumps([*listed, name]), old),
+                ).rowcount
+        con.execute("COMMIT")
+    return changed
 
 
 def _same_schema(path: Path) -> bool:
@@ -786,7 +818,7 @@ def _same_schema(path: Path) -> bool:
             con.close()
     except sqlite3.Error:
         return False
-    return version == SCHEMA_VERSION and _ddl() == {k: v for k, v in sql.items() if k != "input_lines"}
+    return version == SCHEMA_VERSION and _ddl() == {k: v for k, v in sql.items() if k not in inputs.RECORD_TABLES}
 
 
 def _ddl() -> dict[str, str]:

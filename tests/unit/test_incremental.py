@@ -157,6 +157,64 @@ def test_an_input_named_relative_or_absolute_is_the_same_input(tmp_path: Path, m
     assert not build([other], tmp_path / "s", embedder=FakeEmbedder()).inputs_unchanged
 
 
+def test_a_new_snapshot_under_another_name_parses_only_its_changed_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new month's snapshot under a new name (1M papers: parsed in full, 340 s): only its changed
+    # lines are parsed, and every other paper gains the new name among its sources, as a full
+    # parse gives it.
+    import paperscope.inputs
+
+    rows = corpus(40)
+    jan = write(tmp_path / "jan.jsonl", rows)
+    feb = write(tmp_path / "feb.jsonl", [*corpus(40, edited={3}), {**rows[5], "id": "p40", "title": "New paper"}])
+    fast, full = tmp_path / "s", tmp_path / "full"
+    for store in (fast, full):
+        build([jan], store, embedder=FakeEmbedder())
+    report = build([feb], fast, embedder=FakeEmbedder())
+    assert (report.entries_read, report.entries_unchanged, report.embedded, report.tokenised) == (2, 39, 2, 2)
+    monkeypatch.setattr(paperscope.inputs, "MAX_CHANGED_FRACTION", -1.0)  # the line plan off
+    parsed = build([feb], full, embedder=FakeEmbedder())
+    monkeypatch.undo()
+    assert parsed.entries_read == 41
+    counts = ("added", "changed", "updated", "unchanged", "papers")
+    assert [getattr(report, c) for c in counts] == [getattr(parsed, c) for c in counts] == [1, 1, 39, 0, 41]
+    assert every_paper(fast) == every_paper(full)
+    assert {p[0]: p[-1] for p in every_paper(fast)}["p7"] == ("jan.jsonl", "feb.jsonl")
+    # The same file moved to another directory: no paper gains a name, nothing to do.
+    (tmp_path / "moved").mkdir()
+    moved = (tmp_path / "moved" / "feb.jsonl").write_bytes(feb.read_bytes())
+    assert moved and build([tmp_path / "moved" / "feb.jsonl"], fast, embedder=FakeEmbedder()).nothing_to_do
+    assert verify(Store(fast)).ok
+
+
+def test_a_line_moved_to_the_next_file_gains_that_file_in_its_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The entries keep their order across the files, so none is parsed; the paper whose line moved
+    # from a.jsonl to b.jsonl is now read from b.jsonl too, as a full parse would record.
+    import paperscope.inputs
+
+    rows = corpus(40)
+    fast, full = tmp_path / "s", tmp_path / "full"
+    first = [write(tmp_path / "a.jsonl", rows[:20]), write(tmp_path / "b.jsonl", rows[20:])]
+    for store in (fast, full):
+        build(first, store, embedder=FakeEmbedder())
+    moved = [write(tmp_path / "a.jsonl", rows[:19]), write(tmp_path / "b.jsonl", rows[19:])]
+    report = build(moved, fast, embedder=FakeEmbedder())
+    assert (report.entries_read, report.updated, report.embedded) == (0, 1, 0)
+    monkeypatch.setattr(paperscope.inputs, "MAX_CHANGED_FRACTION", -1.0)
+    assert build(moved, full, embedder=FakeEmbedder()).updated == 1
+    assert every_paper(fast) == every_paper(full)
+    assert {p[0]: p[-1] for p in every_paper(fast)}["p19"] == ("a.jsonl", "b.jsonl")
+
+
+def every_paper(store: Path) -> list[tuple[object, ...]]:
+    """Every stored paper in row order with every field, sources as stored."""
+    with Explorer(store, embedder=FakeEmbedder()) as ex:
+        return [(p.id, p.title, p.abstract, p.date, p.authors, p.categories, p.sources) for p in ex.papers()]
+
+
 def test_unchanged_inputs_on_a_damaged_small_store_are_refused(tmp_path: Path) -> None:
     src = write(tmp_path / "a.jsonl", corpus(30))
     build([src], tmp_path / "s", embedder=FakeEmbedder())
