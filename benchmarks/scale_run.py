@@ -13,8 +13,9 @@ which gives RSS at 10%, 50% and 100% of papers read and of papers embedded.
 Steps (``--steps``, comma separated, default all): corpus, index, info, verify, cold (``related``
 and ``search`` in new processes), warm (one process through the Python API: first and later
 queries), rerun (nothing changed), edit (1% of abstracts edited, the snapshot refreshed in place:
-same path, as a re-download of arXiv's snapshot), edit_second_file (the same edits under a second
-file name, not in ``all``: every paper gains a source, so every row changes), map (``paperscope map``: UMAP fitted on
+same path, as a re-download of arXiv's snapshot), edit_second_file (the edited snapshot under a
+second file name, not in ``all``: its lines are compared with the record as well, and every paper
+gains the second name among its sources), map (``paperscope map``: UMAP fitted on
 a sample, the rest placed; page size); the map runs last (the slowest step at 1M). Results are written to
 ``DIR/results.json`` after each step, so a run cut short keeps what finished; ``--table``
 prints them as the Markdown table of benchmarks/RESULTS.md.
@@ -323,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                 # path (as re-downloading arXiv's snapshot does), so the re-run can skip unchanged lines.
                 r = _in_place(corpus, edited, [*ps, "index", str(corpus), "--store", str(store), "--json"], d)
             else:
-                # edit_second_file: the edited snapshot under a second name. Each paper then gains
-                # that file as a source, so every row changes: O(n) by the data model, kept to show it.
+                # edit_second_file: the edited snapshot under a second name (a new month's file).
+                # Its lines are compared with the record too; every paper gains that name as a source.
                 r = run([*ps, "index", str(path), "--store", str(store), "--json"], d / f"{step}.log")
             rep = _json(r["stdout"])
             record(
@@ -431,7 +432,7 @@ def table(res: dict) -> str:
     for key, name in (
         ("rerun", "re-run, nothing changed"),
         ("edit", "re-run, 1% abstracts edited (same path)"),
-        ("edit_second_file", "re-run, 1% abstracts edited (a second file)"),
+        ("edit_second_file", "re-run, the edited snapshot under a second file name"),
     ):
         r = res.get(key, {})
         if key == "edit_second_file" and not r:

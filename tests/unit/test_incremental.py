@@ -188,6 +188,33 @@ def test_a_new_snapshot_under_another_name_parses_only_its_changed_lines(
     assert verify(Store(fast)).ok
 
 
+def test_inputs_are_hashed_once_and_recorded_as_a_separate_hash_gives(tmp_path: Path) -> None:
+    # An input whose size changed is hashed on the way through the line scan (no first read of
+    # its own); a CSV, which the scan does not read, is hashed apart. Either record lets the next
+    # run with the same bytes stop before parsing.
+    import hashlib
+
+    src = write(tmp_path / "a.jsonl", corpus(30))
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps({**r, "id": f"b{r['id']}"}) + "\n" for r in corpus(10, seed=1)))
+    csv = tmp_path / "c.csv"
+    csv.write_text("id,title,abstract\nc1,A CSV paper,An abstract long enough to be one\n", encoding="utf-8")
+    files = [src, tmp_path / "b.jsonl.gz", csv]
+    for edit in (set(), {4}):
+        write(src, corpus(30, edit))
+        assert build(files[:2], tmp_path / "lines", embedder=FakeEmbedder()).changed == len(edit)
+        recorded = Store(tmp_path / "lines").require_current().manifest["input_files"]["files"]
+        assert [e["sha256"] for e in recorded] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files[:2]]
+        assert build(files[:2], tmp_path / "lines", embedder=FakeEmbedder()).inputs_unchanged
+    for edit in (set(), {4}):
+        write(src, corpus(30, edit))
+        assert build(files, tmp_path / "s", embedder=FakeEmbedder()).changed == len(edit)
+        recorded = Store(tmp_path / "s").require_current().manifest["input_files"]["files"]
+        assert [e["sha256"] for e in recorded] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+        again = build(files, tmp_path / "s", embedder=FakeEmbedder())
+        assert again.inputs_unchanged and again.entries_read == 0
+
+
 def test_a_line_moved_to_the_next_file_gains_that_file_in_its_sources(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,9 +6,7 @@ format; duplicates are merged later, by the store, so that memory stays bounded.
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -20,6 +18,7 @@ from paperscope.corpus.normalize import clean_text, normalise_title, title_id, t
 from paperscope.corpus.records import ReadReport, merge
 from paperscope.corpus.tabular import read_csv, read_jsonl
 from paperscope.errors import InputError
+from paperscope.files import DAMAGED_GZIP, open_input
 from paperscope.paper import Paper
 
 SUFFIXES = (".txt", ".jsonl", ".ndjson", ".json", ".csv")
@@ -113,9 +112,8 @@ def _page_lines(path: Path, fh: BinaryIO) -> list[str | LongLine]:
 
 def _read_file(path: Path, report: ReadReport) -> Iterator[Paper]:
     kind = _kind(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rb") as fh:
+        with open_input(path) as fh:
             head = fh.read(1)
             if not head:
                 raise InputError(f"{path}: file is empty")
@@ -143,7 +141,7 @@ def _read_file(path: Path, report: ReadReport) -> Iterator[Paper]:
                 yield from read_jsonl(path, bounded_lines(fh), report)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (EOFError, zlib.error) as e:  # a truncated or damaged .gz
+    except DAMAGED_GZIP as e:  # a truncated or damaged .gz
         raise InputError(f"{path}: damaged compressed file ({e})") from None
 
 
