@@ -52,6 +52,7 @@ FILES_DDL = "CREATE TABLE input_files (n INTEGER PRIMARY KEY, name BLOB NOT NULL
 RECORD_TABLES = ("input_lines", "input_files")
 # Above this fraction of changed entries the changed papers are not worth holding: parse everything.
 MAX_CHANGED_FRACTION = 0.2
+_BOM = b"\xef\xbb\xbf"
 # Decompressed bytes read at a time by the scan.
 _BLOCK = 1 << 24
 # Bytes of likely-changed lines the scan keeps, so the plan need not read (and decompress) the inputs again.
@@ -73,17 +74,27 @@ def _entries(path: Path, digest: Any = None) -> Iterator[tuple[bytes, bytes]]:
     The lines are those :func:`paperscope.corpus.lines.bounded_lines` gives (a line over
     ``MAX_LINE_BYTES`` is one the plan cannot follow), cut from large decompressed blocks. With
     ``digest``, the file's bytes as stored update it (:func:`paperscope.files.open_input`).
+
+    A line means the same wherever it sits, so that the plan can skip it or parse it in a scratch
+    file: the reader drops a UTF-8 BOM from a file's first line (so it is hashed and kept without
+    it) and refuses one anywhere else, and it refuses an empty file; either of those is left to
+    the full parse, which names it.
     """
     lineno = 0
     for raw in _lines(path, digest):
         lineno += 1
-        text = raw.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else raw
+        if raw.startswith(_BOM):
+            if lineno > 1:
+                raise _NotLineBased
+            raw = raw.removeprefix(_BOM)
         try:
-            if not text.decode("utf-8").strip():
+            if not raw.decode("utf-8").strip():
                 continue
         except UnicodeDecodeError:
             raise _NotLineBased from None
         yield raw, line_hash(raw)
+    if lineno == 0:
+        raise _NotLineBased  # an empty file: the reader refuses it
 
 
 def _lines(path: Path, digest: Any = None) -> Iterator[bytes]:
@@ -333,12 +344,14 @@ def _parse(
     scratch_files = []
     try:
         for n, f in enumerate(files):
+            start = current.ends[n - 1] if n else 0
+            if not wanted.intersection(current.hashes[start : current.ends[n]]):
+                continue  # no entry of this file is parsed (an empty scratch file is one the reader refuses)
             target = scratch / str(n) / f.name
             target.parent.mkdir(parents=True)
             opener = gzip.open if f.name.lower().endswith(".gz") else open
             with opener(target, "wb", **({"compresslevel": 1} if opener is gzip.open else {})) as out:
                 if kept is not None:  # the scan kept these lines: no second read of the input
-                    start = current.ends[n - 1] if n else 0
                     lines = (kept[h] for h in current.hashes[start : current.ends[n]] if h in wanted)
                 else:
                     lines = (raw for raw, h in _entries(f) if h in wanted)

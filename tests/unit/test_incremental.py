@@ -236,6 +236,59 @@ def test_a_line_moved_to_the_next_file_gains_that_file_in_its_sources(
     assert {p[0]: p[-1] for p in every_paper(fast)}["p19"] == ("a.jsonl", "b.jsonl")
 
 
+def test_with_several_inputs_only_the_changed_line_is_parsed(tmp_path: Path) -> None:
+    # A file with no changed line gets no scratch file (an empty one is refused by the reader, and
+    # made every edit of a two-file corpus parse everything).
+    rows = corpus(40)
+    a, b = write(tmp_path / "a.jsonl", rows[:20]), write(tmp_path / "b.jsonl", rows[20:])
+    build([a, b], tmp_path / "s", embedder=FakeEmbedder())
+    write(a, corpus(40, edited={3})[:20])
+    report = build([a, b], tmp_path / "s", embedder=FakeEmbedder())
+    assert (report.changed, report.entries_read, report.entries_unchanged) == (1, 1, 39)
+
+
+def _line(i: int) -> bytes:
+    return json.dumps(
+        {"id": f"p{i}", "title": f"Paper {i}", "abstract": f"an abstract long enough, paper {i}"}
+    ).encode()
+
+
+@pytest.mark.parametrize("case", ["empty file added", "BOM line moved down", "BOM line appended"])
+def test_what_a_full_parse_refuses_the_line_plan_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    # Found by a differential test against full parses: lines that mean something else where they
+    # sit (a UTF-8 BOM is dropped on a file's first line only) and empty files are the full
+    # parse's to judge; the plan used to skip or re-place them and build.
+    import paperscope.inputs
+
+    rows = [_line(i) + b"\n" for i in range(12)]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_bytes(b"".join(rows[:6]))
+    b.write_bytes(b"\xef\xbb\xbf" + b"".join(rows[6:]))  # b opens with a BOM: fine on its first line
+    files = [a, b]
+    for store in ("s", "full"):
+        build(files, tmp_path / store, embedder=FakeEmbedder())
+    if case == "empty file added":
+        files.append(tmp_path / "c.jsonl")
+        files[-1].write_bytes(b"")
+        want = r"c\.jsonl: file is empty"
+    elif case == "BOM line moved down":  # a's last line moved in front of b's first: the BOM is now on line 2
+        a.write_bytes(b"".join(rows[:5]))
+        b.write_bytes(rows[5] + b"\xef\xbb\xbf" + b"".join(rows[6:]))
+        want = r"b\.jsonl:2: not valid JSON"
+    else:  # a file concatenated onto a: its BOM lands on line 7
+        a.write_bytes(b"".join(rows[:6]) + b"\xef\xbb\xbf" + _line(20) + b"\n")
+        want = r"a\.jsonl:7: not valid JSON"
+    before = Store(tmp_path / "s").require_current().name
+    with pytest.raises(InputError, match=want):
+        build(files, tmp_path / "s", embedder=FakeEmbedder())
+    assert Store(tmp_path / "s").require_current().name == before
+    monkeypatch.setattr(paperscope.inputs, "MAX_CHANGED_FRACTION", -1.0)  # the full parse says the same
+    with pytest.raises(InputError, match=want):
+        build(files, tmp_path / "full", embedder=FakeEmbedder())
+
+
 def every_paper(store: Path) -> list[tuple[object, ...]]:
     """Every stored paper in row order with every field, sources as stored."""
     with Explorer(store, embedder=FakeEmbedder()) as ex:
