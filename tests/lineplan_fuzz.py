@@ -133,6 +133,13 @@ class State:
         ]
 
 
+def _swap_two(seq: list, rng: random.Random) -> tuple[int, int]:
+    """Swap two random places of ``seq`` (at least two long); their positions."""
+    i, j = rng.sample(range(len(seq)), 2)
+    seq[i], seq[j] = seq[j], seq[i]
+    return i, j
+
+
 def op(st: State, name: str) -> str | None:
     """Apply an operation; returns a description (or None if not applicable)."""
     rng = st.rng
@@ -250,16 +257,14 @@ def op(st: State, name: str) -> str | None:
     if name == "swap":
         if len(fs) < 2:
             return None
-        i, j = rng.sample(range(len(fs)), 2)
-        fs[i], fs[j] = fs[j], fs[i]
+        i, j = _swap_two(fs, rng)
         return f"swap {i} {j}"
     if name == "reorder":
         i = rng.randrange(len(fs))
         L = fs[i]["lines"]
         if len(L) < 2:
             return None
-        a, b = rng.sample(range(len(L)), 2)
-        L[a], L[b] = L[b], L[a]
+        _swap_two(L, rng)
         return f"reorder {fs[i]['name']}"
     if name == "blank":
         i = rng.randrange(len(fs))

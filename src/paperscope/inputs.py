@@ -43,7 +43,7 @@ import numpy as np
 from paperscope.corpus import ReadReport, read_papers
 from paperscope.corpus.lines import MAX_LINE_BYTES
 from paperscope.errors import InputError
-from paperscope.files import DAMAGED_GZIP, open_input
+from paperscope.files import DAMAGED_GZIP, is_gzip, open_input
 from paperscope.paper import Paper
 
 LINES_DDL = "CREATE TABLE input_lines (entry INTEGER PRIMARY KEY, hash BLOB NOT NULL, id TEXT)"
@@ -349,7 +349,7 @@ def _parse(
                 continue  # no entry of this file is parsed (an empty scratch file is one the reader refuses)
             target = scratch / str(n) / f.name
             target.parent.mkdir(parents=True)
-            opener = gzip.open if f.name.lower().endswith(".gz") else open
+            opener = gzip.open if is_gzip(f) else open
             with opener(target, "wb", **({"compresslevel": 1} if opener is gzip.open else {})) as out:
                 if kept is not None:  # the scan kept these lines: no second read of the input
                     lines = (kept[h] for h in current.hashes[start : current.ends[n]] if h in wanted)
