@@ -792,23 +792,26 @@ def _fill_papers(
     # rows never move): compare those, not a million.
     con.execute("CREATE TEMP TABLE touched (id TEXT PRIMARY KEY)")
     con.executemany("INSERT INTO touched VALUES (?)", ((i,) for i in sorted(touched)))
-    scope = "papers p" if prune else "temp.touched t JOIN papers p ON p.id = t.id"
+    # CROSS JOIN keeps SQLite's join order as written: the few touched ids drive point lookups. The
+    # planner, with no statistics on the temp table, scanned all papers instead (5.8 s of a 1% edit
+    # at a million papers, against 0.16 s).
+    scope = "papers p" if prune else "temp.touched t CROSS JOIN papers p ON p.id = t.id"
     cmp_cols = " OR ".join(f"p.{c} IS NOT o.{c}" for c in PAPER_COLUMNS[1:] if c not in ("title", "abstract"))
     report.added = con.execute(
         f"SELECT count(*) FROM {scope} WHERE p.id NOT IN (SELECT id FROM old.papers)"
     ).fetchone()[0]
     report.changed = con.execute(
-        f"SELECT count(*) FROM {scope} JOIN old.papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
+        f"SELECT count(*) FROM {scope} CROSS JOIN old.papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
     ).fetchone()[0]
     report.updated = con.execute(
-        f"SELECT count(*) FROM {scope} JOIN old.papers o ON o.id = p.id "
+        f"SELECT count(*) FROM {scope} CROSS JOIN old.papers o ON o.id = p.id "
         f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
     ).fetchone()[0]
     report.updated += renamed
     report.unchanged = report.papers - report.added - report.changed - report.updated
     if prune:
         return con, None
-    rows = [r for (r,) in con.execute("SELECT p.row FROM temp.touched t JOIN papers p ON p.id = t.id ORDER BY p.row")]
+    rows = [r for (r,) in con.execute(f"SELECT p.row FROM {scope} ORDER BY p.row")]
     return con, np.array(rows, dtype=np.int64)
 
 
@@ -822,7 +825,9 @@ def _add_sources(con: sqlite3.Connection, named: dict[str, list[str]]) -> int:
         con.execute("DELETE FROM temp.named")
         con.executemany("INSERT OR IGNORE INTO temp.named VALUES (?)", ((i,) for i in ids))
         # A few distinct lists among a million rows: one UPDATE for each that lacks the name.
-        lists = [s for (s,) in con.execute("SELECT DISTINCT p.sources FROM temp.named n JOIN papers p ON p.id = n.id")]
+        lists = [
+            s for (s,) in con.execute("SELECT DISTINCT p.sources FROM temp.named n CROSS JOIN papers p ON p.id = n.id")
+        ]
         for old in lists:
             listed = json.loads(old)
             if name not in listed:
