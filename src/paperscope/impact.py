@@ -22,6 +22,7 @@ budget (every query on a small store) the candidates are exactly the lexical top
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -73,6 +74,24 @@ def _segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
 
 
+def _argsort_ties_in_order(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")``, from numpy's vectorised (unstable) sort.
+
+    On 16M 64-bit keys here the stable sort took 2.6 s and the unstable one 1.3 s. Equal keys
+    (the same term at the same weight in several rows) are then put back in position order, as
+    the stable sort leaves them; there are few, so that costs little.
+    """
+    order = np.argsort(key)
+    ranked = key[order]
+    tied = np.flatnonzero(ranked[1:] == ranked[:-1])
+    if len(tied):
+        members = np.union1d(tied, tied + 1)  # positions in sorted order, each in a run of equal keys
+        group = np.cumsum(np.concatenate(([True], ranked[members[1:]] != ranked[members[:-1]])))
+        moved = order[members]
+        order[members] = moved[np.lexsort((moved, group))]
+    return order
+
+
 @dataclass
 class Postings:
     """The derived arrays of one lexical index (see the module docstring); memory-mapped when opened."""
@@ -104,21 +123,27 @@ class Postings:
         post_rows = np.empty(len(terms), dtype=np.int32)
         post_vals = np.empty(len(terms), dtype=np.float32)
         # Blocks of terms holding about CHUNK postings each (bounded memory at a million papers). In a
-        # block, one stable sort of a 64-bit key: term in the high half, the complement of the weight's
+        # block, one sort of a 64-bit key: term in the high half, the complement of the weight's
         # float bits in the low half (a positive float32 orders as its bits): weight descending, ties by row.
-        a = 0
-        while a < vocab:
-            b = min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1))
-            pos = np.flatnonzero((terms >= a) & (terms < b))
+        bounds = [0]
+        while bounds[-1] < vocab:
+            a = bounds[-1]
+            bounds.append(min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1)))
+        # Each entry's block, once, in the smallest integer type (a byte up to 255 blocks): finding a
+        # block's entries is then one pass over bytes instead of two comparisons of every term id.
+        kind = np.min_scalar_type(len(bounds))
+        block = np.repeat(np.arange(len(bounds) - 1, dtype=kind), np.diff(bounds))[terms]
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            pos = np.flatnonzero(block == i)
             bits = unit[pos].view(np.uint32).astype(np.uint64)
             key = ((terms[pos] - a).astype(np.uint64) << np.uint64(32)) | (np.uint64(0xFFFFFFFF) - bits)
-            order = np.argsort(key, kind="stable")
+            order = _argsort_ties_in_order(key)
             # Each entry's row by binary search while the positions are ascending (the searches walk
             # indptr in order: 5x faster than after the sort), then put in impact order.
             post_rows[starts[a] : starts[b]] = (np.searchsorted(indptr, pos, side="right") - 1)[order]
             pos = pos[order]
             post_vals[starts[a] : starts[b]] = unit[pos]
-            a = b
+        del block
         post = cls(lex.n, indptr, terms, unit, idf, starts, post_rows, post_vals)
         post.vocab_order = _vocab_order(lex)
         if reference:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from collections import Counter
@@ -362,3 +363,34 @@ def test_the_query_maps_are_read_at_random(store: Path) -> None:
         for name in ("vectors.npy", "lexical.npz", impact.DERIVED_FILE):
             flags = _vm_flags(fresh.generation.file(name).resolve())
             assert flags and all("rr" in f for f in flags), (name, flags)
+
+
+@pytest.mark.parametrize("chunk", [impact.CHUNK, 7])
+def test_postings_are_in_weight_order_with_ties_in_row_order(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Rows with the same text give the same weight to each term: those ties keep row order, as
+    the merge of a later re-index assumes, whether the terms are sorted in one block or many."""
+    from paperscope.lexical import paper_counts
+
+    monkeypatch.setattr(impact, "CHUNK", chunk)
+    texts = [("Low-rank adapters", "Adapters of low rank tune large models."), ("Diffusion", "Noise to images.")]
+    texts += [(f"Paper {i}", f"Adapters and diffusion, variant {i % 3}.") for i in range(6)]
+    rows = [texts[i % len(texts)] for i in (0, 1, 2, 0, 3, 1, 4, 0, 5, 6, 7, 2, 0, 3)]
+    lex = LexicalIndex.from_counts(paper_counts(t, a) for t, a in rows)
+    post = impact.Postings.build(lex, reference=False)
+    unit = np.asarray(post.unit)
+    ties = 0
+    for term in range(len(post.idf)):
+        lo, hi = int(post.post_starts[term]), int(post.post_starts[term + 1])
+        got = list(zip(np.asarray(post.post_rows[lo:hi]).tolist(), np.asarray(post.post_vals[lo:hi]).tolist()))
+        want = sorted(
+            (
+                (r, float(unit[e]))
+                for r in range(lex.n)
+                for e in range(int(lex.indptr[r]), int(lex.indptr[r + 1]))
+                if int(lex.terms[e]) == term
+            ),
+            key=lambda rv: (-rv[1], rv[0]),
+        )
+        assert got == want, term
+        ties += sum(a[1] == b[1] for a, b in itertools.pairwise(got))
+    assert ties > 10  # the case under test is there
