@@ -1,12 +1,13 @@
-"""The first `related` after opening a store whose files are not in the page cache (as after a reboot).
+"""The first `related` (or `search`) after opening a store whose files are not in the page cache (as after a reboot).
 
-    python benchmarks/first_query.py --store STORE [--rounds 3] [--queries 5]
+    python benchmarks/first_query.py --store STORE [--rounds 3] [--queries 5] [--verb related|search]
 
 Each round is a fresh Python process. It drops the live generation's files from the page cache
 (``posix_fadvise(DONTNEED)``: the kernel forgets their clean pages, so every page is read from the
 device again), then times ``paperscope.open(STORE)``, the first ``related`` (k=10, the default
 hybrid ranking) and the next ``--queries`` ``related`` of other papers, each on a paper not asked
-before. Each round uses other papers, spread over the first 100,000 rows. Prints one JSON line
+before. With ``--verb search`` the queries are those papers' titles as free text, so the first
+one also loads the store's query model (the derived model files stay in the page cache). Each round uses other papers, spread over the first 100,000 rows. Prints one JSON line
 per round and the medians. Public API only; run it with ``PYTHONPATH=OTHER/src`` to measure
 another checkout on the same store.
 """
@@ -35,35 +36,37 @@ def drop_page_cache(directory: Path) -> None:
                 os.close(fd)
 
 
-def child(store: Path, ids: list[str]) -> dict[str, object]:
-    """One cold round: open, the first related, then the others."""
+def child(store: Path, ids: list[str], verb: str = "related") -> dict[str, object]:
+    """One cold round: open, the first query, then the others."""
     import paperscope
 
     with paperscope.open(store) as ex:
         generation = ex.generation.path
+        queries = ids if verb == "related" else [ex.paper(pid).title for pid in ids]
     drop_page_cache(generation)
     t0 = time.perf_counter()
     ex = paperscope.open(store)
     opened = time.perf_counter() - t0
     times = []
-    for pid in ids:
+    for q in queries:
         t0 = time.perf_counter()
-        hits = ex.related(pid, k=10)
+        hits = ex.related(q, k=10) if verb == "related" else ex.search(q, k=10)
         times.append(time.perf_counter() - t0)
         assert len(hits) == 10
     ex.close()
-    return {"open_s": opened, "first_related_s": times[0], "next_related_s": times[1:]}
+    return {"open_s": opened, f"first_{verb}_s": times[0], f"next_{verb}_s": times[1:]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--queries", type=int, default=5, help="related queries after the first, per round")
+    ap.add_argument("--queries", type=int, default=5, help="queries after the first, per round")
+    ap.add_argument("--verb", choices=("related", "search"), default="related")
     ap.add_argument("--child", nargs="*", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        print("ROUND " + json.dumps(child(args.store, args.child)), flush=True)
+        print("ROUND " + json.dumps(child(args.store, args.child, args.verb)), flush=True)
         return
     import paperscope
 
@@ -75,7 +78,7 @@ def main() -> None:
     rounds = []
     for r in range(args.rounds):
         mine = ids[r * per_round : (r + 1) * per_round]
-        cmd = [sys.executable, __file__, "--store", str(args.store), "--child", *mine]
+        cmd = [sys.executable, __file__, "--store", str(args.store), "--verb", args.verb, "--child", *mine]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
         line = next(x for x in out.stdout.splitlines() if x.startswith("ROUND "))
         rounds.append(json.loads(line.removeprefix("ROUND ")))
@@ -83,8 +86,8 @@ def main() -> None:
     summary = {
         "rounds": len(rounds),
         "open_s_median": statistics.median(r["open_s"] for r in rounds),
-        "first_related_s_median": statistics.median(r["first_related_s"] for r in rounds),
-        "next_related_s_median": statistics.median(t for r in rounds for t in r["next_related_s"]),
+        f"first_{args.verb}_s_median": statistics.median(r[f"first_{args.verb}_s"] for r in rounds),
+        f"next_{args.verb}_s_median": statistics.median(t for r in rounds for t in r[f"next_{args.verb}_s"]),
     }
     print("SUMMARY " + json.dumps(summary), flush=True)
 

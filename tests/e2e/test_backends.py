@@ -171,6 +171,19 @@ def test_static_backend(cache: Path, torch_vectors: np.ndarray) -> None:
     assert sims[0, 3] > sims[2, 3] or sims[0, 1] > sims[2, 1]
 
 
+def test_the_static_model_loads_as_model2vec_loads_it(cache: Path) -> None:
+    """Built from its files without model2vec's hub and model-card imports, it encodes the same."""
+    from model2vec import StaticModel
+
+    from paperscope.embed.static_backend import load_static, prepare
+
+    directory, _ = prepare(with_backend(load_lock(), "static"))
+    ours, theirs = load_static(directory), StaticModel.from_pretrained(str(directory))
+    assert (ours.normalize, ours.max_length, ours.config) == (theirs.normalize, theirs.max_length, theirs.config)
+    for max_length in (256, None):
+        assert np.array_equal(ours.encode(TEXTS, max_length=max_length), theirs.encode(TEXTS, max_length=max_length))
+
+
 def test_tampered_cache_is_refused(cache: Path) -> None:
     from paperscope.embed import artifacts
     from paperscope.embed.onnx_backend import OnnxEmbedder, prepare

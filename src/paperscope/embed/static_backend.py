@@ -42,15 +42,44 @@ def prepare(lock: ModelLock) -> tuple[Path, dict[str, Any]]:
     return artifacts.ensure("static", lock, lambda out: _distill(lock, out))
 
 
+def load_static(directory: Path) -> Any:
+    """The distilled model in ``directory``, as ``StaticModel.from_pretrained`` loads it, from its files.
+
+    ``from_pretrained`` first imports model2vec's model-card and hub modules (about 0.4 s), which
+    a local, verified artefact does not need: that was most of the first query of a static store.
+    The arrays, tokenizer and settings passed to ``StaticModel`` are those it would pass.
+    """
+    import json
+
+    import safetensors
+    from model2vec import StaticModel
+    from tokenizers import Tokenizer
+
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    tensors: dict[str, np.ndarray] = {}
+    with safetensors.safe_open(str(directory / "model.safetensors"), framework="numpy") as f:
+        stored = set(f.keys())
+        for name in ("embeddings", "weights", "mapping"):
+            if name in stored:
+                tensors[name] = f.get_tensor(name)
+    return StaticModel(
+        vectors=tensors["embeddings"],
+        tokenizer=Tokenizer.from_file(str(directory / "tokenizer.json")),
+        config=config,
+        normalize=bool(config.get("normalize", False)),
+        weights=tensors.get("weights"),
+        token_mapping=tensors.get("mapping"),
+        max_length=config.get("max_length", 512),
+    )
+
+
 class StaticEmbedder(DerivedEmbedder):
     """model2vec inference: no torch, no transformer; vectors of ``PCA_DIMS`` dimensions."""
 
     def __init__(self, lock: ModelLock):
         self.lock = lock
         directory, self.artifact = prepare(lock)
-        from model2vec import StaticModel
-
-        self.model = StaticModel.from_pretrained(str(directory))
+        self.model = load_static(directory)
         self._dimension = int(self.model.dim)
 
     @property
