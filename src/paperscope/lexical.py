@@ -783,11 +783,53 @@ def _gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return _ranges(indptr[rows], lengths), lengths
 
 
+# Above this many dropped plus inserted terms the vocabulary is spliced by one gather of every byte.
+_SPLICE_EVENTS = 50_000
+
+
 def _splice_vocab(
     data: np.ndarray, offsets: np.ndarray, keep: np.ndarray, insert_at: np.ndarray, new_terms: list[bytes]
 ) -> tuple[np.ndarray, np.ndarray]:
     """UTF-8 bytes and offsets of the old terms in ``keep`` with ``new_terms`` (sorted) inserted,
-    each before old position ``insert_at``: the merged vocabulary, still sorted, never decoded."""
+    each before old position ``insert_at``: the merged vocabulary, still sorted, never decoded.
+
+    A small edit drops and inserts a few terms among millions: the old terms between two such
+    places are copied as one slice (a 1M-paper store's 4.8M terms: 3 s as a gather of every
+    byte). Many changes go to :func:`_splice_vocab_gathered`, which gives the same arrays.
+    """
+    dropped = np.flatnonzero(~keep)
+    if len(dropped) + len(insert_at) > _SPLICE_EVENTS:
+        return _splice_vocab_gathered(data, offsets, keep, insert_at, new_terms)
+    lengths = np.diff(offsets)
+    parts: list[np.ndarray] = []
+    sizes: list[np.ndarray] = []
+    # In old order; at one position the inserted terms (in order) come before the old term there.
+    events = sorted([(p, 0, j) for j, p in enumerate(insert_at.tolist())] + [(p, 1, 0) for p in dropped.tolist()])
+    at = 0  # the first old term not yet placed
+    for pos, dropping, j in events:
+        if pos > at:
+            parts.append(data[offsets[at] : offsets[pos]])
+            sizes.append(lengths[at:pos])
+            at = pos
+        if dropping:
+            at = pos + 1
+        else:
+            parts.append(np.frombuffer(new_terms[j], dtype=np.uint8))
+            sizes.append(np.array([len(new_terms[j])], dtype=np.int64))
+    if at < len(lengths):
+        parts.append(data[offsets[at] : offsets[-1]])
+        sizes.append(lengths[at:])
+    merged_off = np.zeros(sum(len(x) for x in sizes) + 1, dtype=np.int64)
+    if sizes:
+        np.cumsum(np.concatenate(sizes), out=merged_off[1:])
+    merged = np.concatenate(parts).astype(np.uint8, copy=False) if parts else np.zeros(0, dtype=np.uint8)
+    return merged, merged_off
+
+
+def _splice_vocab_gathered(
+    data: np.ndarray, offsets: np.ndarray, keep: np.ndarray, insert_at: np.ndarray, new_terms: list[bytes]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_splice_vocab` by one gather of every byte of the merged vocabulary."""
     lengths = np.diff(offsets)
     new_len = np.array([len(t) for t in new_terms], dtype=np.int64)
     new_start = len(data) + np.concatenate(([0], np.cumsum(new_len)[:-1])) if len(new_len) else new_len
