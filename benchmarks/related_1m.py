@@ -33,6 +33,10 @@ paper scored exactly on both sides: no FAISS, whole postings, no candidate pool)
 given for the first and the second half of those queries apart: settings compared with
 ``--grid*`` are chosen on the first half and reported on the second. The SQLite
 lookups ``related`` adds (id -> row, 10 rows -> papers) are indexed point queries, not included.
+Warm queries run with the compiled loops (``paperscope.kernels``, loaded before them: a ranker
+loads them in the background after its first ``rank.COMPILED_AFTER`` queries), then
+the same queries again with the numpy loops (``kernels.numpy_only``): the baseline in the same run,
+whose top 10s must be identical.
 Peak RSS is the child's VmHWM after the timed queries (memory-mapped pages it touched included).
 """
 
@@ -161,7 +165,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     import faiss  # noqa: F401
     from first_query import drop_page_cache
 
-    from paperscope import impact, index
+    from paperscope import impact, index, kernels
     from paperscope.lexical import advise_random
     from paperscope.rank import EXPAND_SEARCH, Query, Ranker, dense_reference
 
@@ -230,6 +234,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             while fh.read(1 << 24):
                 pass
     result["page_cache_warm_s"] = time.perf_counter() - t0
+    # The compiled loops: a ranker loads them in the background after rank.COMPILED_AFTER queries; a
+    # process that has been up a while has them. Loaded here, before the warm queries (time reported).
+    t0 = time.perf_counter()
+    result["compiled"] = kernels.load()
+    result["compiled_wait_s"] = time.perf_counter() - t0
 
     def timed(rk: Ranker, qs: list[Query]) -> tuple[dict[str, float], list[list[int]]]:
         times, cpu, tops = [], [], []
@@ -280,6 +289,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             if verb == "related" and (text_probe != args.text_probe or joint != args.joint):
                 continue  # a paper query probes ``probe``'s lists and takes no joint candidates
             runs[verb][(budget, search, pool, probe, joint, text_probe)] = timed(rk, qs)
+    # The same queries with the numpy loops, in this process: the baseline the compiled ones replace.
+    with kernels.numpy_only():
+        for verb, qs in queries.items():
+            stats, tops = timed(ranker, qs)
+            result[f"{verb}_numpy"] = stats | {"same_tops": tops == runs[verb][default][1]}
     result["peak_rss_mb"] = vm_mb()
     # RSS counts the memory-mapped file pages a query touched (shared page cache, which the kernel
     # may drop); the process's own memory is RssAnon.
@@ -439,6 +453,14 @@ def main() -> None:
         print(f"| warm p95, wall | {r['p95_ms']:.2f} ms | {s['p95_ms']:.2f} ms |")
         print(f"| warm median, CPU time | {r['cpu_median_ms']:.2f} ms | {s['cpu_median_ms']:.2f} ms |")
         print(f"| warm p95, CPU time | {r['cpu_p95_ms']:.2f} ms | {s['cpu_p95_ms']:.2f} ms |")
+        if "related_numpy" in res:
+            rn, sn = res["related_numpy"], res["search_numpy"]
+            print(
+                f"| the same with the numpy loops (same run): median / p95, wall | {rn['median_ms']:.2f} / "
+                f"{rn['p95_ms']:.2f} ms | {sn['median_ms']:.2f} / {sn['p95_ms']:.2f} ms |"
+            )
+            print(f"| top 10s identical with either loops | {rn['same_tops']} | {sn['same_tops']} |")
+            print(f"| compiled loops loaded (load time) | {res['compiled']} ({res['compiled_wait_s']:.2f} s) | |")
         print(
             f"| top-10 agreement with exact hybrid (mean, worst; {r['exact_queries']} queries) "
             f"| {r['agreement']:.3f}, {r['agreement_min']:.1f} | {s['agreement']:.3f}, {s['agreement_min']:.1f} |"

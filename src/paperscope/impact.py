@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paperscope import pagein
+from paperscope import kernels
 from paperscope.errors import DamagedError
 from paperscope.lexical import (
     Carry,
@@ -63,15 +63,6 @@ REFERENCE_TARGETS = 8192
 IDF_REFRESH = 0.1
 # Postings sorted per block when deriving (bounds the sort's memory).
 CHUNK = 1 << 24
-
-
-def _segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Positions lo[i], lo[i] + 1, ..., lo[i] + counts[i] - 1 for every i, concatenated."""
-    total = int(counts.sum())
-    if not total:
-        return np.zeros(0, dtype=np.int64)
-    shift = lo - np.concatenate(([0], np.cumsum(counts)[:-1]))
-    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
 
 
 def _argsort_ties_in_order(key: np.ndarray) -> np.ndarray:
@@ -172,7 +163,7 @@ class Postings:
         if not query.nnz:
             return np.zeros(self.n, dtype=np.float64)
         lo, hi = self.post_starts[query.ids], self.post_starts[query.ids + 1]
-        idx = _segments(lo, hi - lo)
+        idx = kernels.segments(lo, hi - lo)
         weights = self.post_vals[idx].astype(np.float64) * np.repeat(query.values.astype(np.float64), hi - lo)
         return np.bincount(self.post_rows[idx], weights=weights, minlength=self.n)
 
@@ -181,33 +172,32 @@ class Postings:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows) or not query.nnz:
             return np.zeros(len(rows), dtype=np.float64)
-        # The rows' entries (weights, terms), kept for the next call with the same rows: query
-        # expansion scores the first pass's pool again, and gathering is most of the cost.
-        last = getattr(self._scratch, "rows", None)
-        if last is not None and len(last[0]) == len(rows) and np.array_equal(last[0], rows):
-            unit, terms, counts = last[1:]
-        else:
-            lo, hi = self.indptr[rows], self.indptr[rows + 1]
-            counts = hi - lo
-            idx = _segments(lo, counts)
-            unit, terms = pagein.take(self.unit, idx), pagein.take(self.terms, idx)
-            self._scratch.rows = (rows.copy(), unit, terms, counts)
-        # The query as a dense vector over the vocabulary (a per-thread scratch array, cleared after):
-        # one gather per entry instead of a binary search.
-        dense = getattr(self._scratch, "q", None)
-        if dense is None or len(dense) != len(self.idf):
-            dense = self._scratch.q = np.zeros(len(self.idf), dtype=np.float64)
-        dense[query.ids] = query.values
+        # The query over the whole vocabulary and a bit per term it holds (per-thread scratch
+        # arrays, cleared after): one lookup per entry instead of a binary search.
+        dense, bits = self._query_scratch()
+        ids = query.ids.astype(np.int64)
+        dense[ids] = query.values
+        np.bitwise_or.at(bits, ids >> 6, np.left_shift(np.uint64(1), (ids & 63).astype(np.uint64)))
         try:
-            contrib = unit * dense[terms]
+            return kernels.score_rows(self.indptr, self.terms, self.unit, rows, dense, bits)
         finally:
-            dense[query.ids] = 0.0
-        if not len(contrib):
-            return np.zeros(len(rows), dtype=np.float64)
-        # Each row's entries are consecutive: sum them in place (an empty row keeps 0).
-        ends = np.cumsum(counts)
-        sums = np.add.reduceat(contrib, np.minimum(ends - counts, len(contrib) - 1))
-        return np.where(counts > 0, sums, 0.0)
+            dense[ids] = 0.0
+            bits[ids >> 6] = 0
+
+    def _query_scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        vocab = len(self.idf)
+        dense = getattr(self._scratch, "q", None)
+        if dense is None or len(dense) != vocab:
+            dense = self._scratch.q = np.zeros(vocab, dtype=np.float64)
+            self._scratch.bits = np.zeros((vocab + 63) // 64, dtype=np.uint64)
+        return dense, self._scratch.bits
+
+    def _row_scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        acc = getattr(self._scratch, "acc", None)
+        if acc is None or len(acc) != self.n:
+            acc = self._scratch.acc = np.zeros(self.n, dtype=np.float32)
+            self._scratch.seen = np.zeros(self.n, dtype=np.bool_)
+        return acc, self._scratch.seen
 
     def candidates(
         self, query: TermVector, m: int, mask: np.ndarray | None = None, budget: int = BUDGET
@@ -257,18 +247,18 @@ class Postings:
             if len(rest):
                 left = budget - int(take.sum())
                 take[rest] = np.minimum(lengths[rest], max(left // len(rest), 1))
-        idx = _segments(lo, take)
-        rows = self.post_rows[idx]
-        contrib = self.post_vals[idx] * np.repeat(qv, take)
-        # Sum per row: one sort of (row, position) keys (numpy's SIMD sort), then segment sums.
-        key = (rows.astype(np.int64) << 32) | np.arange(len(rows), dtype=np.int64)
-        key.sort()
-        srows = key >> 32
-        starts = np.flatnonzero(np.concatenate(([True], srows[1:] != srows[:-1]))) if len(srows) else srows
-        if not len(starts):
-            return empty, np.zeros(0, dtype=np.float32), exhaustive
-        sums = np.add.reduceat(contrib[key & 0xFFFFFFFF], starts)
-        uniq = srows[starts]
+        # Sum per row in a per-thread accumulator over all rows (float32, postings in read order),
+        # marking the rows met; both are cleared for the next query.
+        acc, seen = self._row_scratch()
+        try:
+            uniq = kernels.accumulate(self.post_rows, self.post_vals, lo, take, qv, acc, seen)
+            sums = acc[uniq]
+            acc[uniq] = 0.0
+            seen[uniq] = False
+        except BaseException:  # interrupted half way: the next query must start from zeros
+            acc[:] = 0.0
+            seen[:] = False
+            raise
         if mask is not None:
             keep = mask[uniq]
             uniq, sums = uniq[keep], sums[keep]
@@ -375,7 +365,7 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     idf[o2n[kept]] = old.idf[kept]
     new_term = np.ones(vocab, dtype=bool)
     new_term[o2n[kept]] = False
-    f_pos = _segments(indptr[fresh], np.diff(indptr)[fresh])
+    f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
     f_terms = terms[f_pos]
     new_ids = np.flatnonzero(new_term)
     if len(new_ids):
@@ -413,7 +403,7 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     gone_rows = np.flatnonzero(gone)
     old_terms = mmap_npz(prev_lexical)["terms"]
     kept_df = np.diff(np.asarray(old.post_starts)) - np.bincount(
-        old_terms[_segments(old.indptr[gone_rows], np.diff(old.indptr)[gone_rows])], minlength=len(o2n)
+        old_terms[kernels.segments(old.indptr[gone_rows], np.diff(old.indptr)[gone_rows])], minlength=len(o2n)
     )
     # Each previous term's first id here at or after it (dropped terms have no carried posting).
     o2n_mono = np.maximum.accumulate(np.where(kept, o2n, -1)) if len(o2n) else o2n

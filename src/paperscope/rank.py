@@ -33,7 +33,7 @@ import faiss
 import numpy as np
 
 from paperscope import index as index_lib
-from paperscope import pagein
+from paperscope import kernels, pagein
 from paperscope.choices import MODES
 from paperscope.errors import InvalidArgument
 
@@ -91,6 +91,14 @@ DEFAULT_REFERENCE = (0.3047, 0.1441, 0.0156, 0.0140, 0.0062, 0.0121)
 # Below this many allowed rows a filtered dense query is scored exactly over just those rows;
 # above it FAISS is asked for more and more neighbours until enough pass the filter.
 _BRUTE_FORCE_ROWS = 200_000
+# A ranker over at least this many papers starts loading the compiled loops (paperscope.kernels) in
+# the background once it has answered COMPILED_AFTER queries. Loading costs about half a second of
+# CPU and saves about 10 ms a hybrid query at a million papers (benchmarks/related_1m.py): worth it
+# for a process that asks many (a loop, an evaluation), not for a command that asks one, nor during
+# a notebook's first few questions, which it would slow by that half second on a busy core. Below
+# this size the numpy loops take a few milliseconds a query. ``paperscope serve`` loads them at start.
+COMPILED_ROWS = 50_000
+COMPILED_AFTER = 10
 _EXACT_CHUNK = 65_536
 
 
@@ -225,6 +233,7 @@ class Ranker:
         self.joint = joint
         self.text_probe = text_probe
         self.n = vectors.shape[0]
+        self._answered = 0
         self._dense_reference = dense_reference
         self._reference: Reference | None = None
         # where a memory-mapped IVF index's lists lie, to read them ahead on a cold page cache
@@ -364,6 +373,23 @@ class Ranker:
     ) -> list[Ranked]:
         """The k best allowed rows for ``q``; fewer only when fewer rows are allowed (or, in lexical
         mode, contain a query term). Scores are calibrated probabilities (see the module docstring)."""
+        hits = self._rank(q, k, mode, allowed, weight, expand=expand, calibration=calibration)
+        self._answered += 1
+        if self._answered >= COMPILED_AFTER and self.n >= COMPILED_ROWS:
+            kernels.load_in_background()  # after an answer, never before one; once per process
+        return hits
+
+    def _rank(
+        self,
+        q: Query,
+        k: int,
+        mode: str,
+        allowed: np.ndarray | None,
+        weight: float,
+        *,
+        expand: float | None,
+        calibration: dict[str, tuple[float, float]] | None,
+    ) -> list[Ranked]:
         if not 0.0 <= weight <= 1.0:
             raise InvalidArgument(f"hybrid weight must be in [0, 1], got {weight}")
         mask = self._mask(q, allowed)

@@ -19,9 +19,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from paperscope import kernels
 from paperscope.errors import InvalidArgument, PaperscopeError, UnknownPaperError
 from paperscope.explorer import Explorer
-from paperscope.rank import check_mode
+from paperscope.rank import COMPILED_ROWS, check_mode
 from paperscope.serve.live import LiveExplorer
 from paperscope.store import Store
 
@@ -424,7 +425,8 @@ def create_app(
 
 
 def warm(app: Starlette) -> None:
-    """Build the page and the map JSON, and load the query model: the slow parts (seconds), which
+    """Build the page and the map JSON, load the query model and (for a large store) the compiled
+    query loops: the slow parts (seconds), which
     :func:`serve` runs in a thread once it is ready, so that the first page and search are quick."""
     site: _Site = app.state.site
     try:
@@ -437,3 +439,7 @@ def warm(app: Starlette) -> None:
             ex.embed_query("warm up")
     except Exception as e:  # noqa: BLE001 - searches will report it; lexical mode and related still work
         log.warning("paperscope serve: the query model did not load (%s); dense and hybrid search will fail", e)
+    with site.live.use() as ex:
+        large = len(ex) >= COMPILED_ROWS
+    if large:
+        kernels.load()  # the compiled query loops (half a second of CPU): now, not beside the first requests

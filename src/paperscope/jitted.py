@@ -1,0 +1,136 @@
+"""The compiled loops behind :mod:`paperscope.kernels` (numba); imported only by :func:`kernels.load`.
+
+Importing numba and loading these functions from numba's on-disk cache takes about half a second
+here (compiling them the first time, a few seconds), so nothing imports this module on the way to
+a first query: :mod:`paperscope.kernels` loads it in the background once a large store has been
+queried. Every function gives the same bits as its numpy counterpart in :mod:`paperscope.kernels`
+(the same operations in the same order); ``tests/unit/test_kernels.py`` compares them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["accumulate", "score_rows"]
+
+# numpy's pairwise summation works on blocks of this many values (numpy/_core/src/umath/loops_utils.h.src).
+_BLOCK = 128
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _block_sum(buf: np.ndarray, lo: int, n: int) -> float:
+    """numpy's pairwise sum of ``buf[lo:lo + n]`` for n <= 128: eight running sums, then the rest."""
+    if n < 8:
+        s = 0.0
+        for i in range(lo, lo + n):
+            s += buf[i]
+        return s
+    r0, r1, r2, r3 = buf[lo], buf[lo + 1], buf[lo + 2], buf[lo + 3]
+    r4, r5, r6, r7 = buf[lo + 4], buf[lo + 5], buf[lo + 6], buf[lo + 7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += buf[lo + i]
+        r1 += buf[lo + i + 1]
+        r2 += buf[lo + i + 2]
+        r3 += buf[lo + i + 3]
+        r4 += buf[lo + i + 4]
+        r5 += buf[lo + i + 5]
+        r6 += buf[lo + i + 6]
+        r7 += buf[lo + i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += buf[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(cache=True, nogil=True)
+def _pairwise(buf: np.ndarray, lo: int, n: int, work: np.ndarray, vals: np.ndarray) -> float:
+    """numpy's pairwise sum of ``buf[lo:lo + n]``, its recursion unrolled onto a stack.
+
+    (numba cannot cache a recursive function: loading one from the cache fails to link.) A range
+    over 128 values is the sum of its halves, the first half's length rounded down to a multiple
+    of 8, left + right: ``work`` holds ranges to sum and "add the last two" marks, ``vals`` sums.
+    """
+    if n <= _BLOCK:
+        return _block_sum(buf, lo, n)
+    top, nv = 1, 0
+    work[0, 0], work[0, 1], work[0, 2] = lo, n, 0
+    while top:
+        top -= 1
+        a, m, add = work[top, 0], work[top, 1], work[top, 2]
+        if add:
+            nv -= 1
+            vals[nv - 1] = vals[nv - 1] + vals[nv]
+        elif m <= _BLOCK:
+            vals[nv] = _block_sum(buf, a, m)
+            nv += 1
+        else:
+            half = m // 2
+            half -= half % 8
+            work[top, 0], work[top, 1], work[top, 2] = 0, 0, 1
+            work[top + 1, 0], work[top + 1, 1], work[top + 1, 2] = a + half, m - half, 0
+            work[top + 2, 0], work[top + 2, 1], work[top + 2, 2] = a, half, 0
+            top += 3
+    return vals[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def score_rows(
+    indptr: np.ndarray, terms: np.ndarray, unit: np.ndarray, rows: np.ndarray, dense: np.ndarray, bits: np.ndarray
+) -> np.ndarray:
+    """Each row's sum of ``unit[j] * dense[terms[j]]`` over its entries, as numpy's ``reduceat`` sums it.
+
+    ``bits`` marks the terms whose ``dense`` weight is not zero (bit t of word t // 64): most of a
+    row's terms are not in the query, and the mark (a few hundred KB, in cache) is cheaper to read
+    than ``dense`` (8 bytes a term, megabytes). A term not marked contributes +0.0, as it does in
+    numpy. ``reduceat`` sums a segment as its first value plus numpy's pairwise sum of the rest.
+    """
+    out = np.zeros(len(rows), dtype=np.float64)
+    buf = np.empty(4096, dtype=np.float64)
+    work = np.empty((256, 3), dtype=np.int64)
+    vals = np.empty(128, dtype=np.float64)
+    for i in range(len(rows)):
+        r = rows[i]
+        a, b = indptr[r], indptr[r + 1]
+        if b == a:
+            continue
+        if b - a > len(buf):
+            buf = np.empty(2 * (b - a), dtype=np.float64)
+        for j in range(a, b):
+            t = terms[j]
+            if bits[t >> 6] & (np.uint64(1) << np.uint64(t & 63)):
+                buf[j - a] = np.float64(unit[j]) * dense[t]
+            else:
+                buf[j - a] = 0.0
+        out[i] = buf[0] + _pairwise(buf, 1, b - a - 1, work, vals)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate(
+    post_rows: np.ndarray,
+    post_vals: np.ndarray,
+    lo: np.ndarray,
+    take: np.ndarray,
+    weights: np.ndarray,
+    acc: np.ndarray,
+    seen: np.ndarray,
+    met: np.ndarray,
+) -> int:
+    """``acc[row] += post_vals[j] * weights[t]`` (float32) over the first ``take[t]`` postings from
+    ``lo[t]`` of each term t in turn (``np.add.at``'s order); each row met is marked in ``seen``
+    and written to ``met`` once. Returns how many rows were met."""
+    m = 0
+    for t in range(len(lo)):
+        w = weights[t]
+        for j in range(lo[t], lo[t] + take[t]):
+            r = post_rows[j]
+            if not seen[r]:
+                seen[r] = True
+                met[m] = r
+                m += 1
+            acc[r] += post_vals[j] * w
+    return m

@@ -1,0 +1,221 @@
+"""The inner loops of a lexical query: compiled (numba) once loaded, numpy until then, the same bits.
+
+Two loops dominate a hybrid query at a million papers (cProfile, round 10): scoring the candidate
+pool exactly from the forward index (:func:`score_rows`: about 1,200 rows of about 170 entries, a
+few times a query) and summing the postings the lexical pass reads (:func:`accumulate`: 150,000
+postings). In numpy each is a chain of gathers and temporaries (8.8 and 5.2 ms a query); compiled,
+each reads its entries once.
+
+numba comes with umap-learn (the map needs it), but importing it and loading the compiled loops
+from its cache takes about half a second, which the first query after opening a store cannot
+afford (the ranking issue asks for 0.5 s in all). So the numpy loops answer until :func:`load`
+has run: :func:`load_in_background` starts it on a daemon thread (``rank.Ranker`` asks for it
+once a large store has answered ``rank.COMPILED_AFTER`` queries; ``paperscope serve`` loads it as
+it warms up). The
+two give the same bits, so which one answered is never visible: the numpy loops do the same
+float operations in the same order (``np.add.reduceat``'s sum of a segment, ``np.add.at``'s
+accumulation), and ``tests/unit/test_kernels.py`` compares them.
+
+``PAPERSCOPE_KERNELS=numpy`` keeps the numpy loops (for a platform where numba misbehaves).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+
+import numpy as np
+
+from paperscope import pagein
+
+__all__ = ["accumulate", "load", "load_in_background", "numpy_only", "ready", "score_rows", "segments"]
+
+# Rows scored first, and timed, before the rest: compiled code reading a memory map whose pages
+# are not in memory takes their faults one by one; the numpy path (pagein.take) overlaps them.
+HEAD_ROWS = 16
+# Bytes a forward-index entry occupies (an int32 term, a float32 weight).
+_ENTRY_BYTES = 8
+
+_jit: ModuleType | None = None
+_numpy_only = False  # numpy_only()
+_lock = threading.Lock()
+_loader: threading.Thread | None = None
+
+
+def ready() -> bool:
+    """Whether the compiled loops are loaded (queries then use them)."""
+    return _jit is not None
+
+
+def load() -> bool:
+    """Import the compiled loops (numba; compiled on first use, then from its on-disk cache); True if loaded.
+
+    A failure to import or compile leaves the numpy loops in use: they give the same results.
+    """
+    global _jit
+    if _jit is not None:
+        return True
+    if os.environ.get("PAPERSCOPE_KERNELS", "").lower() == "numpy":
+        return False
+    with _lock:
+        if _jit is None:
+            try:
+                from paperscope import jitted
+
+                # Compile (or load from the cache) every signature a query uses now, not on the
+                # first query that would need it.
+                _warm(jitted)
+            except Exception:  # noqa: BLE001 - any numba failure means: keep the numpy loops
+                return False
+            _jit = jitted
+    return True
+
+
+def load_in_background() -> None:
+    """Start :func:`load` on a daemon thread (once); queries use the numpy loops until it is done.
+
+    A daemon thread, so a one-query command exits without waiting for it.
+    """
+    global _loader
+    with _lock:
+        if _jit is not None or _loader is not None:
+            return
+        _loader = threading.Thread(target=load, name="paperscope-kernels", daemon=True)
+        _loader.start()
+
+
+@contextmanager
+def numpy_only() -> Iterator[None]:
+    """Within the block, queries use the numpy loops even when the compiled ones are loaded (or load
+    meanwhile). For comparing the two (tests, ``benchmarks/related_1m.py``); it applies to every
+    thread's queries, not just this one's."""
+    global _numpy_only
+    saved, _numpy_only = _numpy_only, True
+    try:
+        yield
+    finally:
+        _numpy_only = saved
+
+
+def _warm(jitted: ModuleType) -> None:
+    # The argument types every call passes (see _read_only): one compiled version of each loop.
+    indptr, terms = _read_only(np.array([0, 2], dtype=np.int64)), _read_only(np.zeros(2, dtype=np.int32))
+    unit, post_rows = _read_only(np.ones(2, dtype=np.float32)), _read_only(np.zeros(2, dtype=np.int32))
+    jitted.score_rows(indptr, terms, unit, np.zeros(1, np.int64), np.zeros(1), np.ones(1, np.uint64))
+    jitted.accumulate(
+        post_rows,
+        unit,
+        np.zeros(1, np.int64),
+        np.ones(1, np.int64),
+        np.ones(1, np.float32),
+        np.zeros(1, np.float32),
+        np.zeros(1, np.bool_),
+        np.zeros(1, np.int32),
+    )
+
+
+def _compiled_types(indptr: np.ndarray | None, terms: np.ndarray, weights: np.ndarray) -> bool:
+    """Whether a store's arrays have the types the loops were compiled for (any other would be
+    compiled on the spot, seconds, inside a query: such a store keeps the numpy loops)."""
+    return (indptr is None or indptr.dtype == np.int64) and terms.dtype == np.int32 and weights.dtype == np.float32
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only plain-array view of a store array: numba compiles one version per argument type,
+    and read-only (a memory-mapped file) and writeable (derived in memory) are two types. One type
+    means one version to load from the cache (a tenth of a second each)."""
+    view = a.view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
+def score_rows(
+    indptr: np.ndarray,
+    terms: np.ndarray,
+    unit: np.ndarray,
+    rows: np.ndarray,
+    dense: np.ndarray,
+    bits: np.ndarray,
+) -> np.ndarray:
+    """Each row's ``sum(unit[j] * dense[terms[j]])`` over its forward-index entries j (float64).
+
+    ``dense`` is the query over the whole vocabulary (zero off the query's terms) and ``bits``
+    marks its non-zero terms (bit t of ``bits[t // 64]``). The first ``HEAD_ROWS`` rows are
+    scored first: when reading them was slow (pages not in memory), the rest is read by the numpy
+    path, whose threads take the page faults together.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    jit = _jit if not _numpy_only and _compiled_types(indptr, terms, unit) else None
+    if jit is not None:
+        indptr, terms, unit = _read_only(indptr), _read_only(terms), _read_only(unit)
+    if jit is None or len(rows) <= HEAD_ROWS:
+        return (
+            jit.score_rows(indptr, terms, unit, rows, dense, bits)
+            if jit is not None
+            else _score_rows_numpy(indptr, terms, unit, rows, dense)
+        )
+    head = rows[:HEAD_ROWS]
+    t0 = time.perf_counter()
+    first = jit.score_rows(indptr, terms, unit, head, dense, bits)
+    seconds = time.perf_counter() - t0
+    entries = int((indptr[head + 1] - indptr[head]).sum())
+    cold = seconds > pagein.COLD_SECONDS_PER_BYTE * _ENTRY_BYTES * max(entries, 1)
+    rest = (
+        _score_rows_numpy(indptr, terms, unit, rows[HEAD_ROWS:], dense)
+        if cold
+        else jit.score_rows(indptr, terms, unit, rows[HEAD_ROWS:], dense, bits)
+    )
+    return np.concatenate([first, rest])
+
+
+def _score_rows_numpy(
+    indptr: np.ndarray, terms: np.ndarray, unit: np.ndarray, rows: np.ndarray, dense: np.ndarray
+) -> np.ndarray:
+    lo, hi = indptr[rows], indptr[rows + 1]
+    counts = hi - lo
+    idx = segments(lo, counts)
+    contrib = pagein.take(unit, idx) * dense[pagein.take(terms, idx)]
+    if not len(contrib):
+        return np.zeros(len(rows), dtype=np.float64)
+    # Each row's entries are consecutive: sum them in place (an empty row keeps 0).
+    ends = np.cumsum(counts)
+    sums = np.add.reduceat(contrib, np.minimum(ends - counts, len(contrib) - 1))
+    return np.where(counts > 0, sums, 0.0)
+
+
+def accumulate(
+    post_rows: np.ndarray,
+    post_vals: np.ndarray,
+    lo: np.ndarray,
+    take: np.ndarray,
+    weights: np.ndarray,
+    acc: np.ndarray,
+    seen: np.ndarray,
+) -> np.ndarray:
+    """The rows met, ascending, after adding ``post_vals[j] * weights[t]`` (float32) into
+    ``acc[post_rows[j]]`` for the first ``take[t]`` postings from ``lo[t]`` of each term t, in that
+    order, and marking each row met in ``seen``."""
+    jit = _jit if not _numpy_only and _compiled_types(None, post_rows, post_vals) else None
+    if jit is not None:
+        met = np.empty(int(take.sum()), dtype=np.int32)
+        m = jit.accumulate(_read_only(post_rows), _read_only(post_vals), lo, take, weights, acc, seen, met)
+        # sorting the rows met costs less than finding them in ``seen`` (0.3 against 0.7 ms at 1M rows)
+        return np.sort(met[:m]).astype(np.int64)
+    idx = segments(lo, take)
+    rows = post_rows[idx]
+    np.add.at(acc, rows, post_vals[idx] * np.repeat(weights, take))
+    seen[rows] = True
+    return np.flatnonzero(seen)
+
+
+def segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Positions lo[i], lo[i] + 1, ..., lo[i] + counts[i] - 1 for every i, concatenated."""
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    shift = lo - np.concatenate(([0], np.cumsum(counts)[:-1]))
+    return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)

@@ -1,0 +1,182 @@
+"""kernels: the compiled loops give the same bits as the numpy loops, cold or warm, and a query
+gives the same hits whichever answered."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from paperscope import kernels, pagein
+
+
+@pytest.fixture(scope="module")
+def compiled() -> None:
+    if not kernels.load():
+        pytest.fail("the compiled loops did not load (numba ships with umap-learn: it must import)")
+
+
+def _forward(rng: np.random.Generator, lengths: np.ndarray, vocab: int) -> tuple[np.ndarray, ...]:
+    indptr = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    terms = rng.integers(0, vocab, size=int(indptr[-1])).astype(np.int32)
+    unit = rng.random(int(indptr[-1])).astype(np.float32)
+    return indptr, terms, unit
+
+
+def _query(rng: np.random.Generator, vocab: int, nnz: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.sort(rng.choice(vocab, size=nnz, replace=False)).astype(np.int64)
+    dense = np.zeros(vocab)
+    dense[ids] = rng.random(nnz) - 0.2  # some negative weights, as recommend's negative papers give
+    bits = np.zeros((vocab + 63) // 64, dtype=np.uint64)
+    np.bitwise_or.at(bits, ids >> 6, np.left_shift(np.uint64(1), (ids & 63).astype(np.uint64)))
+    return dense, bits
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_compiled_row_scores_are_numpys_bits(compiled: None, read_only: bool) -> None:
+    """Rows of every length numpy's pairwise sum treats apart (under 8, up to 128, split once, split
+    many times, longer than the kernel's first buffer) and empty rows, scored both ways."""
+    rng = np.random.default_rng(5)
+    lengths = np.array([0, 1, 7, 8, 9, 127, 128, 129, 136, 255, 256, 1000, 4097, 9000, 0, 170, 3])
+    lengths = np.concatenate([lengths, rng.integers(0, 400, size=300)])
+    indptr, terms, unit = _forward(rng, lengths, vocab=300)
+    for a in (indptr, terms, unit):
+        a.flags.writeable = not read_only
+    rows = rng.permutation(len(lengths)).astype(np.int64)
+    for nnz in (1, 40, 300):
+        dense, bits = _query(rng, 300, nnz)
+        got = kernels.score_rows(indptr, terms, unit, rows, dense, bits)
+        with kernels.numpy_only():
+            want = kernels.score_rows(indptr, terms, unit, rows, dense, bits)
+        assert want.dtype == got.dtype == np.float64
+        assert np.array_equal(got, want), np.abs(got - want).max()
+        # and numpy's own order is what the numpy loop keeps: each row's reduceat sum
+        row = int(rows[np.flatnonzero(lengths[rows] == 9000)[0]])
+        lo, hi = indptr[row], indptr[row + 1]
+        assert got[rows == row][0] == np.add.reduceat(unit[lo:hi] * dense[terms[lo:hi]], [0])[0]
+
+
+def test_a_cold_head_hands_the_rest_to_the_numpy_path_with_the_same_result(
+    compiled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(6)
+    indptr, terms, unit = _forward(rng, rng.integers(0, 300, size=400), vocab=500)
+    rows = rng.choice(400, size=200, replace=False).astype(np.int64)
+    dense, bits = _query(rng, 500, 120)
+    warm = kernels.score_rows(indptr, terms, unit, rows, dense, bits)
+    handed: list[int] = []
+    real_take = pagein.take
+
+    def take(source: np.ndarray, index: np.ndarray) -> np.ndarray:
+        handed.append(len(index))
+        return real_take(source, index)
+
+    monkeypatch.setattr(pagein, "take", take)
+    monkeypatch.setattr(pagein, "COLD_SECONDS_PER_BYTE", 0.0)  # every read counts as slow
+    cold = kernels.score_rows(indptr, terms, unit, rows, dense, bits)
+    assert handed, "a slow head did not hand the rest of the rows to pagein.take"
+    assert np.array_equal(cold, warm)
+
+
+def test_compiled_postings_sums_are_numpys_bits(compiled: None) -> None:
+    rng = np.random.default_rng(7)
+    n, postings = 5000, 60_000
+    post_rows = rng.integers(0, n, size=postings).astype(np.int32)
+    post_vals = rng.random(postings).astype(np.float32)
+    starts = np.sort(rng.choice(postings, size=80, replace=False))
+    lo = starts.astype(np.int64)
+    take = np.minimum(rng.integers(0, 2000, size=80), postings - lo).astype(np.int64)
+    weights = rng.random(80).astype(np.float32)
+    out = []
+    for numpy in (False, True):
+        acc, seen = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=bool)
+        if numpy:
+            with kernels.numpy_only():
+                met = kernels.accumulate(post_rows, post_vals, lo, take, weights, acc, seen)
+        else:
+            met = kernels.accumulate(post_rows, post_vals, lo, take, weights, acc, seen)
+        out.append((met, acc, seen))
+    (m1, a1, s1), (m2, a2, s2) = out
+    assert np.array_equal(m1, m2) and np.array_equal(m1, np.flatnonzero(s1))
+    assert np.array_equal(a1, a2) and np.array_equal(s1, s2)
+    assert (np.diff(m1) > 0).all()
+    # float32, in the order the postings were read: the same as one sequential sum per row
+    row = int(m1[np.argmax(np.bincount(post_rows[kernels.segments(lo, take)], minlength=n)[m1])])
+    want = np.float32(0.0)
+    for t in range(len(lo)):
+        for j in range(lo[t], lo[t] + take[t]):
+            if post_rows[j] == row:
+                want = np.float32(want + post_vals[j] * weights[t])
+    assert a1[row] == want
+
+
+def test_related_search_and_recommend_are_the_same_with_either_loops(compiled: None, real_store) -> None:
+    """The public API on the bundled store (real model): every hit's id, score and both sides'
+    scores are identical, whichever loops answered."""
+    import paperscope
+
+    ex = paperscope.open(real_store)
+    ids = [p.id for p in ex.papers()][:12]
+    asks = [lambda i=i: ex.related(i, k=10) for i in ids]
+    asks += [lambda t=t: ex.search(t, k=10) for t in ("low-rank adaptation of large models", "diffusion")]
+    asks += [lambda: ex.search("hyperparameter transfer", k=10, mode="lexical")]
+    asks += [lambda: ex.recommend(ids[:2], negative=ids[2:3], k=10)]
+
+    def shown(hits: list) -> list[tuple]:
+        return [(h.paper.id, h.score, h.dense, h.lexical) for h in hits]
+
+    got = [shown(ask()) for ask in asks]
+    with kernels.numpy_only():
+        want = [shown(ask()) for ask in asks]
+    assert got == want
+    assert all(len(hits) == 10 for hits in got)
+
+
+def test_numpy_only_environment_keeps_the_numpy_loops() -> None:
+    code = "from paperscope import kernels; print(kernels.load(), kernels.ready())"
+    env = {**os.environ, "PAPERSCOPE_KERNELS": "numpy"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_background_load_leaves_one_command_free_to_exit() -> None:
+    """A one-query command starts the load and exits at once: no wait, no error at shutdown; a
+    process that keeps going gets the compiled loops."""
+    code = (
+        "import sys, time; from paperscope import kernels; kernels.load_in_background()\n"
+        "for _ in range(int(sys.argv[1])):\n"
+        "    if kernels.ready(): break\n"
+        "    time.sleep(0.05)\n"
+        "print(kernels.ready())"
+    )
+    quick = subprocess.run([sys.executable, "-c", code, "0"], capture_output=True, text=True, timeout=60)
+    assert quick.returncode == 0 and quick.stderr == "" and quick.stdout.strip() == "False"
+    slow = subprocess.run([sys.executable, "-c", code, "1200"], capture_output=True, text=True, timeout=120)
+    assert slow.returncode == 0 and slow.stdout.strip() == "True", slow.stderr
+
+
+def test_a_large_store_loads_the_compiled_loops_after_its_first_queries(real_store) -> None:
+    """Not during the first ``COMPILED_AFTER - 1`` queries (a command asking one never pays for it),
+    then in the background, without an error (the bundled store stands in for a large one)."""
+    code = (
+        "import sys, threading, time, paperscope\n"
+        "from paperscope import kernels, rank\n"
+        "rank.COMPILED_ROWS, rank.COMPILED_AFTER = 1, 3\n"
+        "ex = paperscope.open(sys.argv[1])\n"
+        "ids = [p.id for p in ex.papers()][:3]\n"
+        "for i in ids[:2]:\n"
+        "    ex.related(i, k=5)\n"
+        "time.sleep(0.5)\n"
+        "print(kernels.ready(), any(t.name == 'paperscope-kernels' for t in threading.enumerate()))\n"
+        "ex.related(ids[2], k=5)\n"
+        "for _ in range(1200):\n"
+        "    if kernels.ready(): break\n"
+        "    time.sleep(0.05)\n"
+        "print(kernels.ready())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(real_store)], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "True"]
