@@ -172,24 +172,23 @@ class Postings:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows) or not query.nnz:
             return np.zeros(len(rows), dtype=np.float64)
-        # The query over the whole vocabulary and a bit per term it holds (per-thread scratch
-        # arrays, cleared after): one lookup per entry instead of a binary search.
+        # The query over the whole vocabulary and a filter of its terms (per-thread scratch arrays,
+        # cleared after): one lookup per entry instead of a binary search.
         dense, bits = self._query_scratch()
-        ids = query.ids.astype(np.int64)
-        dense[ids] = query.values
-        np.bitwise_or.at(bits, ids >> 6, np.left_shift(np.uint64(1), (ids & 63).astype(np.uint64)))
+        dense[query.ids] = query.values
+        kernels.mark(bits, query.ids)
         try:
             return kernels.score_rows(self.indptr, self.terms, self.unit, rows, dense, bits)
         finally:
-            dense[ids] = 0.0
-            bits[ids >> 6] = 0
+            dense[query.ids] = 0.0
+            kernels.mark(bits, query.ids, on=False)
 
     def _query_scratch(self) -> tuple[np.ndarray, np.ndarray]:
         vocab = len(self.idf)
         dense = getattr(self._scratch, "q", None)
         if dense is None or len(dense) != vocab:
             dense = self._scratch.q = np.zeros(vocab, dtype=np.float64)
-            self._scratch.bits = np.zeros((vocab + 63) // 64, dtype=np.uint64)
+            self._scratch.bits = kernels.query_filter()
         return dense, self._scratch.bits
 
     def _row_scratch(self) -> tuple[np.ndarray, np.ndarray]:

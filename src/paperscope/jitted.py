@@ -16,6 +16,9 @@ __all__ = ["accumulate", "score_rows"]
 
 # numpy's pairwise summation works on blocks of this many values (numpy/_core/src/umath/loops_utils.h.src).
 _BLOCK = 128
+# A query's terms are marked in a filter of 2**16 bits (8 KB, in the first-level cache) by their
+# low 16 bits: kernels.FILTER_BITS, which sets them.
+_FILTER_MASK = (1 << 16) - 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -83,10 +86,12 @@ def score_rows(
 ) -> np.ndarray:
     """Each row's sum of ``unit[j] * dense[terms[j]]`` over its entries, as numpy's ``reduceat`` sums it.
 
-    ``bits`` marks the terms whose ``dense`` weight is not zero (bit t of word t // 64): most of a
-    row's terms are not in the query, and the mark (a few hundred KB, in cache) is cheaper to read
-    than ``dense`` (8 bytes a term, megabytes). A term not marked contributes +0.0, as it does in
-    numpy. ``reduceat`` sums a segment as its first value plus numpy's pairwise sum of the rest.
+    ``bits`` is a filter of the query's terms (bit h of word h // 64 set for h = t's low 16 bits,
+    for every term t whose ``dense`` weight is not zero): most of a row's terms are not in the query,
+    and the filter (8 KB) is cheaper to read than ``dense`` (8 bytes a term, megabytes). A term the
+    filter passes that is not in the query reads its 0.0 from ``dense``; one it stops contributes
+    +0.0: either way what numpy adds. ``reduceat`` sums a segment as its first value plus numpy's
+    pairwise sum of the rest.
     """
     out = np.zeros(len(rows), dtype=np.float64)
     buf = np.empty(4096, dtype=np.float64)
@@ -101,7 +106,8 @@ def score_rows(
             buf = np.empty(2 * (b - a), dtype=np.float64)
         for j in range(a, b):
             t = terms[j]
-            if bits[t >> 6] & (np.uint64(1) << np.uint64(t & 63)):
+            h = t & _FILTER_MASK
+            if bits[h >> 6] & (np.uint64(1) << np.uint64(h & 63)):
                 buf[j - a] = np.float64(unit[j]) * dense[t]
             else:
                 buf[j - a] = 0.0

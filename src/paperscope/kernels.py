@@ -32,13 +32,25 @@ import numpy as np
 
 from paperscope import pagein
 
-__all__ = ["accumulate", "load", "load_in_background", "numpy_only", "ready", "score_rows", "segments"]
+__all__ = [
+    "accumulate",
+    "load",
+    "load_in_background",
+    "mark",
+    "numpy_only",
+    "query_filter",
+    "ready",
+    "score_rows",
+    "segments",
+]
 
 # Rows scored first, and timed, before the rest: compiled code reading a memory map whose pages
 # are not in memory takes their faults one by one; the numpy path (pagein.take) overlaps them.
 HEAD_ROWS = 16
 # Bytes a forward-index entry occupies (an int32 term, a float32 weight).
 _ENTRY_BYTES = 8
+# The query-term filter of score_rows: this many bits, a term marked by its low 16 bits (jitted.py).
+FILTER_BITS = 1 << 16
 
 _jit: ModuleType | None = None
 _numpy_only = False  # numpy_only()
@@ -133,6 +145,20 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     return view
 
 
+def query_filter() -> np.ndarray:
+    """An empty query-term filter for :func:`score_rows` (mark terms with :func:`mark`)."""
+    return np.zeros(FILTER_BITS // 64, dtype=np.uint64)
+
+
+def mark(bits: np.ndarray, ids: np.ndarray, on: bool = True) -> None:
+    """Mark the terms ``ids`` in the filter ``bits`` (``on=False``: clear their words, for the next query)."""
+    h = np.asarray(ids, dtype=np.int64) & (FILTER_BITS - 1)
+    if on:
+        np.bitwise_or.at(bits, h >> 6, np.left_shift(np.uint64(1), (h & 63).astype(np.uint64)))
+    else:
+        bits[h >> 6] = 0
+
+
 def score_rows(
     indptr: np.ndarray,
     terms: np.ndarray,
@@ -143,8 +169,8 @@ def score_rows(
 ) -> np.ndarray:
     """Each row's ``sum(unit[j] * dense[terms[j]])`` over its forward-index entries j (float64).
 
-    ``dense`` is the query over the whole vocabulary (zero off the query's terms) and ``bits``
-    marks its non-zero terms (bit t of ``bits[t // 64]``). The first ``HEAD_ROWS`` rows are
+    ``dense`` is the query over the whole vocabulary (zero off the query's terms) and ``bits`` a
+    filter with its terms marked (:func:`query_filter`, :func:`mark`). The first ``HEAD_ROWS`` rows are
     scored first: when reading them was slow (pages not in memory), the rest is read by the numpy
     path, whose threads take the page faults together.
     """
