@@ -3,7 +3,8 @@
     python benchmarks/idf_drift.py [--steps 9] [--dir D]
 
 A re-run merges the lexical weights of edited papers under the previous generation's idf
-(``impact.IDF_REFRESH``: derived again once 10% of rows changed). This script exports the bundled
+(every ``impact.IDF_CHECK``, 10%, of rows changed the idf is checked, and derived again only when
+it drifted). This script exports the bundled
 corpus to JSON Lines, builds a store, then edits 1% of the abstracts per step (each edited paper
 gets a sentence of another paper's abstract appended) and re-indexes, ``--steps`` times, so the
 last generation carries an idf computed ``--steps``% of rows ago. A second store is built from

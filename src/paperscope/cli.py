@@ -284,6 +284,8 @@ def index(
             click.echo(shown(line), err=True)
         if report.merged > len(report.merges):
             click.echo(f"... and {report.merged - len(report.merges)} more merges", err=True)
+        for line in report.checks:
+            click.echo(shown(line), err=True)
         click.echo(shown(report.summary()))
     for warning in report.warnings:
         click.echo(f"paperscope: warning: {shown(warning)}", err=True)

@@ -18,6 +18,15 @@ the heavy terms (rare terms: short lists), and only the impact-ordered head of t
 returns are then scored exactly (:meth:`Postings.score_rows`, from the forward index), so a score
 is never approximate; only which papers are looked at is. When the query's postings fit in the
 budget (every query on a small store) the candidates are exactly the lexical top.
+
+A re-run that carried most rows does not derive the file again: it carries the previous idf and
+merges the re-tokenised rows' weights and postings into the previous lists (:func:`merge`). Each
+time the rows changed since the last check pass ``IDF_CHECK`` (10%) of the papers, the carried
+idf is compared with the one this generation's counts give (:func:`idf_drift`: the cosine of
+sampled rows' weight vectors under the two). Everything is derived again, under the fresh idf,
+only when that 1st-percentile cosine falls below ``IDF_MIN_COSINE``; otherwise the idf is kept and
+the count starts again. ``idf_basis`` in the file records the papers the idf was computed on and
+the rows changed since the last check (or since it was computed).
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +56,7 @@ from paperscope.lexical import (
     unit_weights,
 )
 
-__all__ = ["DERIVED_FILE", "Postings", "derive", "lexical_reference", "mmap_npz", "open_index"]
+__all__ = ["DERIVED_FILE", "Derived", "Postings", "derive", "idf_drift", "lexical_reference", "mmap_npz", "open_index"]
 
 DERIVED_FILE = "lexical-impact.npz"
 FORMAT_VERSION = 1
@@ -56,11 +67,21 @@ BUDGET = 150_000
 WHOLE_SHARE = 0.75
 REFERENCE_QUERIES = 64
 REFERENCE_TARGETS = 8192
-# The idf is carried between generations (only a new term gets one, from this generation's counts)
-# until the rows re-tokenised, added or removed since it was computed exceed this share of the
-# papers; then everything is derived again. Carried weights make a 1% edit's derivation a merge
-# of postings instead of a re-sort of all of them.
-IDF_REFRESH = 0.1
+# The idf is carried between generations (only a new term gets one, from this generation's counts):
+# carried weights make a 1% edit's derivation a merge of postings instead of a re-sort of all of
+# them. Each time the rows re-tokenised, added or removed since the last check (or since the idf was
+# computed) exceed this share of the papers, the carried idf is checked against the one this
+# generation's counts give (idf_drift); everything is derived again only when it drifted.
+IDF_CHECK = 0.1
+# Rows (evenly spaced) whose weight vectors the idf check compares under the two idfs.
+IDF_SAMPLE = 4096
+# The check derives everything again when the 1st percentile of those rows' cosines (each row's unit
+# weights under the carried idf against under this generation's) falls below this. A row at cosine
+# c moved by an angle acos(c) (0.045 rad at 0.999): its cosine with any other row moves by at most
+# sqrt(2 - 2c) per side (0.045), in practice a small part of that. Same-distribution edits stay far
+# above it (benchmarks/idf_drift.py); a term that became common while carrying the idf it got as a
+# rare one, or a corpus that grew several times, fall below it.
+IDF_MIN_COSINE = 0.999
 # Postings sorted per block when deriving (bounds the sort's memory).
 CHUNK = 1 << 24
 
@@ -98,7 +119,8 @@ class Postings:
     reference: tuple[float, float, float, float] | None = None  # lexical mean, std; text mean, std
     # term ids in sorted order when the vocabulary is not stored sorted (empty: it is)
     vocab_order: np.ndarray | None = None
-    # (papers when the idf was computed, rows re-tokenised, added or removed since): see IDF_REFRESH
+    # (papers when the idf was computed, rows re-tokenised, added or removed since the last idf check
+    # or, before the first, since it was computed): see IDF_CHECK
     idf_basis: tuple[int, int] | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
@@ -308,40 +330,57 @@ def lexical_reference(lex: LexicalIndex, post: Postings) -> tuple[float, float, 
     return (float(lv.mean()), max(float(lv.std()), 1e-6), float(xv.mean()), max(float(xv.std()), 1e-6))
 
 
-def derive(lexical_path: Path, out: Path, previous: tuple[Path, Path] | None = None, carry: Carry | None = None) -> str:
-    """Write ``lexical-impact.npz`` for ``lexical.npz`` (see the module docstring); returns how:
-    ``"linked"``, ``"merged"`` or ``"derived"``.
+@dataclass(frozen=True)
+class Derived:
+    """How :func:`derive` wrote ``lexical-impact.npz``: ``how`` is ``"linked"``, ``"merged"`` (under the
+    carried idf) or ``"derived"``; ``idf_check`` the record of the idf check when one ran (:func:`idf_drift`)."""
+
+    how: str
+    idf_check: dict[str, Any] | None = None
+
+
+def derive(
+    lexical_path: Path, out: Path, previous: tuple[Path, Path] | None = None, carry: Carry | None = None
+) -> Derived:
+    """Write ``lexical-impact.npz`` for ``lexical.npz`` (see the module docstring); returns how.
 
     ``previous`` is the previous generation's (lexical.npz, lexical-impact.npz). When the build
     carried that lexical.npz as a hard link (no title or abstract changed), its derived file is
     linked too (minutes at 1M papers). When it carried most rows (``carry``, from
     :func:`paperscope.lexical.build_for_generation`), the previous weights and postings are
     carried under the previous idf and only the re-tokenised rows are weighted and merged in
-    (:func:`merge`), until the idf is due again (``IDF_REFRESH``). Else everything is derived.
+    (:func:`merge`), unless the idf check that runs every ``IDF_CHECK`` of rows changed finds the
+    idf drifted. Else everything is derived.
     """
+    check = None
     if previous is not None:
         prev_lexical, prev_derived = previous
         if prev_derived.is_file() and prev_lexical.is_file() and os.path.samefile(lexical_path, prev_lexical):
             os.link(prev_derived, out)
-            return "linked"
+            return Derived("linked")
         if carry is not None and prev_derived.is_file():
-            post = merge(prev_lexical, prev_derived, lexical_path, carry)
+            post, check = merge(prev_lexical, prev_derived, lexical_path, carry)
             if post is not None:
                 post.save(out)
-                return "merged"
+                return Derived("merged", check)
     Postings.build(LexicalIndex.load(lexical_path)).save(out)
-    return "derived"
+    return Derived("derived", check)
 
 
-def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry) -> Postings | None:
-    """The derived arrays of ``lexical_path`` from the previous generation's, under its idf.
+def merge(
+    prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry
+) -> tuple[Postings | None, dict[str, Any] | None]:
+    """The derived arrays of ``lexical_path`` from the previous generation's, under its idf, and
+    the record of the idf check when one ran.
 
     A carried row has the same terms, counts and (carried) idf, so the same unit weights: they are
     copied. Only the rows tokenised afresh are weighted (a term new to the store gets the idf of
     its count now) and their postings merged into the carried ones, list by list in impact
-    order (a fresh entry tied with a carried one goes after it). None when the idf is due again
-    (``IDF_REFRESH``) or the carry is not one this merge follows (rows reordered, vocabulary not
-    stored sorted): the caller derives everything.
+    order (a fresh entry tied with a carried one goes after it). Once the rows changed since the
+    last check pass ``IDF_CHECK`` of the papers, the carried idf is compared with this generation's
+    (:func:`idf_drift`): kept (and the count restarted) unless it drifted. The arrays are None when
+    it drifted or the carry is not one this merge follows (rows reordered, vocabulary not stored
+    sorted): the caller derives everything.
     """
     old = _open_previous(prev_lexical, prev_derived)
     lex = LexicalIndex.open(lexical_path, len(carry.mapping))
@@ -349,11 +388,9 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     carried = np.flatnonzero(mapping >= 0)
     sources = mapping[carried]
     if old is None or len(o2n) != len(old.idf) or (len(sources) > 1 and not (np.diff(sources) > 0).all()):
-        return None
+        return None, None
     basis_n, since = old.idf_basis or (old.n, 0)
     since += max(n, old.n) - len(carried)  # rows tokenised afresh or gone (an edit counts once)
-    if since > IDF_REFRESH * max(n, 1):
-        return None
     fresh = np.flatnonzero(mapping < 0)
     terms = np.asarray(lex.terms)
     indptr = np.asarray(lex.indptr)
@@ -373,6 +410,19 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
         if lex.phrase_weight != 1.0:
             fresh_idf[[" " in lex.vocab[int(t)] for t in new_ids]] *= lex.phrase_weight
         idf[new_ids] = fresh_idf.astype(np.float32)
+    # Postings per term of this generation (its document frequencies: a row holds a term once).
+    starts = np.zeros(vocab + 1, dtype=np.int64)
+    for lo in range(0, len(terms), CHUNK):
+        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
+        release_pages(terms)
+    check = None
+    if since > IDF_CHECK * max(n, 1):
+        check = idf_drift(lex, idf, starts[1:].copy())
+        check.update(rows_since_check=since, computed_at=basis_n, papers=n)
+        if check["decision"] != "kept":
+            return None, check
+        since = 0
+    np.cumsum(starts, out=starts)
     # Unit weights: carried rows' copied (runs of consecutive rows are slices), fresh rows' computed.
     unit = np.empty(len(terms), dtype=np.float32)
     released = PageReleaser(old.unit)
@@ -386,11 +436,6 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     )
     unit[f_pos] = f_unit
     # Postings: the carried lists without the rows gone, the fresh entries merged in.
-    starts = np.zeros(vocab + 1, dtype=np.int64)
-    for lo in range(0, len(terms), CHUNK):
-        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
-        release_pages(terms)
-    np.cumsum(starts, out=starts)
     f_rows = np.repeat(fresh, np.diff(f_indptr))
     f_order = np.lexsort((f_rows, np.uint32(0xFFFFFFFF) - f_unit.view(np.uint32), f_terms))
     f_terms, f_rows, f_unit = f_terms[f_order], f_rows[f_order], f_unit[f_order]
@@ -458,7 +503,56 @@ def merge(prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Car
     post.idf_basis = (basis_n, since)
     lex.attach_weights(unit, idf)
     post.reference = lexical_reference(lex, post)
-    return post
+    return post, check
+
+
+def idf_drift(lex: LexicalIndex, idf: np.ndarray, df: np.ndarray) -> dict[str, Any]:
+    """How far the carried ``idf`` is from the one ``lex``'s document frequencies ``df`` give.
+
+    The fresh idf is :meth:`LexicalIndex.idf`'s of this generation (what a full derivation would
+    use). On ``IDF_SAMPLE`` evenly spaced rows (rows without terms left out), each row's unit
+    weights are computed under both, and their cosine taken: 1 when the idf change leaves the row's
+    direction alone. ``decision`` is "kept" when the 1st percentile of those cosines is at least
+    ``IDF_MIN_COSINE``, else "refreshed". Deterministic: no random sample, no clock in the decision.
+    """
+    t0 = time.perf_counter()
+    n = lex.n
+    fresh = np.log((1.0 + n) / (1.0 + df.astype(np.float64))) + 1.0
+    if lex.phrase_weight != 1.0:
+        fresh[_phrases(lex)] *= lex.phrase_weight
+    fresh = fresh.astype(np.float32)
+    indptr = np.asarray(lex.indptr)
+    rows = np.unique(np.linspace(0, n - 1, min(n, IDF_SAMPLE)).astype(np.int64)) if n else np.zeros(0, np.int64)
+    sizes = np.diff(indptr)[rows]
+    rows, sizes = rows[sizes > 0], sizes[sizes > 0]
+    pos = _segments(indptr[rows], sizes)
+    s_indptr = np.concatenate(([0], np.cumsum(sizes)))
+    s_terms = np.asarray(lex.terms)[pos]
+    counts, titles = np.asarray(lex.counts)[pos], np.asarray(lex.title_counts)[pos]
+    carried = unit_weights(s_indptr, s_terms, counts, titles, idf, lex.title_boost)
+    now = unit_weights(s_indptr, s_terms, counts, titles, fresh, lex.title_boost)
+    owner = np.repeat(np.arange(len(rows)), sizes)
+    cosine = np.bincount(owner, weights=carried.astype(np.float64) * now, minlength=len(rows))
+    p1 = float(np.percentile(cosine, 1)) if len(cosine) else 1.0
+    return {
+        "decision": "kept" if p1 >= IDF_MIN_COSINE else "refreshed",
+        "row_cosine_p1": round(p1, 6),
+        "row_cosine_min": round(float(cosine.min()), 6) if len(cosine) else 1.0,
+        "min_cosine": IDF_MIN_COSINE,
+        "sample_rows": int(len(rows)),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _phrases(lex: LexicalIndex) -> np.ndarray:
+    """Which vocabulary terms are bigrams (hold a space); from the UTF-8 bytes of a mapped vocabulary."""
+    vocab = lex.vocab
+    if isinstance(vocab, Vocab):
+        at = np.flatnonzero(np.asarray(vocab.data) == ord(" "))
+        mask = np.zeros(len(vocab), dtype=bool)
+        mask[np.searchsorted(np.asarray(vocab.offsets), at, side="right") - 1] = True
+        return mask
+    return np.fromiter((" " in t for t in vocab), dtype=bool, count=len(vocab))
 
 
 def _open_previous(prev_lexical: Path, prev_derived: Path) -> Postings | None:

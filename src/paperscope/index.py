@@ -16,7 +16,20 @@ The index type is chosen by size (``choose_type``), or forced by the user:
   again exactly from ``vectors.npy`` (:func:`lossy`, ``rank.Ranker.dense_top``), so the only loss
   is lists not probed and neighbours pushed past ``REFINE`` by the coding error. Stores built
   before round 8 hold ``IndexIVFFlat`` (uncompressed lists), kept and updated until their next
-  retraining (``can_update``).
+  drift check, which retrains them in the current format.
+
+  A re-run updates an IVF index in place (:func:`update`: the changed rows removed and added
+  again) and keeps its centroids while they still fit the data. Each time the rows changed since
+  the last check pass :data:`CHECK_FRACTION` of the index, the updated index is checked
+  (:func:`drift_check`): recall@10 at its tuned nprobe against exact search (the build's own
+  measurement, on 500 queries: this run's changed rows and seeded random ones), the number of
+  rows against the number it was trained on (:data:`SIZE_FACTOR`), the share of rows whose
+  residual the 8-bit codes' trained range clips (:data:`CLIP_SHARE`) and how unevenly the lists
+  are filled (:data:`IMBALANCE_GROWTH`). When all pass, the centroids are kept, the check is
+  recorded in the manifest (``incremental.checked``) and the count starts again from it;
+  otherwise the index is retrained (the block records the failed check as ``drift_check``). The
+  row count alone only says when to look: an edited corpus of the same distribution keeps its
+  centroids, one that moved to new regions or outgrew its lists is retrained.
 - ``hnsw``: ``IndexHNSWFlat`` (M=32). Faster queries than IVF, but its build is several
   times slower on 2 cores, so it is only used when forced.
 
@@ -50,8 +63,32 @@ _GT_CHUNK = 16_384
 
 FLAT_MAX = 50_000
 TARGET_RECALL = 0.95
-# An IVF index is updated in place of a rebuild until this fraction of its rows changed since training.
-RETRAIN_FRACTION = 0.10
+# An IVF index is updated in place of a rebuild; each time this fraction of its rows changed since
+# its last check (or its training), the updated index is checked for drift (drift_check).
+CHECK_FRACTION = 0.10
+# The drift check retrains when the rows are more than this factor above or below the count the
+# centroids were trained on. The lists were sized for that count (~2*sqrt(n), ivf_lists). At twice
+# the rows each list holds twice the entries: a query at the tuned nprobe scans twice the codes it
+# did after training, sqrt(2) times what a fresh build of that size scans at the same nprobe (sqrt(2)
+# times the lists, each sqrt(2) longer), and recall does not show it (it rises: a generated 40k
+# store measured 0.963 at its build, 0.972 at the check after it doubled). At half the rows the index has sqrt(2) times the lists a fresh
+# build would choose. Both stay well inside FAISS's guideline (sqrt(n)..16*sqrt(n) lists); the
+# factor bounds what a kept index costs a query, to about 1.4 times a fresh build's list scan.
+SIZE_FACTOR = 2.0
+# ... or when more than this share of the checked rows (the run's changed rows and the recall
+# queries) has a residual outside the 8-bit codes' trained range in some dimension: that part is
+# clipped, and the coded score of such a row can be far from its cosine. Rows drawn like the
+# training sample are within it but for outliers: 0.09% after 30% of a generated 40k arXiv corpus
+# was edited, 0.36% after it doubled (static backend); 74% after 5,000 papers of another domain
+# (cooking) were added to it.
+CLIP_SHARE = 0.02
+# ... or when the lists' imbalance factor (FAISS's: nlist * sum(size^2) / n^2, the codes a query
+# scans relative to equal lists) grew by more than this factor since training: new rows piled into
+# a few lists make the queries that probe them that much slower, whatever the recall. Measured on
+# the same corpora: 1.733 trained, 1.731 after the edits, 1.748 doubled, 6.02 with the other domain.
+IMBALANCE_GROWTH = 1.5
+# At most this many of a run's changed rows are assigned to lists for the clipping measure.
+CLIP_ROWS = 16_384
 RECALL_K = 10
 RECALL_QUERIES = 500
 HNSW_M = 32
@@ -102,6 +139,7 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
     kind = kind or choose_type(n)
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {}
+    trained: dict[str, Any] = {}
     if kind == "flat":
         idx: faiss.Index = faiss.IndexFlatIP(dim)
         _add(idx, vectors)
@@ -124,6 +162,8 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
         idx.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
         _add(idx, vectors)
         params = {"nlist": nlist, "train_size": int(train_rows.size), "kmeans_iterations": 10, "codes": "sq8"}
+        # What the drift check compares a later update with (SIZE_FACTOR, IMBALANCE_GROWTH).
+        trained = {"trained_rows": int(n), "list_imbalance": round(float(idx.invlists.imbalance_factor()), 4)}
     elif kind == "hnsw":
         idx = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         idx.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -140,6 +180,7 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
         "chosen_by": chosen_by,
         "params": params,
         "seed": seed,
+        **trained,
     }
     t1 = time.perf_counter()
     if kind == "flat":
@@ -171,19 +212,15 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
     return idx, info
 
 
-def can_update(info: dict[str, Any] | None, kind: str | None, n: int, changed: int) -> bool:
+def can_update(info: dict[str, Any] | None, kind: str | None, n: int) -> bool:
     """Whether the previous index (manifest block ``info``) may be updated rather than rebuilt.
 
     Only IVF is updated: its trained centroids stay valid while the data drifts a little, and it
     removes and adds entries by label. Flat is a copy of the vectors (rebuilding it is that copy)
-    and HNSW cannot remove entries. Once the rows changed since the centroids were trained pass
-    :data:`RETRAIN_FRACTION` of the index, it is rebuilt (retrained, recall re-measured): the
-    compaction that bounds the drift.
+    and HNSW cannot remove entries. Whether the centroids still fit is measured once the rows
+    changed since the last check pass :data:`CHECK_FRACTION` (:func:`check_due`, :func:`drift_check`).
     """
-    if kind_of(info) != "ivf" or (kind or choose_type(n)) != "ivf":
-        return False
-    since = int(((info or {}).get("incremental") or {}).get("rows_since_training", 0))
-    return since + changed <= RETRAIN_FRACTION * n
+    return kind_of(info) == "ivf" and (kind or choose_type(n)) == "ivf"
 
 
 def update(
@@ -193,7 +230,9 @@ def update(
 
     Rows below ``previous_n`` are removed first, then every changed row is added under its row
     label, so the result holds exactly ``vectors.shape[0]`` entries, one per row. The search
-    parameters and the recall measured when it was trained are carried in the manifest block.
+    parameters and the recall measured when it was trained are carried in the manifest block;
+    its ``incremental`` block counts the rows changed since training and since the last drift
+    check, and carries that check's record (``checked``).
     """
     t0 = time.perf_counter()
     n, dim = vectors.shape
@@ -206,15 +245,140 @@ def update(
         idx.add_with_ids(np.ascontiguousarray(vectors[part], dtype=np.float32), part)
     if idx.ntotal != n:
         raise RuntimeError(f"internal: updated index holds {idx.ntotal} entries for {n} rows")
-    since = int((info.get("incremental") or {}).get("rows_since_training", 0)) + len(changed)
-    block = {k: v for k, v in info.items() if k not in ("linked_from", "updated_from")}
+    inc = info.get("incremental") or {}
+    since = int(inc.get("rows_since_training", 0))
+    block = {k: v for k, v in info.items() if k not in ("linked_from", "updated_from", "drift_check")}
     block["incremental"] = {
-        "rows_since_training": since,
+        "rows_since_training": since + len(changed),
+        # stores from before drift checks counted only since training, which was their last check
+        "rows_since_check": int(inc.get("rows_since_check", since)) + len(changed),
         "rows_updated": int(len(changed)),
-        "retrain_above": int(RETRAIN_FRACTION * n),
+        "check_above": int(CHECK_FRACTION * n),
+        **({"checked": inc["checked"]} if "checked" in inc else {}),
     }
     block["update_seconds"] = round(time.perf_counter() - t0, 3)
     return idx, block
+
+
+def check_due(info: dict[str, Any]) -> bool:
+    """Whether an updated index (its block from :func:`update`) is due a drift check: the rows
+    changed since the last check (or the training) passed :data:`CHECK_FRACTION` of its rows."""
+    inc = info.get("incremental") or {}
+    return int(inc.get("rows_since_check", 0)) > int(inc.get("check_above", 0))
+
+
+def trained_rows(info: dict[str, Any]) -> int:
+    """The rows an IVF index's centroids were trained on (for blocks written before that was
+    recorded: the count its number of lists was chosen for, :func:`ivf_lists` inverted)."""
+    if "trained_rows" in info:
+        return int(info["trained_rows"])
+    nlist = int((info.get("params") or {}).get("nlist", 1))
+    # ivf_lists: int(2*sqrt(n)) from 6,084 rows (156 lists) up, n // 39 below; the middle of the range
+    return int(((nlist + 0.5) / 2) ** 2) if nlist >= 156 else 39 * nlist + 19
+
+
+def drift_check(idx: faiss.Index, info: dict[str, Any], vectors: np.ndarray, changed: np.ndarray) -> dict[str, Any]:
+    """Whether the updated IVF index ``idx`` (block ``info`` from :func:`update`) still fits ``vectors``.
+
+    Measured, cheapest first (an index of the older format, ``IndexIVFFlat``, is retrained as the
+    build makes it now, and a failed size check measures nothing else):
+
+    - ``rows`` against ``trained_rows``: outside a factor of :data:`SIZE_FACTOR`, the lists are
+      sized for another corpus;
+    - ``clipped``: the share of the checked rows (this run's ``changed`` rows, at most
+      :data:`CLIP_ROWS` of them, and the recall queries) with a residual outside the 8-bit codes'
+      trained range in some dimension (:data:`CLIP_SHARE`);
+    - ``list_imbalance`` against the one at training (:data:`IMBALANCE_GROWTH`);
+    - ``recall_at_10`` at the tuned nprobe against exact search (:func:`exact_neighbours`,
+      :func:`recall`: the build's measurement) on :data:`RECALL_QUERIES` stored rows as queries:
+      up to half of them this run's changed rows (evenly spaced), the rest drawn at random with
+      the index's seed; below :data:`TARGET_RECALL`, the build's own acceptance test, it fails.
+
+    Returns the record for the manifest: the figures, ``seconds``, ``decision`` ("kept" or
+    "retrain") and the ``reasons`` for a retrain. Deterministic: the same vectors and changed
+    rows give the same figures and decision.
+    """
+    t0 = time.perf_counter()
+    n = vectors.shape[0]
+    base = trained_rows(info)
+    record: dict[str, Any] = {"rows": int(n), "trained_rows": base, "size_factor": SIZE_FACTOR}
+    reasons: list[str] = []
+    if not lossy(idx):
+        reasons.append("format")  # an IndexIVFFlat of a store built before round 8: retrained as sq8
+    elif not base / SIZE_FACTOR <= n <= base * SIZE_FACTOR:
+        reasons.append("size")
+    else:
+        changed = np.unique(np.asarray(changed, dtype=np.int64))
+        queries = _check_queries(n, changed, int(info.get("seed", 0)))
+        # every changed row up to CLIP_ROWS (evenly spaced above), and the queries
+        spaced = changed[np.unique(np.linspace(0, len(changed) - 1, min(len(changed), CLIP_ROWS)).astype(np.int64))]
+        record["clipped"] = _clipped_share(idx, vectors, np.union1d(spaced, queries))
+        record["clip_share"] = CLIP_SHARE
+        if record["clipped"] > CLIP_SHARE:
+            reasons.append("clipping")
+        ivf = faiss.extract_index_ivf(idx)
+        imbalance = round(float(ivf.invlists.imbalance_factor()), 4)
+        record["list_imbalance"] = imbalance
+        if "list_imbalance" in info:
+            record["trained_imbalance"] = info["list_imbalance"]
+            if imbalance > IMBALANCE_GROWTH * float(info["list_imbalance"]):
+                reasons.append("imbalance")
+        truth = exact_neighbours(vectors, queries, RECALL_K)
+        record.update(
+            recall_at_10=recall(idx, vectors, queries, truth),
+            recall_queries=int(queries.size),
+            changed_queries=int(np.isin(queries, changed).sum()),
+            target_recall=TARGET_RECALL,
+            nprobe=int(ivf.nprobe),
+        )
+        if record["recall_at_10"] < TARGET_RECALL:
+            reasons.append("recall")
+    record["decision"] = "retrain" if reasons else "kept"
+    record["reasons"] = reasons
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    return record
+
+
+def checked(info: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The block of an updated index whose drift check passed: the check recorded, its counter restarted."""
+    inc = dict(info["incremental"])
+    inc["checked"] = {**record, "rows_since_training": inc["rows_since_training"]}
+    inc["rows_since_check"] = 0
+    return {**info, "incremental": inc}
+
+
+def _check_queries(n: int, changed: np.ndarray, seed: int) -> np.ndarray:
+    """The drift check's query rows, sorted: up to half of ``RECALL_QUERIES`` evenly spaced among
+    ``changed``, the rest drawn with ``seed`` from the other rows."""
+    m = min(n, RECALL_QUERIES)
+    take = min(len(changed), m // 2)
+    picked = changed[np.linspace(0, len(changed) - 1, take).astype(np.int64)] if take else changed[:0]
+    picked = np.unique(picked)
+    others = np.setdiff1d(np.arange(n, dtype=np.int64), picked, assume_unique=True)
+    rng = np.random.default_rng(seed)
+    extra = others[rng.choice(len(others), size=min(len(others), m - len(picked)), replace=False)]
+    return np.sort(np.concatenate([picked, extra]))
+
+
+def _clipped_share(idx: faiss.Index, vectors: np.ndarray, rows: np.ndarray) -> float:
+    """The share of ``rows`` whose residual to their list's centroid leaves the 8-bit codes'
+    trained range in some dimension (FAISS clamps it there: ``ScalarQuantizer``, ``RS_minmax``)."""
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(idx))
+    if not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or not len(rows):
+        return 0.0
+    dim = ivf.d
+    trained = faiss.vector_to_array(ivf.sq.trained)
+    if ivf.sq.qtype != faiss.ScalarQuantizer.QT_8bit or trained.size != 2 * dim:
+        return 0.0
+    lo, hi = trained[:dim], trained[:dim] + trained[dim:]
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    clipped = 0
+    for start in range(0, len(rows), _ADD_CHUNK):
+        x = np.ascontiguousarray(vectors[rows[start : start + _ADD_CHUNK]], dtype=np.float32)
+        _, assigned = ivf.quantizer.search(x, 1)
+        residual = x - centroids[assigned[:, 0]] if ivf.by_residual else x
+        clipped += int(((residual < lo) | (residual > hi)).any(axis=1).sum())
+    return round(clipped / len(rows), 4)
 
 
 def build_flat(vectors: np.ndarray) -> faiss.Index:

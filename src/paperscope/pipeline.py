@@ -297,7 +297,9 @@ def _build_locked(
                 carry,
             )
             con.close()
-            index_info = _write_index(tmp, base, change, index_type)
+            if derived.idf_check is not None:
+                report.checks.append(_idf_check_line(derived.idf_check))
+            index_info = _write_index(tmp, base, change, index_type, report)
             dense_ref = _dense_reference(tmp / "vectors.npy")
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
@@ -305,7 +307,9 @@ def _build_locked(
             manifest["input_files"] = inputs_record
             if dense_ref is not None:
                 manifest["reference"] = {"dense": list(dense_ref)}
-            manifest["lexical"]["derivation"] = derived  # "derived", "merged" (carried idf) or "linked"
+            manifest["lexical"]["derivation"] = derived.how  # "derived", "merged" (carried idf) or "linked"
+            if derived.idf_check is not None:  # "kept" (merged) or "refreshed" (derived), and the figures
+                manifest["lexical"]["idf_check"] = derived.idf_check
             if checked is not None:
                 checked.wait()
             committed = st.commit(name, tmp, manifest, report.warnings, carried_from=base)
@@ -439,9 +443,12 @@ def _embed_and_write_vectors(
         staging.close()
 
 
-def _write_index(tmp: Path, prev: Generation | None, change: VectorChange, index_type: str | None) -> dict[str, Any]:
+def _write_index(
+    tmp: Path, prev: Generation | None, change: VectorChange, index_type: str | None, report: BuildReport
+) -> dict[str, Any]:
     """index.faiss: linked from the previous generation when the vectors are the same, updated in
-    place of a rebuild when only some rows changed (IVF), else built from scratch."""
+    place of a rebuild when only some rows changed (IVF; retrained when a due drift check fails),
+    else built from scratch."""
     prev_index = prev.manifest.get("index") if prev is not None else None
     same_kind = prev is not None and (index_type is None or index_type == index.kind_of(prev_index))
     if change.identical and same_kind:
@@ -449,19 +456,45 @@ def _write_index(tmp: Path, prev: Generation | None, change: VectorChange, index
         os.link(prev.file("index.faiss"), tmp / "index.faiss")
         return {**(prev_index or {}), "type": index.kind_of(prev_index), "linked_from": prev.name}
     vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
-    if (
-        prev is not None
-        and not change.renumbered
-        and index.can_update(prev_index, index_type, change.n, len(change.changed))
-    ):
+    if prev is not None and not change.renumbered and index.can_update(prev_index, index_type, change.n):
         built, index_info = index.update(
             prev.file("index.faiss"), prev_index, vectors, change.changed, change.previous_n
         )
         index_info["updated_from"] = prev.name
+        if index.check_due(index_info):
+            # Every CHECK_FRACTION of rows changed: keep the centroids while they measurably fit.
+            drift = index.drift_check(built, index_info, vectors, change.changed)
+            report.checks.append(_index_check_line(drift, index_info["incremental"]["rows_since_check"]))
+            if drift["decision"] == "kept":
+                index_info = index.checked(index_info, drift)
+            else:
+                built, index_info = index.build(vectors, index_type)
+                index_info["drift_check"] = drift
     else:
         built, index_info = index.build(vectors, index_type)
     index.save(built, tmp / "index.faiss")
     return index_info
+
+
+def _index_check_line(drift: dict[str, Any], rows: int) -> str:
+    """The report's line for an IVF drift check (``index.drift_check``)."""
+    figures = [f"{drift['rows']} rows (trained on {drift['trained_rows']})"]
+    if "recall_at_10" in drift:
+        figures.append(f"recall@10 {drift['recall_at_10']:.3f} on {drift['recall_queries']} queries")
+        figures.append(f"{100 * drift['clipped']:.1f}% of rows clipped")
+        figures.append(f"list imbalance {drift['list_imbalance']:.2f}")
+    verdict = "kept the centroids" if drift["decision"] == "kept" else f"retrained ({', '.join(drift['reasons'])})"
+    return f"index: checked after {rows} rows changed: {'; '.join(figures)}: {verdict} ({drift['seconds']:.1f}s)"
+
+
+def _idf_check_line(check: dict[str, Any]) -> str:
+    """The report's line for an idf check (``impact.idf_drift``)."""
+    verdict = "kept the idf" if check["decision"] == "kept" else "derived the weights again"
+    return (
+        f"lexical: idf checked after {check['rows_since_check']} rows changed: 1st-percentile row cosine "
+        f"{check['row_cosine_p1']:.6f} (limit {check['min_cosine']}) on {check['sample_rows']} rows: "
+        f"{verdict} ({check['seconds']:.1f}s)"
+    )
 
 
 def _dense_reference(path: Path) -> tuple[float, float] | None:

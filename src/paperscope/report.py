@@ -32,6 +32,9 @@ class BuildReport:
     merges: list[str] = field(default_factory=list)
     # Problems after the commit (the new generation is live): reported, never a failure.
     warnings: list[str] = field(default_factory=list)
+    # Drift checks this run made (IVF centroids, carried idf): one line each, with the figures and
+    # the decision; the figures are in the manifest ("index", "lexical" blocks).
+    checks: list[str] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
     model_load_seconds: float = 0.0

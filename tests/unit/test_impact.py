@@ -261,12 +261,12 @@ def test_a_merged_derivation_is_a_full_one_under_the_carried_idf(
     (a new term with its own) and merged into the lists: per list the same (row, weight) entries
     as a full derivation with that idf, in impact order."""
     monkeypatch.setattr(impact, "CHUNK", [1 << 24, 7][seed % 2])  # 7: many blocks of terms
-    monkeypatch.setattr(impact, "IDF_REFRESH", 1.0)
+    monkeypatch.setattr(impact, "IDF_CHECK", 1.0)  # no idf check
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(60)] + ["two words", "μp"]
     old_rows = _rows(rng, words, 80)
     LexicalIndex.from_counts(old_rows).save(tmp_path / "old.npz")
-    assert impact.derive(tmp_path / "old.npz", tmp_path / "old-d.npz") == "derived"
+    assert impact.derive(tmp_path / "old.npz", tmp_path / "old-d.npz").how == "derived"
     # Edit some rows in place (a few with terms the store never had), append some.
     n = 80 + int(rng.integers(0, 6))
     mapping = np.arange(n, dtype=np.int64)
@@ -284,7 +284,7 @@ def test_a_merged_derivation_is_a_full_one_under_the_carried_idf(
     how = impact.derive(
         tmp_path / "new.npz", tmp_path / "new-d.npz", (tmp_path / "old.npz", tmp_path / "old-d.npz"), carry
     )
-    assert how == "merged"
+    assert how.how == "merged" and how.idf_check is None
     lex, got = impact.open_index(tmp_path / "new.npz", tmp_path / "new-d.npz", n)
     old_lex, old_post = impact.open_index(tmp_path / "old.npz", tmp_path / "old-d.npz", 80)
     # The idf is the previous one for every term still used; a new term gets its own.
@@ -313,22 +313,35 @@ def test_a_merged_derivation_is_a_full_one_under_the_carried_idf(
     assert np.allclose(got.score_all(q), want.score_all(want_lex.rows_vector([3])))
 
 
-def test_the_idf_is_derived_again_once_enough_rows_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("drift", [False, True])
+def test_the_idf_is_checked_once_enough_rows_changed_and_derived_again_only_when_it_drifted(
+    tmp_path: Path, drift: bool
+) -> None:
+    """Every IDF_CHECK (10%) of rows changed, the carried idf is compared with this generation's.
+    Edits that leave the document frequencies alone keep it (and restart the count); a term that
+    was new and rare in 3 rows and is now in 6 (then 12) with a heavy count makes it derive again."""
+    assert impact.IDF_CHECK == 0.1
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(30)]
     rows = _rows(rng, words, 50)
     LexicalIndex.from_counts(rows).save(tmp_path / "g0.npz")
     impact.derive(tmp_path / "g0.npz", tmp_path / "g0-d.npz")
-    monkeypatch.setattr(impact, "IDF_REFRESH", 0.1)
-    hows = []
-    for g in range(1, 5):  # 3 rows of 50 edited per generation: 6%, 12% since the idf was computed
+    done = []
+    for g in range(1, 5):  # 3 rows of 50 edited per generation: 6%, 12% (checked), 6%, 12% (checked)
+        edited = [g, g + 10, g + 20]
         mapping = np.arange(50, dtype=np.int64)
-        mapping[[g, g + 10, g + 20]] = -1
-        fresh = _rows(rng, words, 3)
+        mapping[edited] = -1
+        if drift:  # each edited row gains a heavy new term
+            fresh = [(rows[i][0] + Counter({"zz": 3}), rows[i][1]) for i in edited]
+        else:  # the edited rows' texts move among them: every document frequency stays
+            fresh = [rows[edited[1]], rows[edited[2]], rows[edited[0]]]
+        rows = [*rows]
+        for i, r in zip(edited, fresh):
+            rows[i] = r
         prev = LexicalIndex.load(tmp_path / f"g{g - 1}.npz")
         carried = carry_rows(CarriedArrays.of(prev), mapping, LexicalIndex.from_counts(fresh))
         carried.write(tmp_path / f"g{g}.npz")
-        hows.append(
+        done.append(
             impact.derive(
                 tmp_path / f"g{g}.npz",
                 tmp_path / f"g{g}-d.npz",
@@ -336,10 +349,26 @@ def test_the_idf_is_derived_again_once_enough_rows_changed(tmp_path: Path, monke
                 Carry(mapping, carried.old_to_new),
             )
         )
-    assert hows == ["merged", "derived", "merged", "derived"]
-    full = tmp_path / "full.npz"
-    impact.derive(tmp_path / "g4.npz", full)
-    assert full.read_bytes() == (tmp_path / "g4-d.npz").read_bytes()  # a refresh is a full derivation
+    checks = [d.idf_check for d in done]
+    assert checks[0] is None and checks[2] is None  # 6%: no check
+    assert checks[1] is not None and checks[3] is not None
+    assert (checks[1]["rows_since_check"], checks[1]["sample_rows"]) == (6, 50)
+    if drift:
+        assert [d.how for d in done] == ["merged", "derived", "merged", "derived"]
+        assert all(c["decision"] == "refreshed" and c["row_cosine_p1"] < impact.IDF_MIN_COSINE for c in checks[1::2])
+        full = tmp_path / "full.npz"
+        impact.derive(tmp_path / "g4.npz", full)
+        assert full.read_bytes() == (tmp_path / "g4-d.npz").read_bytes()  # a refresh is a full derivation
+    else:
+        assert [d.how for d in done] == ["merged"] * 4
+        assert all(c["decision"] == "kept" and c["row_cosine_p1"] >= impact.IDF_MIN_COSINE for c in checks[1::2])
+        # The idf is still the first generation's (computed on 50 papers); the count restarted at each check.
+        with np.load(tmp_path / "g0-d.npz") as a, np.load(tmp_path / "g4-d.npz") as b:
+            assert np.array_equal(a["idf"], b["idf"])
+        for g, basis in ((1, [50, 3]), (2, [50, 0]), (3, [50, 3]), (4, [50, 0])):
+            with np.load(tmp_path / f"g{g}-d.npz") as z:
+                assert z["idf_basis"].tolist() == basis
+        assert (checks[3]["rows_since_check"], checks[3]["computed_at"]) == (6, 50)
 
 
 def _vm_flags(path: Path) -> list[set[str]]:

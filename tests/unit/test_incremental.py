@@ -11,13 +11,15 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
+from paperscope import impact, index
 from paperscope.errors import InputError, StoreError
 from paperscope.explorer import Explorer
-from paperscope.index import RETRAIN_FRACTION
+from paperscope.index import CHECK_FRACTION
 from paperscope.lexical import CarriedArrays, LexicalIndex, carry_rows
 from paperscope.pipeline import build
 from paperscope.store import Store
@@ -35,6 +37,24 @@ def corpus(n: int, edited: set[int] = frozenset(), seed: int = 0) -> list[dict[s
         abstract = f"topic{i % 9} {words}" + (" revised with a new term zzedit" if i in edited else "")
         out.append({"id": f"p{i}", "title": f"Paper {i} on {rng.choice(WORDS)}", "abstract": abstract})
     return out
+
+
+# Another domain's words: abstracts made of them embed (FakeEmbedder) away from the corpus' region.
+COOKING = (
+    "pasta tomato basil garlic olive simmer sauce oven bake flour butter sugar yeast dough knead roast "
+    "chicken pepper onion carrot broth soup stew braise grill lemon vinegar honey cinnamon"
+).split()
+
+
+def reworded(n: int, edited: set[int], other_domain: bool = False) -> list[dict[str, object]]:
+    """corpus(n) with the edited rows' abstracts written again: from the same words (an edit drawn
+    like the corpus), or from COOKING plus a term the corpus never had, zzedit (a drifted corpus)."""
+    rows = corpus(n)
+    for i in edited:
+        rng = random.Random(1000 + i)
+        words = " ".join(rng.choice(COOKING if other_domain else WORDS) for _ in range(40))
+        rows[i] = {**rows[i], "abstract": f"topic{i % 9} {words}" + (" zzedit" * other_domain)}
+    return rows
 
 
 def write(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -385,25 +405,124 @@ def test_damage_in_a_carried_file_is_found_by_verify_and_refused_by_index(tmp_pa
         build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder())
 
 
+def top10(ex: Explorer, queries: list[str], mode: str) -> list[set[str]]:
+    return [{h.paper.id for h in ex.search(q, k=10, mode=mode)} for q in queries]
+
+
+def test_an_edit_only_rerun_past_the_check_keeps_the_centroids_and_the_idf(tmp_path: Path) -> None:
+    """Edits drawn like the corpus, past CHECK_FRACTION / IDF_CHECK of the rows: both checks run,
+    measure no drift, and keep what was trained; answers stay those of a from-scratch build."""
+    n, edited = 400, set(range(0, 400, 8))  # 50 rows: 12.5%, one run
+    src = write(tmp_path / "a.jsonl", corpus(n))
+    build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    first = Store(tmp_path / "s").require_current()
+    rows = reworded(n, edited)
+    report = build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    assert (report.changed, report.embedded, report.tokenised) == (50, 50, 50)
+    gen = Store(tmp_path / "s").require_current()
+    info, lex = gen.manifest["index"], gen.manifest["lexical"]
+    # The IVF index: updated (not retrained) after a check that measured and kept it.
+    assert info["updated_from"] == first.name and "drift_check" not in info
+    inc = info["incremental"]
+    assert (inc["rows_since_training"], inc["rows_since_check"]) == (50, 0) and CHECK_FRACTION * n < 50
+    check = inc["checked"]
+    assert check["decision"] == "kept" and check["reasons"] == []
+    assert check["recall_at_10"] >= check["target_recall"] == index.TARGET_RECALL
+    assert check["recall_queries"] == n and check["changed_queries"] == 50  # at most 500: every row here
+    assert check["clipped"] <= index.CLIP_SHARE and check["rows"] == check["trained_rows"] == n
+    loaded = [index.load(g.file("index.faiss"), n, FakeEmbedder.dimension) for g in (first, gen)]
+    a, b = (faiss.extract_index_ivf(i) for i in loaded)  # the centroids trained on the first generation
+    assert np.array_equal(a.quantizer.reconstruct_n(0, a.nlist), b.quantizer.reconstruct_n(0, b.nlist))
+    # The idf: checked, kept, merged under it.
+    assert lex["derivation"] == "merged" and lex["idf_check"]["decision"] == "kept"
+    assert lex["idf_check"]["row_cosine_p1"] >= impact.IDF_MIN_COSINE and lex["idf_check"]["rows_since_check"] == 50
+    idf = []
+    for g in (first, gen):
+        with np.load(g.file(impact.DERIVED_FILE)) as z:
+            idf.append(dict(zip(LexicalIndex.load(g.file("lexical.npz")).vocab, z["idf"].tolist())))
+            basis = z["idf_basis"].tolist()
+    assert basis == [n, 0]  # the papers the idf was computed on; the count restarted at the check
+    assert all(idf[1][t] == w for t, w in idf[0].items() if t in idf[1])  # every term still used: its idf
+    assert [c.split(":")[0] for c in report.checks] == ["lexical", "index"]
+    assert "kept the idf" in report.checks[0] and "kept the centroids" in report.checks[1]
+    assert gen.manifest["build"]["checks"] == report.checks
+    assert verify(Store(tmp_path / "s")).ok
+    # Answers: those of a from-scratch build of the same inputs (trained and weighted on them), to
+    # the tolerance of an approximate index and a carried idf: 95% of every top 10 in common.
+    build([write(tmp_path / "b.jsonl", rows)], tmp_path / "f", embedder=FakeEmbedder(), index_type="ivf")
+    queries = ["adam lora", "diffusion attention kernel", "sparse scaling width", "émile transfer depth", "sgd μp"]
+    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as x, Explorer(tmp_path / "f", embedder=FakeEmbedder()) as y:
+        for mode in ("dense", "lexical", "hybrid"):
+            got, want = top10(x, queries, mode), top10(y, queries, mode)
+            assert np.mean([len(g & w) / 10 for g, w in zip(got, want)]) >= 0.95, mode
+    dense = [len(set(g) & set(w)) / 5 for g, w in zip(related_ids(tmp_path / "s"), related_ids(tmp_path / "f"))]
+    assert np.mean(dense) >= 0.95, dense
+    # The next 1% edit counts from the check; the check's record is carried.
+    report = build(
+        [write(src, reworded(n, edited | {1, 2, 3, 5}))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf"
+    )
+    nxt = Store(tmp_path / "s").require_current().manifest["index"]["incremental"]
+    assert (nxt["rows_since_check"], nxt["rows_since_training"], nxt["checked"]) == (4, 54, inc["checked"])
+    assert report.checks == []
+
+
 def test_compaction_ends_where_a_from_scratch_build_ends(tmp_path: Path) -> None:
+    """1% edits that move papers to another domain (and give them a new term): at the check past
+    CHECK_FRACTION the index measures the drift and is retrained, the idf is derived again, and
+    the store is then the one a from-scratch build of the same inputs makes, byte for byte."""
     n = 400
     src = tmp_path / "a.jsonl"
     edited: set[int] = set()
     build([write(src, corpus(n))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
     retrained = False
-    for step in range(12):  # 1% edits until the drift passes RETRAIN_FRACTION and the index is retrained
+    for step in range(12):  # 1% edits until the rows changed pass CHECK_FRACTION and the check runs
         edited |= set(range(step * 4, step * 4 + 4))
-        build([write(src, corpus(n, edited))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
-        info = Store(tmp_path / "s").require_current().manifest["index"]
+        report = build(
+            [write(src, reworded(n, edited, True))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf"
+        )
+        gen = Store(tmp_path / "s").require_current()
+        info = gen.manifest["index"]
         if "incremental" not in info:
             retrained = True
             break
-        assert info["incremental"]["rows_since_training"] <= RETRAIN_FRACTION * n
-    assert retrained
-    build([write(tmp_path / "b.jsonl", corpus(n, edited))], tmp_path / "f", embedder=FakeEmbedder(), index_type="ivf")
+        assert info["incremental"]["rows_since_check"] <= CHECK_FRACTION * n and report.checks == []
+    assert retrained and len(edited) > CHECK_FRACTION * n
+    check = info["drift_check"]
+    assert check["decision"] == "retrain" and "clipping" in check["reasons"], check
+    assert check["clipped"] > index.CLIP_SHARE and info["trained_rows"] == n
+    idf = gen.manifest["lexical"]["idf_check"]
+    assert gen.manifest["lexical"]["derivation"] == "derived" and idf["decision"] == "refreshed"
+    assert idf["row_cosine_p1"] < impact.IDF_MIN_COSINE
+    assert "retrained (" in report.checks[1] and "derived the weights again" in report.checks[0]
+    build(
+        [write(tmp_path / "b.jsonl", reworded(n, edited, True))],
+        tmp_path / "f",
+        embedder=FakeEmbedder(),
+        index_type="ivf",
+    )
     assert related_ids(tmp_path / "s") == related_ids(tmp_path / "f")
     a, b = (Store(p).require_current() for p in (tmp_path / "s", tmp_path / "f"))
-    assert a.file("index.faiss").read_bytes() == b.file("index.faiss").read_bytes()
+    for name in ("index.faiss", "lexical.npz", impact.DERIVED_FILE):
+        assert a.file(name).read_bytes() == b.file(name).read_bytes(), name
+
+
+def test_a_corpus_that_doubled_is_retrained_for_its_size(tmp_path: Path) -> None:
+    """Papers drawn like the first ones, more than doubling the store: the lists are sized for half
+    of it (SIZE_FACTOR), so the index is retrained whatever the recall."""
+    src = write(tmp_path / "a.jsonl", corpus(200))
+    build([src], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    report = build([write(src, corpus(401))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+    assert report.added == 201
+    info = Store(tmp_path / "s").require_current().manifest["index"]
+    assert "incremental" not in info and info["trained_rows"] == 401
+    assert info["params"]["nlist"] == index.ivf_lists(401) != index.ivf_lists(200)
+    check = info["drift_check"]
+    assert (check["decision"], check["reasons"], check["rows"], check["trained_rows"]) == (
+        "retrain",
+        ["size"],
+        401,
+        200,
+    )
 
 
 def test_prune_renumbers_rows_and_rebuilds_what_depends_on_them(tmp_path: Path) -> None:
@@ -430,9 +549,9 @@ def test_a_reader_keeps_answering_through_updates_and_a_compaction(tmp_path: Pat
     lexical_before = [[h.paper.id for h in reader.search("adam lora", mode="lexical", k=5)]]
     edited: set[int] = set()
     kinds = []
-    for step in range(12):
+    for step in range(12):  # edits that drift to another domain: the check past 10% retrains
         edited |= set(range(step * 4, step * 4 + 4))
-        build([write(src, corpus(n, edited))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
+        build([write(src, reworded(n, edited, True))], tmp_path / "s", embedder=FakeEmbedder(), index_type="ivf")
         kinds.append("incremental" in Store(tmp_path / "s").require_current().manifest["index"])
         # The reader's generation directory is long gone (two are kept); its answers are unchanged.
         assert [[h.paper.id for h in reader.related(p, k=5)] for p in probes] == before

@@ -274,6 +274,87 @@ def test_hybrid_pool_takes_papers_good_on_both_sides_from_the_deep_dense_rows() 
     assert [r.row for r in alone] != [20]
 
 
+@pytest.fixture(scope="module")
+def drift_pool() -> np.ndarray:
+    """Clustered 64-d rows in random order: the first 6,000 train an index, later ones are drawn alike."""
+    pool = clustered(12_100, 64, seed=5)
+    return pool[np.random.default_rng(5).permutation(len(pool))]
+
+
+def updated_and_checked(
+    tmp_path: Path, pool: np.ndarray, new: np.ndarray, changed: np.ndarray
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Train on pool[:6000], update with ``new`` (rows ``changed`` replaced or appended), check."""
+    n = 6000
+    idx, info = index.build(pool[:n], "ivf")
+    assert info["trained_rows"] == n and info["list_imbalance"] >= 1.0
+    index.save(idx, tmp_path / "i.faiss")
+    updated, block = index.update(tmp_path / "i.faiss", info, new, changed, n)
+    assert index.check_due(block)  # every run here changes more than CHECK_FRACTION of the rows
+    return block, index.drift_check(updated, block, new, changed)
+
+
+def test_a_check_keeps_the_centroids_when_edits_are_drawn_like_the_corpus(
+    tmp_path: Path, drift_pool: np.ndarray
+) -> None:
+    n, changed = 6000, np.arange(0, 6000, 8)  # 12.5% of the rows
+    new = drift_pool[:n].copy()
+    new[changed] = drift_pool[n : n + len(changed)]
+    block, check = updated_and_checked(tmp_path, drift_pool, new, changed)
+    assert check["decision"] == "kept" and check["reasons"] == []
+    assert check["recall_at_10"] >= index.TARGET_RECALL and check["recall_queries"] == index.RECALL_QUERIES
+    assert check["changed_queries"] >= index.RECALL_QUERIES // 2  # the changed rows are queried first
+    assert check["clipped"] <= index.CLIP_SHARE
+    assert check["list_imbalance"] <= index.IMBALANCE_GROWTH * check["trained_imbalance"]
+    # Deterministic: the same rows give the same figures (only the seconds may differ).
+    _, again = updated_and_checked(tmp_path, drift_pool, new, changed)
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in check.items() if k != "seconds"}
+    # Kept: recorded, and the count since the check starts again (the count since training goes on).
+    kept = index.checked(block, check)
+    inc = kept["incremental"]
+    assert (inc["rows_since_check"], inc["rows_since_training"]) == (0, len(changed))
+    assert inc["checked"]["decision"] == "kept" and not index.check_due(kept)
+
+
+@pytest.mark.parametrize("drift", ["region", "pile", "size"])
+def test_a_check_retrains_an_index_whose_data_drifted(tmp_path: Path, drift_pool: np.ndarray, drift: str) -> None:
+    n, changed = 6000, np.arange(0, 6000, 8)
+    new = drift_pool[:n].copy()
+    if drift == "region":  # rows from three clusters the centroids never saw
+        new[changed] = clustered(len(changed), 64, seed=77, clusters=3)
+        want = {"clipping", "recall"}
+    elif drift == "pile":  # rows piled next to one stored row: into one list
+        noise = np.random.default_rng(8).standard_normal((len(changed), 64)).astype(np.float32) * 0.006
+        x = drift_pool[1] + noise
+        new[changed] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        want = {"imbalance", "recall"}
+    else:  # the corpus more than doubled, drawn alike: lists sized for half of it
+        new, changed = drift_pool[: 2 * n + 1], np.arange(n, 2 * n + 1)
+        want = {"size"}
+    _, check = updated_and_checked(tmp_path, drift_pool, new, changed)
+    assert check["decision"] == "retrain" and set(check["reasons"]) == want, check
+    if drift == "size":
+        assert "recall_at_10" not in check  # nothing else measured
+    else:
+        assert (check["recall_at_10"] < index.TARGET_RECALL) == ("recall" in want)
+
+
+def test_a_check_retrains_an_index_of_the_older_format(tmp_path: Path, drift_pool: np.ndarray) -> None:
+    """Stores built before round 8 hold IndexIVFFlat; their first check retrains them as sq8."""
+    n = 6000
+    _, info = index.build(drift_pool[:n], "ivf")
+    flat = faiss.IndexIVFFlat(faiss.IndexFlatIP(64), 64, info["params"]["nlist"], faiss.METRIC_INNER_PRODUCT)
+    flat.train(drift_pool[:n])
+    flat.add(drift_pool[:n])
+    index.save(flat, tmp_path / "old.faiss")
+    old = {k: v for k, v in info.items() if k not in ("trained_rows", "list_imbalance")}  # not recorded then
+    assert index.trained_rows(old) == pytest.approx(n, rel=0.02)  # from its list count
+    changed = np.arange(0, n, 8)
+    updated, block = index.update(tmp_path / "old.faiss", old, drift_pool[:n], changed, n)
+    check = index.drift_check(updated, block, drift_pool[:n], changed)
+    assert (check["decision"], check["reasons"]) == ("retrain", ["format"])
+
+
 def test_pipeline_records_index_block_and_links_unchanged_vectors(
     tmp_path: Path, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
