@@ -525,7 +525,7 @@ def idf_drift(lex: LexicalIndex, idf: np.ndarray, df: np.ndarray) -> dict[str, A
     rows = np.unique(np.linspace(0, n - 1, min(n, IDF_SAMPLE)).astype(np.int64)) if n else np.zeros(0, np.int64)
     sizes = np.diff(indptr)[rows]
     rows, sizes = rows[sizes > 0], sizes[sizes > 0]
-    pos = _segments(indptr[rows], sizes)
+    pos = kernels.segments(indptr[rows], sizes)
     s_indptr = np.concatenate(([0], np.cumsum(sizes)))
     s_terms = np.asarray(lex.terms)[pos]
     counts, titles = np.asarray(lex.counts)[pos], np.asarray(lex.title_counts)[pos]
