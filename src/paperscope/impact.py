@@ -200,7 +200,7 @@ class Postings:
         dense[query.ids] = query.values
         kernels.mark(bits, query.ids)
         try:
-            return kernels.score_rows(self.indptr, self.terms, self.unit, rows, dense, bits)
+            return kernels.score_rows(self.indptr, self.terms, self.unit, rows, dense, bits, self._scratch)
         finally:
             dense[query.ids] = 0.0
             kernels.mark(bits, query.ids, on=False)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -166,13 +167,15 @@ def score_rows(
     rows: np.ndarray,
     dense: np.ndarray,
     bits: np.ndarray,
+    cache: Any = None,
 ) -> np.ndarray:
     """Each row's ``sum(unit[j] * dense[terms[j]])`` over its forward-index entries j (float64).
 
     ``dense`` is the query over the whole vocabulary (zero off the query's terms) and ``bits`` a
     filter with its terms marked (:func:`query_filter`, :func:`mark`). The first ``HEAD_ROWS`` rows are
     scored first: when reading them was slow (pages not in memory), the rest is read by the numpy
-    path, whose threads take the page faults together.
+    path, whose threads take the page faults together. ``cache`` (any object that takes
+    attributes, e.g. a ``threading.local``) lets the numpy path keep the last rows' entries.
     """
     rows = np.asarray(rows, dtype=np.int64)
     jit = _jit if not _numpy_only and _compiled_types(indptr, terms, unit) else None
@@ -182,7 +185,7 @@ def score_rows(
         return (
             jit.score_rows(indptr, terms, unit, rows, dense, bits)
             if jit is not None
-            else _score_rows_numpy(indptr, terms, unit, rows, dense)
+            else _score_rows_numpy(indptr, terms, unit, rows, dense, cache)
         )
     head = rows[:HEAD_ROWS]
     t0 = time.perf_counter()
@@ -191,7 +194,7 @@ def score_rows(
     entries = int((indptr[head + 1] - indptr[head]).sum())
     cold = seconds > pagein.COLD_SECONDS_PER_BYTE * _ENTRY_BYTES * max(entries, 1)
     rest = (
-        _score_rows_numpy(indptr, terms, unit, rows[HEAD_ROWS:], dense)
+        _score_rows_numpy(indptr, terms, unit, rows[HEAD_ROWS:], dense, cache)
         if cold
         else jit.score_rows(indptr, terms, unit, rows[HEAD_ROWS:], dense, bits)
     )
@@ -199,12 +202,27 @@ def score_rows(
 
 
 def _score_rows_numpy(
-    indptr: np.ndarray, terms: np.ndarray, unit: np.ndarray, rows: np.ndarray, dense: np.ndarray
+    indptr: np.ndarray,
+    terms: np.ndarray,
+    unit: np.ndarray,
+    rows: np.ndarray,
+    dense: np.ndarray,
+    cache: Any = None,
 ) -> np.ndarray:
-    lo, hi = indptr[rows], indptr[rows + 1]
-    counts = hi - lo
-    idx = segments(lo, counts)
-    contrib = pagein.take(unit, idx) * dense[pagein.take(terms, idx)]
+    # The rows' entries (weights, terms) are kept in ``cache`` for the next call with the same rows:
+    # query expansion scores the first pass's pool again, and lexical_reference scores the same
+    # 8,192 papers 128 times; gathering is most of the cost (at 1M papers 2.3 s against 7.3 s).
+    last = getattr(cache, "rows", None)
+    if last is not None and len(last[0]) == len(rows) and np.array_equal(last[0], rows):
+        unit_at, terms_at, counts = last[1:]
+    else:
+        lo, hi = indptr[rows], indptr[rows + 1]
+        counts = hi - lo
+        idx = segments(lo, counts)
+        unit_at, terms_at = pagein.take(unit, idx), pagein.take(terms, idx)
+        if cache is not None:
+            cache.rows = (rows.copy(), unit_at, terms_at, counts)
+    contrib = unit_at * dense[terms_at]
     if not len(contrib):
         return np.zeros(len(rows), dtype=np.float64)
     # Each row's entries are consecutive: sum them in place (an empty row keeps 0).
