@@ -185,3 +185,20 @@ def test_a_large_store_loads_the_compiled_loops_after_its_first_queries(real_sto
     out = subprocess.run([sys.executable, "-c", code, str(real_store)], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False", "True"]
+
+
+def test_the_numpy_path_reuses_a_gather_only_for_the_same_rows() -> None:
+    """The kept entries of the last rows serve a second query on those rows, and never other rows."""
+    import types
+
+    rng = np.random.default_rng(8)
+    indptr, terms, unit = _forward(rng, rng.integers(0, 200, size=300), vocab=400)
+    a, b = rng.choice(300, size=120, replace=False), rng.choice(300, size=120, replace=False)
+    cache = types.SimpleNamespace()
+    with kernels.numpy_only():
+        for rows in (a, a, b, a):
+            dense, bits = _query(rng, 400, 60)
+            got = kernels.score_rows(indptr, terms, unit, rows.astype(np.int64), dense, bits, cache)
+            want = kernels.score_rows(indptr, terms, unit, rows.astype(np.int64), dense, bits)
+            assert np.array_equal(got, want)
+            assert np.array_equal(cache.rows[0], rows)
