@@ -202,3 +202,27 @@ def test_the_numpy_path_reuses_a_gather_only_for_the_same_rows() -> None:
             want = kernels.score_rows(indptr, terms, unit, rows.astype(np.int64), dense, bits)
             assert np.array_equal(got, want)
             assert np.array_equal(cache.rows[0], rows)
+
+
+@pytest.mark.parametrize("large", [True, False])
+def test_serve_warms_the_compiled_loops_up_for_a_large_store_only(real_store, large: bool) -> None:
+    """``paperscope serve``'s warm-up loads them when the store has ``COMPILED_ROWS`` papers (the
+    bundled store stands in for one by lowering it), and leaves a small store to the numpy loops."""
+    pytest.importorskip("starlette")
+    code = (
+        "import sys\n"
+        "from paperscope import kernels\n"
+        "from paperscope.serve import app as served\n"
+        "served.COMPILED_ROWS = 1 if sys.argv[2] == 'large' else 10**9\n"
+        "site = served.create_app(sys.argv[1])\n"
+        "print(kernels.ready())\n"
+        "served.warm(site)\n"
+        "print(kernels.ready())\n"
+        "site.state.live.close()\n"
+    )
+    size = "large" if large else "small"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(real_store), size], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", str(large)]
