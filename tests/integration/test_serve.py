@@ -503,7 +503,10 @@ def test_real_model_search_and_ready_time(real_store: Path) -> None:
         url = _url(lines)
         ready = float(next(line.split()[2] for line in lines if line.startswith("ready in")))
         print(f"serve on the bundled store: ready {ready:.2f} s after serve() began, {wall:.2f} s after Popen")
-        assert ready <= 2.0
+        # A guard against "ready" waiting for the slow parts (the page, the query model), not a
+        # timing: it is 0.1-0.3 s on a quiet machine (docs/serve.md); a CI run here once took 2.03 s,
+        # so a tight bound only measured the machine's noise. Speed is the benchmarks' to measure.
+        assert ready <= 5.0
         r = HTTP.get(
             f"{url}api/search", params={"q": "learning-rate transfer across model widths", "k": 5}, timeout=120
         )
