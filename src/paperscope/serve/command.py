@@ -68,6 +68,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# How long stopping waits for the warm-up thread to finish what it is loading.
+WARM_JOIN_SECONDS = 60.0
+
+
 def serve(
     store: str | Path | None = None,
     *,
@@ -104,10 +108,13 @@ def serve(
     print(f"paperscope serve: {where}", file=out, flush=True)
     print(f"serving on {url}  (Ctrl-C to stop)", file=out, flush=True)
 
+    warming: list[threading.Thread] = []
+
     def ready() -> None:
         print(f"ready in {time.perf_counter() - t0:.2f} s", file=out, flush=True)
         # The query model is the slow part (seconds): load it now, after "ready", off the request path.
-        threading.Thread(target=warm, args=(app,), name="paperscope-warm", daemon=True).start()
+        warming.append(threading.Thread(target=warm, args=(app,), name="paperscope-warm", daemon=True))
+        warming[-1].start()
         if open_browser:
             threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
@@ -119,5 +126,10 @@ def serve(
         _Server(config, ready).run(sockets=[sock])
     finally:
         sock.close()
+        # A Ctrl-C soon after "ready" must not end the interpreter under the warm-up thread: in the
+        # middle of an import (the page's scikit-learn, the model) that aborted the process
+        # ("can't register atexit after shutdown", then SIGABRT). It takes seconds at most.
+        for thread in warming:
+            thread.join(timeout=WARM_JOIN_SECONDS)
         live.close()
     print("stopped", file=out, flush=True)
