@@ -9,7 +9,9 @@ vector is the same alone as inside the batch (np.array_equal, else the largest d
 
 - ``onnx-int8``: length-sorted padded batches of 32, dynamic int8 (the existing backend);
 - ``int8 solo, N workers``: the same model, each text alone and unpadded, N threads sharing one
-  single-threaded session (``onnx-int8-solo``, the default);
+  single-threaded session (``onnx-int8-solo``);
+- ``int8 solo, plain layer norms``: the same again on the export whose layer norms are plain
+  ``Add`` + ``LayerNormalization`` ops (``onnx-int8-solo-v2``, the default);
 - ``int8 one-by-one, 2-thread session``: each text alone, one session with two intra-op threads;
 - ``fp32 one-by-one``: the fp32 export, each text alone;
 - ``static int8 (QDQ)``: ``quantize_static`` with MinMax calibration on every 8th bundled
@@ -129,14 +131,16 @@ def main() -> None:
     cpus = available_cpus()
     torch_model = SentenceTransformerEmbedder(torch_lock)
     batched = OnnxEmbedder(int8_lock, "int8")
-    solo = SoloOnnxEmbedder(lock)
-    solo1 = SoloOnnxEmbedder(lock, workers=1)
+    solo = SoloOnnxEmbedder(with_backend(lock, "onnx-int8-solo"))
+    solo_v2 = SoloOnnxEmbedder(with_backend(lock, "onnx-int8-solo-v2"))
+    solo1 = SoloOnnxEmbedder(with_backend(lock, "onnx-int8-solo"), workers=1)
     two_thread = session(prepare(int8_lock, "int8")[0] / "model.onnx", 2)
     fp32 = session(prepare(lock, "fp32")[0] / "model.onnx", 1)
     candidates: dict[str, Callable[[Sequence[str]], np.ndarray]] = {
         "torch (sentence-transformers fp32)": torch_model.embed_batch,
         "onnx-int8 (padded batches of 32)": batched.embed_batch,
         f"int8 solo, {cpus} workers (onnx-int8-solo)": solo.embed_batch,
+        f"int8 solo, plain layer norms, {cpus} workers (onnx-int8-solo-v2)": solo_v2.embed_batch,
         "int8 solo, 1 worker": solo1.embed_batch,
         "int8 one-by-one, 2-thread session": lambda ts: one_by_one(two_thread, tok.encode_batch(list(ts))),
         "fp32 one-by-one, 1 thread": lambda ts: one_by_one(fp32, tok.encode_batch(list(ts))),

@@ -1,6 +1,6 @@
 """The default backend against torch: paired whole-process builds, agreement, and the 1% re-index.
 
-    python benchmarks/backend_speed.py [--pairs 3] [--reindex 3] [--edited 4]
+    python benchmarks/backend_speed.py [--pairs 3] [--reindex 3] [--edited 4] [--also onnx-int8-solo]
 
 Each build is a fresh ``paperscope index`` process into a fresh store, as from cron, so imports
 and model loading count; torch and the default backend (models.lock) alternate, and the order
@@ -9,7 +9,8 @@ flips every pair, so a machine that gets busier or quieter slows both alike. The
 run: what a machine pays once is not in the figures. Then, on a store built with the default
 backend, ``--edited`` abstracts are revised and re-indexed, each repeat in a fresh process that
 reports whether torch was imported. Prints the medians, the ratio of the medians, per-pair
-ratios, peak RSS, and the cosine of each paper's default vector to its torch vector.
+ratios, peak RSS, and the cosine of each paper's default vector to its torch vector. ``--also``
+times more backends in the same rotation (for example the previous default), each against torch.
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--reindex", type=int, default=3, help="re-index repeats")
     ap.add_argument("--edited", type=int, default=4, help="abstracts revised per re-index (4 = 1%% of 432)")
+    ap.add_argument("--also", action="append", default=[], help="another backend to time in the same rotation")
     args = ap.parse_args()
-    backends = ("torch", DEFAULT_BACKEND)
+    backends = ("torch", DEFAULT_BACKEND, *args.also)
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         corpus = root / "corpus.jsonl"
@@ -117,7 +119,7 @@ def main() -> None:
             print(f"re-index {k}: {args.edited} edited  {wall:5.2f} s  torch imported: {torch_imported}", flush=True)
         ref, got = vectors(root / "torch-0"), vectors(root / f"{DEFAULT_BACKEND}-0")
         cos = np.array([float(ref[i] @ got[i]) for i in ref])
-        a, b = backends
+        a, b = backends[:2]
         print(f"\nload average after: {load()}")
         print(f"bundled corpus, {n} papers; {args.pairs} pairs of fresh whole-process builds")
         print("| backend | median build s | runs (s) | median peak RSS MB |")
@@ -130,6 +132,12 @@ def main() -> None:
             f"speed-up {b} vs {a}: {statistics.median(walls[a]) / statistics.median(walls[b]):.2f}x (medians); "
             f"per pair {', '.join(f'{r:.2f}' for r in pair_ratios)}"
         )
+        for c in args.also:
+            ratios = ", ".join(f"{x / y:.2f}" for x, y in zip(walls[a], walls[c]))
+            print(
+                f"speed-up {c} vs {a}: {statistics.median(walls[a]) / statistics.median(walls[c]):.2f}x; per pair {ratios}"
+            )
+            print(f"speed-up {b} vs {c}: {statistics.median(walls[c]) / statistics.median(walls[b]):.2f}x (medians)")
         print(f"cosine {b} to torch over {len(cos)} papers: mean {cos.mean():.5f}, min {cos.min():.5f}")
         print(
             f"re-index of {args.edited} edited abstracts ({args.edited / n:.1%}), {b} store: median "

@@ -215,7 +215,7 @@ def _backends() -> tuple[str, ...]:
     "--backend",
     type=click.Choice(_backends()),
     default=None,
-    help="Embedding backend (default: the store's own, else models.lock's, shipped: onnx-int8-solo); another needs --rebuild.",
+    help="Embedding backend (default: the store's own, else models.lock's, shipped: onnx-int8-solo-v2); another needs --rebuild.",
 )
 @click.option(
     "--device",

@@ -69,7 +69,7 @@ def bundled_sample(n: int) -> list[str]:
 
 def test_default_lock_is_the_deterministic_int8_backend() -> None:
     lock = load_lock()
-    assert lock.backend == DEFAULT_BACKEND == "onnx-int8-solo"
+    assert lock.backend == DEFAULT_BACKEND == "onnx-int8-solo-v2"
     assert with_backend(lock, None) is lock and with_backend(lock, DEFAULT_BACKEND) is lock
     # torch stays a choice, pinned by the same files: only the backend (part of the fingerprint) differs
     torch_lock = with_backend(lock, "torch")
@@ -136,6 +136,45 @@ def test_solo_vectors_do_not_depend_on_the_worker_count(solo: object) -> None:
 
     two_threads = OnnxEmbedder(solo.lock, "int8", threads=2)
     assert np.array_equal(np.stack([two_threads.embed_batch([t])[0] for t in texts]), one)
+
+
+def test_solo_v2_runs_its_plain_layer_norms(solo: object) -> None:
+    """The default runs the export without SkipLayerNormalization, and ORT does not fuse it back.
+
+    Its vectors are close to onnx-int8-solo's (same weights, same quantisation) but not the same
+    bits; a session that lets ORT re-fuse the plain ops computes other vectors again, so the
+    default's session must keep that fusion off.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from paperscope.embed import with_backend
+    from paperscope.embed.onnx_backend import SKIP_LN_FUSION, prepare
+    from paperscope.embed.solo_backend import SoloOnnxEmbedder
+
+    assert solo.lock.backend == "onnx-int8-solo-v2" and not solo.skip_layer_norm
+    path = prepare(solo.lock, "int8")[0] / "model.onnx"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops
+    texts = bundled_sample(6)
+    v2 = solo.embed_batch(texts)
+    v1 = SoloOnnxEmbedder(with_backend(solo.lock, "onnx-int8-solo")).embed_batch(texts)
+    cos = (v1 * v2).sum(axis=1)
+    assert cos.min() >= 0.995 and not np.array_equal(v1, v2)
+
+    def alone(disabled: list[str] | None) -> np.ndarray:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        ids = np.asarray(solo.tokenizer.encode(texts[0]).ids, dtype=np.int64)[None, :]
+        hidden = sess.run(
+            None, {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        )
+        vec = hidden[0][0].mean(axis=0)
+        return vec / np.linalg.norm(vec)
+
+    assert np.array_equal(alone([SKIP_LN_FUSION]), v2[0])
+    assert not np.array_equal(alone(None), v2[0])  # re-fused: the plain ops' vectors are lost
 
 
 def test_solo_agrees_with_torch_on_the_bundled_corpus(solo: object, torch_model: object) -> None:

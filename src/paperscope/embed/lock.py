@@ -21,9 +21,10 @@ from paperscope.files import sha256_file
 
 LOCK_SCHEMA = 1
 # The backend a new pin gets (the shipped models.lock names it too): int8 on ONNX Runtime, each text
-# run alone, so a vector is a function of its text (embed/solo_backend.py). A lock that names no
-# backend predates backends and means torch (ModelLock.backend's default).
-DEFAULT_BACKEND = "onnx-int8-solo"
+# run alone, so a vector is a function of its text (embed/solo_backend.py), on the export with plain
+# layer-norm ops ("-v2"; stores of "onnx-int8-solo" keep theirs). A lock that names no backend
+# predates backends and means torch (ModelLock.backend's default).
+DEFAULT_BACKEND = "onnx-int8-solo-v2"
 LOCK_ENV = "PAPERSCOPE_LOCK"
 # Files a sentence-transformers directory may hold that do not change its output.
 _IGNORED = {"README.md", ".gitattributes", "data_config.json"}

@@ -54,6 +54,13 @@ REGISTRY: dict[str, Backend] = {
             prepare=lambda lock: onnx_backend.prepare(lock, "int8"),
         ),
         Backend(
+            "onnx-int8-solo-v2",
+            # The default: onnx-int8-solo on an export whose layer norms are plain ops (the same weights
+            # and quantisation; a fifth faster on CPU). Its own name, so v1 stores keep their vectors.
+            lambda lock, for_query: solo_backend.SoloOnnxEmbedder(lock),  # onnx_backend.PLAIN_LAYER_NORM
+            prepare=lambda lock: onnx_backend.prepare(lock, "int8"),
+        ),
+        Backend(
             "static",
             lambda lock, for_query: static_backend.StaticEmbedder(lock),
             dimension=static_backend.PCA_DIMS,

@@ -5,7 +5,10 @@ activation scale over the whole batch: a paper's vector then depends on its batc
 the padding. Here each text is one sequence of exactly its own tokens (no padding, no mask), so
 every scale, every GEMM shape and every summation order is decided by that text alone: the same
 text gives the bit-identical vector in any batch, at any position, in any chunking, resumed or
-not. The model file is the ``onnx-int8`` export itself (one artefact, one sha256).
+not. ``onnx-int8-solo`` runs the ``onnx-int8`` export itself (one artefact, one sha256);
+``onnx-int8-solo-v2``, the default, runs the ``onnx-int8-ln`` export of the same weights, whose
+residual adds and layer norms are plain ``Add`` and ``LayerNormalization`` ops: ONNX Runtime's fused
+SkipLayerNormalization CPU kernel is six times slower than the two (docs/backends.md).
 
 Throughput comes from running several texts at once instead of batching them: ``workers``
 Python threads (the CPUs this process may use) share one session whose kernels run on a single
@@ -40,8 +43,8 @@ def available_cpus() -> int:
 class SoloOnnxEmbedder(OnnxEmbedder):
     """The ``onnx-int8`` model, one unpadded text per run: the same text always gives the same vector."""
 
-    def __init__(self, lock: ModelLock, workers: int | None = None):
-        super().__init__(lock, "int8", threads=1)
+    def __init__(self, lock: ModelLock, workers: int | None = None, skip_layer_norm: bool | None = None):
+        super().__init__(lock, "int8", threads=1, skip_layer_norm=skip_layer_norm)
         self.workers = workers or available_cpus()
         # Models without segment ids (MPNet) export no token_type_ids input.
         self.inputs = {i.name for i in self.session.get_inputs()}
