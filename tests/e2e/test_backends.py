@@ -339,6 +339,29 @@ def test_a_torch_build_keeps_its_backend_and_leaves_search_torch_free(cache: Pat
     assert "IMPORTED []" in r.stderr, r.stderr[-500:]
 
 
+def test_a_store_of_the_previous_default_keeps_its_vectors(cache: Path, tmp_path: Path) -> None:
+    """An ``onnx-int8-solo`` store (the default of rounds 3-11) re-indexes and queries with its own
+    export after the default moved to ``-v2``: its vectors stay the bits that backend computes."""
+    from paperscope.embed import load_embedder
+    from paperscope.explorer import Explorer
+    from paperscope.pipeline import build
+
+    papers, store = write_papers(tmp_path / "papers.jsonl"), tmp_path / "store"
+    build([papers], store, backend="onnx-int8-solo")
+    report = build([write_papers(papers, edited=1)], store)
+    assert report.embedded == 1
+    v1 = load_embedder(with_backend(load_lock(), "onnx-int8-solo"))
+    v2 = load_embedder(load_lock())
+    with Explorer(store) as ex:
+        assert ex.info()["model"]["backend"] == "onnx-int8-solo" != DEFAULT_BACKEND
+        got = np.stack([ex.vector(f"p{i}") for i in range(len(TEXTS))])
+        texts = [v1.text(p.title, p.abstract) for p in ex.papers()]
+        assert [p.id for p in ex.papers()] == [f"p{i}" for i in range(len(TEXTS))]
+        assert [h.paper.id for h in ex.search("low-rank adaptation", k=1)] == ["p1"]
+    assert np.array_equal(got, v1.embed_batch(texts))
+    assert not np.array_equal(got, v2.embed_batch(texts))
+
+
 def test_reindex_with_the_default_backend_imports_no_torch(cache: Path, tmp_path: Path) -> None:
     """Re-indexing edited papers into a default-backend store: a fresh process, no torch import at all
     (the cached int8 model, tokenizers for the tokens), and the unedited papers keep their exact vectors."""
