@@ -95,8 +95,8 @@ def _export(lock: ModelLock, out: Path, quantise: bool, skip_layer_norm: bool = 
         from onnxruntime.transformers.fusion_options import FusionOptions
 
         options = FusionOptions("bert")
-        # ORT 1.32's CPU SkipLayerNormalization kernel takes 485 us where Add + LayerNormalization
-        # take 79 us on one sequence of 246 tokens x 384 (benchmarks/layer_norm_kernels.py): a fifth
+        # ORT 1.32's CPU SkipLayerNormalization kernel takes 446 us where Add + LayerNormalization
+        # take 69 us on one sequence of 246 tokens x 384 (benchmarks/layer_norm_kernels.py): a fifth
         # of the int8 model's time. The plain graph keeps the Add and the standard LayerNormalization.
         options.enable_skip_layer_norm = skip_layer_norm
         optimize_model(
