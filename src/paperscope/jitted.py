@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["accumulate", "score_rows"]
+__all__ = ["accumulate", "gather", "score_gathered", "score_rows"]
 
 # numpy's pairwise summation works on blocks of this many values (numpy/_core/src/umath/loops_utils.h.src).
 _BLOCK = 128
@@ -80,6 +80,29 @@ def _pairwise(buf: np.ndarray, lo: int, n: int, work: np.ndarray, vals: np.ndarr
     return vals[0]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _segment_score(
+    terms: np.ndarray,
+    unit: np.ndarray,
+    a: int,
+    b: int,
+    dense: np.ndarray,
+    bits: np.ndarray,
+    buf: np.ndarray,
+    work: np.ndarray,
+    vals: np.ndarray,
+) -> float:
+    """``sum(unit[j] * dense[terms[j]])`` over j in [a, b) as ``reduceat`` sums it (``buf``: b - a values)."""
+    for j in range(a, b):
+        t = terms[j]
+        h = t & _FILTER_MASK
+        if bits[h >> 6] & (np.uint64(1) << np.uint64(h & 63)):
+            buf[j - a] = np.float64(unit[j]) * dense[t]
+        else:
+            buf[j - a] = 0.0
+    return buf[0] + _pairwise(buf, 1, b - a - 1, work, vals)
+
+
 @numba.njit(cache=True, nogil=True)
 def score_rows(
     indptr: np.ndarray, terms: np.ndarray, unit: np.ndarray, rows: np.ndarray, dense: np.ndarray, bits: np.ndarray
@@ -104,14 +127,47 @@ def score_rows(
             continue
         if b - a > len(buf):
             buf = np.empty(2 * (b - a), dtype=np.float64)
-        for j in range(a, b):
-            t = terms[j]
-            h = t & _FILTER_MASK
-            if bits[h >> 6] & (np.uint64(1) << np.uint64(h & 63)):
-                buf[j - a] = np.float64(unit[j]) * dense[t]
-            else:
-                buf[j - a] = 0.0
-        out[i] = buf[0] + _pairwise(buf, 1, b - a - 1, work, vals)
+        out[i] = _segment_score(terms, unit, a, b, dense, bits, buf, work, vals)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def gather(
+    indptr: np.ndarray,
+    terms: np.ndarray,
+    unit: np.ndarray,
+    rows: np.ndarray,
+    offsets: np.ndarray,
+    g_terms: np.ndarray,
+    g_unit: np.ndarray,
+) -> None:
+    """Copy the rows' entries into ``g_terms`` / ``g_unit``, one row after another (row i's at
+    ``offsets[i]:offsets[i + 1]``)."""
+    for i in range(len(rows)):
+        a = indptr[rows[i]]
+        o = offsets[i]
+        for j in range(offsets[i + 1] - o):
+            g_terms[o + j] = terms[a + j]
+            g_unit[o + j] = unit[a + j]
+
+
+@numba.njit(cache=True, nogil=True)
+def score_gathered(
+    offsets: np.ndarray, g_terms: np.ndarray, g_unit: np.ndarray, dense: np.ndarray, bits: np.ndarray
+) -> np.ndarray:
+    """:func:`score_rows` of rows whose entries :func:`gather` copied out: the same sums, the same bits."""
+    n = len(offsets) - 1
+    out = np.zeros(n, dtype=np.float64)
+    buf = np.empty(4096, dtype=np.float64)
+    work = np.empty((256, 3), dtype=np.int64)
+    vals = np.empty(128, dtype=np.float64)
+    for i in range(n):
+        a, b = offsets[i], offsets[i + 1]
+        if b == a:
+            continue
+        if b - a > len(buf):
+            buf = np.empty(2 * (b - a), dtype=np.float64)
+        out[i] = _segment_score(g_terms, g_unit, a, b, dense, bits, buf, work, vals)
     return out
 
 

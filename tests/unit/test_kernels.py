@@ -226,3 +226,36 @@ def test_serve_warms_the_compiled_loops_up_for_a_large_store_only(real_store, la
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", str(large)]
+
+
+def test_the_compiled_path_scores_a_kept_copy_of_the_same_rows_only(
+    compiled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm pool's entries are copied out once and the copy serves the next call on the same rows
+    (query expansion scores the first pass's pool again): numpy's bits every time, never another
+    call's rows, one copy per change of rows."""
+    import types
+
+    from paperscope import jitted
+
+    monkeypatch.setattr(pagein, "COLD_SECONDS_PER_BYTE", 1.0)  # every head counts as warm here
+    copies: list[int] = []
+    real_gather = jitted.gather
+
+    def gather(indptr, terms, unit, rows, offsets, g_terms, g_unit) -> None:  # noqa: ANN001
+        copies.append(len(rows))
+        real_gather(indptr, terms, unit, rows, offsets, g_terms, g_unit)
+
+    monkeypatch.setattr(jitted, "gather", gather)
+    rng = np.random.default_rng(9)
+    indptr, terms, unit = _forward(rng, rng.integers(0, 300, size=400), vocab=70_000)
+    a, b, c = (np.sort(rng.choice(400, size=n, replace=False)).astype(np.int64) for n in (150, 90, 150))
+    cache = types.SimpleNamespace()
+    for rows in (a, a, c, b, a, a):  # c: as many rows as a, other rows
+        dense, bits = _query(rng, 70_000, 200)
+        got = kernels.score_rows(indptr, terms, unit, rows, dense, bits, cache)
+        with kernels.numpy_only():
+            want = kernels.score_rows(indptr, terms, unit, rows, dense, bits)
+        assert np.array_equal(got, want), np.abs(got - want).max()
+        assert np.array_equal(cache.gathered[0], rows)
+    assert copies == [150, 150, 90, 150]  # a, c, b, a again: the repeats read the copy
