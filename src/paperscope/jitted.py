@@ -80,27 +80,30 @@ def _pairwise(buf: np.ndarray, lo: int, n: int, work: np.ndarray, vals: np.ndarr
     return vals[0]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _segment_score(
-    terms: np.ndarray,
-    unit: np.ndarray,
-    a: int,
-    b: int,
-    dense: np.ndarray,
-    bits: np.ndarray,
-    buf: np.ndarray,
-    work: np.ndarray,
-    vals: np.ndarray,
-) -> float:
-    """``sum(unit[j] * dense[terms[j]])`` over j in [a, b) as ``reduceat`` sums it (``buf``: b - a values)."""
-    for j in range(a, b):
-        t = terms[j]
-        h = t & _FILTER_MASK
-        if bits[h >> 6] & (np.uint64(1) << np.uint64(h & 63)):
-            buf[j - a] = np.float64(unit[j]) * dense[t]
-        else:
-            buf[j - a] = 0.0
-    return buf[0] + _pairwise(buf, 1, b - a - 1, work, vals)
+@numba.njit(cache=True, nogil=True)
+def _score_segments(
+    starts: np.ndarray, ends: np.ndarray, terms: np.ndarray, unit: np.ndarray, dense: np.ndarray, bits: np.ndarray
+) -> np.ndarray:
+    """For each i, ``sum(unit[j] * dense[terms[j]])`` over j in [starts[i], ends[i]), as ``reduceat`` sums it."""
+    out = np.zeros(len(starts), dtype=np.float64)
+    buf = np.empty(4096, dtype=np.float64)
+    work = np.empty((256, 3), dtype=np.int64)
+    vals = np.empty(128, dtype=np.float64)
+    for i in range(len(starts)):
+        a, b = starts[i], ends[i]
+        if b == a:
+            continue
+        if b - a > len(buf):
+            buf = np.empty(2 * (b - a), dtype=np.float64)
+        for j in range(a, b):
+            t = terms[j]
+            h = t & _FILTER_MASK
+            if bits[h >> 6] & (np.uint64(1) << np.uint64(h & 63)):
+                buf[j - a] = np.float64(unit[j]) * dense[t]
+            else:
+                buf[j - a] = 0.0
+        out[i] = buf[0] + _pairwise(buf, 1, b - a - 1, work, vals)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -116,19 +119,7 @@ def score_rows(
     +0.0: either way what numpy adds. ``reduceat`` sums a segment as its first value plus numpy's
     pairwise sum of the rest.
     """
-    out = np.zeros(len(rows), dtype=np.float64)
-    buf = np.empty(4096, dtype=np.float64)
-    work = np.empty((256, 3), dtype=np.int64)
-    vals = np.empty(128, dtype=np.float64)
-    for i in range(len(rows)):
-        r = rows[i]
-        a, b = indptr[r], indptr[r + 1]
-        if b == a:
-            continue
-        if b - a > len(buf):
-            buf = np.empty(2 * (b - a), dtype=np.float64)
-        out[i] = _segment_score(terms, unit, a, b, dense, bits, buf, work, vals)
-    return out
+    return _score_segments(indptr[rows], indptr[rows + 1], terms, unit, dense, bits)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -156,19 +147,7 @@ def score_gathered(
     offsets: np.ndarray, g_terms: np.ndarray, g_unit: np.ndarray, dense: np.ndarray, bits: np.ndarray
 ) -> np.ndarray:
     """:func:`score_rows` of rows whose entries :func:`gather` copied out: the same sums, the same bits."""
-    n = len(offsets) - 1
-    out = np.zeros(n, dtype=np.float64)
-    buf = np.empty(4096, dtype=np.float64)
-    work = np.empty((256, 3), dtype=np.int64)
-    vals = np.empty(128, dtype=np.float64)
-    for i in range(n):
-        a, b = offsets[i], offsets[i + 1]
-        if b == a:
-            continue
-        if b - a > len(buf):
-            buf = np.empty(2 * (b - a), dtype=np.float64)
-        out[i] = _segment_score(g_terms, g_unit, a, b, dense, bits, buf, work, vals)
-    return out
+    return _score_segments(offsets[:-1], offsets[1:], g_terms, g_unit, dense, bits)
 
 
 @numba.njit(cache=True, nogil=True)
