@@ -14,7 +14,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -45,6 +45,10 @@ if TYPE_CHECKING:
     from paperscope.evaluate import EvalResult, Labels
     from paperscope.map import MapParams, TopicMap
 
+# Opens of a generation that a re-index pruned meanwhile, retried on the new current one; each
+# retry needs two more commits during one open, so a third failure is not a race but damage.
+OPEN_ATTEMPTS = 3
+
 
 def check_k(k: int) -> int:
     """``k`` as an int; InvalidArgument unless it is a positive integer."""
@@ -63,6 +67,30 @@ class Explorer:
 
     def __init__(self, store: str | Path | Store | None = None, *, embedder: Embedder | None = None):
         self.store = store if isinstance(store, Store) else Store(store)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self._lexical_lock = threading.Lock()
+        self._lexical_file: BinaryIO | None = None
+        # A re-index prunes all but the last two generations: one that commits twice while this
+        # opens deletes the generation being opened. That is not damage: open the new current one.
+        for attempt in range(OPEN_ATTEMPTS):
+            pointer = self.store.generations.pointed()
+            try:
+                self._open()
+                break
+            except (StoreError, OSError):
+                self.close()
+                if attempt + 1 == OPEN_ATTEMPTS or self.store.generations.pointed() == pointer:
+                    raise
+        if embedder is not None and embedder.fingerprint != self.fingerprint:
+            self.close()
+            raise StoreError(
+                f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
+                f"the given embedder {embedder.fingerprint}; query with the store's model"
+            )
+
+    def _open(self) -> None:
+        """Open the current generation's parts (SQLite, mapped vectors, lexical files)."""
         self.generation: Generation = self.store.require_current()
         self.generation.check()  # sizes always, sha256 for small stores: see paperscope.verify
         manifest = self.generation.manifest
@@ -71,11 +99,8 @@ class Explorer:
         self._n: int = manifest["counts"]["papers"]
         self.table = PaperTable(self.generation, self._n)
         self.index = VectorIndex(self.generation, self._n, self.dimension)
-        self._embedder = embedder
-        self._embedder_lock = threading.Lock()
         self._lexical: LexicalIndex | None = None
         self._postings: impact.Postings | None = None
-        self._lexical_lock = threading.Lock()
         files = manifest.get("files", {})
         # Memory-mapped now (a re-index may delete this generation meanwhile; a mapping stays valid):
         # the weights and impact-ordered postings were derived at build, nothing is computed here.
@@ -92,11 +117,6 @@ class Explorer:
             else None
         )
         self._ranker: Ranker | None = None
-        if embedder is not None and embedder.fingerprint != self.fingerprint:
-            raise StoreError(
-                f"{self.store.path}: store vectors have fingerprint {self.fingerprint}, "
-                f"the given embedder {embedder.fingerprint}; query with the store's model"
-            )
 
     # ---- papers --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -536,7 +556,9 @@ class Explorer:
         return f"<b>{esc('paperscope Explorer')}</b>" + table(("", ""), rows)
 
     def close(self) -> None:
-        self.table.close()
+        table = getattr(self, "table", None)  # None when the first open failed before reaching it
+        if table is not None:
+            table.close()
         if self._lexical_file is not None:
             self._lexical_file.close()
 

@@ -76,6 +76,14 @@ class Snapshots:
             warnings.append(f"{self.directory}: could not remove old snapshots ({e.strerror or e})")
         return final
 
+    def pointed(self) -> str | None:
+        """The pointer's raw text (None when unreadable): compared before and after an open to see
+        whether a commit happened meanwhile."""
+        try:
+            return self.pointer.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
     def current(self) -> Path | None:
         """The live snapshot's directory; None when there is no pointer; DamagedError if it is damaged."""
         if not self.pointer.is_file():
