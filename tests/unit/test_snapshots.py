@@ -55,3 +55,35 @@ def test_store_generations_and_maps_are_snapshots(tmp_path: Path) -> None:
     assert store.generations.pointer == store.path / "CURRENT" and store.generations.prefix == "g"
     assert store.maps.pointer == store.map_dir / "CURRENT" and store.maps.prefix == "state-"
     assert "paperscope map --refit" in store.maps.repair and "index --rebuild" in store.generations.repair
+
+
+def test_a_map_pruned_while_it_is_read_is_read_again_from_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two maps saved between reading map/CURRENT and reading arrays.npz prune the map being
+    read: the reader reads the newest, and real damage (the pointer unchanged) still raises."""
+    import numpy as np
+
+    from paperscope import store as store_mod
+    from paperscope.errors import StoreError
+
+    store = Store(tmp_path / "store")
+    store.write_map({"n": 1}, {"xy": np.zeros((1, 2))})
+    digest = store_mod.sha256_file
+    calls: list[Path] = []
+
+    def digest_then_two_saves(path: Path) -> str:
+        calls.append(path)
+        if len(calls) == 1:  # the reader's first digest: two saves happen now
+            for n in (2, 3):
+                store.write_map({"n": n}, {"xy": np.full((n, 2), n)})
+            assert not path.exists()
+        return digest(path)
+
+    monkeypatch.setattr(store_mod, "sha256_file", digest_then_two_saves)
+    meta, arrays = store.read_map()
+    assert meta["n"] == 3 and arrays["xy"].shape == (3, 2)
+    monkeypatch.setattr(store_mod, "sha256_file", digest)
+    (store.maps.current() / "arrays.npz").write_bytes(b"not a zip")
+    with pytest.raises(StoreError, match="arrays.npz: damaged map"):
+        store.read_map()
