@@ -287,9 +287,14 @@ class Ranker:
             return _top(rows, scores, m)
         refine = exact and self._lossy
         fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16, index_lib.REFINE if refine else 0))
+        ivf = faiss.try_extract_index_ivf(self.index)
         while True:
             scores, rows = _search_one(self.index, vec, fetch, probe, self._mapped_lists())
             keep = rows[0] >= 0
+            # Fewer than asked for: the probed lists hold no more. Asking for more rows cannot help;
+            # probing more lists does (a pool of 600 from an index tuned to nprobe 2 of lists of 500
+            # rows scanned all 1M vectors exactly below, 0.6 s a query, before this).
+            lists_exhausted = not keep.all()
             rows, scores = rows[0][keep], scores[0][keep]
             if refine and len(rows):
                 rows, scores = self._rescored(rows, scores, vec[0])
@@ -298,6 +303,9 @@ class Ranker:
                 rows, scores = rows[ok], scores[ok]
             if len(rows) >= m:
                 return rows[:m].astype(np.int64), scores[:m]
+            if lists_exhausted and ivf is not None and round(ivf.nprobe * probe) < ivf.nlist:
+                probe = min(probe * 4, ivf.nlist / ivf.nprobe)
+                continue
             if fetch >= self.n:
                 break
             fetch = min(self.n, fetch * 4)  # too few passed the filter: ask FAISS for more
