@@ -27,6 +27,7 @@ to 4th place would lose most of its score.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
@@ -430,10 +431,12 @@ class Ranker:
             wide = self.expanded(q, fb, expand) if len(fb) else q
             # The expanded query's candidates: its own pool, plus the first pass's (scored again).
             extra = seen[mask[seen]] if mask is not None else seen
-            (rows, fused, _, _), _ = self._hybrid(
-                wide, k + len(fb), mask, weight, ref, extra, search=self.expand_search
-            )
-            rows, fused = self._leave_one_out(q, fb, expand, rows, fused, k, mask, weight, ref)
+
+            def expanded_top(depth: int) -> tuple[np.ndarray, np.ndarray]:
+                (rows, fused, _, _), _ = self._hybrid(wide, depth, mask, weight, ref, extra, search=self.expand_search)
+                return rows, fused
+
+            rows, fused = self._expanded_top(q, fb, expand, expanded_top, k, mask, weight, ref)
             # Each side's shown score stays the similarity to what was asked, not to the expansion.
             dense = np.asarray(self.vectors[rows] @ q.dense, dtype=np.float64) if len(rows) else np.zeros(0)
             lex = self.lexical_rows(q, rows)
@@ -479,8 +482,10 @@ class Ranker:
         expand = self._expansion(q, expand) if mode == "hybrid" else 0.0
         if expand > 0:
             feedback = self.feedback(fused_all(q, self._mask(q, None), 2 * EXPAND_DOCS)[0], ref)
-            rows, top = fused_all(self.expanded(q, feedback, expand) if len(feedback) else q, mask, k + len(feedback))
-            rows, top = self._leave_one_out(q, feedback, expand, rows, top, k, mask, weight, ref)
+            wide = self.expanded(q, feedback, expand) if len(feedback) else q
+            rows, top = self._expanded_top(
+                q, feedback, expand, lambda depth: fused_all(wide, mask, depth), k, mask, weight, ref
+            )
         else:
             rows, top = fused_all(q, mask, k)
         lex = self.lexical_rows(q, rows)
@@ -542,6 +547,33 @@ class Ranker:
                     continue
             taken.append(row)
         return np.asarray(taken, dtype=np.int64)
+
+    def _expanded_top(
+        self,
+        q: Query,
+        feedback: np.ndarray,
+        beta: float,
+        expanded_top: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        k: int,
+        mask: np.ndarray | None,
+        weight: float,
+        ref: Reference,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best after :meth:`_leave_one_out`, from ``expanded_top(depth)`` (the best ``depth``
+        rows of the expanded ranking, fused z descending), read deeper until they are final.
+
+        Rescoring a feedback paper's near copies without it lowers them; when that leaves the k-th
+        below the last row read, an unread row (never rescored: scored at most that) may beat it.
+        Where near copies abound (tight clusters), reading only k + feedback rows made the first
+        ten of k=10 and k=20 differ (3 in 10 of queries on synthetic clustered data).
+        """
+        depth = k + len(feedback)
+        while True:
+            rows, fused = expanded_top(depth)
+            top_rows, top_fused = self._leave_one_out(q, feedback, beta, rows, fused, k, mask, weight, ref)
+            if len(rows) < depth or not len(feedback) or (len(top_fused) >= k and top_fused[k - 1] >= fused[-1]):
+                return top_rows, top_fused
+            depth *= 4
 
     def _leave_one_out(
         self,
