@@ -562,10 +562,11 @@ class Ranker:
         """The k best after :meth:`_leave_one_out`, from ``expanded_top(depth)`` (the best ``depth``
         rows of the expanded ranking, fused z descending), read deeper until they are final.
 
-        Rescoring a feedback paper's near copies without it lowers them; when that leaves the k-th
-        below the last row read, an unread row (never rescored: scored at most that) may beat it.
-        Where near copies abound (tight clusters), reading only k + feedback rows made the first
-        ten of k=10 and k=20 differ (3 in 10 of queries on synthetic clustered data).
+        Rescoring a feedback paper's near copies without it lowers them (as a rule); when that
+        leaves the k-th below the last row read, an unread row (scored at most that in the
+        expanded ranking) may beat it. Where near copies abound (tight clusters), reading only
+        k + feedback rows made the first ten of k=10 and k=20 differ (in nearly every query of
+        benchmarks/related_1m.py's synthetic store).
         """
         depth = k + len(feedback)
         while True:
