@@ -45,10 +45,6 @@ if TYPE_CHECKING:
     from paperscope.evaluate import EvalResult, Labels
     from paperscope.map import MapParams, TopicMap
 
-# Opens of a generation that a re-index pruned meanwhile, retried on the new current one; each
-# retry needs two more commits during one open, so a third failure is not a race but damage.
-OPEN_ATTEMPTS = 3
-
 
 def check_k(k: int) -> int:
     """``k`` as an int; InvalidArgument unless it is a positive integer."""
@@ -73,15 +69,7 @@ class Explorer:
         self._lexical_file: BinaryIO | None = None
         # A re-index prunes all but the last two generations: one that commits twice while this
         # opens deletes the generation being opened. That is not damage: open the new current one.
-        for attempt in range(OPEN_ATTEMPTS):
-            pointer = self.store.generations.pointed()
-            try:
-                self._open()
-                break
-            except (StoreError, OSError):
-                self.close()
-                if attempt + 1 == OPEN_ATTEMPTS or self.store.generations.pointed() == pointer:
-                    raise
+        self.store.generations.read(self._open, undo=self.close)
         if embedder is not None and embedder.fingerprint != self.fingerprint:
             self.close()
             raise StoreError(

@@ -240,6 +240,7 @@ class Ranker:
         # where a memory-mapped IVF index's lists lie, to read them ahead on a cold page cache
         self._lists: index_lib.MappedLists | None | bool = False
         self._lossy = index_lib.lossy(index)
+        self._ivf = faiss.try_extract_index_ivf(index)  # None for flat and HNSW indexes
 
     def reference(self) -> Reference:
         """The corpus' score distributions (:class:`Reference`), from a fixed sample of paper pairs.
@@ -288,7 +289,7 @@ class Ranker:
             return _top(rows, scores, m)
         refine = exact and self._lossy
         fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16, index_lib.REFINE if refine else 0))
-        ivf = faiss.try_extract_index_ivf(self.index)
+        ivf = self._ivf
         while True:
             scores, rows = _search_one(self.index, vec, fetch, probe, self._mapped_lists())
             keep = rows[0] >= 0

@@ -11,13 +11,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from paperscope.errors import REPAIR, DamagedError
+from paperscope.errors import REPAIR, DamagedError, StoreError
 from paperscope.files import fsync_dir, write_atomic
 
 DIGITS = 6
+# Reads of a snapshot that commits pruned meanwhile, retried on the new one; each retry needs two
+# more commits during one read, so a third failure is not a race but damage.
+READ_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,12 +84,27 @@ class Snapshots:
         return final
 
     def pointed(self) -> str | None:
-        """The pointer's raw text (None when unreadable): compared before and after an open to see
+        """The pointer's raw text (None when unreadable): compared before and after a read to see
         whether a commit happened meanwhile."""
         try:
             return self.pointer.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
+
+    def read(self, read: Callable[[], T], undo: Callable[[], None] | None = None) -> T:
+        """``read()`` of the live snapshot, read again from the new one when it failed because
+        commits pruned it meanwhile (the pointer moved: not damage). ``undo`` releases what a
+        failed read opened. A failure with the pointer unchanged is raised."""
+        for attempt in range(READ_ATTEMPTS):
+            before = self.pointed()
+            try:
+                return read()
+            except (StoreError, OSError):
+                if undo is not None:
+                    undo()
+                if attempt + 1 == READ_ATTEMPTS or self.pointed() == before:
+                    raise
+        raise AssertionError("unreachable")
 
     def current(self) -> Path | None:
         """The live snapshot's directory; None when there is no pointer; DamagedError if it is damaged."""

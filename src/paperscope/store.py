@@ -365,15 +365,7 @@ class Store:
 
     def read_map(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         """The latest saved map (metadata, arrays), None if there is none; StoreError if damaged."""
-        # As Explorer's open: two maps saved while this reads prune the one being read; not damage.
-        for attempt in range(3):
-            pointer = self.maps.pointed()
-            try:
-                return self._read_map_once()
-            except StoreError:
-                if attempt == 2 or self.maps.pointed() == pointer:
-                    raise
-        raise AssertionError("unreachable")
+        return self.maps.read(self._read_map_once)  # two saves meanwhile prune the map being read
 
     def _read_map_once(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         state = self.maps.current()
