@@ -4,7 +4,7 @@
 
 Runs in its own process so that a segfault in FAISS or SQLite shows up as the child's exit
 code instead of killing the test run. Each case runs twice: as is (a small store is hashed on
-open) and "cheap", with the sha256 check on open disabled as for a store above
+open) and "cheap", with the digest check on open disabled as for a store above
 verify.OPEN_HASH_LIMIT, so that the structural and per-query checks alone are exercised.
 """
 

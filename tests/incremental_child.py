@@ -77,7 +77,7 @@ def main() -> None:
     elif point == "index-saved":
         after(paperscope.index, "save", marker)
     elif point == "hashing":
-        after(paperscope.store, "sha256_file", marker)
+        after(paperscope.store, "file_digest", marker)
     elif point == "renamed":
         before(paperscope.snapshots, "write_atomic", marker)
     elif point == "swapped":

@@ -54,7 +54,7 @@ def open(store: str | Path | None = None, **options: Any) -> Explorer:  # noqa: 
 
 
 def verify_store(store: str | Path | None = None) -> VerifyReport:
-    """Check every file of a store against the sha256 in its manifest; see :mod:`paperscope.verify`.
+    """Check every file of a store against the digest in its manifest; see :mod:`paperscope.verify`.
 
     Returns a report (``.ok``, ``.damaged``) instead of raising, so every damaged file is listed.
     """

@@ -561,7 +561,7 @@ def _devices_line(data: dict[str, Any]) -> str:
 @store_option
 @json_option
 def verify_command(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
-    """Check every store file against the sha256 in its manifest (exit 1 if any is damaged)."""
+    """Check every store file against the digest in its manifest (exit 1 if any is damaged)."""
     from paperscope.store import Store
     from paperscope.verify import verify
 

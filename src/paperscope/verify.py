@@ -1,4 +1,4 @@
-"""Store integrity: the cheap checks every open makes, and the full sha256 check of ``paperscope verify``.
+"""Store integrity: the cheap checks every open makes, and the full digest check of ``paperscope verify``.
 
 Two levels, because hashing is the one check whose cost grows with the store:
 
@@ -6,11 +6,14 @@ Two levels, because hashing is the one check whose cost grows with the store:
   the keys a reader needs and matches its own seal (``manifest_sha256``, a hash of the rest of
   the manifest); every file exists with the size the manifest records. A generation whose
   files total at most :data:`OPEN_HASH_LIMIT` bytes (about 10k papers) is also checked
-  against the manifest's sha256 per file: a few milliseconds that make every byte count.
+  against the manifest's digest per file: a few milliseconds that make every byte count.
   Loaders then check headers, dtype, shape, dimension and FAISS ``ntotal``/``d`` (store.py,
   index.py, lexical.py), and queries refuse non-finite scores.
 * **verify** (on request, and by every build before it reuses the previous generation):
-  every file's sha256 against the manifest, plus the saved topic map.
+  every file's digest against the manifest, plus the saved topic map.
+
+The digest is XXH3-128 (``files.STORE_DIGEST``); a file a store written before round 14 recorded
+with sha256 (or carried since, as a hard link) is checked with sha256.
 
 Damage in the payload of a large store's files (a flipped bit inside a float) is therefore
 found by ``paperscope verify`` and by the next ``paperscope index``, not by every query.
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from paperscope.errors import REPAIR, DamagedError, StoreError
-from paperscope.files import sha256_file
+from paperscope.files import file_digest, recorded_digest
 
 # Files of a generation hashed on every open when their total size is at most this.
 OPEN_HASH_LIMIT = 16 * 2**20
@@ -70,7 +73,7 @@ def check_manifest(manifest: Any, path: Path) -> None:
     if not isinstance(counts, dict) or not isinstance(counts.get("papers"), int) or counts["papers"] < 0:
         raise bad(f"paper count {counts.get('papers') if isinstance(counts, dict) else counts!r}")
     if not isinstance(files, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("bytes"), int) and isinstance(v.get("sha256"), str)
+        isinstance(v, dict) and isinstance(v.get("bytes"), int) and recorded_digest(v) is not None
         for v in files.values()
     ):
         raise bad("file list")
@@ -79,7 +82,7 @@ def check_manifest(manifest: Any, path: Path) -> None:
 
 
 def check_files(gen_dir: Path, manifest: dict[str, Any], *, hash_limit: int | None = None) -> None:
-    """Sizes always; sha256 too when the files total at most ``hash_limit`` bytes
+    """Sizes always; digests too when the files total at most ``hash_limit`` bytes
     (default :data:`OPEN_HASH_LIMIT`). Raises StoreError naming the first damaged file."""
     hash_limit = OPEN_HASH_LIMIT if hash_limit is None else hash_limit
     files: dict[str, dict[str, Any]] = manifest["files"]
@@ -98,8 +101,9 @@ def check_files(gen_dir: Path, manifest: dict[str, Any], *, hash_limit: int | No
         total += size
     if total <= hash_limit:
         for name, meta in files.items():
-            if sha256_file(gen_dir / name) != meta["sha256"]:
-                raise DamagedError(gen_dir / name, "damaged (sha256 differs from the manifest)")
+            algorithm, digest = _recorded(meta)
+            if file_digest(gen_dir / name, algorithm) != digest:
+                raise DamagedError(gen_dir / name, f"damaged ({algorithm} differs from the manifest)")
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ class VerifyReport:
 
 
 def verify(store: Any, *, include_map: bool = True) -> VerifyReport:
-    """Check every file of the live generation (and the saved map) against its recorded sha256.
+    """Check every file of the live generation (and the saved map) against its recorded digest.
 
     ``store`` is a :class:`~paperscope.store.Store`. Never raises for damage: every problem is
     a finding, so one run lists all of them. ``include_map=False`` leaves the map out (a build
@@ -179,13 +183,14 @@ def verify(store: Any, *, include_map: bool = True) -> VerifyReport:
         if not path.is_file():
             add(Finding(str(path), False, f"missing; {REPAIR}"))
             continue
-        size, digest = path.stat().st_size, sha256_file(path)
-        if size != meta["bytes"]:
+        algorithm, recorded = _recorded(meta)
+        size = path.stat().st_size
+        if size != meta["bytes"]:  # a size that differs needs no read of the file
             add(Finding(str(path), False, f"{size} bytes, the manifest records {meta['bytes']}; {REPAIR}"))
-        elif digest != meta["sha256"]:
-            add(Finding(str(path), False, f"sha256 differs from the manifest; {REPAIR}"))
+        elif (digest := file_digest(path, algorithm)) != recorded:
+            add(Finding(str(path), False, f"{algorithm} differs from the manifest; {REPAIR}"))
         else:
-            add(Finding(str(path), True, f"sha256 {digest[:12]}, {size} bytes"))
+            add(Finding(str(path), True, f"{algorithm} {digest[:12]}, {size} bytes"))
     if include_map:
         _verify_map(store, add)
     return report
@@ -200,4 +205,11 @@ def _verify_map(store: Any, add: Any) -> None:
         where, _, what = str(e).partition(": ")
         add(Finding(where, False, what))
         return
-    add(Finding(str(store.map_dir), True, "map.json sealed, arrays.npz matches its sha256"))
+    add(Finding(str(store.map_dir), True, "map.json sealed, arrays.npz matches its digest"))
+
+
+def _recorded(meta: dict[str, Any]) -> tuple[str, str]:
+    """A manifest entry's (algorithm, digest); :func:`check_manifest` has refused entries without one."""
+    recorded = recorded_digest(meta)
+    assert recorded is not None
+    return recorded

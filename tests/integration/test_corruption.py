@@ -3,7 +3,7 @@
 Every command, ``paperscope.open`` and a re-index either answer exactly as before (the damage
 is in a file they do not read) or fail with one line naming the damaged file and the repair;
 ``paperscope verify`` reports the file; ``paperscope index --rebuild`` repairs the store. Never
-a crash, never a traceback. With the sha256 check on open (small stores) never a changed
+a crash, never a traceback. With the digest check on open (small stores) never a changed
 answer either; without it (stores above verify.OPEN_HASH_LIMIT) a flipped byte deep inside
 a payload is found by verify and by the next index, and by a query only when it touches the
 damaged row: that is the documented price of not hashing 1.5 GB on every open.
@@ -149,7 +149,7 @@ def test_a_plain_reindex_never_copies_damage_into_a_new_generation(tmp_path: Pat
     np.save(vectors, arr)
     extra = tmp_path / "more.jsonl"
     extra.write_text(json.dumps({"title": "New", "abstract": "words " * 60}) + "\n")
-    with pytest.raises(StoreError, match=r"vectors.npy: sha256 differs.*--rebuild"):
+    with pytest.raises(StoreError, match=r"vectors.npy: xxh3_128 differs.*--rebuild"):
         build([extra], store, embedder=FakeEmbedder())
     assert (store / "CURRENT").read_text().strip() == "g000001"
     build(None, store, embedder=FakeEmbedder(), rebuild=True)

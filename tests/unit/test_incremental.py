@@ -381,7 +381,7 @@ def test_metadata_only_change_carries_files_by_hard_link(tmp_path: Path) -> None
     assert report.carried == ["index.faiss", "lexical-impact.npz", "lexical.npz", "vectors.npy"]
     for name in report.carried:
         assert inode(after.file(name)) == inode(before.file(name))
-        assert after.manifest["files"][name]["sha256"] == before.manifest["files"][name]["sha256"]
+        assert after.manifest["files"][name]["xxh3_128"] == before.manifest["files"][name]["xxh3_128"]
     assert report.bytes_written == after.file("papers.sqlite").stat().st_size
     assert verify(Store(tmp_path / "s")).ok
 
