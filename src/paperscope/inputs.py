@@ -50,7 +50,11 @@ from paperscope.paper import Paper
 LINES_DDL = "CREATE TABLE input_lines (entry INTEGER PRIMARY KEY, hash BLOB NOT NULL, id TEXT)"
 # Each input file of the record: its name (the bytes of ``Path.name``) and the entries up to its end.
 FILES_DDL = "CREATE TABLE input_files (n INTEGER PRIMARY KEY, name BLOB NOT NULL, ends INTEGER NOT NULL)"
-RECORD_TABLES = ("input_lines", "input_files")
+# The record's line hash (one row); a record without it was written with LEGACY_LINE_HASH.
+HASH_DDL = "CREATE TABLE input_hash (algorithm TEXT NOT NULL)"
+RECORD_TABLES = ("input_lines", "input_files", "input_hash")
+LINE_HASH = "xxh3_128"
+LEGACY_LINE_HASH = "blake2b"  # 16 bytes, rounds 1-13
 # Above this fraction of changed entries the changed papers are not worth holding: parse everything.
 MAX_CHANGED_FRACTION = 0.2
 _BOM = b"\xef\xbb\xbf"
@@ -61,12 +65,14 @@ KEEP_BYTES = 256 << 20
 
 
 def line_hash(raw: bytes) -> bytes:
-    """16 bytes naming a line: XXH3-128, 0.42 s a million 2 KB lines here against blake2b's 2.5 s.
-
-    A record written with blake2b (before round 14) matches no line: the first run after the change
-    parses every entry once (above MAX_CHANGED_FRACTION), and the rows it finds unchanged are not written.
-    """
+    """16 bytes naming a line (:data:`LINE_HASH`): XXH3-128, 0.42 s a million 2 KB lines here
+    against blake2b's 2.5 s."""
     return xxhash.xxh3_128_digest(raw)
+
+
+def legacy_line_hash(raw: bytes) -> bytes:
+    """The line hash of records written before round 14 (:data:`LEGACY_LINE_HASH`)."""
+    return hashlib.blake2b(raw, digest_size=16).digest()
 
 
 def line_based(path: Path) -> bool:
@@ -176,26 +182,38 @@ class Scan:
     ends: list[int] = field(default_factory=list)  # entries up to the end of each file
     kept: dict[bytes, bytes] | None = None  # raw line of each kept hash (None: over KEEP_BYTES)
     sha256: list[str] = field(default_factory=list)  # of each file's bytes as stored, read on the way
+    # The previous record with its hashes in LINE_HASH, when it was written with the legacy hash: an
+    # entry whose line is read again gets that line's hash, one whose line is gone keeps its old bytes.
+    previous: list[tuple[bytes, str | None]] | None = None
 
 
-def scan(files: list[Path], previous: list[tuple[bytes, str | None]] | None = None) -> Scan | None:
+def scan(
+    files: list[Path], previous: list[tuple[bytes, str | None]] | None = None, previous_hash: str = LINE_HASH
+) -> Scan | None:
     """Hash every entry of ``files``; None when one of them is not JSON Lines the plan can follow.
 
     With the ``previous`` record, the raw lines :func:`plan` will first parse (new hashes, and
     readings of ids read more than once) are kept, up to ``KEEP_BYTES``: the inputs are then
-    read once, not twice.
+    read once, not twice. A record hashed with :data:`LEGACY_LINE_HASH` (``previous_hash``) is
+    compared by that hash and translated (:attr:`Scan.previous`): the run after an upgrade still
+    parses only the changed entries.
     """
     if not files or not all(line_based(f) for f in files):
         return None
     out = Scan(kept={} if previous is not None else None)
     keep = _first_parsed(previous) if previous is not None else None
+    legacy: dict[bytes, bytes] | None = {} if previous is not None and previous_hash != LINE_HASH else None
     size = 0
     try:
         for f in files:
             digest = hashlib.sha256()
             for raw, h in _entries(f, digest):
                 out.hashes.append(h)
-                if out.kept is not None and keep is not None and keep(h):
+                then = h
+                if legacy is not None:
+                    then = legacy_line_hash(raw)
+                    legacy[then] = h
+                if out.kept is not None and keep is not None and keep(then):
                     out.kept[h] = raw
                     size += len(raw)
                     if size > KEEP_BYTES:
@@ -204,6 +222,8 @@ def scan(files: list[Path], previous: list[tuple[bytes, str | None]] | None = No
             out.sha256.append(digest.hexdigest())
     except (_NotLineBased, OSError, *DAMAGED_GZIP):
         return None
+    if legacy is not None and previous is not None:
+        out.previous = [(legacy.get(h, h), i) for h, i in previous]
     return out
 
 
@@ -235,6 +255,13 @@ def recorded(con: sqlite3.Connection) -> list[tuple[bytes, str | None]] | None:
     if has is None:
         return None
     return [(bytes(h), i) for h, i in con.execute("SELECT hash, id FROM old.input_lines ORDER BY entry")]
+
+
+def recorded_line_hash(con: sqlite3.Connection) -> str:
+    """The line hash of the previous generation's record (attached as ``old``)."""
+    has = con.execute("SELECT 1 FROM old.sqlite_master WHERE type='table' AND name='input_hash'").fetchone()
+    row = con.execute("SELECT algorithm FROM old.input_hash").fetchone() if has is not None else None
+    return str(row[0]) if row is not None else LEGACY_LINE_HASH
 
 
 def recorded_files(con: sqlite3.Connection) -> list[tuple[bytes, int]] | None:
@@ -388,9 +415,12 @@ def write_record(
     """Record this run's entries (hash and paper id, in reading order) in the new papers table,
     and its ``files`` (each input with the entries up to its end).
 
-    ``previous`` is the record the table already holds (a copy of the previous generation's):
-    only the entries that differ from it are written.
+    ``previous`` is the record the table already holds (a copy of the previous generation's, in
+    :data:`LINE_HASH`): only the entries that differ from it are written.
     """
+    con.execute("DROP TABLE IF EXISTS main.input_hash")
+    con.execute(HASH_DDL)
+    con.execute("INSERT INTO input_hash VALUES (?)", (LINE_HASH,))
     con.execute("DROP TABLE IF EXISTS main.input_files")
     con.execute(FILES_DDL)
     con.executemany(

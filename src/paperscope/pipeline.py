@@ -727,7 +727,11 @@ def _fill_papers(
             con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
     previous = inputs.recorded(con) if prev is not None and not prune else None
-    current = inputs.scan(files, previous)  # one hash per entry, to record (and to compare with the previous run's)
+    previous_hash = inputs.recorded_line_hash(con) if previous is not None else inputs.LINE_HASH
+    # One hash per entry, to record (and to compare with the previous run's).
+    current = inputs.scan(files, previous, previous_hash)
+    if current is not None and current.previous is not None:
+        previous = current.previous  # a record of the legacy line hash, translated: rewritten whole below
     if current is not None and digests is not None:
         for entry, sha in zip(digests, current.sha256, strict=True):
             entry["sha256"] = entry["sha256"] or sha
@@ -800,7 +804,8 @@ def _fill_papers(
     renamed = _add_sources(con, lines.named) if lines is not None else 0
     if current is not None and (lines is not None or read.entries == len(current.hashes)):
         ends = list(zip(files, current.ends, strict=True))
-        inputs.write_record(con, current.hashes, ids, previous if copied else None, ends)
+        same_hash = previous_hash == inputs.LINE_HASH
+        inputs.write_record(con, current.hashes, ids, previous if copied and same_hash else None, ends)
     elif copied:
         for table in inputs.RECORD_TABLES:  # the previous run's record, not this run's
             con.execute(f"DROP TABLE IF EXISTS main.{table}")
