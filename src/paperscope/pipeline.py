@@ -710,16 +710,9 @@ def _fill_papers(
     """
     # Without --prune no row moves: the previous file is copied whole (the kernel copies pages; a
     # million rows re-inserted and re-indexed took a minute) and only the papers read are written.
-    # The copy runs beside the scan and the plan, which read the previous file, never the copy.
     copied = prev is not None and not prune and _same_schema(prev.file("papers.sqlite"))
-    copy = _Background(shutil.copyfile, prev.file("papers.sqlite"), db) if copied and prev is not None else None
-    try:
-        current, lines, previous = _scan_and_plan(prev, files, prune, same_inputs, digests, db.parent.parent)
-    finally:
-        if copy is not None:
-            copy.join()
-    if copy is not None:
-        copy.result()  # the copy's own failure (a full disk), once nothing else failed
+    if copied:
+        shutil.copyfile(prev.file("papers.sqlite"), db)
     # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
     con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
     con.execute("PRAGMA journal_mode=OFF")  # a crashed build's file is thrown away anyway
@@ -733,6 +726,22 @@ def _fill_papers(
         if not copied:
             con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
     cols = ", ".join(PAPER_COLUMNS)
+    previous = inputs.recorded(con) if prev is not None and not prune else None
+    previous_hash = inputs.recorded_line_hash(con) if previous is not None else inputs.LINE_HASH
+    # One hash per entry, to record (and to compare with the previous run's).
+    current = inputs.scan(files, previous, previous_hash)
+    if current is not None and current.previous is not None:
+        previous = current.previous  # a record of the legacy line hash, translated: rewritten whole below
+    if current is not None and digests is not None:
+        for entry, sha in zip(digests, current.sha256, strict=True):
+            entry["sha256"] = entry["sha256"] or sha
+    lines = None
+    if current is not None and previous is not None:
+        previous_files = inputs.recorded_files(con)
+        with tempfile.TemporaryDirectory(prefix=".tmp-g-inputs-", dir=db.parent.parent) as scratch:
+            lines = inputs.plan(
+                files, current, previous, Path(scratch), previous_files, previous_files is None and same_inputs
+            )
     # Ids read this run: the unchanged entries' ids (the plan's, held as a set: inserting a million
     # of them into the table took 14 s) and every id read in the table ``seen``.
     unchanged_ids: set[str] = set()
@@ -795,7 +804,8 @@ def _fill_papers(
     renamed = _add_sources(con, lines.named) if lines is not None else 0
     if current is not None and (lines is not None or read.entries == len(current.hashes)):
         ends = list(zip(files, current.ends, strict=True))
-        inputs.write_record(con, current.hashes, ids, previous if copied else None, ends)
+        same_hash = previous_hash == inputs.LINE_HASH
+        inputs.write_record(con, current.hashes, ids, previous if copied and same_hash else None, ends)
     elif copied:
         for table in inputs.RECORD_TABLES:  # the previous run's record, not this run's
             con.execute(f"DROP TABLE IF EXISTS main.{table}")
@@ -841,74 +851,6 @@ def _fill_papers(
         return con, None
     rows = [r for (r,) in con.execute(f"SELECT p.row FROM {scope} ORDER BY p.row")]
     return con, np.array(rows, dtype=np.int64)
-
-
-class _Background:
-    """``fn(*args)`` in a thread; :meth:`result` re-raises its exception in the caller."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, *args), name="paperscope-copy", daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args)
-        except BaseException as e:  # noqa: BLE001 - handed to the build thread by result()
-            self._error = e
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> None:
-        self.join()
-        if self._error is not None:
-            raise self._error
-
-
-def _scan_and_plan(
-    prev: Generation | None,
-    files: list[Path],
-    prune: bool,
-    same_inputs: bool,
-    digests: list[dict[str, Any]] | None,
-    scratch_dir: Path,
-) -> tuple[inputs.Scan | None, inputs.Plan | None, list[tuple[bytes, str | None]] | None]:
-    """The scan of this run's inputs (one hash per entry, to record and to compare with the
-    previous run's), the plan of what to parse (None: parse everything), and the previous record
-    as the new papers table holds it when it can be updated in place (None: write it whole).
-
-    Reads the previous generation's record from its own papers file, read-only, so that the copy
-    of that file into the new generation runs meanwhile. Entries of ``digests`` whose sha256 is
-    None get the one the scan read.
-    """
-    previous = previous_files = None
-    previous_hash = inputs.LINE_HASH
-    if prev is not None and not prune:
-        con = sqlite3.connect("file::memory:", uri=True)
-        try:
-            con.execute("ATTACH DATABASE ? AS old", (sqlite_uri(prev.file("papers.sqlite"), mode="ro"),))
-            previous = inputs.recorded(con)
-            if previous is not None:
-                previous_hash = inputs.recorded_line_hash(con)
-                previous_files = inputs.recorded_files(con)
-        finally:
-            con.close()
-    current = inputs.scan(files, previous, previous_hash)
-    if current is None:
-        return None, None, None
-    if digests is not None:
-        for entry, sha in zip(digests, current.sha256, strict=True):
-            entry["sha256"] = entry["sha256"] or sha
-    if previous is None:
-        return current, None, None
-    # A record of the legacy line hash is compared translated, and written again whole.
-    compared = current.previous if current.previous is not None else previous
-    with tempfile.TemporaryDirectory(prefix=".tmp-g-inputs-", dir=scratch_dir) as scratch:
-        lines = inputs.plan(
-            files, current, compared, Path(scratch), previous_files, previous_files is None and same_inputs
-        )
-    return current, lines, previous if previous_hash == inputs.LINE_HASH else None
 
 
 def _add_sources(con: sqlite3.Connection, named: dict[str, list[str]]) -> int:
