@@ -23,8 +23,8 @@ except ImportError:  # the same bytes from the standard library, slower
     DAMAGED_GZIP = (EOFError, zlib.error)
 
 
-# The digest a store records for each file it writes: XXH3-128 (python-xxhash), 7.0 GB/s here against
-# sha256's 1.0 GB/s (benchmarks/RESULTS.md, round 14). A check against damage, not a signature: whoever
+# The digest a store records for each file it writes: XXH3-128 (python-xxhash), 5.9 GB/s here against
+# sha256's 1.5 GB/s from the page cache (benchmarks/digest_speed.py; RESULTS.md, round 14). A check against damage, not a signature: whoever
 # can rewrite a store file can rewrite the manifest beside it, so a cryptographic hash buys nothing here,
 # while every build hashes the generation it writes and the one it reuses (17.6 GB at 1M papers).
 STORE_DIGEST = "xxh3_128"
