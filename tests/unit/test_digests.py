@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,38 @@ def test_a_record_of_blake2b_line_hashes_still_spares_the_unchanged_lines(tmp_pa
     report = build([write(src, papers)], tmp_path / "s", embedder=FakeEmbedder())
     assert (report.entries_unchanged, report.changed) == (39, 1)
     assert verify(Store(tmp_path / "s")).ok
+
+
+def test_check_map_checks_every_byte_and_each_header_without_loading_the_arrays(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    assert store.check_map() is None
+    store.write_map({"n": 2}, {"xy": np.arange(6.0).reshape(3, 2), "topic": np.array([0, 1, 1])})
+    assert store.check_map() is not None and store.check_map()["n"] == 2
+    state = store.maps.current()
+    data = bytearray((state / "arrays.npz").read_bytes())
+    data[-30] ^= 1
+    (state / "arrays.npz").write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"arrays.npz: damaged map \(xxh3_128 differs from map.json\)"):
+        store.check_map()
+    # A map written wrong (its digest recorded over a member that is no .npy): the header check finds it.
+    with zipfile.ZipFile(state / "arrays.npz", "w") as z:
+        z.writestr("xy.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': <f8, }")  # .npy magic, no readable header
+    meta = {k: v for k, v in json.loads((state / "map.json").read_text(encoding="utf-8")).items() if k != SEAL}
+    meta["arrays_xxh3_128"] = file_digest(state / "arrays.npz")
+    (state / "map.json").write_text(json.dumps(sealed(meta)), encoding="utf-8")
+    with pytest.raises(StoreError, match=r"arrays.npz: damaged map"):
+        store.check_map()
+
+
+def test_the_notebook_view_of_a_store_says_a_map_is_saved_without_reading_it(tmp_path: Path) -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    build([write(tmp_path / "a.jsonl", rows(30))], tmp_path / "s", embedder=FakeEmbedder())
+    store = Store(tmp_path / "s")
+    store.write_map({"n": 1}, {"xy": np.zeros((30, 2))})
+    (store.maps.current() / "arrays.npz").write_bytes(b"damaged")  # found by verify, not by a repr
+    with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as ex:
+        html = DisplayFormatter().format(ex)[0]["text/html"]
+    assert "saved map" in html and ">yes<" in html
+    damaged = verify(store).damaged
+    assert [Path(f.path).name for f in damaged] == ["arrays.npz"] and "damaged map" in damaged[0].detail
