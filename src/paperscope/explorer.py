@@ -94,7 +94,10 @@ class Explorer:
         # the weights and impact-ordered postings were derived at build, nothing is computed here.
         if "lexical.npz" in files and impact.DERIVED_FILE in files:
             self._lexical, self._postings = impact.open_index(
-                self.generation.file("lexical.npz"), self.generation.file(impact.DERIVED_FILE), self._n
+                self.generation.file("lexical.npz"),
+                self.generation.file(impact.DERIVED_FILE),
+                self._n,
+                self.generation.file(impact.BASE_FILE) if impact.BASE_FILE in files else None,
             )
             if self._lexical.version != lexical_mod.TOKENIZER_VERSION:  # re-tokenised at the first query
                 self._lexical = self._postings = None

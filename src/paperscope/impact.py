@@ -27,6 +27,15 @@ sampled rows' weight vectors under the two). Everything is derived again, under 
 only when that 1st-percentile cosine falls below ``IDF_MIN_COSINE``; otherwise the idf is kept and
 the count starts again. ``idf_basis`` in the file records the papers the idf was computed on and
 the rows changed since the last check (or since it was computed).
+
+A small edit does not rewrite the postings either (:func:`delta`): the postings of the last full
+derivation stay in place as the *base* (``lexical-base.npz``, a hard link to the file that wrote
+them, shared by every generation since), and ``lexical-impact.npz`` holds only the postings of the
+rows tokenised since (the *delta*, impact-ordered, at most ``DELTA_MAX`` of the rows) with the map
+from this vocabulary's term ids to the base's. A query reads both: a base posting of a row in the
+delta is skipped (its row was re-tokenised; its own postings are in the delta). The next full merge
+(at the idf check, or past ``DELTA_MAX``) writes a new base. Weights and the forward index are
+written whole every generation as before.
 """
 
 from __future__ import annotations
@@ -56,10 +65,33 @@ from paperscope.lexical import (
     unit_weights,
 )
 
-__all__ = ["DERIVED_FILE", "Derived", "Postings", "derive", "idf_drift", "lexical_reference", "mmap_npz", "open_index"]
+__all__ = [
+    "BASE_FILE",
+    "DERIVED_FILE",
+    "Delta",
+    "Derived",
+    "Postings",
+    "delta",
+    "derive",
+    "idf_drift",
+    "lexical_reference",
+    "merge",
+    "mmap_npz",
+    "open_index",
+    "rebase",
+]
 
 DERIVED_FILE = "lexical-impact.npz"
+# The base postings of a generation whose derived file holds a delta: a hard link to the derived
+# file of the generation that wrote them (whose unit and idf arrays are not read from it).
+BASE_FILE = "lexical-base.npz"
 FORMAT_VERSION = 1
+# A derived file holding a delta over a base (format 1 readers refuse it as damaged, not misread).
+DELTA_FORMAT_VERSION = 2
+# Rows in the delta (tokenised since the base was written) above this share of the papers: the
+# next re-run merges them into a new base instead (a query reads every posting of the delta's
+# terms that the budget allows beside the base's; measured at 1M papers: docs/performance.md).
+DELTA_MAX = 0.1
 # Postings read per query pass (measured with benchmarks/related_1m.py: the agreement with exact
 # hybrid scoring against the time per query at 1M papers; docs/ranking.md).
 BUDGET = 150_000
@@ -105,8 +137,31 @@ def _argsort_ties_in_order(key: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class Delta:
+    """The postings of the rows tokenised since the base postings were written (see :func:`delta`)."""
+
+    base_n: int  # papers of the base postings (every row from there on is a member)
+    members: np.ndarray  # int32, ascending: the rows whose postings are here, not in the base
+    to_base: np.ndarray  # int32 per term id of this generation: its id in the base postings, -1 when none
+    starts: np.ndarray  # int64, len vocab + 1
+    rows: np.ndarray  # int32, impact order within a term
+    vals: np.ndarray  # float32, parallel to rows, descending within a term
+    stale: np.ndarray = field(init=False, repr=False)  # per base row: a member (its base postings are skipped)
+
+    def __post_init__(self) -> None:
+        members = np.asarray(self.members)
+        self.stale = np.zeros(self.base_n, dtype=np.bool_)
+        self.stale[members[members < self.base_n]] = True
+
+
+@dataclass
 class Postings:
-    """The derived arrays of one lexical index (see the module docstring); memory-mapped when opened."""
+    """The derived arrays of one lexical index (see the module docstring); memory-mapped when opened.
+
+    With a ``delta``, ``post_starts`` / ``post_rows`` / ``post_vals`` are the base's (indexed by
+    the base's term ids): a term's postings are its base list without the delta's rows, and its
+    delta list. :meth:`term_postings` gives that merged list.
+    """
 
     n: int
     indptr: np.ndarray  # forward index: row r's entries are indptr[r]:indptr[r + 1] of terms / unit
@@ -122,6 +177,7 @@ class Postings:
     # (papers when the idf was computed, rows re-tokenised, added or removed since the last idf check
     # or, before the first, since it was computed): see IDF_CHECK
     idf_basis: tuple[int, int] | None = None
+    delta: Delta | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     # ---- building ------------------------------------------------------------------------
@@ -164,30 +220,75 @@ class Postings:
         return post
 
     def save(self, path: Path) -> None:
-        """Write the derived arrays (uncompressed, so :func:`open_index` can memory-map them)."""
+        """Write the derived arrays (uncompressed, so :func:`open_index` can memory-map them).
+
+        With a delta, the base postings are not written: they stay in the base file.
+        """
+        common = {
+            "idf": self.idf,
+            "unit": self.unit,
+            "reference": np.array(self.reference if self.reference is not None else [], dtype=np.float64),
+            "vocab_order": self.vocab_order if self.vocab_order is not None else np.zeros(0, dtype=np.int32),
+            "idf_basis": np.array(self.idf_basis or (self.n, 0), dtype=np.int64),
+        }
+        d = self.delta
         with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
-            np.savez(
-                fh,
-                meta=np.array([FORMAT_VERSION, self.n, len(self.terms), len(self.idf)], dtype=np.int64),
-                idf=self.idf,
-                unit=self.unit,
-                post_starts=self.post_starts,
-                post_rows=self.post_rows,
-                post_vals=self.post_vals,
-                reference=np.array(self.reference if self.reference is not None else [], dtype=np.float64),
-                vocab_order=self.vocab_order if self.vocab_order is not None else np.zeros(0, dtype=np.int32),
-                idf_basis=np.array(self.idf_basis or (self.n, 0), dtype=np.int64),
-            )
+            if d is None:
+                meta = np.array([FORMAT_VERSION, self.n, len(self.terms), len(self.idf)], dtype=np.int64)
+                np.savez(
+                    fh,
+                    meta=meta,
+                    post_starts=self.post_starts,
+                    post_rows=self.post_rows,
+                    post_vals=self.post_vals,
+                    **common,
+                )
+            else:
+                meta = np.array([DELTA_FORMAT_VERSION, self.n, len(self.terms), len(self.idf)], dtype=np.int64)
+                base = np.array([d.base_n, len(self.post_rows), len(self.post_starts) - 1], dtype=np.int64)
+                np.savez(
+                    fh,
+                    meta=meta,
+                    base_meta=base,
+                    delta_members=d.members,
+                    delta_to_base=d.to_base,
+                    delta_starts=d.starts,
+                    delta_rows=d.rows,
+                    delta_vals=d.vals,
+                    **common,
+                )
+
+    def term_postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, weights) of one term's postings, impact order (weight descending, ties by row)."""
+        d = self.delta
+        if d is None:
+            lo, hi = int(self.post_starts[term]), int(self.post_starts[term + 1])
+            return np.asarray(self.post_rows[lo:hi]), np.asarray(self.post_vals[lo:hi])
+        rows, vals = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        b = int(d.to_base[term])
+        if b >= 0:
+            lo, hi = int(self.post_starts[b]), int(self.post_starts[b + 1])
+            rows, vals = np.asarray(self.post_rows[lo:hi]), np.asarray(self.post_vals[lo:hi])
+            keep = ~_stale(d, rows)
+            rows, vals = rows[keep], vals[keep]
+        lo, hi = int(d.starts[term]), int(d.starts[term + 1])
+        rows, vals = np.concatenate((rows, d.rows[lo:hi])), np.concatenate((vals, d.vals[lo:hi]))
+        order = np.lexsort((rows, -vals.astype(np.float64)))
+        return rows[order], vals[order]
 
     # ---- queries -------------------------------------------------------------------------
     def score_all(self, query: TermVector) -> np.ndarray:
         """Exact cosine of every paper with ``query``, summing the whole postings of its terms."""
         if not query.nnz:
             return np.zeros(self.n, dtype=np.float64)
-        lo, hi = self.post_starts[query.ids], self.post_starts[query.ids + 1]
-        idx = kernels.segments(lo, hi - lo)
-        weights = self.post_vals[idx].astype(np.float64) * np.repeat(query.values.astype(np.float64), hi - lo)
-        return np.bincount(self.post_rows[idx], weights=weights, minlength=self.n)
+        d = self.delta
+        if d is None:
+            return _sum_lists(self.post_starts, self.post_rows, self.post_vals, query.ids, query.values, self.n)
+        base_ids = d.to_base[query.ids]
+        has = base_ids >= 0
+        scores = _sum_lists(self.post_starts, self.post_rows, self.post_vals, base_ids[has], query.values[has], self.n)
+        scores[: len(d.stale)][d.stale] = 0.0  # those rows' own postings are the delta's
+        return scores + _sum_lists(d.starts, d.rows, d.vals, query.ids, query.values, self.n)
 
     def score_rows(self, query: TermVector, rows: np.ndarray) -> np.ndarray:
         """Exact cosine of these rows with ``query``, read from the forward index (query ids sorted)."""
@@ -252,27 +353,64 @@ class Postings:
         ids, qv = query.ids[pos], query.values[pos].astype(np.float32)
         if not len(ids):
             return empty, np.zeros(0, dtype=np.float32), True
-        lo, hi = self.post_starts[ids], self.post_starts[ids + 1]
-        lengths = hi - lo
-        exhaustive = int(lengths.sum()) <= budget
-        if exhaustive:
-            take = lengths
+        d = self.delta
+        if d is None:
+            lo = self.post_starts[ids]
+            lengths = self.post_starts[ids + 1] - lo
+            first = self.post_vals[np.minimum(lo, max(len(self.post_vals) - 1, 0))] if len(self.post_vals) else qv * 0
         else:
-            first = self.post_vals[np.minimum(lo, len(self.post_vals) - 1)]
-            order = np.argsort(-(qv * np.where(lengths > 0, first, 0.0)), kind="stable")
-            cum = np.cumsum(lengths[order])
+            base_ids = d.to_base[ids]
+            has = base_ids >= 0
+            lo = np.where(has, self.post_starts[np.maximum(base_ids, 0)], 0)
+            lengths = np.where(has, self.post_starts[np.maximum(base_ids, 0) + 1] - lo, 0)
+            d_lo = d.starts[ids]
+            d_lengths = d.starts[ids + 1] - d_lo
+            first = np.maximum(
+                self.post_vals[np.minimum(lo, len(self.post_vals) - 1)] if len(self.post_vals) else 0.0,
+                np.where(d_lengths > 0, d.vals[np.minimum(d_lo, max(len(d.vals) - 1, 0))], 0.0) if len(d.vals) else 0.0,
+            )
+            lengths_all = lengths + d_lengths
+        total = lengths if d is None else lengths_all
+        exhaustive = int(total.sum()) <= budget
+        if exhaustive:
+            take = total
+        else:
+            order = np.argsort(-(qv * np.where(total > 0, first, 0.0)), kind="stable")
+            cum = np.cumsum(total[order])
             whole = order[cum <= WHOLE_SHARE * budget]
-            take = np.zeros_like(lengths)
-            take[whole] = lengths[whole]
-            rest = np.flatnonzero(take < lengths)
+            take = np.zeros_like(total)
+            take[whole] = total[whole]
+            rest = np.flatnonzero(take < total)
             if len(rest):
                 left = budget - int(take.sum())
-                take[rest] = np.minimum(lengths[rest], max(left // len(rest), 1))
+                take[rest] = np.minimum(total[rest], max(left // len(rest), 1))
+        if d is None:
+            uniq, sums = self._accumulate(self.post_rows, self.post_vals, lo, take, qv)
+        else:
+            # A list's head in each part, in proportion to the part's length (both impact-ordered):
+            # the delta is small, and its rows' base postings are skipped.
+            d_take = np.minimum(d_lengths, -((-take * d_lengths) // np.maximum(lengths_all, 1)))
+            b_take = np.minimum(lengths, take - d_take)
+            uniq, sums = self._accumulate(self.post_rows, self.post_vals, lo, b_take, qv)
+            keep = ~_stale(d, uniq)
+            d_uniq, d_sums = self._accumulate(d.rows, d.vals, d_lo, d_take, qv)
+            uniq, sums = np.concatenate((uniq[keep], d_uniq)), np.concatenate((sums[keep], d_sums))
+            order = np.argsort(uniq, kind="stable")  # disjoint: a delta row's base postings were skipped
+            uniq, sums = uniq[order], sums[order]
+        if mask is not None:
+            keep = mask[uniq]
+            uniq, sums = uniq[keep], sums[keep]
+        return uniq.astype(np.int64), sums, exhaustive
+
+    def _accumulate(
+        self, post_rows: np.ndarray, post_vals: np.ndarray, lo: np.ndarray, take: np.ndarray, qv: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows met ascending, their sums) over the first ``take`` postings of each list from ``lo``."""
         # Sum per row in a per-thread accumulator over all rows (float32, postings in read order),
         # marking the rows met; both are cleared for the next query.
         acc, seen = self._row_scratch()
         try:
-            uniq = kernels.accumulate(self.post_rows, self.post_vals, lo, take, qv, acc, seen)
+            uniq = kernels.accumulate(post_rows, post_vals, lo, take, qv, acc, seen)
             sums = acc[uniq]
             acc[uniq] = 0.0
             seen[uniq] = False
@@ -280,10 +418,26 @@ class Postings:
             acc[:] = 0.0
             seen[:] = False
             raise
-        if mask is not None:
-            keep = mask[uniq]
-            uniq, sums = uniq[keep], sums[keep]
-        return uniq.astype(np.int64), sums, exhaustive
+        return uniq, sums
+
+
+def _stale(d: Delta, rows: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` (base rows) have their postings in the delta instead."""
+    rows = np.asarray(rows)
+    out = np.zeros(len(rows), dtype=np.bool_)
+    inside = rows < len(d.stale)
+    out[inside] = d.stale[rows[inside]]
+    return out
+
+
+def _sum_lists(
+    starts: np.ndarray, rows: np.ndarray, vals: np.ndarray, ids: np.ndarray, weights: np.ndarray, n: int
+) -> np.ndarray:
+    """Per row, the sum over the whole lists ``ids`` of ``vals`` times the list's weight (float64)."""
+    lo, hi = starts[ids], starts[ids + 1]
+    idx = kernels.segments(lo, hi - lo)
+    w = vals[idx].astype(np.float64) * np.repeat(np.asarray(weights, dtype=np.float64), hi - lo)
+    return np.bincount(rows[idx], weights=w, minlength=n)[:n]
 
 
 def _vocab_order(lex: LexicalIndex) -> np.ndarray:
@@ -340,26 +494,48 @@ class Derived:
 
 
 def derive(
-    lexical_path: Path, out: Path, previous: tuple[Path, Path] | None = None, carry: Carry | None = None
+    lexical_path: Path,
+    out: Path,
+    previous: tuple[Path, Path] | None = None,
+    carry: Carry | None = None,
+    *,
+    previous_base: Path | None = None,
+    base_out: Path | None = None,
 ) -> Derived:
     """Write ``lexical-impact.npz`` for ``lexical.npz`` (see the module docstring); returns how.
 
-    ``previous`` is the previous generation's (lexical.npz, lexical-impact.npz). When the build
-    carried that lexical.npz as a hard link (no title or abstract changed), its derived file is
-    linked too (minutes at 1M papers). When it carried most rows (``carry``, from
-    :func:`paperscope.lexical.build_for_generation`), the previous weights and postings are
-    carried under the previous idf and only the re-tokenised rows are weighted and merged in
-    (:func:`merge`), unless the idf check that runs every ``IDF_CHECK`` of rows changed finds the
-    idf drifted. Else everything is derived.
+    ``previous`` is the previous generation's (lexical.npz, lexical-impact.npz), ``previous_base``
+    its base postings file when its derived file holds a delta. When the build carried that
+    lexical.npz as a hard link (no title or abstract changed), its derived file is linked too
+    (minutes at 1M papers), and its base. When it carried most rows (``carry``, from
+    :func:`paperscope.lexical.build_for_generation`): with ``base_out`` (where the base file goes),
+    the postings stay where they are and only a delta is written (:func:`delta`); else, or when
+    the delta cannot be used, the previous weights and postings are carried under the previous
+    idf and only the re-tokenised rows are weighted and merged in (:func:`merge`), unless the idf
+    check that runs every ``IDF_CHECK`` of rows changed finds the idf drifted. Else everything is
+    derived.
     """
     check = None
     if previous is not None:
         prev_lexical, prev_derived = previous
-        if prev_derived.is_file() and prev_lexical.is_file() and os.path.samefile(lexical_path, prev_lexical):
+        same = prev_derived.is_file() and prev_lexical.is_file() and os.path.samefile(lexical_path, prev_lexical)
+        if same and (previous_base is None or base_out is not None):
+            if previous_base is not None and base_out is not None:
+                os.link(previous_base, base_out)
             os.link(prev_derived, out)
             return Derived("linked")
         if carry is not None and prev_derived.is_file():
-            post, check = merge(prev_lexical, prev_derived, lexical_path, carry)
+            if base_out is not None:
+                found = delta(prev_lexical, prev_derived, previous_base, lexical_path, carry)
+                if found is not None:
+                    post, base = found
+                    post.save(out)
+                    os.link(base, base_out)
+                    return Derived("delta")
+            if previous_base is None:
+                post, check = merge(prev_lexical, prev_derived, lexical_path, carry)
+            else:
+                post, check = rebase(prev_lexical, prev_derived, lexical_path, carry)
             if post is not None:
                 post.save(out)
                 return Derived("merged", check)
@@ -395,21 +571,10 @@ def merge(
     terms = np.asarray(lex.terms)
     indptr = np.asarray(lex.indptr)
     vocab = len(lex.vocab)
-    # idf: carried for every term still used, from this generation's counts for a new term.
-    idf = np.empty(vocab, dtype=np.float32)
     kept = o2n >= 0
-    idf[o2n[kept]] = old.idf[kept]
-    new_term = np.ones(vocab, dtype=bool)
-    new_term[o2n[kept]] = False
     f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
     f_terms = terms[f_pos]
-    new_ids = np.flatnonzero(new_term)
-    if len(new_ids):
-        df = np.bincount(f_terms, minlength=vocab)[new_ids].astype(np.float64)
-        fresh_idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-        if lex.phrase_weight != 1.0:
-            fresh_idf[[" " in lex.vocab[int(t)] for t in new_ids]] *= lex.phrase_weight
-        idf[new_ids] = fresh_idf.astype(np.float32)
+    idf = _carried_idf(lex, old.idf, o2n, f_terms)
     # Postings per term of this generation (its document frequencies: a row holds a term once).
     starts = np.zeros(vocab + 1, dtype=np.int64)
     for lo in range(0, len(terms), CHUNK):
@@ -423,18 +588,7 @@ def merge(
             return None, check
         since = 0
     np.cumsum(starts, out=starts)
-    # Unit weights: carried rows' copied (runs of consecutive rows are slices), fresh rows' computed.
-    unit = np.empty(len(terms), dtype=np.float32)
-    released = PageReleaser(old.unit)
-    for first, last in runs_of(carried, sources):
-        a, b = int(old.indptr[mapping[first]]), int(old.indptr[mapping[last] + 1])
-        unit[int(indptr[first]) : int(indptr[first]) + b - a] = old.unit[a:b]
-        released.read(4 * (b - a))  # read once: do not keep the previous file resident (peak RSS)
-    f_indptr = np.concatenate(([0], np.cumsum(np.diff(indptr)[fresh])))
-    f_unit = unit_weights(
-        f_indptr, f_terms, np.asarray(lex.counts)[f_pos], np.asarray(lex.title_counts)[f_pos], idf, lex.title_boost
-    )
-    unit[f_pos] = f_unit
+    unit, f_indptr, f_unit = _carried_unit(lex, old.unit, old.indptr, mapping, fresh, idf, f_pos, f_terms)
     # Postings: the carried lists without the rows gone, the fresh entries merged in.
     f_rows = np.repeat(fresh, np.diff(f_indptr))
     f_order = np.lexsort((f_rows, np.uint32(0xFFFFFFFF) - f_unit.view(np.uint32), f_terms))
@@ -504,6 +658,174 @@ def merge(
     lex.attach_weights(unit, idf)
     post.reference = lexical_reference(lex, post)
     return post, check
+
+
+def _carried_idf(lex: LexicalIndex, old_idf: np.ndarray, o2n: np.ndarray, f_terms: np.ndarray) -> np.ndarray:
+    """The idf carried for every term still used, from this generation's counts for a new term
+    (``f_terms``: the term of every entry of the rows tokenised afresh)."""
+    vocab, n = len(lex.vocab), lex.n
+    idf = np.empty(vocab, dtype=np.float32)
+    kept = o2n >= 0
+    idf[o2n[kept]] = old_idf[kept]
+    new_term = np.ones(vocab, dtype=bool)
+    new_term[o2n[kept]] = False
+    new_ids = np.flatnonzero(new_term)
+    if len(new_ids):
+        df = np.bincount(f_terms, minlength=vocab)[new_ids].astype(np.float64)
+        fresh_idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+        if lex.phrase_weight != 1.0:
+            fresh_idf[[" " in lex.vocab[int(t)] for t in new_ids]] *= lex.phrase_weight
+        idf[new_ids] = fresh_idf.astype(np.float32)
+    return idf
+
+
+def _carried_unit(
+    lex: LexicalIndex,
+    old_unit: np.ndarray,
+    old_indptr: np.ndarray,
+    mapping: np.ndarray,
+    fresh: np.ndarray,
+    idf: np.ndarray,
+    f_pos: np.ndarray,
+    f_terms: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit weights of every entry, the fresh rows' CSR offsets, their weights): carried rows'
+    copied (runs of consecutive rows are slices), the fresh rows' (entries ``f_pos``) computed."""
+    indptr = np.asarray(lex.indptr)
+    carried = np.flatnonzero(mapping >= 0)
+    unit = np.empty(len(lex.terms), dtype=np.float32)
+    released = PageReleaser(old_unit)
+    for first, last in runs_of(carried, mapping[carried]):
+        a, b = int(old_indptr[mapping[first]]), int(old_indptr[mapping[last] + 1])
+        unit[int(indptr[first]) : int(indptr[first]) + b - a] = old_unit[a:b]
+        released.read(4 * (b - a))  # read once: do not keep the previous file resident (peak RSS)
+    f_indptr = np.concatenate(([0], np.cumsum(np.diff(indptr)[fresh])))
+    f_unit = unit_weights(
+        f_indptr, f_terms, np.asarray(lex.counts)[f_pos], np.asarray(lex.title_counts)[f_pos], idf, lex.title_boost
+    )
+    unit[f_pos] = f_unit
+    return unit, f_indptr, f_unit
+
+
+def rebase(
+    prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry
+) -> tuple[Postings | None, dict[str, Any] | None]:
+    """As :func:`merge` (the carried idf, the idf check when due), when the previous derived file
+    holds a delta: the weights are carried and computed as there, and the postings sorted afresh
+    from them into a new base (a delta's lists are not merged list by list). None when the idf
+    drifted or the previous file is not one this follows: the caller derives everything."""
+    try:
+        d = mmap_npz(prev_derived)
+        old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
+        old_n = int(d["meta"][1])
+        old_indptr = mmap_npz(prev_lexical)["indptr"]
+        if len(d["vocab_order"]) or len(old_indptr) != old_n + 1:
+            return None, None
+    except (OSError, KeyError, ValueError, IndexError):
+        return None, None
+    lex = LexicalIndex.open(lexical_path, len(carry.mapping))
+    n, mapping, o2n = lex.n, carry.mapping, carry.old_to_new
+    if len(o2n) != len(old_idf):
+        return None, None
+    carried = np.flatnonzero(mapping >= 0)
+    basis_n, since = (int(basis[0]), int(basis[1])) if basis.shape == (2,) else (old_n, 0)
+    since += max(n, old_n) - len(carried)
+    fresh = np.flatnonzero(mapping < 0)
+    terms, indptr = np.asarray(lex.terms), np.asarray(lex.indptr)
+    f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
+    idf = _carried_idf(lex, old_idf, o2n, terms[f_pos])
+    check = None
+    if since > IDF_CHECK * max(n, 1):
+        check = idf_drift(lex, idf, np.bincount(terms, minlength=len(lex.vocab)))
+        check.update(rows_since_check=since, computed_at=basis_n, papers=n)
+        if check["decision"] != "kept":
+            return None, check
+        since = 0
+    unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos])
+    lex.attach_weights(unit, idf)
+    post = Postings.build(lex)
+    post.idf_basis = (basis_n, since)
+    return post, check
+
+
+def delta(
+    prev_lexical: Path, prev_derived: Path, prev_base: Path | None, lexical_path: Path, carry: Carry
+) -> tuple[Postings, Path] | None:
+    """(the derived arrays of ``lexical_path`` as a delta over the base postings, the base's file), or None.
+
+    The base is the previous generation's (its own postings, or the base it read). The delta holds
+    the postings of every row tokenised since the base was written: the previous delta's rows and
+    this run's, weighted under the carried idf as :func:`merge` weights them. None (the caller
+    merges, or derives everything) when rows were renumbered or removed, when the idf check is due
+    (``IDF_CHECK``), when the delta would pass ``DELTA_MAX`` of the rows, or when the previous
+    files are not ones this follows.
+    """
+    try:
+        d = mmap_npz(prev_derived)
+        meta = d["meta"]
+        fmt, old_n = int(meta[0]), int(meta[1])
+        if len(d["vocab_order"]):
+            return None
+        if fmt == FORMAT_VERSION:
+            base_path, base, before = prev_derived, d, None
+        elif fmt == DELTA_FORMAT_VERSION and prev_base is not None:
+            base_path, base = prev_base, mmap_npz(prev_base)
+            before = Delta(
+                int(d["base_meta"][0]),
+                d["delta_members"],
+                d["delta_to_base"],
+                d["delta_starts"],
+                d["delta_rows"],
+                d["delta_vals"],
+            )
+        else:
+            return None
+        old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
+        base_starts, base_rows, base_vals = base["post_starts"], base["post_rows"], base["post_vals"]
+        base_n = int(base["meta"][1])
+        old_indptr = mmap_npz(prev_lexical)["indptr"]
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    lex = LexicalIndex.open(lexical_path, len(carry.mapping))
+    n, mapping, o2n = lex.n, carry.mapping, carry.old_to_new
+    carried = np.flatnonzero(mapping >= 0)
+    if n < old_n or len(o2n) != len(old_idf) or len(old_indptr) != old_n + 1:
+        return None
+    if not np.array_equal(mapping[carried], carried):  # rows renumbered: the base's rows would be wrong
+        return None
+    basis_n, since = (int(basis[0]), int(basis[1])) if basis.shape == (2,) else (old_n, 0)
+    since += n - len(carried)  # rows tokenised afresh or added (an edit counts once)
+    if since > IDF_CHECK * max(n, 1):
+        return None
+    fresh = np.flatnonzero(mapping < 0)
+    members = np.union1d(before.members if before is not None else np.zeros(0, dtype=np.int64), fresh)
+    if len(members) > DELTA_MAX * max(n, 1):
+        return None
+    terms, indptr = np.asarray(lex.terms), np.asarray(lex.indptr)
+    vocab = len(lex.vocab)
+    f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
+    idf = _carried_idf(lex, old_idf, o2n, terms[f_pos])
+    unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos])
+    # The delta's postings: every entry of its rows, in impact order per term (ties by row).
+    sizes = np.diff(indptr)[members]
+    m_pos = kernels.segments(indptr[members], sizes)
+    m_terms, m_unit = terms[m_pos], unit[m_pos]
+    m_rows = np.repeat(members, sizes).astype(np.int32)
+    order = np.lexsort((m_rows, np.uint32(0xFFFFFFFF) - m_unit.view(np.uint32), m_terms))
+    starts = np.zeros(vocab + 1, dtype=np.int64)
+    np.cumsum(np.bincount(m_terms, minlength=vocab), out=starts[1:])
+    # This vocabulary's term ids in the base's: through the previous generation's ids.
+    prev_to_base = before.to_base if before is not None else np.arange(len(old_idf), dtype=np.int32)
+    to_base = np.full(vocab, -1, dtype=np.int32)
+    kept = o2n >= 0
+    to_base[o2n[kept]] = np.asarray(prev_to_base)[kept]
+    post = Postings(n, indptr, terms, unit, idf, base_starts, base_rows, base_vals)
+    post.delta = Delta(base_n, members.astype(np.int32), to_base, starts, m_rows[order], m_unit[order])
+    post.vocab_order = np.zeros(0, dtype=np.int32)
+    post.idf_basis = (basis_n, since)
+    lex.attach_weights(unit, idf)
+    post.reference = lexical_reference(lex, post)
+    return post, Path(base_path)
 
 
 def idf_drift(lex: LexicalIndex, idf: np.ndarray, df: np.ndarray) -> dict[str, Any]:
@@ -576,45 +898,85 @@ def _open_previous(prev_lexical: Path, prev_derived: Path) -> Postings | None:
         return None
 
 
-def open_index(lexical_path: Path, derived_path: Path, n: int) -> tuple[LexicalIndex, Postings]:
+def open_index(
+    lexical_path: Path, derived_path: Path, n: int, base_path: Path | None = None
+) -> tuple[LexicalIndex, Postings]:
     """The lexical index and its postings for queries, both memory-mapped: O(1) work on open.
 
-    The build checked the arrays; the checks here are those that cost nothing (lengths, format,
-    rows); ``paperscope verify`` checks every byte against the manifest.
+    ``base_path`` is the generation's base postings file (``BASE_FILE``), read when the derived
+    file holds a delta. The build checked the arrays; the checks here are those that cost nothing
+    (lengths, format, rows); ``paperscope verify`` checks every byte against the manifest.
     """
     d = mmap_npz(derived_path)
     lex = LexicalIndex.open(lexical_path, n)
     meta = d.get("meta")
-    need = ("idf", "unit", "post_starts", "post_rows", "post_vals", "reference", "vocab_order")
+    is_delta = meta is not None and meta.shape == (4,) and int(meta[0]) == DELTA_FORMAT_VERSION
+    need = ("idf", "unit", "reference", "vocab_order")
+    need += _DELTA_KEYS if is_delta else ("post_starts", "post_rows", "post_vals")
     ok = (
         meta is not None
         and all(k in d for k in need)
         and meta.shape == (4,)
-        and int(meta[0]) == FORMAT_VERSION
+        and int(meta[0]) in (FORMAT_VERSION, DELTA_FORMAT_VERSION)
         and int(meta[1]) == n
-        and int(meta[2]) == len(lex.terms) == len(d["unit"]) == len(d["post_rows"]) == len(d["post_vals"])
-        and int(meta[3]) == len(lex.vocab) == len(d["idf"]) == len(d["post_starts"]) - 1
+        and int(meta[2]) == len(lex.terms) == len(d["unit"])
+        and int(meta[3]) == len(lex.vocab) == len(d["idf"])
         and d["reference"].shape in ((0,), (4,))
         and len(d["vocab_order"]) in (0, len(d["idf"]))
     )
+    if ok and not is_delta:
+        ok = len(d["post_rows"]) == len(d["post_vals"]) == int(meta[2]) and len(d["post_starts"]) == int(meta[3]) + 1
+    if ok and is_delta:
+        ok = (
+            len(d["delta_to_base"]) == int(meta[3])
+            and len(d["delta_starts"]) == int(meta[3]) + 1
+            and len(d["delta_rows"]) == len(d["delta_vals"]) == int(d["delta_starts"][-1])
+            and d["base_meta"].shape == (3,)
+            and 0 <= int(d["base_meta"][0]) <= n
+            and len(d["delta_members"]) <= n
+        )
     if not ok:
         raise DamagedError(derived_path, f"damaged (does not match lexical.npz: {n} rows, {len(lex.terms)} entries)")
     lex.attach_weights(d["unit"], d["idf"])
     if len(d["vocab_order"]):
         assert isinstance(lex.vocab, Vocab)
         lex.vocab.order = d["vocab_order"]
-    # Queries read scattered rows and postings: no read-ahead on a cold page (see advise_random).
-    advise_random(*d.values(), lex.indptr, lex.terms, lex.title_counts)
     ref = d["reference"]
-    post = Postings(
-        n,
-        lex.indptr,
-        lex.terms,
-        d["unit"],
-        d["idf"],
-        d["post_starts"],
-        d["post_rows"],
-        d["post_vals"],
-        tuple(float(x) for x in ref) if len(ref) == 4 else None,  # type: ignore[arg-type]
-    )
+    reference = tuple(float(x) for x in ref) if len(ref) == 4 else None
+    if not is_delta:
+        post_arrays = (d["post_starts"], d["post_rows"], d["post_vals"])
+        delta_part = None
+    else:
+        post_arrays, delta_part = _open_base(d, base_path, derived_path)
+    # Queries read scattered rows and postings: no read-ahead on a cold page (see advise_random).
+    advise_random(*d.values(), *post_arrays, lex.indptr, lex.terms, lex.title_counts)
+    post = Postings(n, lex.indptr, lex.terms, d["unit"], d["idf"], *post_arrays, reference)  # type: ignore[arg-type]
+    post.delta = delta_part
     return lex, post
+
+
+_DELTA_KEYS = ("base_meta", "delta_members", "delta_to_base", "delta_starts", "delta_rows", "delta_vals")
+
+
+def _open_base(
+    d: dict[str, np.ndarray], base_path: Path | None, derived_path: Path
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Delta]:
+    """The base postings a delta file names (checked against its record of them) and the delta."""
+    if base_path is None:
+        raise DamagedError(derived_path, f"damaged (holds a delta, and the generation has no {BASE_FILE})")
+    try:
+        base = mmap_npz(base_path)
+        arrays = (base["post_starts"], base["post_rows"], base["post_vals"])
+        base_n, entries, vocab = (int(x) for x in d["base_meta"])
+        ok = (
+            int(base["meta"][1]) == base_n
+            and len(arrays[1]) == len(arrays[2]) == entries
+            and len(arrays[0]) == vocab + 1
+            and int(arrays[0][-1]) == entries
+        )
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        raise DamagedError(base_path, f"damaged ({type(e).__name__}: {e})") from None
+    if not ok:
+        raise DamagedError(base_path, f"damaged (does not match the base {derived_path.name} records)")
+    part = Delta(base_n, d["delta_members"], d["delta_to_base"], d["delta_starts"], d["delta_rows"], d["delta_vals"])
+    return arrays, part

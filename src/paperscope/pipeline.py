@@ -295,6 +295,10 @@ def _build_locked(
                 tmp / impact.DERIVED_FILE,
                 (base.file("lexical.npz"), base.file(impact.DERIVED_FILE)) if base is not None else None,
                 carry,
+                previous_base=base.file(impact.BASE_FILE)
+                if base is not None and impact.BASE_FILE in base.manifest.get("files", {})
+                else None,
+                base_out=tmp / impact.BASE_FILE,
             )
             con.close()
             if derived.idf_check is not None:
@@ -307,7 +311,8 @@ def _build_locked(
             manifest["input_files"] = inputs_record
             if dense_ref is not None:
                 manifest["reference"] = {"dense": list(dense_ref)}
-            manifest["lexical"]["derivation"] = derived.how  # "derived", "merged" (carried idf) or "linked"
+            # "derived", "merged" (carried idf), "delta" (over the base postings) or "linked"
+            manifest["lexical"]["derivation"] = derived.how
             if derived.idf_check is not None:  # "kept" (merged) or "refreshed" (derived), and the figures
                 manifest["lexical"]["idf_check"] = derived.idf_check
             if checked is not None:

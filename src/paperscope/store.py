@@ -11,7 +11,10 @@ Layout::
         vectors.npy              float32 (n, dim), L2-normalised, never pickled
         index.faiss              FAISS index over vectors.npy, labels = rows
         lexical.npz              term counts per row for TF-IDF (CSR arrays, never pickled)
-        lexical-impact.npz       derived from lexical.npz: weights, impact-ordered postings (memory-mapped)
+        lexical-impact.npz       derived from lexical.npz: weights, impact-ordered postings (memory-mapped),
+                                 or the postings of the rows changed since lexical-base.npz was written
+        lexical-base.npz         only beside such a delta: the base postings, a hard link to the
+                                 lexical-impact.npz that wrote them (shared by the generations since)
         manifest.json            written last: versions, model, counts, a digest per file
                                  (``xxh3_128``; ``sha256`` in stores written before round 14),
                                  and the size, mtime and sha256 of every input (``input_files``)
@@ -56,6 +59,8 @@ from paperscope.verify import check_files, check_manifest, check_seal, sealed
 SCHEMA_VERSION = 1
 HOME_ENV = "PAPERSCOPE_HOME"
 FILES = ("papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz", "lexical-impact.npz")
+# Files a generation may have; each with the previous generation's names it may be a hard link to.
+OPTIONAL_FILES = {"lexical-base.npz": ("lexical-base.npz", "lexical-impact.npz")}
 # Readers may still hold the previous generation open; anything older is deleted.
 KEEP_GENERATIONS = 2
 
@@ -320,8 +325,11 @@ class Store:
         """
         files: dict[str, dict[str, Any]] = {}
         written = []
-        for f in FILES:
-            carried = _carried_meta(tmp / f, f, carried_from)
+        names = [*FILES, *(f for f in OPTIONAL_FILES if (tmp / f).exists())]
+        for f in names:
+            carried = None
+            for source in OPTIONAL_FILES.get(f, (f,)):
+                carried = carried or _carried_meta(tmp / f, source, carried_from)
             if carried is not None:
                 files[f] = carried
             else:
@@ -335,7 +343,7 @@ class Store:
         with ThreadPoolExecutor(max_workers=max(1, min(len(written), os.cpu_count() or 1))) as pool:
             for f, meta in zip(written, pool.map(seal, written), strict=True):
                 files[f] = meta
-        files = {f: files[f] for f in FILES}  # manifest order as before
+        files = {f: files[f] for f in names}  # manifest order as before
         manifest = sealed({**manifest, "generation": name, "files": files})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         fsync_file(tmp / "manifest.json")

@@ -344,9 +344,10 @@ def test_one_percent_edit_embeds_and_tokenises_only_the_edited_rows(tmp_path: Pa
     assert (report.entries_read, report.entries_unchanged) == (4, n - 4)
     assert papers(tmp_path / "s", "a.jsonl") == papers(tmp_path / "f", "b.jsonl")
     assert verify(Store(tmp_path / "s")).ok
-    # The lexical weights were merged under the previous idf, not derived again: the rankings are
-    # those of the from-scratch store but for the idf of 1% of the papers.
-    assert Store(tmp_path / "s").require_current().manifest["lexical"]["derivation"] == "merged"
+    # The lexical weights were carried under the previous idf, not derived again, and the postings
+    # left in place (the edited rows' in a delta): the rankings are those of the from-scratch store
+    # but for the idf of 1% of the papers.
+    assert Store(tmp_path / "s").require_current().manifest["lexical"]["derivation"] == "delta"
     with Explorer(tmp_path / "s", embedder=FakeEmbedder()) as a, Explorer(tmp_path / "f", embedder=FakeEmbedder()) as b:
         ids = [p.id for p in a.papers()][::20]
         overlap = [
