@@ -184,7 +184,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     fidx = index.load(tmp / "index.faiss", n, dim, info, mmap=True)  # as VectorIndex opens it
     t_faiss = time.perf_counter() - t0
     t1 = time.perf_counter()
-    lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n)
+    base = tmp / impact.BASE_FILE  # a generation whose postings are a delta over a base
+    lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n, base if base.exists() else None)
     ranker = Ranker(
         vectors,
         fidx,
@@ -378,11 +379,12 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
 def link_store(store: Path, tmp: Path) -> None:
     """Hard-link the live generation's query files into ``tmp``, with its index parameters as index.json."""
     import paperscope
+    from paperscope import impact
 
     with paperscope.open(store) as ex:
         gen = ex.generation
-        for name in ("vectors.npy", "index.faiss", "lexical.npz", "lexical-impact.npz"):
-            if not (tmp / name).exists():
+        for name in ("vectors.npy", "index.faiss", "lexical.npz", impact.DERIVED_FILE, impact.BASE_FILE):
+            if not (tmp / name).exists() and name in gen.manifest["files"]:
                 os.link(gen.file(name), tmp / name)
         (tmp / "index.json").write_text(json.dumps(gen.manifest["index"]))
 

@@ -4,7 +4,8 @@
 
 At POINT the child writes MARKER and sleeps; the parent (tests/integration/test_incremental_crash.py)
 then sends SIGKILL. The points wrap public functions of the steps a re-run takes after the live
-generation was verified: parsing the changed input lines, writing vectors.npy, carrying the lexical rows, updating the IVF index,
+generation was verified: parsing the changed input lines, writing vectors.npy, carrying the lexical rows,
+writing the postings delta, updating the IVF index,
 hashing and linking at commit, the rename of the finished generation, the swap of CURRENT.
 POINT "none" runs the build to its end.
 """
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import FakeEmbedder  # noqa: E402
 
 import paperscope.files  # noqa: E402
+import paperscope.impact  # noqa: E402
 import paperscope.index  # noqa: E402
 import paperscope.inputs  # noqa: E402
 import paperscope.lexical  # noqa: E402
@@ -72,6 +74,8 @@ def main() -> None:
             stop_here(marker)
 
         paperscope.lexical.CarriedArrays.write = half  # type: ignore[method-assign]
+    elif point == "postings-delta-saved":  # lexical-impact.npz written as a delta, the base not yet linked
+        after(paperscope.impact.Postings, "save", marker)
     elif point == "index-updated":
         after(paperscope.index, "update", marker)
     elif point == "index-saved":

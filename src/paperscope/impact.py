@@ -535,7 +535,7 @@ def derive(
             if previous_base is None:
                 post, check = merge(prev_lexical, prev_derived, lexical_path, carry)
             else:
-                post, check = rebase(prev_lexical, prev_derived, lexical_path, carry)
+                post, check = rebase(prev_lexical, prev_derived, lexical_path, carry, previous_base)
             if post is not None:
                 post.save(out)
                 return Derived("merged", check)
@@ -571,7 +571,6 @@ def merge(
     terms = np.asarray(lex.terms)
     indptr = np.asarray(lex.indptr)
     vocab = len(lex.vocab)
-    kept = o2n >= 0
     f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
     f_terms = terms[f_pos]
     idf = _carried_idf(lex, old.idf, o2n, f_terms)
@@ -595,24 +594,46 @@ def merge(
     f_terms, f_rows, f_unit = f_terms[f_order], f_rows[f_order], f_unit[f_order]
     new_row = np.full(old.n, -1, dtype=np.int64)
     new_row[sources] = carried
-    same_rows = bool(np.array_equal(sources, carried))  # no row renumbered (a re-run without --prune)
-    gone = new_row < 0
-    # Carried postings per previous term: all of them but those of the rows gone.
-    gone_rows = np.flatnonzero(gone)
-    old_terms = mmap_npz(prev_lexical)["terms"]
-    kept_df = np.diff(np.asarray(old.post_starts)) - np.bincount(
-        old_terms[kernels.segments(old.indptr[gone_rows], np.diff(old.indptr)[gone_rows])], minlength=len(o2n)
+    post_rows, post_vals = _merge_lists(
+        (old.post_starts, old.post_rows, old.post_vals), o2n, new_row, starts, (f_terms, f_rows, f_unit)
     )
+    post = Postings(n, indptr, terms, unit, idf, starts, post_rows, post_vals)
+    post.vocab_order = np.zeros(0, dtype=np.int32)
+    post.idf_basis = (basis_n, since)
+    lex.attach_weights(unit, idf)
+    post.reference = lexical_reference(lex, post)
+    return post, check
+
+
+def _merge_lists(
+    old: tuple[np.ndarray, np.ndarray, np.ndarray],
+    o2n: np.ndarray,
+    new_row: np.ndarray,
+    starts: np.ndarray,
+    fresh: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, weights) of the merged postings: the ``old`` lists (starts, rows, weights; by old term
+    id, impact order) without the rows ``new_row`` maps to -1 (the others renumbered through it),
+    each under its term's id here (``o2n``, ascending over the kept terms: both vocabularies are
+    sorted), and the ``fresh`` entries (terms, rows, weights; sorted by term, weight descending,
+    row) merged in, each after the carried postings of a weight >= its own. ``starts``: the merged
+    lists' offsets (this generation's document frequencies)."""
+    old_starts, old_rows, old_vals = old
+    f_terms, f_rows, f_unit = fresh
+    vocab = len(starts) - 1
+    same_rows = bool(np.array_equal(new_row[new_row >= 0], np.flatnonzero(new_row >= 0)))
+    gone = new_row < 0
     # Each previous term's first id here at or after it (dropped terms have no carried posting).
+    kept = o2n >= 0
     o2n_mono = np.maximum.accumulate(np.where(kept, o2n, -1)) if len(o2n) else o2n
-    post_rows = np.empty(len(terms), dtype=np.int32)
-    post_vals = np.empty(len(terms), dtype=np.float32)
+    post_rows = np.empty(int(starts[-1]), dtype=np.int32)
+    post_vals = np.empty(int(starts[-1]), dtype=np.float32)
     a = 0
     while a < vocab:
         b = min(vocab, max(a + 1, int(np.searchsorted(starts, starts[a] + CHUNK, side="right")) - 1))
         ta, tb = (int(x) for x in np.searchsorted(o2n_mono, [a, b], side="left"))
-        lo, hi = int(old.post_starts[ta]), int(old.post_starts[tb])
-        raw = old.post_rows[lo:hi]
+        lo, hi = int(old_starts[ta]), int(old_starts[tb])
+        raw = old_rows[lo:hi]
         if same_rows:
             keep = ~gone[raw]
             rows = raw[keep]
@@ -620,12 +641,13 @@ def merge(
             rows = new_row[raw]
             keep = rows >= 0
             rows = rows[keep]
-        vals = old.post_vals[lo:hi][keep]
+        vals = old_vals[lo:hi][keep]
+        # Each previous term's carried segment in ``rows``: the postings kept before its start.
+        seg = np.concatenate(([0], np.cumsum(keep)))[np.asarray(old_starts[ta : tb + 1]) - lo]
         # Where each fresh posting goes among the carried ones: its term's carried segment (vals
         # descending), after every carried posting of a weight >= its own. A binary search per
         # fresh posting, all at once: no key over the carried postings is built.
         fa, fb = (int(x) for x in np.searchsorted(f_terms, [a, b], side="left"))
-        seg = np.concatenate(([0], np.cumsum(kept_df[ta:tb])))
         k = np.searchsorted(o2n_mono[ta:tb], f_terms[fa:fb], side="left")
         left = seg[k]
         has_old = np.zeros(fb - fa, dtype=bool)
@@ -650,14 +672,9 @@ def merge(
         seg_rows, seg_vals = post_rows[starts[a] : starts[b]], post_vals[starts[a] : starts[b]]
         seg_rows[at], seg_vals[at] = f_rows[fa:fb], f_unit[fa:fb]
         seg_rows[~is_fresh], seg_vals[~is_fresh] = rows, vals
-        release_pages(old.post_rows)
+        release_pages(old_rows)
         a = b
-    post = Postings(n, indptr, terms, unit, idf, starts, post_rows, post_vals)
-    post.vocab_order = np.zeros(0, dtype=np.int32)
-    post.idf_basis = (basis_n, since)
-    lex.attach_weights(unit, idf)
-    post.reference = lexical_reference(lex, post)
-    return post, check
+    return post_rows, post_vals
 
 
 def _carried_idf(lex: LexicalIndex, old_idf: np.ndarray, o2n: np.ndarray, f_terms: np.ndarray) -> np.ndarray:
@@ -708,12 +725,13 @@ def _carried_unit(
 
 
 def rebase(
-    prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry
+    prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry, prev_base: Path | None = None
 ) -> tuple[Postings | None, dict[str, Any] | None]:
     """As :func:`merge` (the carried idf, the idf check when due), when the previous derived file
-    holds a delta: the weights are carried and computed as there, and the postings sorted afresh
-    from them into a new base (a delta's lists are not merged list by list). None when the idf
-    drifted or the previous file is not one this follows: the caller derives everything."""
+    holds a delta over ``prev_base``: a new base. The weights are carried and computed as there;
+    the base's lists, without the rows in the delta or tokenised now, are merged with those rows'
+    postings (:func:`_merge_lists`), or, when rows were renumbered or removed, sorted afresh. None
+    when the idf drifted or the previous file is not one this follows: the caller derives everything."""
     try:
         d = mmap_npz(prev_derived)
         old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
@@ -721,6 +739,11 @@ def rebase(
         old_indptr = mmap_npz(prev_lexical)["indptr"]
         if len(d["vocab_order"]) or len(old_indptr) != old_n + 1:
             return None, None
+        before, base = None, None
+        if int(d["meta"][0]) == DELTA_FORMAT_VERSION and prev_base is not None:
+            b = mmap_npz(prev_base)
+            base = (b["post_starts"], b["post_rows"], b["post_vals"])
+            before = _delta_of(d)
     except (OSError, KeyError, ValueError, IndexError):
         return None, None
     lex = LexicalIndex.open(lexical_path, len(carry.mapping))
@@ -732,20 +755,76 @@ def rebase(
     since += max(n, old_n) - len(carried)
     fresh = np.flatnonzero(mapping < 0)
     terms, indptr = np.asarray(lex.terms), np.asarray(lex.indptr)
+    vocab = len(lex.vocab)
     f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
     idf = _carried_idf(lex, old_idf, o2n, terms[f_pos])
+    starts = np.zeros(vocab + 1, dtype=np.int64)
+    for lo in range(0, len(terms), CHUNK):
+        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
+        release_pages(terms)
     check = None
     if since > IDF_CHECK * max(n, 1):
-        check = idf_drift(lex, idf, np.bincount(terms, minlength=len(lex.vocab)))
+        check = idf_drift(lex, idf, starts[1:].copy())
         check.update(rows_since_check=since, computed_at=basis_n, papers=n)
         if check["decision"] != "kept":
             return None, check
         since = 0
+    np.cumsum(starts, out=starts)
     unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos])
-    lex.attach_weights(unit, idf)
-    post = Postings.build(lex)
+    same_rows = n >= old_n and bool(np.array_equal(mapping[carried], carried))
+    if before is not None and base is not None and same_rows:
+        members = np.union1d(before.members, fresh)
+        m_terms, m_rows, m_unit = _entries_of(members, indptr, terms, unit)
+        to_base = _to_base(before.to_base, o2n, vocab)
+        base_o2n = np.full(len(base[0]) - 1, -1, dtype=np.int64)
+        has = np.flatnonzero(to_base >= 0)
+        base_o2n[to_base[has]] = has
+        new_row = np.arange(before.base_n, dtype=np.int64)
+        new_row[members[members < before.base_n]] = -1  # their postings come from this generation's rows
+        post_rows, post_vals = _merge_lists(base, base_o2n, new_row, starts, (m_terms, m_rows, m_unit))
+        post = Postings(n, indptr, terms, unit, idf, starts, post_rows, post_vals)
+        post.vocab_order = np.zeros(0, dtype=np.int32)
+        lex.attach_weights(unit, idf)
+        post.reference = lexical_reference(lex, post)
+    else:
+        lex.attach_weights(unit, idf)
+        post = Postings.build(lex)
     post.idf_basis = (basis_n, since)
     return post, check
+
+
+def _delta_of(d: dict[str, np.ndarray]) -> Delta:
+    """The delta a derived file of ``DELTA_FORMAT_VERSION`` holds (its memory-mapped arrays)."""
+    return Delta(
+        int(d["base_meta"][0]),
+        d["delta_members"],
+        d["delta_to_base"],
+        d["delta_starts"],
+        d["delta_rows"],
+        d["delta_vals"],
+    )
+
+
+def _entries_of(
+    rows: np.ndarray, indptr: np.ndarray, terms: np.ndarray, unit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(terms, rows, weights) of every entry of ``rows`` (ascending), sorted by term, weight
+    descending, then row: the order of a postings list."""
+    sizes = np.diff(indptr)[rows]
+    pos = kernels.segments(indptr[rows], sizes)
+    e_terms, e_unit = terms[pos], unit[pos]
+    e_rows = np.repeat(rows, sizes).astype(np.int32)
+    order = np.lexsort((e_rows, np.uint32(0xFFFFFFFF) - e_unit.view(np.uint32), e_terms))
+    return e_terms[order], e_rows[order], e_unit[order]
+
+
+def _to_base(prev_to_base: np.ndarray, o2n: np.ndarray, vocab: int) -> np.ndarray:
+    """Each term id of this generation's vocabulary in the base's (-1: not there), through the
+    previous generation's ids (``o2n``) and their base ids (``prev_to_base``)."""
+    to_base = np.full(vocab, -1, dtype=np.int32)
+    kept = o2n >= 0
+    to_base[o2n[kept]] = np.asarray(prev_to_base)[kept]
+    return to_base
 
 
 def delta(
@@ -769,15 +848,7 @@ def delta(
         if fmt == FORMAT_VERSION:
             base_path, base, before = prev_derived, d, None
         elif fmt == DELTA_FORMAT_VERSION and prev_base is not None:
-            base_path, base = prev_base, mmap_npz(prev_base)
-            before = Delta(
-                int(d["base_meta"][0]),
-                d["delta_members"],
-                d["delta_to_base"],
-                d["delta_starts"],
-                d["delta_rows"],
-                d["delta_vals"],
-            )
+            base_path, base, before = prev_base, mmap_npz(prev_base), _delta_of(d)
         else:
             return None
         old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
@@ -807,20 +878,13 @@ def delta(
     idf = _carried_idf(lex, old_idf, o2n, terms[f_pos])
     unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos])
     # The delta's postings: every entry of its rows, in impact order per term (ties by row).
-    sizes = np.diff(indptr)[members]
-    m_pos = kernels.segments(indptr[members], sizes)
-    m_terms, m_unit = terms[m_pos], unit[m_pos]
-    m_rows = np.repeat(members, sizes).astype(np.int32)
-    order = np.lexsort((m_rows, np.uint32(0xFFFFFFFF) - m_unit.view(np.uint32), m_terms))
+    m_terms, m_rows, m_unit = _entries_of(members, indptr, terms, unit)
     starts = np.zeros(vocab + 1, dtype=np.int64)
     np.cumsum(np.bincount(m_terms, minlength=vocab), out=starts[1:])
     # This vocabulary's term ids in the base's: through the previous generation's ids.
     prev_to_base = before.to_base if before is not None else np.arange(len(old_idf), dtype=np.int32)
-    to_base = np.full(vocab, -1, dtype=np.int32)
-    kept = o2n >= 0
-    to_base[o2n[kept]] = np.asarray(prev_to_base)[kept]
     post = Postings(n, indptr, terms, unit, idf, base_starts, base_rows, base_vals)
-    post.delta = Delta(base_n, members.astype(np.int32), to_base, starts, m_rows[order], m_unit[order])
+    post.delta = Delta(base_n, members.astype(np.int32), _to_base(prev_to_base, o2n, vocab), starts, m_rows, m_unit)
     post.vocab_order = np.zeros(0, dtype=np.int32)
     post.idf_basis = (basis_n, since)
     lex.attach_weights(unit, idf)

@@ -32,6 +32,7 @@ POINTS = [
     "lines-parsing",
     "vectors-written",
     "lexical-half-written",
+    "postings-delta-saved",
     "index-updated",
     "index-saved",
     "hashing",
@@ -100,6 +101,7 @@ def test_kill_9_inside_an_incremental_rerun_leaves_a_whole_store(tmp_path: Path,
     fresh = tmp_path / "f"
     build([corpus(tmp_path / "b.jsonl", EDITED)], fresh, embedder=FakeEmbedder())
     got, want = Store(store).require_current(), Store(fresh).require_current()
+    assert got.manifest["lexical"]["derivation"] == "delta"  # the postings of the edited rows only
     assert np.array_equal(got.load_vectors(mmap=False), want.load_vectors(mmap=False))
     with np.load(got.file("lexical.npz")) as a, np.load(want.file("lexical.npz")) as b:
         assert all(np.array_equal(a[k], b[k]) for k in b.files)

@@ -243,3 +243,47 @@ def test_damage_in_the_base_postings_is_found_and_named(tmp_path: Path) -> None:
     base.unlink()
     with pytest.raises(PaperscopeError, match=impact.BASE_FILE), Explorer(store, embedder=FakeEmbedder()) as ex:
         ex.related("p1")
+
+
+def test_rows_removed_after_a_delta_write_the_postings_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run that renumbers rows (papers removed, ``--prune``) over a delta: no delta (the base's
+    row numbers would be wrong), the postings sorted afresh under the carried weights."""
+    monkeypatch.setattr(impact, "IDF_CHECK", 1.0)
+    monkeypatch.setattr(impact, "DELTA_MAX", 1.0)
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(30)]
+    rows = _rows(rng, words, 50)
+    g0, g1, g2 = (tmp_path / f"g{i}" for i in range(3))
+    g0.mkdir()
+    LexicalIndex.from_counts(rows).save(g0 / "lexical.npz")
+    impact.derive(g0 / "lexical.npz", g0 / impact.DERIVED_FILE)
+    rows, carry, n = _next(rng, rows, words, g1, g0)
+    prev = (g0 / "lexical.npz", g0 / impact.DERIVED_FILE)
+    assert (
+        impact.derive(g1 / "lexical.npz", g1 / impact.DERIVED_FILE, prev, carry, base_out=g1 / impact.BASE_FILE).how
+        == "delta"
+    )
+    mapping = np.delete(np.arange(n, dtype=np.int64), [0, 7, 20])  # three papers gone, the rest renumbered
+    g2.mkdir()
+    carried = carry_rows(CarriedArrays.load(g1 / "lexical.npz"), mapping, LexicalIndex.from_counts([]))
+    carried.write(g2 / "lexical.npz")
+    how = impact.derive(
+        g2 / "lexical.npz",
+        g2 / impact.DERIVED_FILE,
+        (g1 / "lexical.npz", g1 / impact.DERIVED_FILE),
+        Carry(mapping, carried.old_to_new),
+        previous_base=g1 / impact.BASE_FILE,
+        base_out=g2 / impact.BASE_FILE,
+    )
+    assert how.how == "merged" and not (g2 / impact.BASE_FILE).exists()
+    lex, post = impact.open_index(g2 / "lexical.npz", g2 / impact.DERIVED_FILE, n - 3)
+    _, before = impact.open_index(g1 / "lexical.npz", g1 / impact.DERIVED_FILE, n, g1 / impact.BASE_FILE)
+    assert post.delta is None
+    want_lex = LexicalIndex.open(g2 / "lexical.npz", n - 3)
+    want_lex.attach_weights(np.array(post.unit), np.array(post.idf))
+    _same_lists(post, impact.Postings.build(want_lex, reference=False), len(lex.vocab))
+    # Carried rows keep their weights: row r here is row mapping[r] before.
+    for r in range(0, n - 3, 5):
+        a, b = int(post.indptr[r]), int(post.indptr[r + 1])
+        c, e = int(before.indptr[mapping[r]]), int(before.indptr[mapping[r] + 1])
+        assert np.array_equal(post.unit[a:b], before.unit[c:e])
