@@ -33,8 +33,8 @@ derivation stay in place as the *base* (``lexical-base.npz``, a hard link to the
 them, shared by every generation since), and ``lexical-impact.npz`` holds only the postings of the
 rows tokenised since (the *delta*, impact-ordered, at most ``DELTA_MAX`` of the rows) with the map
 from this vocabulary's term ids to the base's. A query reads both: a base posting of a row in the
-delta is skipped (its row was re-tokenised; its own postings are in the delta). The next full merge
-(at the idf check, or past ``DELTA_MAX``) writes a new base. Weights and the forward index are
+delta is skipped (its row was re-tokenised; its own postings are in the delta). At the idf check, or
+past ``DELTA_MAX``, the delta is merged into the base's lists (:func:`rebase`): a new base. Weights and the forward index are
 written whole every generation as before.
 """
 
