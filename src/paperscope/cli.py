@@ -320,6 +320,18 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str, as_jsonl: bool = Fa
         click.echo(f"  ({shown(note)})")
 
 
+def _lexical_line(data: dict[str, Any]) -> str:
+    """e.g. 'tfidf-sublinear-cosine; postings: the base written by g000012 and a delta of 9,780 rows'."""
+    lex = data["lexical"]
+    rows = lex.get("delta_rows")
+    base = (data.get("files", {}).get("lexical-base.npz") or {}).get("written_by")
+    if rows is not None and base:
+        postings = f"the base written by {base} and a delta of {rows:,} rows"
+    else:
+        postings = "written whole" if lex.get("derivation") != "linked" else "those of the previous generation"
+    return f"{lex.get('scoring', 'tf-idf')}; postings: {postings}"
+
+
 def _index_line(ix: dict[str, Any]) -> str:
     """e.g. 'ivf (IndexIVFScalarQuantizer, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
     params = ", ".join(f"{k}={v}" for k, v in (ix.get("params") or {}).items())
@@ -530,6 +542,7 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
             f"fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})",
         ),
         ("index", _index_line(data["index"])),
+        *([("lexical", _lexical_line(data))] if data.get("lexical") else []),
         (
             "last build",
             f"{b['added']} added, {b['changed']} changed, {b['updated']} metadata-only, "

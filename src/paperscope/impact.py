@@ -486,11 +486,13 @@ def lexical_reference(lex: LexicalIndex, post: Postings) -> tuple[float, float, 
 
 @dataclass(frozen=True)
 class Derived:
-    """How :func:`derive` wrote ``lexical-impact.npz``: ``how`` is ``"linked"``, ``"merged"`` (under the
-    carried idf) or ``"derived"``; ``idf_check`` the record of the idf check when one ran (:func:`idf_drift`)."""
+    """How :func:`derive` wrote ``lexical-impact.npz``: ``how`` is ``"linked"``, ``"delta"`` (over the
+    base postings), ``"merged"`` (under the carried idf) or ``"derived"``; ``idf_check`` the record
+    of the idf check when one ran (:func:`idf_drift`)."""
 
     how: str
     idf_check: dict[str, Any] | None = None
+    delta_rows: int | None = None  # with "delta": the rows whose postings the delta holds
 
 
 def derive(
@@ -520,10 +522,12 @@ def derive(
         prev_lexical, prev_derived = previous
         same = prev_derived.is_file() and prev_lexical.is_file() and os.path.samefile(lexical_path, prev_lexical)
         if same and (previous_base is None or base_out is not None):
+            rows = None
             if previous_base is not None and base_out is not None:
                 os.link(previous_base, base_out)
+                rows = len(mmap_npz(prev_derived)["delta_members"])
             os.link(prev_derived, out)
-            return Derived("linked")
+            return Derived("linked", delta_rows=rows)
         if carry is not None and prev_derived.is_file():
             if base_out is not None:
                 found = delta(prev_lexical, prev_derived, previous_base, lexical_path, carry)
@@ -531,7 +535,8 @@ def derive(
                     post, base = found
                     post.save(out)
                     os.link(base, base_out)
-                    return Derived("delta")
+                    assert post.delta is not None
+                    return Derived("delta", delta_rows=len(post.delta.members))
             if previous_base is None:
                 post, check = merge(prev_lexical, prev_derived, lexical_path, carry)
             else:

@@ -313,6 +313,8 @@ def _build_locked(
                 manifest["reference"] = {"dense": list(dense_ref)}
             # "derived", "merged" (carried idf), "delta" (over the base postings) or "linked"
             manifest["lexical"]["derivation"] = derived.how
+            if derived.delta_rows is not None:  # the postings: the base's and a delta of these rows
+                manifest["lexical"]["delta_rows"] = derived.delta_rows
             if derived.idf_check is not None:  # "kept" (merged) or "refreshed" (derived), and the figures
                 manifest["lexical"]["idf_check"] = derived.idf_check
             if checked is not None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from conftest import FakeEmbedder
 
 from paperscope import impact
+from paperscope.cli import main
 from paperscope.errors import DamagedError, PaperscopeError
 from paperscope.explorer import Explorer
 from paperscope.lexical import CarriedArrays, Carry, LexicalIndex, carry_rows
@@ -207,6 +209,10 @@ def test_a_store_edited_twice_shares_its_base_and_ranks_as_a_merged_one(
             seen.append(gen.manifest["lexical"]["derivation"])
             checks.append(gen.manifest["lexical"].get("idf_check", {}).get("decision"))
             hits.setdefault(how, []).append(_hits(store))
+            if how == "delta" and step < 2:  # the delta holds the rows edited since the base: 2, then 4
+                assert gen.manifest["lexical"]["delta_rows"] == len(edited)
+                shown = CliRunner().invoke(main, ["info", "--store", str(store)]).output
+                assert f"postings: the base written by g000001 and a delta of {len(edited)} rows" in shown
             if how == "delta" and step == 1:
                 entry = gen.manifest["files"][impact.BASE_FILE]
                 assert gen.name == "g000003" and entry["written_by"] == "g000001"
@@ -287,3 +293,28 @@ def test_rows_removed_after_a_delta_write_the_postings_whole(tmp_path: Path, mon
         a, b = int(post.indptr[r]), int(post.indptr[r + 1])
         c, e = int(before.indptr[mapping[r]]), int(before.indptr[mapping[r] + 1])
         assert np.array_equal(post.unit[a:b], before.unit[c:e])
+
+
+def test_a_metadata_only_change_links_the_delta_and_its_base(tmp_path: Path) -> None:
+    """After a delta, a change that leaves every title and abstract alone links lexical.npz, the
+    delta file and the base: the same inodes, the same answers, verify passes."""
+    src = tmp_path / "a.jsonl"
+    store = tmp_path / "s"
+    src.write_text(_corpus(120), encoding="utf-8")
+    build([src], store, embedder=FakeEmbedder())
+    src.write_text(_corpus(120, {5, 6}), encoding="utf-8")
+    build([src], store, embedder=FakeEmbedder())
+    before = Store(store).require_current()
+    answers = _hits(store)
+    lines = src.read_text(encoding="utf-8").splitlines()
+    lines[9] = json.dumps({**json.loads(lines[9]), "date": "2024-02-02"})
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = build([src], store, embedder=FakeEmbedder())
+    gen = Store(store).require_current()
+    assert report.updated == 1 and gen.name != before.name
+    assert gen.manifest["lexical"]["derivation"] == "linked" and gen.manifest["lexical"]["delta_rows"] == 2
+    for name in ("lexical.npz", impact.DERIVED_FILE, impact.BASE_FILE):
+        assert gen.file(name).stat().st_ino == before.file(name).stat().st_ino, name
+    assert gen.manifest["files"][impact.BASE_FILE]["written_by"] == "g000001"
+    assert verify(Store(store)).ok
+    assert _hits(store) == answers
