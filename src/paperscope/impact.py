@@ -384,41 +384,23 @@ class Postings:
             if len(rest):
                 left = budget - int(take.sum())
                 take[rest] = np.minimum(total[rest], max(left // len(rest), 1))
+        # Sum per row in a per-thread accumulator over all rows (float32, postings in read order),
+        # marking the rows met; both are left cleared for the next query.
+        acc, seen = self._row_scratch()
         if d is None:
-            uniq, sums = self._accumulate(self.post_rows, self.post_vals, lo, take, qv)
+            uniq, sums = kernels.accumulate_sums((self.post_rows, self.post_vals, lo, take), None, qv, None, acc, seen)
         else:
             # A list's head in each part, in proportion to the part's length (both impact-ordered):
-            # the delta is small, and its rows' base postings are skipped.
+            # the delta is small, and its rows' base postings are skipped (a row is counted once).
             d_take = np.minimum(d_lengths, -((-take * d_lengths) // np.maximum(lengths_all, 1)))
             b_take = np.minimum(lengths, take - d_take)
-            uniq, sums = self._accumulate(self.post_rows, self.post_vals, lo, b_take, qv)
-            keep = ~_stale(d, uniq)
-            d_uniq, d_sums = self._accumulate(d.rows, d.vals, d_lo, d_take, qv)
-            uniq, sums = np.concatenate((uniq[keep], d_uniq)), np.concatenate((sums[keep], d_sums))
-            order = np.argsort(uniq, kind="stable")  # disjoint: a delta row's base postings were skipped
-            uniq, sums = uniq[order], sums[order]
+            uniq, sums = kernels.accumulate_sums(
+                (self.post_rows, self.post_vals, lo, b_take), (d.rows, d.vals, d_lo, d_take), qv, d.stale, acc, seen
+            )
         if mask is not None:
             keep = mask[uniq]
             uniq, sums = uniq[keep], sums[keep]
         return uniq.astype(np.int64), sums, exhaustive
-
-    def _accumulate(
-        self, post_rows: np.ndarray, post_vals: np.ndarray, lo: np.ndarray, take: np.ndarray, qv: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows met ascending, their sums) over the first ``take`` postings of each list from ``lo``."""
-        # Sum per row in a per-thread accumulator over all rows (float32, postings in read order),
-        # marking the rows met; both are cleared for the next query.
-        acc, seen = self._row_scratch()
-        try:
-            uniq = kernels.accumulate(post_rows, post_vals, lo, take, qv, acc, seen)
-            sums = acc[uniq]
-            acc[uniq] = 0.0
-            seen[uniq] = False
-        except BaseException:  # interrupted half way: the next query must start from zeros
-            acc[:] = 0.0
-            seen[:] = False
-            raise
-        return uniq, sums
 
 
 def _stale(d: Delta, rows: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["accumulate", "gather", "score_gathered", "score_rows"]
+__all__ = ["accumulate", "accumulate_parts", "collect", "gather", "score_gathered", "score_rows"]
 
 # numpy's pairwise summation works on blocks of this many values (numpy/_core/src/umath/loops_utils.h.src).
 _BLOCK = 128
@@ -175,3 +175,56 @@ def accumulate(
                 m += 1
             acc[r] += post_vals[j] * w
     return m
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_parts(
+    post_rows: np.ndarray,
+    post_vals: np.ndarray,
+    lo: np.ndarray,
+    take: np.ndarray,
+    d_rows: np.ndarray,
+    d_vals: np.ndarray,
+    d_lo: np.ndarray,
+    d_take: np.ndarray,
+    weights: np.ndarray,
+    skip: np.ndarray,
+    acc: np.ndarray,
+    seen: np.ndarray,
+    met: np.ndarray,
+) -> int:
+    """:func:`accumulate` over the first part's lists (a posting of a row marked in ``skip`` left
+    out), then over the second's (``d_*``: the same terms and weights). Returns how many rows were met."""
+    m = 0
+    n_skip = len(skip)
+    for t in range(len(lo)):
+        w = weights[t]
+        for j in range(lo[t], lo[t] + take[t]):
+            r = post_rows[j]
+            if r < n_skip and skip[r]:
+                continue
+            if not seen[r]:
+                seen[r] = True
+                met[m] = r
+                m += 1
+            acc[r] += post_vals[j] * w
+    for t in range(len(d_lo)):
+        w = weights[t]
+        for j in range(d_lo[t], d_lo[t] + d_take[t]):
+            r = d_rows[j]
+            if not seen[r]:
+                seen[r] = True
+                met[m] = r
+                m += 1
+            acc[r] += d_vals[j] * w
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def collect(rows: np.ndarray, acc: np.ndarray, seen: np.ndarray, sums: np.ndarray) -> None:
+    """``sums[i] = acc[rows[i]]``, and each row's ``acc`` and ``seen`` cleared."""
+    for i in range(len(rows)):
+        r = rows[i]
+        sums[i] = acc[r]
+        acc[r] = 0.0
+        seen[r] = False

@@ -35,6 +35,7 @@ from paperscope import pagein
 
 __all__ = [
     "accumulate",
+    "accumulate_sums",
     "load",
     "load_in_background",
     "mark",
@@ -125,6 +126,22 @@ def _warm(jitted: ModuleType) -> None:
     offsets, g_terms, g_unit = np.array([0, 2], dtype=np.int64), np.zeros(2, np.int32), np.zeros(2, np.float32)
     jitted.gather(indptr, terms, unit, np.zeros(1, np.int64), offsets, g_terms, g_unit)
     jitted.score_gathered(offsets, g_terms, g_unit, np.zeros(1), np.ones(1, np.uint64))
+    jitted.accumulate_parts(
+        post_rows,
+        unit,
+        np.zeros(1, np.int64),
+        np.ones(1, np.int64),
+        post_rows,
+        unit,
+        np.zeros(1, np.int64),
+        np.ones(1, np.int64),
+        np.ones(1, np.float32),
+        np.zeros(1, np.bool_),
+        np.zeros(1, np.float32),
+        np.zeros(1, np.bool_),
+        np.zeros(2, np.int32),
+    )
+    jitted.collect(np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(1, np.bool_), np.zeros(1, np.float32))
     jitted.accumulate(
         post_rows,
         unit,
@@ -280,6 +297,60 @@ def accumulate(
     np.add.at(acc, rows, post_vals[idx] * np.repeat(weights, take))
     seen[rows] = True
     return np.flatnonzero(seen)
+
+
+def accumulate_sums(
+    lists: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    delta: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
+    weights: np.ndarray,
+    skip: np.ndarray | None,
+    acc: np.ndarray,
+    seen: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows met ascending, their sums): :func:`accumulate` over ``lists`` (post_rows, post_vals,
+    lo, take) leaving out the postings of rows marked in ``skip``, then over ``delta`` (the same
+    four, for the same terms and weights), with ``acc`` and ``seen`` cleared after (also when
+    interrupted). A row's sum takes its postings in the order ``accumulate`` reads them."""
+    rows_, vals_, lo, take = lists
+    # No delta: empty lists for every term (the compiled loop reads the weights of len(d_lo) terms).
+    d_rows, d_vals, d_lo, d_take = delta if delta is not None else (rows_[:0], vals_[:0], lo[:0], take[:0])
+    skip = skip if skip is not None else np.zeros(0, dtype=np.bool_)
+    jit = (
+        _jit
+        if not _numpy_only and _compiled_types(None, rows_, vals_) and _compiled_types(None, d_rows, d_vals)
+        else None
+    )
+    try:
+        if jit is not None:
+            met = np.empty(int(take.sum()) + int(d_take.sum()), dtype=np.int32)
+            m = jit.accumulate_parts(
+                _read_only(rows_), _read_only(vals_), lo, take, _read_only(d_rows), _read_only(d_vals), d_lo,
+                d_take, weights, skip, acc, seen, met,
+            )  # fmt: skip
+            # numpy's sort of the rows met (vectorised) is several times numba's
+            uniq = np.sort(met[:m]).astype(np.int64)
+            sums = np.empty(m, dtype=np.float32)
+            jit.collect(uniq, acc, seen, sums)
+            return uniq, sums
+        parts = [(rows_, vals_, lo, take, skip)] + ([(d_rows, d_vals, d_lo, d_take, None)] if delta is not None else [])
+        for part_rows, part_vals, part_lo, part_take, part_skip in parts:
+            idx = segments(part_lo, part_take)
+            rows = part_rows[idx]
+            contrib = part_vals[idx] * np.repeat(weights, part_take)
+            if part_skip is not None and len(part_skip):
+                keep = ~part_skip[np.minimum(rows, len(part_skip) - 1)] | (rows >= len(part_skip))
+                rows, contrib = rows[keep], contrib[keep]
+            np.add.at(acc, rows, contrib)
+            seen[rows] = True
+        uniq = np.flatnonzero(seen)
+        sums = acc[uniq]
+        acc[uniq] = 0.0
+        seen[uniq] = False
+        return uniq, sums
+    except BaseException:  # interrupted half way: the next query must start from zeros
+        acc[:] = 0.0
+        seen[:] = False
+        raise
 
 
 def segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -118,6 +118,52 @@ def test_compiled_postings_sums_are_numpys_bits(compiled: None) -> None:
     assert a1[row] == want
 
 
+@pytest.mark.parametrize("with_delta", [False, True])
+def test_compiled_postings_sums_over_a_base_and_a_delta_are_numpys_bits(compiled: None, with_delta: bool) -> None:
+    """accumulate_sums: the base's lists without the rows marked to skip, then the delta's; the rows
+    met ascending with their float32 sums, the same bits either way, the scratch left cleared."""
+    rng = np.random.default_rng(11)
+    n, postings, terms = 4000, 50_000, 60
+    post_rows = rng.integers(0, n - 200, size=postings).astype(np.int32)  # the base: rows below n - 200
+    post_vals = rng.random(postings).astype(np.float32)
+    lo = np.sort(rng.choice(postings, size=terms, replace=False)).astype(np.int64)
+    take = np.minimum(rng.integers(0, 1500, size=terms), postings - lo).astype(np.int64)
+    skip = np.zeros(n - 200, dtype=bool)
+    skip[rng.choice(n - 200, size=300, replace=False)] = True
+    d_rows = np.concatenate((np.flatnonzero(skip), np.arange(n - 200, n))).astype(np.int32)  # edited, appended
+    d_rows = rng.choice(d_rows, size=3000).astype(np.int32)
+    d_vals = rng.random(3000).astype(np.float32)
+    d_lo = np.sort(rng.choice(3000, size=terms, replace=False)).astype(np.int64)
+    d_take = np.minimum(rng.integers(0, 100, size=terms), 3000 - d_lo).astype(np.int64)
+    weights = rng.random(terms).astype(np.float32)
+    delta = (d_rows, d_vals, d_lo, d_take) if with_delta else None
+    out = []
+    for numpy in (False, True):
+        acc, seen = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=bool)
+        if numpy:
+            with kernels.numpy_only():
+                got = kernels.accumulate_sums((post_rows, post_vals, lo, take), delta, weights, skip, acc, seen)
+        else:
+            got = kernels.accumulate_sums((post_rows, post_vals, lo, take), delta, weights, skip, acc, seen)
+        assert not acc.any() and not seen.any()  # cleared for the next query
+        out.append(got)
+    (r1, s1), (r2, s2) = out
+    assert np.array_equal(r1, r2) and np.array_equal(s1, s2) and (np.diff(r1) > 0).all()
+    # A skipped row's base postings are not counted: its sum is its delta postings' alone.
+    base_met = set(post_rows[kernels.segments(lo, take)].tolist())
+    skipped = [r for r in np.flatnonzero(skip).tolist() if r in base_met]
+    assert skipped
+    for row in skipped[:20]:
+        want = np.float32(0.0)
+        if with_delta:
+            for t in range(terms):
+                for j in range(d_lo[t], d_lo[t] + d_take[t]):
+                    if d_rows[j] == row:
+                        want = np.float32(want + d_vals[j] * weights[t])
+        at = np.searchsorted(r1, row)
+        assert (at < len(r1) and r1[at] == row and s1[at] == want) or (want == 0 and row not in set(r1.tolist()))
+
+
 def test_related_search_and_recommend_are_the_same_with_either_loops(compiled: None, real_store) -> None:
     """The public API on the bundled store (real model): every hit's id, score and both sides'
     scores are identical, whichever loops answered."""
