@@ -4,9 +4,7 @@ Two loops dominate a hybrid query at a million papers (cProfile, round 10): scor
 pool exactly from the forward index (:func:`score_rows`: about 1,200 rows of about 170 entries, a
 few times a query) and summing the postings the lexical pass reads (:func:`accumulate`: 150,000
 postings). In numpy each is a chain of gathers and temporaries (8.8 and 5.2 ms a query); compiled,
-each reads its entries once. :func:`accumulate_sums` is the lexical pass as a query makes it: over
-a generation's base postings and its delta (``paperscope.impact``) in one loop, the sums gathered
-and the scratch cleared in another.
+each reads its entries once.
 
 numba comes with umap-learn (the map needs it), but importing it and loading the compiled loops
 from its cache takes about half a second, which the first query after opening a store cannot

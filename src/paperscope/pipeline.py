@@ -18,7 +18,6 @@ Every run builds a complete new generation beside the live one:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -1091,22 +1090,6 @@ def _write_vectors(
     if use_old and change.identical:
         os.link(prev.file("vectors.npy"), path)
         return change
-    out = None
-    if use_old and not renumbered and n >= previous_n and len(changed) <= n // 10:
-        out = _copied_vectors(prev.file("vectors.npy"), path, n, dim)
-    if out is not None:
-        # The previous file copied by the kernel (no pass through this process: 1 GB at 1M papers);
-        # only the changed and appended rows are written into the copy.
-        for i in range(0, len(changed), _VECTOR_CHUNK):
-            part = changed[i : i + _VECTOR_CHUNK]
-            src = source[part]
-            have = src >= 0
-            if have.any():
-                out[part[have]] = old_vectors[src[have]]
-            _fill_from_staging(con, out, part[~have], staging, fingerprint, dim)
-        out.flush()
-        del out
-        return change
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     for start in range(0, n, _VECTOR_CHUNK):
         stop = min(n, start + _VECTOR_CHUNK)
@@ -1118,52 +1101,17 @@ def _write_vectors(
         have = src >= 0
         if have.any():
             out[start:stop][have] = old_vectors[src[have]]
-        _fill_from_staging(con, out, start + np.flatnonzero(~have), staging, fingerprint, dim)
+        missing = start + np.flatnonzero(~have)
+        if len(missing):
+            hashes = _hashes_of(con, missing)
+            staged = staging.get(fingerprint, hashes, dim)
+            for row, h in zip(missing.tolist(), hashes):
+                if h not in staged:
+                    raise StoreError(f"internal: no vector for row {row} (hash {h[:12]}); re-run paperscope index")
+                out[row] = staged[h]
     out.flush()
     del out
     return change
-
-
-def _fill_from_staging(
-    con: sqlite3.Connection, out: np.ndarray, missing: np.ndarray, staging: Any, fingerprint: str, dim: int
-) -> None:
-    """Write the checkpoint's vector of each of the ``missing`` rows into ``out``."""
-    if not len(missing):
-        return
-    hashes = _hashes_of(con, missing)
-    staged = staging.get(fingerprint, hashes, dim)
-    for row, h in zip(missing.tolist(), hashes):
-        if h not in staged:
-            raise StoreError(f"internal: no vector for row {row} (hash {h[:12]}); re-run paperscope index")
-        out[row] = staged[h]
-
-
-def _copied_vectors(previous: Path, path: Path, n: int, dim: int) -> np.ndarray | None:
-    """``path`` as a kernel copy of the ``previous`` vectors.npy grown to ``n`` rows, memory-mapped
-    for writing; None (nothing written) when its header cannot be rewritten in place (a new shape
-    that would move the data) or it is not a plain C-order float32 (n', dim) file."""
-    fmt = np.lib.format
-    with open(previous, "rb") as fh:
-        version = fmt.read_magic(fh)
-        if version not in ((1, 0), (2, 0)):
-            return None
-        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-        shape, fortran, dtype = read(fh)
-        offset = fh.tell()
-    if fortran or dtype != np.float32 or len(shape) != 2 or shape[1] != dim or shape[0] > n:
-        return None
-    header = io.BytesIO()  # the header np.save writes for the new shape (numpy pads it for growth)
-    write = fmt.write_array_header_1_0 if version == (1, 0) else fmt.write_array_header_2_0
-    write(header, {"descr": fmt.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (n, dim)})
-    if header.tell() != offset:
-        return None
-    shutil.copyfile(previous, path)
-    with open(path, "r+b") as fh:
-        fh.write(header.getvalue())
-        fh.truncate(offset + n * dim * 4)  # appended rows: zeros until written
-    out = np.lib.format.open_memmap(path, mode="r+")
-    assert out.shape == (n, dim) and out.dtype == np.float32
-    return out
 
 
 def _hashes_of(con: sqlite3.Connection, rows: np.ndarray) -> list[str]:
