@@ -557,23 +557,12 @@ def merge(
     fresh = np.flatnonzero(mapping < 0)
     terms = np.asarray(lex.terms)
     indptr = np.asarray(lex.indptr)
-    vocab = len(lex.vocab)
     f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
     f_terms = terms[f_pos]
     idf = _carried_idf(lex, old.idf, o2n, f_terms)
-    # Postings per term of this generation (its document frequencies: a row holds a term once).
-    starts = np.zeros(vocab + 1, dtype=np.int64)
-    for lo in range(0, len(terms), CHUNK):
-        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
-        release_pages(terms)
-    check = None
-    if since > IDF_CHECK * max(n, 1):
-        check = idf_drift(lex, idf, starts[1:].copy())
-        check.update(rows_since_check=since, computed_at=basis_n, papers=n)
-        if check["decision"] != "kept":
-            return None, check
-        since = 0
-    np.cumsum(starts, out=starts)
+    starts, check, since = _starts_and_check(lex, idf, since, basis_n)
+    if starts is None:
+        return None, check
     unit, f_indptr, f_unit = _carried_unit(lex, old.unit, old.indptr, mapping, fresh, idf, f_pos, f_terms)
     # Postings: the carried lists without the rows gone, the fresh entries merged in.
     f_rows = np.repeat(fresh, np.diff(f_indptr))
@@ -664,6 +653,28 @@ def _merge_lists(
     return post_rows, post_vals
 
 
+def _starts_and_check(
+    lex: LexicalIndex, idf: np.ndarray, since: int, basis_n: int
+) -> tuple[np.ndarray | None, dict[str, Any] | None, int]:
+    """(this generation's postings offsets, the idf check's record when one ran, the rows changed
+    since it). The offsets are None when the check found the carried ``idf`` drifted."""
+    terms, n, vocab = np.asarray(lex.terms), lex.n, len(lex.vocab)
+    # Postings per term (its document frequencies: a row holds a term once).
+    starts = np.zeros(vocab + 1, dtype=np.int64)
+    for lo in range(0, len(terms), CHUNK):
+        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
+        release_pages(terms)
+    check = None
+    if since > IDF_CHECK * max(n, 1):
+        check = idf_drift(lex, idf, starts[1:].copy())
+        check.update(rows_since_check=since, computed_at=basis_n, papers=n)
+        if check["decision"] != "kept":
+            return None, check, since
+        since = 0
+    np.cumsum(starts, out=starts)
+    return starts, check, since
+
+
 def _carried_idf(lex: LexicalIndex, old_idf: np.ndarray, o2n: np.ndarray, f_terms: np.ndarray) -> np.ndarray:
     """The idf carried for every term still used, from this generation's counts for a new term
     (``f_terms``: the term of every entry of the rows tokenised afresh)."""
@@ -745,18 +756,9 @@ def rebase(
     vocab = len(lex.vocab)
     f_pos = kernels.segments(indptr[fresh], np.diff(indptr)[fresh])
     idf = _carried_idf(lex, old_idf, o2n, terms[f_pos])
-    starts = np.zeros(vocab + 1, dtype=np.int64)
-    for lo in range(0, len(terms), CHUNK):
-        starts[1:] += np.bincount(terms[lo : lo + CHUNK], minlength=vocab)
-        release_pages(terms)
-    check = None
-    if since > IDF_CHECK * max(n, 1):
-        check = idf_drift(lex, idf, starts[1:].copy())
-        check.update(rows_since_check=since, computed_at=basis_n, papers=n)
-        if check["decision"] != "kept":
-            return None, check
-        since = 0
-    np.cumsum(starts, out=starts)
+    starts, check, since = _starts_and_check(lex, idf, since, basis_n)
+    if starts is None:
+        return None, check
     unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos])
     same_rows = n >= old_n and bool(np.array_equal(mapping[carried], carried))
     if before is not None and base is not None and same_rows:

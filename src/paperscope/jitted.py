@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["accumulate", "accumulate_parts", "collect", "gather", "score_gathered", "score_rows"]
+__all__ = ["accumulate_parts", "collect", "gather", "score_gathered", "score_rows"]
 
 # numpy's pairwise summation works on blocks of this many values (numpy/_core/src/umath/loops_utils.h.src).
 _BLOCK = 128
@@ -151,33 +151,6 @@ def score_gathered(
 
 
 @numba.njit(cache=True, nogil=True)
-def accumulate(
-    post_rows: np.ndarray,
-    post_vals: np.ndarray,
-    lo: np.ndarray,
-    take: np.ndarray,
-    weights: np.ndarray,
-    acc: np.ndarray,
-    seen: np.ndarray,
-    met: np.ndarray,
-) -> int:
-    """``acc[row] += post_vals[j] * weights[t]`` (float32) over the first ``take[t]`` postings from
-    ``lo[t]`` of each term t in turn (``np.add.at``'s order); each row met is marked in ``seen``
-    and written to ``met`` once. Returns how many rows were met."""
-    m = 0
-    for t in range(len(lo)):
-        w = weights[t]
-        for j in range(lo[t], lo[t] + take[t]):
-            r = post_rows[j]
-            if not seen[r]:
-                seen[r] = True
-                met[m] = r
-                m += 1
-            acc[r] += post_vals[j] * w
-    return m
-
-
-@numba.njit(cache=True, nogil=True)
 def accumulate_parts(
     post_rows: np.ndarray,
     post_vals: np.ndarray,
@@ -193,8 +166,10 @@ def accumulate_parts(
     seen: np.ndarray,
     met: np.ndarray,
 ) -> int:
-    """:func:`accumulate` over the first part's lists (a posting of a row marked in ``skip`` left
-    out), then over the second's (``d_*``: the same terms and weights). Returns how many rows were met."""
+    """``acc[row] += post_vals[j] * weights[t]`` (float32) over the first ``take[t]`` postings from
+    ``lo[t]`` of each term t in turn (``np.add.at``'s order), a posting of a row marked in ``skip``
+    left out; then the same over the second part's lists (``d_*``: the same terms and weights).
+    Each row met is marked in ``seen`` and written to ``met`` once. Returns how many rows were met."""
     m = 0
     n_skip = len(skip)
     for t in range(len(lo)):

@@ -142,16 +142,6 @@ def _warm(jitted: ModuleType) -> None:
         np.zeros(2, np.int32),
     )
     jitted.collect(np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(1, np.bool_), np.zeros(1, np.float32))
-    jitted.accumulate(
-        post_rows,
-        unit,
-        np.zeros(1, np.int64),
-        np.ones(1, np.int64),
-        np.ones(1, np.float32),
-        np.zeros(1, np.float32),
-        np.zeros(1, np.bool_),
-        np.zeros(1, np.int32),
-    )
 
 
 def _compiled_types(indptr: np.ndarray | None, terms: np.ndarray, weights: np.ndarray) -> bool:
@@ -289,7 +279,11 @@ def accumulate(
     jit = _jit if not _numpy_only and _compiled_types(None, post_rows, post_vals) else None
     if jit is not None:
         met = np.empty(int(take.sum()), dtype=np.int32)
-        m = jit.accumulate(_read_only(post_rows), _read_only(post_vals), lo, take, weights, acc, seen, met)
+        rows, vals = _read_only(post_rows), _read_only(post_vals)
+        none = np.zeros(0, dtype=np.int64)
+        m = jit.accumulate_parts(
+            rows, vals, lo, take, rows[:0], vals[:0], none, none, weights, np.zeros(0, np.bool_), acc, seen, met
+        )
         # sorting the rows met costs less than finding them in ``seen`` (0.3 against 0.7 ms at 1M rows)
         return np.sort(met[:m]).astype(np.int64)
     idx = segments(lo, take)
