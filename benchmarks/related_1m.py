@@ -2,7 +2,8 @@
 
     nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--queries 200] [--exact-queries 50] [--budget B]
         [--pool P] [--probe S] [--joint J] [--text-probe T] [--grid B ...] [--grid-pool P ...]
-        [--grid-probe S ...] [--grid-joint J ...] [--grid-text-probe T ...] [--grid-expand]
+        [--rescore R] [--seed S] [--grid-probe S ...] [--grid-joint J ...] [--grid-text-probe T ...]
+        [--grid-rescore R ...] [--grid-expand]
     nice -n 5 python benchmarks/related_1m.py --store STORE --keep DIR [...]   # a real store's live generation
 
 With ``--store`` the files are those of a store built by ``paperscope index`` (hard-linked into
@@ -31,7 +32,8 @@ vector plus noise standing in for the embedded text: the model's time to embed t
 included), and compares each top 10 with ``Ranker.rank_exact`` (the same fusion with every
 paper scored exactly on both sides: no FAISS, whole postings, no candidate pool). Agreement is also
 given for the first and the second half of those queries apart: settings compared with
-``--grid*`` are chosen on the first half and reported on the second. The SQLite
+``--grid*`` are chosen on the first half and reported on the second (or chosen on all of them
+and reported on fresh queries drawn with another ``--seed``: round 16). The SQLite
 lookups ``related`` adds (id -> row, 10 rows -> papers) are indexed point queries, not included.
 Warm queries run with the compiled loops (``paperscope.kernels``, loaded before them: a ranker
 loads them in the background after its first ``rank.COMPILED_AFTER`` queries), then
@@ -198,10 +200,11 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         joint=args.joint,
         text_probe=args.text_probe,
         dense_reference=dense_ref,
+        rescore=args.rescore,
     )
     t_lex = time.perf_counter() - t1
     opened = time.perf_counter() - t0
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(args.seed)
     rows = rng.choice(n, size=args.queries + 1, replace=False)
 
     def related_q(r: int) -> Query:
@@ -259,7 +262,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         return {**stats, "queries": len(times)}, tops
 
     # The default settings first, then every combination of the grids' values.
-    default = (args.budget, EXPAND_SEARCH, args.pool, args.probe, args.joint, args.text_probe)
+    default = (args.budget, EXPAND_SEARCH, args.pool, args.probe, args.joint, args.text_probe, args.rescore)
     configs = [default] + [
         c
         for c in itertools.product(
@@ -269,12 +272,13 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             dict.fromkeys([args.probe, *args.grid_probe]),
             dict.fromkeys([args.joint, *args.grid_joint]),
             dict.fromkeys([args.text_probe, *args.grid_text_probe]),
+            dict.fromkeys([args.rescore, *args.grid_rescore]),
         )
         if c != default
     ]
-    Config = tuple[int, bool, int, float, int, float]
+    Config = tuple[int, bool, int, float, int, float, int]
     runs: dict[str, dict[Config, tuple[dict[str, float], list[list[int]]]]] = {v: {} for v in makers}
-    for budget, search, pool, probe, joint, text_probe in configs:
+    for budget, search, pool, probe, joint, text_probe, rescore in configs:
         rk = Ranker(
             vectors,
             fidx,
@@ -287,13 +291,14 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             joint=joint,
             text_probe=text_probe,
             dense_reference=dense_ref,
+            rescore=rescore,
         )
         for verb, qs in queries.items():
             if verb == "search" and (search != EXPAND_SEARCH or probe != args.probe):
                 continue  # free text is never expanded and probes text_probe's lists: neither changes it
             if verb == "related" and (text_probe != args.text_probe or joint != args.joint):
                 continue  # a paper query probes ``probe``'s lists and takes no joint candidates
-            runs[verb][(budget, search, pool, probe, joint, text_probe)] = timed(rk, qs)
+            runs[verb][(budget, search, pool, probe, joint, text_probe, rescore)] = timed(rk, qs)
     # The same queries with the numpy loops, in this process: the baseline the compiled ones replace.
     with kernels.numpy_only():
         for verb, qs in queries.items():
@@ -306,7 +311,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     exact_times = {}
     for verb, qs in queries.items():
         # Exact top 10s are slow at 1M (seconds each): kept beside the files for the next run.
-        cache = tmp / f"exact-{verb}.json"
+        cache = tmp / (f"exact-{verb}.json" if args.seed == 2 else f"exact-{verb}-seed{args.seed}.json")
         want = [int(r) for r in rows[1 : args.exact_queries + 1]]
         saved = json.loads(cache.read_text()) if cache.is_file() else {}
         ref = list(dataclasses.astuple(ranker.reference()))  # the fusion constants: a change invalidates
@@ -369,12 +374,13 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         "probe": args.probe,
         "joint": args.joint,
         "text_probe": args.text_probe,
+        "rescore": args.rescore,
     }
     for verb in makers:
         result[verb] = runs[verb][default][0]
         result[f"{verb}_grid"] = [
-            {"budget": b, "expand_search": e, "pool": p, "probe": s, "joint": j, "text_probe": t, **stats}
-            for (b, e, p, s, j, t), (stats, _) in sorted(runs[verb].items())
+            {"budget": b, "expand_search": e, "pool": p, "probe": s, "joint": j, "text_probe": t, "rescore": x, **stats}
+            for (b, e, p, s, j, t, x), (stats, _) in sorted(runs[verb].items())
         ]
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -413,6 +419,11 @@ def main() -> None:
     ap.add_argument("--grid-probe", type=float, nargs="*", default=[], help="also measure these probe shares")
     ap.add_argument("--grid-joint", type=int, nargs="*", default=[], help="also measure these joint depths")
     ap.add_argument("--grid-text-probe", type=float, nargs="*", default=[], help="also measure these text probes")
+    ap.add_argument(
+        "--seed", type=int, default=2, help="draws the query papers: another seed gives fresh held-out queries"
+    )
+    ap.add_argument("--rescore", type=int, default=None, help="pool rows scored exactly (default: rank.RESCORE)")
+    ap.add_argument("--grid-rescore", type=int, nargs="*", default=[], help="also measure these rescore depths")
     ap.add_argument("--grid-expand", action="store_true", help="also measure the other expansion mode")
     ap.add_argument("--keep", type=Path, default=None, help="build into (or reuse) this directory, kept after")
     ap.add_argument("--store", type=Path, default=None, help="measure this store's live generation (needs --keep)")
@@ -433,6 +444,7 @@ def main() -> None:
     args.probe = rank.HYBRID_PROBE if args.probe is None else args.probe
     args.joint = rank.JOINT if args.joint is None else args.joint
     args.text_probe = rank.TEXT_PROBE if args.text_probe is None else args.text_probe
+    args.rescore = getattr(rank, "RESCORE", 0) if args.rescore is None else args.rescore
     if args.child is not None:
         measure(args, args.child)
         return
@@ -496,15 +508,15 @@ def main() -> None:
         )
         print()
         print(
-            "| verb | budget | pool | probe | joint | expansion searches again | median (CPU) | p95 (CPU) "
+            "| verb | budget | pool | probe | joint | rescored | expansion searches again | median (CPU) | p95 (CPU) "
             "| agreement (mean, worst) | first half / second half |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for verb in ("related", "search"):
             for g in res[f"{verb}_grid"]:
                 print(
                     f"| {verb} | {g['budget']:,} | {g['pool']} "
-                    f"| {g['probe'] if verb == 'related' else g['text_probe']} | {g['joint']} "
+                    f"| {g['probe'] if verb == 'related' else g['text_probe']} | {g['joint']} | {g['rescore'] or 'all'} "
                     f"| {'yes' if g['expand_search'] else 'no'} "
                     f"| {g['median_ms']:.2f} ms ({g['cpu_median_ms']:.2f}) | {g['p95_ms']:.2f} ms ({g['cpu_p95_ms']:.2f}) "
                     f"| {g['agreement']:.3f}, {g['agreement_min']:.1f} "

@@ -12,7 +12,8 @@ off-topic query scores low, and ``min_score`` means the same for every query.
 
 Hybrid fuses over a candidate pool: the top ``POOL`` papers of each side (within the filter), and
 for free text the best of the dense side's first ``JOINT`` by an approximate fused score, with
-exact dense and lexical scores for every paper in the union. The pool size does not depend on k,
+exact dense and lexical scores for every paper in the union (or, when the query's postings were
+too many to read whole, for the best ``RESCORE`` of it by an approximate fused score). The pool size does not depend on k,
 so the first 10 results are the same whether 10 or 100 are asked for. Optional query expansion
 (``expand`` > 0, on by default for paper queries: related and recommend) adds ``expand`` x the
 mean of the first ``EXPAND_DOCS`` fused hits (distinct papers: a near copy of one is skipped) to
@@ -57,13 +58,22 @@ CALIBRATION: dict[str, tuple[float, float]] = {
     "lexical": (-2.53, 0.612),
     "hybrid": (-3.35, 0.909),
 }
-POOL = 600
+# Candidates per side, and how many of their union are scored exactly on the lexical side. At 1M
+# papers (benchmarks/related_1m.py, round 16: 200 queries with exact answers to choose on, 100 fresh
+# ones to report) a pool of 1,000 raised `related`'s agreement with exact scoring by 0.01-0.02 over
+# 600; scoring exactly only the best RESCORE of the union by an approximate fused score (exact
+# cosine, partial lexical sum) cost it 0.000-0.007 and `search` nothing, and saves most of the
+# exact lexical scoring (the forward-index entries of ~2,000 rows, twice with expansion). When a
+# query's postings are read whole the partial sums are exact and the whole union is scored, as on
+# any store of a few thousand papers: the answers there do not change.
+POOL = 1000
+RESCORE = 400
 # For a paper query, hybrid's dense side only proposes candidates, each then scored exactly on both
 # sides: its FAISS search probes this share of the IVF lists that dense mode probes (dense mode's
-# nprobe is tuned for its own recall@10). At 1M papers probing half cost `related` no agreement
-# with exact scoring and `search` 0.07 (benchmarks/related_1m.py, round 7): free text probes
-# TEXT_PROBE times them.
-HYBRID_PROBE = 0.5
+# nprobe is tuned for its own recall@10). At 1M papers probing an eighth (16 of 2,000 lists) moved
+# `related`'s agreement with exact scoring by at most 0.002 against a half, and scans a quarter of
+# the codes (round 16; half cost `search` 0.07 in round 7): free text probes TEXT_PROBE times them.
+HYBRID_PROBE = 0.125
 # A free-text search's dense side probes this multiple of dense mode's IVF lists. A text query's
 # vector lies farther from the papers it matches than a paper's does from its neighbours, so the
 # index's recall at a fused top 10's depth is lower: at 1M papers 1.0 left 0.11 of the exact fused
@@ -199,8 +209,10 @@ class Ranker:
     ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
     index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``joint`` how deep
     a free-text query's dense side is read for candidates good on both sides (``JOINT``; 0: not); ``text_probe`` the
-    multiple of those lists a free-text search probes (``TEXT_PROBE``); ``dense_reference`` the
-    (mean, std) :func:`dense_reference` recorded when the generation was written.
+    multiple of those lists a free-text search probes (``TEXT_PROBE``); ``rescore`` how many rows of
+    a pool whose lexical pass was cut short are scored exactly on the lexical side (``RESCORE``; 0:
+    all); ``dense_reference`` the (mean, std) :func:`dense_reference` recorded when the generation
+    was written.
     """
 
     def __init__(
@@ -217,6 +229,7 @@ class Ranker:
         joint: int = JOINT,
         text_probe: float = TEXT_PROBE,
         dense_reference: tuple[float, float] | None = None,
+        rescore: int = RESCORE,
     ):
         # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call
         self.vectors = np.asarray(vectors)
@@ -225,13 +238,15 @@ class Ranker:
         self.postings = postings if postings is not None else Postings.build(lex, reference=False)
         self.budget = budget
         self.expand_search = expand_search
-        if pool < 1 or not 0.0 < probe <= 1.0 or joint < 0 or text_probe <= 0.0:
+        if pool < 1 or not 0.0 < probe <= 1.0 or joint < 0 or text_probe <= 0.0 or rescore < 0:
             raise InvalidArgument(
-                f"pool must be >= 1, probe in (0, 1], joint >= 0 and text_probe > 0, got {pool}, {probe}, {joint}, {text_probe}"
+                f"pool must be >= 1, probe in (0, 1], joint >= 0, text_probe > 0 and rescore >= 0, "
+                f"got {pool}, {probe}, {joint}, {text_probe}, {rescore}"
             )
         self.pool = pool
         self.probe = probe
         self.joint = joint
+        self.rescore = rescore
         self.text_probe = text_probe
         self.n = vectors.shape[0]
         self._answered = 0
@@ -632,16 +647,22 @@ class Ranker:
         """((rows, fused z, dense cosines, lexical scores) of the k best in the candidate pool, the pool).
 
         The pool: the top ``self.pool`` of each side (dense from FAISS, lexical from the postings'
-        candidates) and ``extra`` rows; every row in it is scored exactly on both sides. Without
-        ``search`` (and with at least a pool's worth of ``extra``), the pool is ``extra`` alone.
+        candidates) and ``extra`` rows; every row in it is scored exactly on both sides, or, when
+        the lexical pass was cut short, its best ``self.rescore`` by an approximate fused score
+        (and the pool handed back is those). Without ``search`` (and with at least that many
+        ``extra`` rows), the pool is ``extra`` alone.
         """
         pool = max(self.pool, 2 * k)
         parts = [] if extra is None else [extra]
-        if search or extra is None or len(extra) < pool:
+        # a first pass that scored only its best ``rescore`` hands on that many
+        enough = min(pool, max(self.rescore, k)) if self.rescore else pool
+        searched = search or extra is None or len(extra) < enough
+        exhaustive = True
+        if searched:
             # A free-text query's few words are weak lexical evidence: its dense candidates matter more.
             probe = self.text_probe if q.text else self.probe
             drows, dcos = self.dense_top(q, max(pool, self.joint if q.text else 0), mask, probe, exact=False)
-            lrows, partial, _ = self.postings.partial(q.lexical, mask, self.budget)
+            lrows, partial, exhaustive = self.postings.partial(q.lexical, mask, self.budget)
             parts.append(drows[:pool])
             parts.append(_best(lrows, partial, pool))
             if len(drows) > pool:
@@ -656,6 +677,17 @@ class Ranker:
             empty = np.zeros(0)
             return (rows, empty, empty, empty), rows
         dense = np.asarray(pagein.take(self.vectors, rows) @ q.dense, dtype=np.float64)
+        if searched and not exhaustive and self.rescore and len(rows) > max(self.rescore, k):
+            # Only the best ``rescore`` of the pool by an approximate fused score (exact cosine, the
+            # lexical partial sum: a lower bound) are scored exactly on the lexical side. With the
+            # postings read whole the partial sums are exact: nothing to approximate.
+            at = np.minimum(np.searchsorted(lrows, rows), max(len(lrows) - 1, 0))
+            lex_part = np.where(lrows[at] == rows, partial[at], 0.0) if len(lrows) else np.zeros(len(rows))
+            approx = fuse(ref.z_dense(dense), ref.z_lexical(lex_part, q.text), weight)
+            keep_n = max(self.rescore, k)
+            cutoff = approx[np.argpartition(-approx, keep_n - 1)[:keep_n]].min()
+            keep = approx >= cutoff  # rows tied with the last stay in: no dependence on order
+            rows, dense = rows[keep], dense[keep]
         lex = self.lexical_rows(q, rows)
         fused = fuse(ref.z_dense(dense), ref.z_lexical(lex, q.text), weight)
         top_rows, top_fused = _top(rows, fused, k)
