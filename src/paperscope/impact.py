@@ -93,10 +93,12 @@ DELTA_FORMAT_VERSION = 2
 # terms that the budget allows beside the base's; measured at 1M papers: docs/performance.md).
 DELTA_MAX = 0.1
 # Postings read per query pass (measured with benchmarks/related_1m.py: the agreement with exact
-# hybrid scoring against the time per query at 1M papers; 150,000 until round 16; docs/ranking.md).
-BUDGET = 200_000
-# Of the budget, the share spent on whole lists of the heaviest terms; the rest on the heads of the others.
-WHOLE_SHARE = 0.75
+# hybrid scoring against the time per query at 1M papers; chosen again in round 16, when the
+# postings read became the score-at-a-time choice of _score_at_a_time; docs/ranking.md).
+BUDGET = 150_000
+# Segments per budget that place the threshold of a pass (_score_at_a_time): at 1M papers 64 gave
+# `related` 0.966 agreement with exact hybrid at 200,000 postings, 256 gave 0.972 (benchmarks/RESULTS.md, "Round 16").
+SAT_SAMPLES = 256
 REFERENCE_QUERIES = 64
 REFERENCE_TARGETS = 8192
 # The idf is carried between generations (only a new term gets one, from this generation's counts):
@@ -340,10 +342,11 @@ class Postings:
     ) -> tuple[np.ndarray, np.ndarray, bool]:
         """(rows, partial scores, exhaustive) of every allowed row met in at most ``budget`` postings.
 
-        Rows ascending. Terms are read heaviest first (query weight x best impact): whole lists while
-        they fit in ``WHOLE_SHARE`` of the budget, then the impact-ordered heads of the remaining
-        terms share what is left. A row's partial score is the sum over the postings read, so at
-        most its exact score; ``exhaustive`` is True when every posting of every positive term was
+        Rows ascending. The postings read are those that add the most to a score: every posting
+        whose contribution (query weight x impact) is above one threshold, placed so that about
+        ``budget`` postings pass it (:func:`_score_at_a_time`; each impact-ordered list is read to
+        where its contributions fall to it). A row's partial score is the sum over the postings
+        read, so at most its exact score; ``exhaustive`` is True when every posting of every positive term was
         read, and then the partial scores are the exact scores (a row not met scores 0). Negative
         query weights (``recommend``'s negative papers) only lower scores: they are left to the
         exact scoring of the candidates.
@@ -357,7 +360,6 @@ class Postings:
         if d is None:
             lo = self.post_starts[ids]
             lengths = self.post_starts[ids + 1] - lo
-            first = self.post_vals[np.minimum(lo, max(len(self.post_vals) - 1, 0))] if len(self.post_vals) else qv * 0
         else:
             base_ids = d.to_base[ids]
             has = base_ids >= 0
@@ -365,35 +367,22 @@ class Postings:
             lengths = np.where(has, self.post_starts[np.maximum(base_ids, 0) + 1] - lo, 0)
             d_lo = d.starts[ids]
             d_lengths = d.starts[ids + 1] - d_lo
-            first = np.maximum(
-                self.post_vals[np.minimum(lo, len(self.post_vals) - 1)] if len(self.post_vals) else 0.0,
-                np.where(d_lengths > 0, d.vals[np.minimum(d_lo, max(len(d.vals) - 1, 0))], 0.0) if len(d.vals) else 0.0,
-            )
-            lengths_all = lengths + d_lengths
-        total = lengths if d is None else lengths_all
+        total = lengths if d is None else lengths + d_lengths
         exhaustive = int(total.sum()) <= budget
-        if exhaustive:
-            take = total
+        if d is None:
+            take = total if exhaustive else _score_at_a_time([(self.post_vals, lo, lengths)], qv, budget)[0]
+        elif exhaustive:
+            b_take, d_take = lengths, d_lengths
         else:
-            order = np.argsort(-(qv * np.where(total > 0, first, 0.0)), kind="stable")
-            cum = np.cumsum(total[order])
-            whole = order[cum <= WHOLE_SHARE * budget]
-            take = np.zeros_like(total)
-            take[whole] = total[whole]
-            rest = np.flatnonzero(take < total)
-            if len(rest):
-                left = budget - int(take.sum())
-                take[rest] = np.minimum(total[rest], max(left // len(rest), 1))
+            # Both parts of a list are impact-ordered: each is read to the same threshold (the
+            # delta's rows' base postings are skipped below, so a row is counted once).
+            b_take, d_take = _score_at_a_time([(self.post_vals, lo, lengths), (d.vals, d_lo, d_lengths)], qv, budget)
         # Sum per row in a per-thread accumulator over all rows (float32, postings in read order),
         # marking the rows met; both are left cleared for the next query.
         acc, seen = self._row_scratch()
         if d is None:
             uniq, sums = kernels.accumulate_sums((self.post_rows, self.post_vals, lo, take), None, qv, None, acc, seen)
         else:
-            # A list's head in each part, in proportion to the part's length (both impact-ordered):
-            # the delta is small, and its rows' base postings are skipped (a row is counted once).
-            d_take = np.minimum(d_lengths, -((-take * d_lengths) // np.maximum(lengths_all, 1)))
-            b_take = np.minimum(lengths, take - d_take)
             uniq, sums = kernels.accumulate_sums(
                 (self.post_rows, self.post_vals, lo, b_take), (d.rows, d.vals, d_lo, d_take), qv, d.stale, acc, seen
             )
@@ -401,6 +390,93 @@ class Postings:
             keep = mask[uniq]
             uniq, sums = uniq[keep], sums[keep]
         return uniq.astype(np.int64), sums, exhaustive
+
+
+def _score_at_a_time(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], weights: np.ndarray, budget: int
+) -> list[np.ndarray]:
+    """How many postings to read from the head of each list: about ``budget`` in all, those whose
+    contribution (the term's query weight x the posting's impact) is highest. ``parts`` holds
+    (vals, starts, lengths) of impact-ordered lists, one list per query term in each part (a
+    base and a delta of the same terms).
+
+    The greedy choice for partial sums: the most score per posting read (score-at-a-time
+    traversal of impact-ordered postings). The lists' heads (no list is read past ``budget``) are
+    cut into segments, doubling in length up to ``budget // SAT_SAMPLES`` postings, then of that
+    length; a segment's last posting is its smallest. Taking segments from the highest last
+    contribution down, the threshold is that of the segment at which the budget is reached.
+    Every posting at or above it is counted exactly (a binary search per list, all lists at
+    once); the postings of the segments that straddle it (and the ties at it), whose
+    contributions lie close to it, then share what the budget leaves after the segments wholly
+    above it, in proportion to their counts.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    stride = max(1, budget // SAT_SAMPLES)
+    # segment ends: doubling up to the stride (a short list, a rare term's, is cut finely at its
+    # head, where its contributions fall fastest), then every stride up to the budget
+    doubling = (1 << np.arange(int(stride).bit_length())).astype(np.int64)
+    contrib, stands, owner = [], [], []
+    for i, (vals, lo, lengths) in enumerate(parts):
+        if not len(vals):
+            continue
+        head = np.minimum(lengths, budget)
+        # doubling segments up to the stride, every list
+        ends = np.minimum(doubling[None, :], head[:, None])
+        starts = np.concatenate([np.zeros((len(lo), 1), dtype=np.int64), ends[:, :-1]], axis=1)
+        live = ends > starts
+        term = np.nonzero(live)[0]
+        first, last = starts[live], ends[live] - 1
+        # then segments of the stride, only the lists that reach past it (the common terms')
+        longer = np.flatnonzero(head > doubling[-1])
+        count = -(-(head[longer] - doubling[-1]) // stride)
+        if len(longer):
+            rep = np.repeat(longer, count)
+            k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+            lin_first = doubling[-1] + k * stride
+            term = np.concatenate([term, rep])
+            first = np.concatenate([first, lin_first])
+            last = np.concatenate([last, np.minimum(lin_first + stride, head[rep]) - 1])
+        contrib.append(vals[lo[term] + last].astype(np.float64) * w[term])
+        stands.append(last - first + 1)
+        owner.append(np.stack([np.full(len(term), i), term]))
+    takes = [np.zeros(len(lo), dtype=np.int64) for _, lo, _ in parts]
+    if not contrib:
+        return takes
+    c, n, who = np.concatenate(contrib), np.concatenate(stands), np.concatenate(owner, axis=1)
+    order = np.argsort(-c, kind="stable")
+    cut = int(np.searchsorted(np.cumsum(n[order]), budget))
+    if cut >= len(c):  # every head fits
+        return [np.minimum(lengths, budget).astype(np.int64) for _, _, lengths in parts]
+    threshold = c[order[cut]]
+    sure = c > threshold  # segments wholly above the threshold
+    certain = [np.zeros(len(lo), dtype=np.int64) for _, lo, _ in parts]
+    for i in range(len(parts)):
+        mine = sure & (who[0] == i)
+        certain[i] = np.bincount(who[1][mine], weights=n[mine], minlength=len(parts[i][1])).astype(np.int64)
+    for (vals, lo, lengths), take in zip(parts, takes):
+        # a binary search per list for its postings above the threshold, all lists at once (a
+        # list is impact-ordered, highest first)
+        a, b = take, np.minimum(lengths, budget).astype(np.int64)
+        active = a < b
+        while active.any():
+            mid = (a + b) // 2
+            v = vals[np.minimum(lo + mid, len(vals) - 1)].astype(np.float64) * w
+            above = active & (v >= threshold)
+            a = np.where(above, mid + 1, a)
+            b = np.where(active & ~above, mid, b)
+            active = a < b
+        take[:] = a
+    extra = [t - s for t, s in zip(takes, certain)]
+    spare = budget - sum(int(s.sum()) for s in certain)
+    pending = sum(int(e.sum()) for e in extra)
+    if pending > spare:
+        # shares by cumulative rounding: they sum to what is left, a list of one or two near the
+        # threshold is not rounded down to nothing
+        flat = np.concatenate(extra)
+        shares = np.diff(np.cumsum(flat) * spare // pending, prepend=0)
+        splits = np.cumsum([len(e) for e in extra])[:-1]
+        return [s + part for s, part in zip(certain, np.split(shares, splits))]
+    return takes
 
 
 def _stale(d: Delta, rows: np.ndarray) -> np.ndarray:
