@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from related_1m import QUERY_FILES, one_core  # noqa: E402
+from related_1m import QUERY_FILES, one_core, query_makers  # noqa: E402
 
 
 def settings(text: str) -> dict[str, float]:
@@ -50,7 +50,7 @@ def main() -> None:
     one_core()
     from paperscope import index, kernels
     from paperscope.lexical import advise_random
-    from paperscope.rank import Query, Ranker, dense_reference
+    from paperscope.rank import Ranker, dense_reference
 
     tmp = args.keep
     info = json.loads((tmp / "index.json").read_text())
@@ -73,18 +73,10 @@ def main() -> None:
     rng = np.random.default_rng(2)
     rows = rng.choice(n, size=args.queries + 1, replace=False)[1:]
 
-    def related_q(r: int) -> Query:
-        return Query(dense=np.array(vectors[r], dtype=np.float32), lexical=lex.rows_vector([r]), exclude=frozenset([r]))
-
-    def search_q(r: int) -> Query:
-        lo, hi = int(lex.indptr[r]), int(lex.indptr[r + 1])
-        titled = np.asarray(lex.terms[lo:hi])[np.asarray(lex.title_counts[lo:hi]) > 0]
-        words = " ".join(lex.vocab[int(t)] for t in titled[: 3 + r % 4])
-        noisy = np.array(vectors[r], dtype=np.float32) + rng.standard_normal(dim).astype(np.float32) * 0.035
-        return Query(dense=noisy / np.linalg.norm(noisy), lexical=lex.text_vector(words), text=True)
+    makers = query_makers(vectors, lex, rng)
 
     out: dict[str, object] = {"old": vars(args)["old"], "new": vars(args)["new"], "queries": args.queries}
-    for verb, make in (("related", related_q), ("search", search_q)):
+    for verb, make in makers.items():
         qs = [make(int(r)) for r in rows]
         for q in qs[:20]:  # warm both (buffers, caches) before timing
             for rk in rankers.values():

@@ -55,7 +55,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,6 +163,26 @@ def vm_mb(field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def query_makers(vectors: np.ndarray, lex: Any, rng: np.random.Generator) -> dict[str, Callable[[int], Any]]:
+    """Paper row -> Query, per verb: ``related`` (the paper's vector and terms, itself excluded) and
+    ``search`` (a few of its title terms as text, and its vector plus noise for the embedded text)."""
+    from paperscope.rank import Query
+
+    dim = vectors.shape[1]
+
+    def related_q(r: int) -> Query:
+        return Query(dense=np.array(vectors[r], dtype=np.float32), lexical=lex.rows_vector([r]), exclude=frozenset([r]))
+
+    def search_q(r: int) -> Query:
+        lo, hi = int(lex.indptr[r]), int(lex.indptr[r + 1])
+        titled = np.asarray(lex.terms[lo:hi])[np.asarray(lex.title_counts[lo:hi]) > 0]
+        words = " ".join(lex.vocab[int(t)] for t in titled[: 3 + r % 4])
+        noisy = np.array(vectors[r], dtype=np.float32) + rng.standard_normal(dim).astype(np.float32) * 0.035
+        return Query(dense=noisy / np.linalg.norm(noisy), lexical=lex.text_vector(words), text=True)
+
+    return {"related": related_q, "search": search_q}
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> None:
     """The child: open, first query, warm queries, agreement; prints one JSON line."""
     one_core()
@@ -207,17 +229,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     rng = np.random.default_rng(args.seed)
     rows = rng.choice(n, size=args.queries + 1, replace=False)
 
-    def related_q(r: int) -> Query:
-        return Query(dense=np.array(vectors[r], dtype=np.float32), lexical=lex.rows_vector([r]), exclude=frozenset([r]))
-
-    def search_q(r: int) -> Query:
-        lo, hi = int(lex.indptr[r]), int(lex.indptr[r + 1])
-        titled = np.asarray(lex.terms[lo:hi])[np.asarray(lex.title_counts[lo:hi]) > 0]
-        words = " ".join(lex.vocab[int(t)] for t in titled[: 3 + r % 4])
-        noisy = np.array(vectors[r], dtype=np.float32) + rng.standard_normal(dim).astype(np.float32) * 0.035
-        return Query(dense=noisy / np.linalg.norm(noisy), lexical=lex.text_vector(words), text=True)
-
-    makers = {"related": related_q, "search": search_q}
+    makers = query_makers(vectors, lex, rng)
     result: dict[str, object] = {
         "papers": n,
         "open_s": opened,
