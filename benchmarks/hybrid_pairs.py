@@ -1,7 +1,7 @@
 """Two sets of hybrid candidate settings timed query by query, side by side, on a store's live generation.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 5 python benchmarks/hybrid_pairs.py \\
-        --keep DIR [--queries 200] [--rounds 3] [--old BUDGET,POOL,PROBE,RESCORE] [--new ...]
+        --keep DIR [--queries 200] [--rounds 3] [--old BUDGET,POOL,PROBE,RESCORE[,MARKS]] [--new ...]
 
 ``DIR`` holds the generation's query files, as ``benchmarks/related_1m.py --store STORE --keep DIR``
 links them. Both rankers share the open files, the page cache (read whole first) and the compiled
@@ -18,6 +18,7 @@ the IVF lists, the whole pool scored exactly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,8 +33,11 @@ from related_1m import QUERY_FILES, one_core, query_makers  # noqa: E402
 
 
 def settings(text: str) -> dict[str, float]:
-    budget, pool, probe, rescore = text.split(",")
-    return {"budget": int(budget), "pool": int(pool), "probe": float(probe), "rescore": int(rescore)}
+    """BUDGET,POOL,PROBE,RESCORE[,MARKS]: MARKS 0 places a pass's threshold from the lists
+    themselves, as before round 17, instead of from the stored marks (``impact.MARK_STRIDE``)."""
+    budget, pool, probe, rescore, *marks = text.split(",")
+    out = {"budget": int(budget), "pool": int(pool), "probe": float(probe), "rescore": int(rescore)}
+    return out | {"marks": int(marks[0]) if marks else 1}
 
 
 def main() -> None:
@@ -61,9 +65,17 @@ def main() -> None:
     base = tmp / impact.BASE_FILE
     lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n, base if base.exists() else None)
     ref = dense_reference(vectors)
-    rankers = {
-        name: Ranker(vectors, fidx, lex, post, dense_reference=ref, **vars(args)[name]) for name in ("old", "new")
-    }
+    rankers = {}
+    for name in ("old", "new"):
+        kw = dict(vars(args)[name])
+        if kw.pop("marks"):
+            mine = post
+        else:  # the same files, the marks left unread
+            d = post.delta and dataclasses.replace(post.delta, marks=None)
+            mine = dataclasses.replace(post, marks=None, delta=d)
+        rankers[name] = Ranker(vectors, fidx, lex, mine, dense_reference=ref, **kw)
+    out: dict[str, object] = {"old": vars(args)["old"], "new": vars(args)["new"], "queries": args.queries}
+    out["marks_stored"] = [post.marks is not None, post.delta is not None and post.delta.marks is not None]
     for name in QUERY_FILES:
         if (tmp / name).exists():
             with open(tmp / name, "rb") as fh:
@@ -75,7 +87,6 @@ def main() -> None:
 
     makers = query_makers(vectors, lex, rng)
 
-    out: dict[str, object] = {"old": vars(args)["old"], "new": vars(args)["new"], "queries": args.queries}
     for verb, make in makers.items():
         qs = [make(int(r)) for r in rows]
         for q in qs[:20]:  # warm both (buffers, caches) before timing

@@ -9,11 +9,14 @@ needs that is a function of those counts is derived once, when the generation is
 * ``post_rows`` / ``post_vals``: the inverted index, grouped by term (``post_starts``), and within
   a term sorted by weight, highest first (impact order);
 * ``reference``: the lexical half of the corpus' score distribution (:func:`lexical_reference`),
-  which calibration needs and which costs 128 passes over the postings to compute.
+  which calibration needs and which costs 128 passes over the postings to compute;
+* ``marks``: every ``MARK_STRIDE``-th impact of each long list and its last (:func:`_marks`), from
+  which a pass places its threshold without reading the lists' heads.
 
-A query then never sums whole postings lists. :meth:`Postings.candidates` reads the query's terms
-from the highest weight down (the query's weight times the term's best impact): every posting of
-the heavy terms (rare terms: short lists), and only the impact-ordered head of the light ones
+A query then never sums whole postings lists. :meth:`Postings.candidates` reads the postings
+with the highest contributions (the query's weight times the posting's impact) across the query's
+lists, down to one threshold (score-at-a-time, :func:`_score_at_a_time`): every posting of the
+heavy terms (rare terms: short lists), and only the impact-ordered head of the light ones
 (common terms: long lists, small weights), at most ``budget`` postings in all. The candidates it
 returns are then scored exactly (:meth:`Postings.score_rows`, from the forward index), so a score
 is never approximate; only which papers are looked at is. When the query's postings fit in the
@@ -99,6 +102,12 @@ BUDGET = 150_000
 # Segments per budget that place the threshold of a pass (_score_at_a_time): at 1M papers 64 gave
 # `related` 0.966 agreement with exact hybrid at 200,000 postings, 256 gave 0.972 (benchmarks/RESULTS.md, "Round 16").
 SAT_SAMPLES = 256
+# Every MARK_STRIDE-th impact of each list longer than this, and its last, are stored apart
+# (``marks``, :func:`_marks`): a pass places its threshold from them (_score_at_a_time) and reads
+# no list head past its first MARK_STRIDE postings but the ones it sums. Read from the lists
+# themselves, that placing touched every page of every query term's head on a cold store (round
+# 16: the first query after a cold open went from 0.41 to 0.74-1.01 s at 1M papers).
+MARK_STRIDE = 512
 REFERENCE_QUERIES = 64
 REFERENCE_TARGETS = 8192
 # The idf is carried between generations (only a new term gets one, from this generation's counts):
@@ -148,6 +157,7 @@ class Delta:
     starts: np.ndarray  # int64, len vocab + 1
     rows: np.ndarray  # int32, impact order within a term
     vals: np.ndarray  # float32, parallel to rows, descending within a term
+    marks: np.ndarray | None = None  # _marks(starts, vals), None in a file written before them
     stale: np.ndarray = field(init=False, repr=False)  # per base row: a member (its base postings are skipped)
 
     def __post_init__(self) -> None:
@@ -180,6 +190,8 @@ class Postings:
     # or, before the first, since it was computed): see IDF_CHECK
     idf_basis: tuple[int, int] | None = None
     delta: Delta | None = None
+    # _marks of the post_* lists (the base's, with a delta); None in a file written before them
+    marks: np.ndarray | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     # ---- building ------------------------------------------------------------------------
@@ -216,6 +228,7 @@ class Postings:
             post_vals[starts[a] : starts[b]] = unit[pos]
         del block
         post = cls(lex.n, indptr, terms, unit, idf, starts, post_rows, post_vals)
+        post.marks = _marks(starts, post_vals)
         post.vocab_order = _vocab_order(lex)
         if reference:
             post.reference = lexical_reference(lex, post)
@@ -232,6 +245,7 @@ class Postings:
             "reference": np.array(self.reference if self.reference is not None else [], dtype=np.float64),
             "vocab_order": self.vocab_order if self.vocab_order is not None else np.zeros(0, dtype=np.int32),
             "idf_basis": np.array(self.idf_basis or (self.n, 0), dtype=np.int64),
+            "mark_stride": np.array([MARK_STRIDE], dtype=np.int64),
         }
         d = self.delta
         with open(path, "wb") as fh:  # a file object: np.savez must not append ".npz" to the name
@@ -243,6 +257,7 @@ class Postings:
                     post_starts=self.post_starts,
                     post_rows=self.post_rows,
                     post_vals=self.post_vals,
+                    marks=self.marks if self.marks is not None else _marks(self.post_starts, self.post_vals),
                     **common,
                 )
             else:
@@ -257,6 +272,7 @@ class Postings:
                     delta_starts=d.starts,
                     delta_rows=d.rows,
                     delta_vals=d.vals,
+                    delta_marks=d.marks if d.marks is not None else _marks(d.starts, d.vals),
                     **common,
                 )
 
@@ -370,13 +386,18 @@ class Postings:
         total = lengths if d is None else lengths + d_lengths
         exhaustive = int(total.sum()) <= budget
         if d is None:
-            take = total if exhaustive else _score_at_a_time([(self.post_vals, lo, lengths)], qv, budget)[0]
+            parts = [_Lists(self.post_vals, lo, lengths, self.marks, lo // MARK_STRIDE + ids)]
+            take = total if exhaustive else _score_at_a_time(parts, qv, budget)[0]
         elif exhaustive:
             b_take, d_take = lengths, d_lengths
         else:
             # Both parts of a list are impact-ordered: each is read to the same threshold (the
             # delta's rows' base postings are skipped below, so a row is counted once).
-            b_take, d_take = _score_at_a_time([(self.post_vals, lo, lengths), (d.vals, d_lo, d_lengths)], qv, budget)
+            parts = [
+                _Lists(self.post_vals, lo, lengths, self.marks, lo // MARK_STRIDE + np.maximum(base_ids, 0)),
+                _Lists(d.vals, d_lo, d_lengths, d.marks, d_lo // MARK_STRIDE + ids),
+            ]
+            b_take, d_take = _score_at_a_time(parts, qv, budget)
         # Sum per row in a per-thread accumulator over all rows (float32, postings in read order),
         # marking the rows met; both are left cleared for the next query.
         acc, seen = self._row_scratch()
@@ -392,35 +413,89 @@ class Postings:
         return uniq.astype(np.int64), sums, exhaustive
 
 
-def _score_at_a_time(
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], weights: np.ndarray, budget: int
-) -> list[np.ndarray]:
+def _marks(starts: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """The impacts a pass places its threshold from, beyond the first ``MARK_STRIDE`` of a list.
+
+    For each list longer than S = ``MARK_STRIDE`` (``starts``: offsets; ``vals``: impacts, each
+    list descending), the impact at positions S - 1, 2S - 1, ... and at its last posting: mark k
+    of list t, the impact at min((k + 1) S, length) - 1, is at ``starts[t] // S + t + k``. That
+    slot is computed from the list's offset alone, so a pass reads no other index; the slots of
+    two lists never overlap (a list of length L holds at most ceil(L / S) of them, and its next
+    list's first is past them). About entries / S + vocabulary floats: 21 MB beside the 2.5 GB
+    of postings at 1M papers.
+    """
+    S = MARK_STRIDE
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.diff(starts)
+    out = np.zeros(int(starts[-1]) // S + len(lengths) + 1, dtype=np.float32)
+    long = np.flatnonzero(lengths > S)
+    count = -(-lengths[long] // S)
+    term = np.repeat(long, count)
+    k = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    out[starts[term] // S + term + k] = np.asarray(vals)[starts[term] + np.minimum((k + 1) * S, lengths[term]) - 1]
+    return out
+
+
+@dataclass
+class _Lists:
+    """The impact-ordered lists of a pass's query terms in one part (the base or a delta)."""
+
+    vals: np.ndarray  # the part's impacts
+    lo: np.ndarray  # each term's first posting in vals
+    lengths: np.ndarray  # its postings
+    marks: np.ndarray | None  # the part's _marks (None: read the lists themselves)
+    slots: np.ndarray  # each term's first slot in marks (lo // MARK_STRIDE + its term id in the part)
+
+    def at(self, term: np.ndarray, pos: np.ndarray, marked: bool) -> np.ndarray:
+        """The impact at position ``pos`` of each list ``term``: from the marks past the first
+        ``MARK_STRIDE`` when ``marked`` (every such ``pos`` then ends a stride or its list)."""
+        if not marked or self.marks is None:
+            return self.vals[self.lo[term] + pos]
+        out = np.empty(len(pos), dtype=self.vals.dtype)
+        near = pos < MARK_STRIDE
+        out[near] = self.vals[self.lo[term[near]] + pos[near]]
+        out[~near] = self.marks[self.slots[term[~near]] + pos[~near] // MARK_STRIDE]
+        return out
+
+
+def _score_at_a_time(parts: list[_Lists], weights: np.ndarray, budget: int) -> list[np.ndarray]:
     """How many postings to read from the head of each list: about ``budget`` in all, those whose
-    contribution (the term's query weight x the posting's impact) is highest. ``parts`` holds
-    (vals, starts, lengths) of impact-ordered lists, one list per query term in each part (a
-    base and a delta of the same terms).
+    contribution (the term's query weight x the posting's impact) is highest. ``parts`` holds the
+    impact-ordered lists of the query terms in each part (a base and a delta of the same terms).
 
     The greedy choice for partial sums: the most score per posting read (score-at-a-time
     traversal of impact-ordered postings). The lists' heads (no list is read past ``budget``) are
-    cut into segments, doubling in length up to ``budget // SAT_SAMPLES`` postings, then of that
-    length; a segment's last posting is its smallest. Taking segments from the highest last
-    contribution down, the threshold is that of the segment at which the budget is reached.
+    cut into segments, doubling in length up to ``budget // SAT_SAMPLES`` postings (the stride),
+    then of that length; a segment's last posting is its smallest. Taking segments from the highest
+    last contribution down, the threshold is that of the segment at which the budget is reached.
     Every posting at or above it is counted exactly (a binary search per list, all lists at
-    once); the postings of the segments that straddle it (and the ties at it), whose
-    contributions lie close to it, then share what the budget leaves after the segments wholly
-    above it, in proportion to their counts.
+    once, inside the one segment where the list crosses it); the postings of the segments that
+    straddle it (and the ties at it), whose contributions lie close to it, then share what the
+    budget leaves after the segments wholly above it, in proportion to their counts.
+
+    With a part's marks (:func:`_marks`; a stride of at least ``MARK_STRIDE``) the stride is a
+    multiple of ``MARK_STRIDE`` and a head longer than the budget ends at one, so every segment end
+    past a list's first ``MARK_STRIDE`` postings is a mark: the only postings read are those
+    first ones and the few of the binary search. The choice is the one the lists themselves give
+    under the same stride.
     """
     w = np.asarray(weights, dtype=np.float64)
-    stride = max(1, budget // SAT_SAMPLES)
-    # segment ends: doubling up to the stride (a short list, a rare term's, is cut finely at its
-    # head, where its contributions fall fastest), then every stride up to the budget
-    doubling = (1 << np.arange(int(stride).bit_length())).astype(np.int64)
-    contrib, stands, owner = [], [], []
-    for i, (vals, lo, lengths) in enumerate(parts):
-        if not len(vals):
+    base_stride = max(1, budget // SAT_SAMPLES)
+    contrib, stands, owner, segs = [], [], [], []
+    heads = []
+    for i, part in enumerate(parts):
+        lo, lengths = part.lo, part.lengths
+        marked = part.marks is not None and base_stride >= MARK_STRIDE
+        stride = MARK_STRIDE * (base_stride // MARK_STRIDE) if marked else base_stride
+        limit = budget // MARK_STRIDE * MARK_STRIDE if marked else budget
+        head = np.where(lengths <= budget, lengths, limit).astype(np.int64)
+        heads.append(head)
+        if not len(part.vals):
+            segs.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)))
             continue
-        head = np.minimum(lengths, budget)
-        # doubling segments up to the stride, every list
+        # segment ends: doubling up to the stride (a short list, a rare term's, is cut finely at
+        # its head, where its contributions fall fastest), then every stride up to the head
+        doubling = (1 << np.arange(int(stride).bit_length())).astype(np.int64)
         ends = np.minimum(doubling[None, :], head[:, None])
         starts = np.concatenate([np.zeros((len(lo), 1), dtype=np.int64), ends[:, :-1]], axis=1)
         live = ends > starts
@@ -436,35 +511,41 @@ def _score_at_a_time(
             term = np.concatenate([term, rep])
             first = np.concatenate([first, lin_first])
             last = np.concatenate([last, np.minimum(lin_first + stride, head[rep]) - 1])
-        contrib.append(vals[lo[term] + last].astype(np.float64) * w[term])
+        c = part.at(term, last, marked).astype(np.float64) * w[term]
+        contrib.append(c)
         stands.append(last - first + 1)
         owner.append(np.stack([np.full(len(term), i), term]))
-    takes = [np.zeros(len(lo), dtype=np.int64) for _, lo, _ in parts]
+        segs.append((term, last, c))
+    takes = [np.zeros(len(p.lo), dtype=np.int64) for p in parts]
     if not contrib:
         return takes
     c, n, who = np.concatenate(contrib), np.concatenate(stands), np.concatenate(owner, axis=1)
     order = np.argsort(-c, kind="stable")
     cut = int(np.searchsorted(np.cumsum(n[order]), budget))
     if cut >= len(c):  # every head fits
-        return [np.minimum(lengths, budget).astype(np.int64) for _, _, lengths in parts]
+        return heads
     threshold = c[order[cut]]
     sure = c > threshold  # segments wholly above the threshold
-    certain = [np.zeros(len(lo), dtype=np.int64) for _, lo, _ in parts]
+    certain = [np.zeros(len(p.lo), dtype=np.int64) for p in parts]
     for i in range(len(parts)):
         mine = sure & (who[0] == i)
-        certain[i] = np.bincount(who[1][mine], weights=n[mine], minlength=len(parts[i][1])).astype(np.int64)
-    for (vals, lo, lengths), take in zip(parts, takes):
-        # a binary search per list for its postings above the threshold, all lists at once (a
-        # list is impact-ordered, highest first)
-        a, b = take, np.minimum(lengths, budget).astype(np.int64)
-        active = a < b
-        while active.any():
-            mid = (a + b) // 2
-            v = vals[np.minimum(lo + mid, len(vals) - 1)].astype(np.float64) * w
-            above = active & (v >= threshold)
-            a = np.where(above, mid + 1, a)
-            b = np.where(active & ~above, mid, b)
-            active = a < b
+        certain[i] = np.bincount(who[1][mine], weights=n[mine], minlength=len(parts[i].lo)).astype(np.int64)
+    for part, head, (term, last, seg_c), take in zip(parts, heads, segs, takes):
+        # a binary search per list for its postings at or above the threshold, all lists at once,
+        # between the segments that end at or above it and the first that ends below it (a list
+        # is impact-ordered, highest first): inside one segment
+        a, b = np.zeros(len(head), dtype=np.int64), head.copy()
+        up = seg_c >= threshold
+        np.maximum.at(a, term[up], last[up] + 1)
+        np.minimum.at(b, term[~up], last[~up] + 1)
+        active = np.flatnonzero(a < b)
+        while len(active):
+            mid = (a[active] + b[active]) // 2
+            v = part.vals[part.lo[active] + mid].astype(np.float64) * w[active]
+            above = v >= threshold
+            a[active[above]] = mid[above] + 1
+            b[active[~above]] = mid[~above]
+            active = active[a[active] < b[active]]
         take[:] = a
     extra = [t - s for t, s in zip(takes, certain)]
     spare = budget - sum(int(s.sum()) for s in certain)
@@ -1076,12 +1157,24 @@ def open_index(
         post_arrays = (d["post_starts"], d["post_rows"], d["post_vals"])
         delta_part = None
     else:
-        post_arrays, delta_part = _open_base(d, base_path, derived_path)
+        post_arrays, delta_part, base_marks = _open_base(d, base_path, derived_path)
     # Queries read scattered rows and postings: no read-ahead on a cold page (see advise_random).
     advise_random(*d.values(), *post_arrays, lex.indptr, lex.terms, lex.title_counts)
     post = Postings(n, lex.indptr, lex.terms, d["unit"], d["idf"], *post_arrays, reference)  # type: ignore[arg-type]
     post.delta = delta_part
+    post.marks = _stored_marks(d, "marks", post.post_starts, derived_path) if delta_part is None else base_marks
     return lex, post
+
+
+def _stored_marks(d: dict[str, np.ndarray], key: str, starts: np.ndarray, path: Path) -> np.ndarray | None:
+    """The file's :func:`_marks` of the lists at ``starts``; None when it has none (written before
+    them) or they were written for another ``MARK_STRIDE`` (the lists are read instead)."""
+    marks, stride = d.get(key), d.get("mark_stride")
+    if marks is None or stride is None or stride.shape != (1,) or int(stride[0]) != MARK_STRIDE:
+        return None
+    if len(marks) != int(starts[-1]) // MARK_STRIDE + len(starts):
+        raise DamagedError(path, f"damaged ({key}: {len(marks)} values for {len(starts) - 1} lists)")
+    return marks
 
 
 _DELTA_KEYS = ("base_meta", "delta_members", "delta_to_base", "delta_starts", "delta_rows", "delta_vals")
@@ -1089,8 +1182,9 @@ _DELTA_KEYS = ("base_meta", "delta_members", "delta_to_base", "delta_starts", "d
 
 def _open_base(
     d: dict[str, np.ndarray], base_path: Path | None, derived_path: Path
-) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Delta]:
-    """The base postings a delta file names (checked against its record of them) and the delta."""
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Delta, np.ndarray | None]:
+    """The base postings a delta file names (checked against its record of them), the delta, and
+    the base's marks (None when it has none)."""
     if base_path is None:
         raise DamagedError(derived_path, f"damaged (holds a delta, and the generation has no {BASE_FILE})")
     try:
@@ -1108,4 +1202,5 @@ def _open_base(
     if not ok:
         raise DamagedError(base_path, f"damaged (does not match the base {derived_path.name} records)")
     part = Delta(base_n, d["delta_members"], d["delta_to_base"], d["delta_starts"], d["delta_rows"], d["delta_vals"])
-    return arrays, part
+    part.marks = _stored_marks(d, "delta_marks", part.starts, derived_path)
+    return arrays, part, _stored_marks(base, "marks", arrays[0], base_path)

@@ -3,6 +3,7 @@ over the base postings of the last full derivation, shared by hard link (``lexic
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -65,6 +66,7 @@ def test_a_chain_of_deltas_answers_as_the_merged_postings(
     postings per term, the same exact and partial scores, the same reference."""
     monkeypatch.setattr(impact, "IDF_CHECK", 1.0)  # no idf check
     monkeypatch.setattr(impact, "DELTA_MAX", 1.0)  # (this small index changes by more than 10% a step)
+    monkeypatch.setattr(impact, "MARK_STRIDE", 2)  # marks in lists of 3 postings or more
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(40)] + ["two words", "μp"]
     rows = _rows(rng, words, 60)
@@ -74,7 +76,7 @@ def test_a_chain_of_deltas_answers_as_the_merged_postings(
     impact.derive(g0 / "lexical.npz", g0 / impact.DERIVED_FILE)
     base_inode = (g0 / impact.DERIVED_FILE).stat().st_ino
     prev_d = prev_m = g0
-    truncated = 0
+    truncated = marked_cut = 0
     for step in range(1, 4):
         rows, carry, n = _next(rng, rows, words, tmp_path / f"d{step}", prev_d)
         m = tmp_path / f"m{step}"
@@ -114,8 +116,17 @@ def test_a_chain_of_deltas_answers_as_the_merged_postings(
             assert len(some) and (sums <= got.score_all(q)[some] + 1e-5).all()
             truncated += not exhaustive
             assert len(set(some.tolist())) == len(some)
+            # With one segment per budget (strides of 8), a pass placed from the marks of both parts
+            # chooses what it chooses from the lists themselves.
+            assert got.marks is not None and got.delta.marks is not None
+            plain = dataclasses.replace(got, marks=None, delta=dataclasses.replace(got.delta, marks=None))
+            with monkeypatch.context() as mp:
+                mp.setattr(impact, "SAT_SAMPLES", 1)
+                a, b = got.partial(q, budget=8), plain.partial(q, budget=8)
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+            marked_cut += not a[2]
         prev_d, prev_m = d, m
-    assert truncated  # the budget did cut some queries short
+    assert truncated and marked_cut  # the budgets did cut some queries short
 
 
 def test_past_the_delta_limit_a_new_base_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import warnings
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from paperscope import impact, index
+from paperscope import impact, index, kernels
 from paperscope.errors import DamagedError, InvalidArgument
 from paperscope.explorer import Explorer
 from paperscope.lexical import CarriedArrays, Carry, LexicalIndex, TermVector, carry_rows, unit_weights
@@ -147,6 +148,93 @@ def test_a_truncated_pass_reads_the_postings_that_add_the_most(ex: Explorer) -> 
         )
         best = float(np.sort(contributions)[::-1][:300].sum())
         assert float(sums.sum()) == pytest.approx(best, rel=1e-4), r
+
+
+@pytest.fixture
+def marked(ex: Explorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> impact.Postings:
+    """The test store's postings saved and opened with a mark every 4 postings (MARK_STRIDE 4) and
+    8 segments per budget (SAT_SAMPLES 8): a pass of 320 postings then reads in strides of 40, which
+    the marks serve, as they serve 150,000 postings in strides of 512 at 1M papers."""
+    monkeypatch.setattr(impact, "MARK_STRIDE", 4)
+    monkeypatch.setattr(impact, "SAT_SAMPLES", 8)
+    gen = ex.generation
+    impact.Postings.build(LexicalIndex.load(gen.file("lexical.npz"))).save(tmp_path / impact.DERIVED_FILE)
+    _, post = impact.open_index(gen.file("lexical.npz"), tmp_path / impact.DERIVED_FILE, len(ex))
+    return post
+
+
+def test_the_marks_hold_every_strides_last_impact_and_each_lists_last(marked: impact.Postings) -> None:
+    assert marked.marks is not None and not marked.marks.flags.owndata  # memory-mapped
+    stride, checked = impact.MARK_STRIDE, 0
+    for term in range(len(marked.idf)):
+        lo, vals = int(marked.post_starts[term]), marked.term_postings(term)[1]
+        if len(vals) <= stride:
+            continue
+        ends = np.minimum(np.arange(1, -(-len(vals) // stride) + 1) * stride, len(vals)) - 1
+        slots = lo // stride + term + np.arange(len(ends))
+        assert np.array_equal(marked.marks[slots], vals[ends]), term
+        checked += 1
+    assert checked > 1000
+
+
+class _Reads(np.ndarray):
+    """An array that records the positions fancy indexing reads (the numpy loops index this way)."""
+
+    log: list[np.ndarray]
+
+    def __getitem__(self, key: object) -> object:
+        if isinstance(key, np.ndarray) and key.dtype.kind in "iu":
+            self.log.append(key.ravel().copy())
+        return np.asarray(self)[key]  # type: ignore[index]
+
+
+def _recording(a: np.ndarray) -> _Reads:
+    r = np.asarray(a).view(_Reads)
+    r.log = []
+    return r
+
+
+def _read_positions(log: list[np.ndarray], post: impact.Postings, ids: np.ndarray) -> dict[int, np.ndarray]:
+    """Per query term, the positions in its list (from its head) that were read."""
+    if not log:
+        return {int(t): np.zeros(0, dtype=np.int64) for t in ids}
+    at = np.unique(np.concatenate(log))
+    out = {}
+    for t in ids:
+        lo, hi = int(post.post_starts[t]), int(post.post_starts[t + 1])
+        out[int(t)] = at[(at >= lo) & (at < hi)] - lo
+    return out
+
+
+@pytest.mark.parametrize("budget", [320, 640])
+def test_a_pass_chooses_the_same_postings_from_the_marks_and_reads_no_head_it_does_not_sum(
+    marked: impact.Postings, ex: Explorer, budget: int
+) -> None:
+    """The threshold placed from the marks is the one the lists give (the same partial sums, bit
+    for bit), and past a list's first MARK_STRIDE postings the pass reads only what it sums and
+    the one segment (a stride) after it, where the binary search ends. Placing it from the lists
+    reads each long list's head to the budget: on a cold store, every page of every head (the
+    check below fails without the marks)."""
+    stride = impact.MARK_STRIDE * (budget // impact.SAT_SAMPLES // impact.MARK_STRIDE)
+    lists = dataclasses.replace(marked, marks=None)
+    beyond = 0
+    for r in range(0, len(ex), 27):
+        q = ex.related_query(r).lexical
+        want = lists.partial(q, None, budget)
+        assert not want[2]
+        rows, vals = _recording(marked.post_rows), _recording(marked.post_vals)
+        probe = dataclasses.replace(marked, post_rows=rows, post_vals=vals)
+        with kernels.numpy_only():
+            got = probe.partial(q, None, budget)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), r
+        summed = _read_positions(rows.log, marked, q.ids)
+        for t, at in _read_positions(vals.log, marked, q.ids).items():
+            took = int(summed[t].max()) + 1 if len(summed[t]) else 0
+            far = at[at >= impact.MARK_STRIDE]
+            assert (far < max(took, impact.MARK_STRIDE) + stride).all(), (r, t, took, far.max())
+            length = int(marked.post_starts[t + 1] - marked.post_starts[t])
+            beyond += length > max(took, impact.MARK_STRIDE) + stride
+    assert beyond > 20  # lists whose heads the lists-only placing would have read past that
 
 
 def test_candidates_report_whether_they_are_exhaustive(ex: Explorer) -> None:
