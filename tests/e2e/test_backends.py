@@ -223,6 +223,49 @@ def test_the_static_model_loads_as_model2vec_loads_it(cache: Path) -> None:
         assert np.array_equal(ours.encode(TEXTS, max_length=max_length), theirs.encode(TEXTS, max_length=max_length))
 
 
+def test_the_static_query_model_encodes_as_model2vec_without_importing_it(cache: Path, tmp_path: Path) -> None:
+    """A static store's query model is built without model2vec (its import and set-up were most of
+    the first search after a cold open): the same vectors, bit for bit, one text at a time or many."""
+    import shutil
+
+    from model2vec import StaticModel
+    from safetensors.numpy import save_file
+
+    from paperscope.corpus import bundled_corpus, read_corpus
+    from paperscope.embed import load_embedder
+    from paperscope.embed.static_backend import QueryModel, prepare, query_model
+
+    lock = with_backend(load_lock(), "static")
+    directory, _ = prepare(lock)
+    ours, theirs = query_model(directory), StaticModel.from_pretrained(str(directory))
+    assert isinstance(ours, QueryModel)
+    papers = read_corpus(bundled_corpus())
+    texts = [*TEXTS, "", "   ", "cooking recipes for pasta", "\u2603 zzqqxx"]
+    texts += [p.title for p in papers] + [f"{p.title}. {p.abstract}" for p in papers]
+    for max_length in (lock.max_seq_length, 8, None):
+        want = theirs.encode(texts, max_length=max_length)
+        assert np.array_equal(ours.encode(texts, max_length=max_length), want), max_length
+    one_by_one = np.stack([ours.encode([t], max_length=lock.max_seq_length)[0] for t in texts[:60]])
+    assert np.array_equal(one_by_one, theirs.encode(texts[:60], max_length=lock.max_seq_length))
+    # through the registry: the query embedder's vectors are the index embedder's
+    query, index_side = load_embedder(lock, for_query=True), load_embedder(lock)
+    assert np.array_equal(query.embed_batch(texts[:50]), index_side.embed_batch(texts[:50]))
+    code = (
+        "import sys; from paperscope.embed import load_embedder, with_backend; "
+        "from paperscope.embed.lock import load_lock; "
+        "e = load_embedder(with_backend(load_lock(), 'static'), for_query=True); e.embed_batch(['LoRA']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('model2vec', 'joblib')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert out.stdout.strip() == "[]", out.stdout
+    # a model this does not cover (per-token weights) is loaded by model2vec's code instead
+    other = tmp_path / "weighted"
+    shutil.copytree(directory, other)
+    table = ours.embedding
+    save_file({"embeddings": table, "weights": np.ones(len(table), dtype=np.float32)}, str(other / "model.safetensors"))
+    assert isinstance(query_model(other), StaticModel)
+
+
 def test_tampered_cache_is_refused(cache: Path) -> None:
     from paperscope.embed import artifacts
     from paperscope.embed.onnx_backend import OnnxEmbedder, prepare

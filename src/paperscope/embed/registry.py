@@ -62,7 +62,7 @@ REGISTRY: dict[str, Backend] = {
         ),
         Backend(
             "static",
-            lambda lock, for_query: static_backend.StaticEmbedder(lock),
+            lambda lock, for_query: static_backend.StaticEmbedder(lock, for_query=for_query),
             dimension=static_backend.PCA_DIMS,
             prepare=static_backend.prepare,
             extra="static",
