@@ -520,7 +520,10 @@ def _score_at_a_time(parts: list[_Lists], weights: np.ndarray, budget: int) -> l
     if not contrib:
         return takes
     c, n, who = np.concatenate(contrib), np.concatenate(stands), np.concatenate(owner, axis=1)
-    order = np.argsort(-c, kind="stable")
+    # Segments tied at the threshold sort in any order: the threshold (the contribution at which
+    # the count reaches the budget) is the same, and everything below depends on it alone. numpy's
+    # default sort is several times its stable one (0.2 against 1.3 ms for 20,000 segments).
+    order = np.argsort(-c)
     cut = int(np.searchsorted(np.cumsum(n[order]), budget))
     if cut >= len(c):  # every head fits
         return heads
