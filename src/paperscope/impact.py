@@ -1000,6 +1000,8 @@ def delta(
             base_path, base, before = prev_base, mmap_npz(prev_base), _delta_of(d)
         else:
             return None
+        if _stored_marks(base, "marks", base["post_starts"], Path(base_path)) is None:
+            return None  # a base written before the marks: this run writes a new one, with them
         old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
         base_starts, base_rows, base_vals = base["post_starts"], base["post_rows"], base["post_vals"]
         base_n = int(base["meta"][1])

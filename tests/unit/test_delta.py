@@ -238,6 +238,40 @@ def test_a_store_edited_twice_shares_its_base_and_ranks_as_a_merged_one(
     assert hits["delta"] == hits["merged"]
 
 
+def test_a_base_without_marks_is_written_again_at_the_next_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store whose base postings hold no marks the code can use (written before them, or for
+    another MARK_STRIDE: both are read as lists without marks) gets a new base, with them, at its
+    next edit instead of a delta; the edit after that is a delta again. The answers are those of a
+    store that had the marks all along."""
+    src = tmp_path / "a.jsonl"
+    stores = {"old": tmp_path / "old", "new": tmp_path / "new"}
+    hits: dict[str, list] = {}
+    for how, store in stores.items():
+        src.write_text(_corpus(200), encoding="utf-8")
+        with monkeypatch.context() as mp:
+            if how == "old":
+                mp.setattr(impact, "MARK_STRIDE", 1024)  # marks this code does not read
+            build([src], store, embedder=FakeEmbedder())
+        gen = Store(store).require_current()
+        _, post = impact.open_index(gen.file("lexical.npz"), gen.file(impact.DERIVED_FILE), 200)
+        assert (post.marks is None) == (how == "old")
+        seen = []
+        for edited in ({3, 50}, {3, 50, 120}):
+            src.write_text(_corpus(200, edited), encoding="utf-8")
+            build([src], store, embedder=FakeEmbedder())
+            gen = Store(store).require_current()
+            seen.append(gen.manifest["lexical"]["derivation"])
+            base = gen.file(impact.BASE_FILE) if impact.BASE_FILE in gen.manifest["files"] else None
+            _, post = impact.open_index(gen.file("lexical.npz"), gen.file(impact.DERIVED_FILE), 200, base)
+            assert post.marks is not None
+        assert seen == (["merged", "delta"] if how == "old" else ["delta", "delta"])
+        assert verify(Store(store)).ok
+        hits[how] = _hits(store)
+    assert hits["old"] == hits["new"]
+
+
 def test_damage_in_the_base_postings_is_found_and_named(tmp_path: Path) -> None:
     """A flipped byte in the shared base file: verify names it; a missing one: the open names it."""
     src = tmp_path / "a.jsonl"
