@@ -446,17 +446,6 @@ class _Lists:
     marks: np.ndarray | None  # the part's _marks (None: read the lists themselves)
     slots: np.ndarray  # each term's first slot in marks (lo // MARK_STRIDE + its term id in the part)
 
-    def at(self, term: np.ndarray, pos: np.ndarray, marked: bool) -> np.ndarray:
-        """The impact at position ``pos`` of each list ``term``: from the marks past the first
-        ``MARK_STRIDE`` when ``marked`` (every such ``pos`` then ends a stride or its list)."""
-        if not marked or self.marks is None:
-            return self.vals[self.lo[term] + pos]
-        out = np.empty(len(pos), dtype=self.vals.dtype)
-        near = pos < MARK_STRIDE
-        out[near] = self.vals[self.lo[term[near]] + pos[near]]
-        out[~near] = self.marks[self.slots[term[~near]] + pos[~near] // MARK_STRIDE]
-        return out
-
 
 def _score_at_a_time(parts: list[_Lists], weights: np.ndarray, budget: int) -> list[np.ndarray]:
     """How many postings to read from the head of each list: about ``budget`` in all, those whose
@@ -466,12 +455,13 @@ def _score_at_a_time(parts: list[_Lists], weights: np.ndarray, budget: int) -> l
     The greedy choice for partial sums: the most score per posting read (score-at-a-time
     traversal of impact-ordered postings). The lists' heads (no list is read past ``budget``) are
     cut into segments, doubling in length up to ``budget // SAT_SAMPLES`` postings (the stride),
-    then of that length; a segment's last posting is its smallest. Taking segments from the highest
-    last contribution down, the threshold is that of the segment at which the budget is reached.
-    Every posting at or above it is counted exactly (a binary search per list, all lists at
-    once, inside the one segment where the list crosses it); the postings of the segments that
-    straddle it (and the ties at it), whose contributions lie close to it, then share what the
-    budget leaves after the segments wholly above it, in proportion to their counts.
+    then of that length (:func:`kernels.segment_ends`); a segment's last posting is its smallest.
+    Taking segments from the highest last contribution down, the threshold is that of the segment
+    at which the budget is reached. Every posting at or above it is counted exactly (a binary
+    search per list inside the one segment where the list crosses it, :func:`kernels.counts_at`);
+    the postings of the segments that straddle it (and the ties at it), whose contributions lie
+    close to it, then share what the budget leaves after the segments wholly above it, in
+    proportion to their counts.
 
     With a part's marks (:func:`_marks`; a stride of at least ``MARK_STRIDE``) the stride is a
     multiple of ``MARK_STRIDE`` and a head longer than the budget ends at one, so every segment end
@@ -481,45 +471,22 @@ def _score_at_a_time(parts: list[_Lists], weights: np.ndarray, budget: int) -> l
     """
     w = np.asarray(weights, dtype=np.float64)
     base_stride = max(1, budget // SAT_SAMPLES)
-    contrib, stands, owner, segs = [], [], [], []
-    heads = []
+    heads, segs = [], []
     for i, part in enumerate(parts):
-        lo, lengths = part.lo, part.lengths
         marked = part.marks is not None and base_stride >= MARK_STRIDE
         stride = MARK_STRIDE * (base_stride // MARK_STRIDE) if marked else base_stride
         limit = budget // MARK_STRIDE * MARK_STRIDE if marked else budget
-        head = np.where(lengths <= budget, lengths, limit).astype(np.int64)
+        head = np.where(part.lengths <= budget, part.lengths, limit).astype(np.int64)
         heads.append(head)
-        if not len(part.vals):
-            segs.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)))
-            continue
-        # segment ends: doubling up to the stride (a short list, a rare term's, is cut finely at
-        # its head, where its contributions fall fastest), then every stride up to the head
-        doubling = (1 << np.arange(int(stride).bit_length())).astype(np.int64)
-        ends = np.minimum(doubling[None, :], head[:, None])
-        starts = np.concatenate([np.zeros((len(lo), 1), dtype=np.int64), ends[:, :-1]], axis=1)
-        live = ends > starts
-        term = np.nonzero(live)[0]
-        first, last = starts[live], ends[live] - 1
-        # then segments of the stride, only the lists that reach past it (the common terms')
-        longer = np.flatnonzero(head > doubling[-1])
-        count = -(-(head[longer] - doubling[-1]) // stride)
-        if len(longer):
-            rep = np.repeat(longer, count)
-            k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-            lin_first = doubling[-1] + k * stride
-            term = np.concatenate([term, rep])
-            first = np.concatenate([first, lin_first])
-            last = np.concatenate([last, np.minimum(lin_first + stride, head[rep]) - 1])
-        c = part.at(term, last, marked).astype(np.float64) * w[term]
-        contrib.append(c)
-        stands.append(last - first + 1)
-        owner.append(np.stack([np.full(len(term), i), term]))
-        segs.append((term, last, c))
-    takes = [np.zeros(len(p.lo), dtype=np.int64) for p in parts]
-    if not contrib:
-        return takes
-    c, n, who = np.concatenate(contrib), np.concatenate(stands), np.concatenate(owner, axis=1)
+        segs.append(
+            kernels.segment_ends(
+                part.vals, part.marks, part.lo, part.slots, head, w, stride, MARK_STRIDE if marked else 0, i
+            )
+        )
+    c = np.concatenate([s[3] for s in segs])
+    if not len(c):
+        return [np.zeros(len(p.lo), dtype=np.int64) for p in parts]
+    n = np.concatenate([s[1] for s in segs])
     # Segments tied at the threshold sort in any order: the threshold (the contribution at which
     # the count reaches the budget) is the same, and everything below depends on it alone. numpy's
     # default sort is several times its stable one (0.2 against 1.3 ms for 20,000 segments).
@@ -527,29 +494,13 @@ def _score_at_a_time(parts: list[_Lists], weights: np.ndarray, budget: int) -> l
     cut = int(np.searchsorted(np.cumsum(n[order]), budget))
     if cut >= len(c):  # every head fits
         return heads
-    threshold = c[order[cut]]
-    sure = c > threshold  # segments wholly above the threshold
-    certain = [np.zeros(len(p.lo), dtype=np.int64) for p in parts]
-    for i in range(len(parts)):
-        mine = sure & (who[0] == i)
-        certain[i] = np.bincount(who[1][mine], weights=n[mine], minlength=len(parts[i].lo)).astype(np.int64)
-    for part, head, (term, last, seg_c), take in zip(parts, heads, segs, takes):
-        # a binary search per list for its postings at or above the threshold, all lists at once,
-        # between the segments that end at or above it and the first that ends below it (a list
-        # is impact-ordered, highest first): inside one segment
-        a, b = np.zeros(len(head), dtype=np.int64), head.copy()
-        up = seg_c >= threshold
-        np.maximum.at(a, term[up], last[up] + 1)
-        np.minimum.at(b, term[~up], last[~up] + 1)
-        active = np.flatnonzero(a < b)
-        while len(active):
-            mid = (a[active] + b[active]) // 2
-            v = part.vals[part.lo[active] + mid].astype(np.float64) * w[active]
-            above = v >= threshold
-            a[active[above]] = mid[above] + 1
-            b[active[~above]] = mid[~above]
-            active = active[a[active] < b[active]]
-        take[:] = a
+    threshold = float(c[order[cut]])
+    takes, certain = [], []
+    for part, head, seg in zip(parts, heads, segs):
+        term, size, _, contrib = seg
+        sure = contrib > threshold  # segments wholly above the threshold
+        certain.append(np.bincount(term[sure], weights=size[sure], minlength=len(part.lo)).astype(np.int64))
+        takes.append(kernels.counts_at(part.vals, part.lo, head, w, threshold, seg))
     extra = [t - s for t, s in zip(takes, certain)]
     spare = budget - sum(int(s.sum()) for s in certain)
     pending = sum(int(e.sum()) for e in extra)

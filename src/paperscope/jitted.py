@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["accumulate_parts", "collect", "gather", "score_gathered", "score_rows"]
+__all__ = ["accumulate_parts", "collect", "counts_at", "gather", "score_gathered", "score_rows", "segment_ends"]
 
 # numpy's pairwise summation works on blocks of this many values (numpy/_core/src/umath/loops_utils.h.src).
 _BLOCK = 128
@@ -203,3 +203,111 @@ def collect(rows: np.ndarray, acc: np.ndarray, seen: np.ndarray, sums: np.ndarra
         sums[i] = acc[r]
         acc[r] = 0.0
         seen[r] = False
+
+
+@numba.njit(cache=True, nogil=True)
+def segment_ends(
+    vals: np.ndarray,
+    marks: np.ndarray,
+    lo: np.ndarray,
+    slots: np.ndarray,
+    head: np.ndarray,
+    weights: np.ndarray,
+    stride: int,
+    mark_stride: int,
+    term: np.ndarray,
+    size: np.ndarray,
+    last: np.ndarray,
+    contrib: np.ndarray,
+) -> int:
+    """kernels.segment_ends: each list's segments (doubling up to the largest power of two <=
+    ``stride``, then ``stride`` long, up to ``head[t]``) written to ``term`` / ``size`` / ``last`` /
+    ``contrib``, list by list; returns how many. ``mark_stride`` 0: every impact read from ``vals``.
+    Whole strides past the doubling read consecutive marks (a slot counter: a division per segment
+    made this loop twice numpy's time)."""
+    top = 1
+    while top * 2 <= stride:
+        top *= 2
+    step = stride // mark_stride if mark_stride > 0 else 0
+    k = 0
+    for t in range(len(lo)):
+        h = head[t]
+        w = weights[t]
+        prev = 0
+        e = 1
+        while e <= top:
+            end = min(e, h)
+            if end > prev:
+                p = end - 1
+                if mark_stride > 0 and p >= mark_stride:
+                    v = marks[slots[t] + p // mark_stride]
+                else:
+                    v = vals[lo[t] + p]
+                term[k] = t
+                size[k] = end - prev
+                last[k] = p
+                contrib[k] = np.float64(v) * w
+                k += 1
+                prev = end
+            e *= 2
+        f = top
+        if mark_stride > 0:
+            # top and stride are multiples of mark_stride: each whole stride ends on a mark
+            slot = slots[t] + (top + stride) // mark_stride - 1
+            while f + stride <= h:
+                term[k] = t
+                size[k] = stride
+                last[k] = f + stride - 1
+                contrib[k] = np.float64(marks[slot]) * w
+                slot += step
+                k += 1
+                f += stride
+        while f < h:
+            end = min(f + stride, h)
+            p = end - 1
+            if mark_stride > 0 and p >= mark_stride:
+                v = marks[slots[t] + p // mark_stride]
+            else:
+                v = vals[lo[t] + p]
+            term[k] = t
+            size[k] = end - f
+            last[k] = p
+            contrib[k] = np.float64(v) * w
+            k += 1
+            f += stride
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def counts_at(
+    vals: np.ndarray,
+    lo: np.ndarray,
+    head: np.ndarray,
+    weights: np.ndarray,
+    threshold: float,
+    term: np.ndarray,
+    last: np.ndarray,
+    contrib: np.ndarray,
+    take: np.ndarray,
+) -> None:
+    """kernels.counts_at: ``take[t]``, the postings of list t whose contribution is at least
+    ``threshold``, by a binary search between its segments that end at or above it and the first
+    that ends below it."""
+    lower = np.zeros(len(lo), dtype=np.int64)
+    upper = head.copy()
+    for k in range(len(term)):
+        t = term[k]
+        if contrib[k] >= threshold:
+            if last[k] + 1 > lower[t]:
+                lower[t] = last[k] + 1
+        elif last[k] + 1 < upper[t]:
+            upper[t] = last[k] + 1
+    for t in range(len(lo)):
+        a, b = lower[t], upper[t]
+        while a < b:
+            mid = (a + b) // 2
+            if np.float64(vals[lo[t] + mid]) * weights[t] >= threshold:
+                a = mid + 1
+            else:
+                b = mid
+        take[t] = a

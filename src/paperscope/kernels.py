@@ -36,6 +36,7 @@ from paperscope import pagein
 __all__ = [
     "accumulate",
     "accumulate_sums",
+    "counts_at",
     "load",
     "load_in_background",
     "mark",
@@ -43,6 +44,7 @@ __all__ = [
     "query_filter",
     "ready",
     "score_rows",
+    "segment_ends",
     "segments",
 ]
 
@@ -142,6 +144,10 @@ def _warm(jitted: ModuleType) -> None:
         np.zeros(2, np.int32),
     )
     jitted.collect(np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(1, np.bool_), np.zeros(1, np.float32))
+    one, w = np.zeros(1, np.int64), np.ones(1)
+    out = (np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4))
+    jitted.segment_ends(unit, unit, one, one, np.ones(1, np.int64), w, 1, 0, *out)
+    jitted.counts_at(unit, one, np.ones(1, np.int64), w, 0.5, out[0][:1], out[2][:1], out[3][:1], np.zeros(1, np.int64))
 
 
 def _compiled_types(indptr: np.ndarray | None, terms: np.ndarray, weights: np.ndarray) -> bool:
@@ -354,3 +360,116 @@ def segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     shift = lo - np.concatenate(([0], np.cumsum(counts)[:-1]))
     return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
+
+
+_segments_scratch = threading.local()
+
+
+def _segment_buffers(part: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The thread's output buffers of :func:`segment_ends` for ``part`` (one per part of a pass:
+    its segments are used after the next part's are cut), grown when too small: fresh arrays of a
+    pass's size cost more in page faults than the compiled loop that fills them."""
+    held = getattr(_segments_scratch, "buffers", None)
+    if held is None:
+        held = _segments_scratch.buffers = {}
+    ints, floats = held.get(part, (np.zeros((3, 0), np.int64), np.zeros(0)))
+    if len(floats) < size:
+        capacity = max(size, 2 * len(floats), 1 << 14)
+        ints, floats = held[part] = (np.empty((3, capacity), np.int64), np.empty(capacity))
+    return ints, floats
+
+
+def segment_ends(
+    vals: np.ndarray,
+    marks: np.ndarray | None,
+    lo: np.ndarray,
+    slots: np.ndarray,
+    head: np.ndarray,
+    weights: np.ndarray,
+    stride: int,
+    mark_stride: int,
+    part: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(list, size, last position, contribution) of every segment of the impact-ordered lists t at
+    ``vals[lo[t]:]``, cut for a score-at-a-time pass (``impact._score_at_a_time``): ends doubling
+    up to the largest power of two at most ``stride``, then every ``stride``, up to ``head[t]``.
+    A segment's contribution is its last impact (its smallest) times the list's weight; with
+    ``mark_stride`` (> 0) an impact at position p >= mark_stride is read from ``marks[slots[t] + p
+    // mark_stride]`` (``impact._marks``) instead of the list. The compiled loop gives the same
+    segments, list by list (in the thread's buffers for ``part``, valid until its next call for
+    that part); the numpy one gives each list's doubling segments first."""
+    w = np.asarray(weights, dtype=np.float64)
+    head = np.asarray(head, dtype=np.int64)
+    jit = _jit if not _numpy_only and vals.dtype == np.float32 else None
+    if jit is not None:
+        top = 1 << (int(stride).bit_length() - 1)
+        bound = (top.bit_length() + 2) * len(lo) + int(np.maximum(head - top, 0).sum()) // stride
+        ints, floats = _segment_buffers(part, bound)
+        m = marks if marks is not None and mark_stride > 0 else vals[:0]
+        k = jit.segment_ends(
+            _read_only(vals), _read_only(m), lo, slots, head, w, int(stride), int(mark_stride) if len(m) else 0,
+            ints[0], ints[1], ints[2], floats,
+        )  # fmt: skip
+        return ints[0][:k], ints[1][:k], ints[2][:k], floats[:k]
+    # segment ends: doubling up to the stride (a short list, a rare term's, is cut finely at its
+    # head, where its contributions fall fastest), then every stride up to the head
+    doubling = (1 << np.arange(int(stride).bit_length())).astype(np.int64)
+    ends = np.minimum(doubling[None, :], head[:, None])
+    starts = np.concatenate([np.zeros((len(lo), 1), dtype=np.int64), ends[:, :-1]], axis=1)
+    live = ends > starts
+    term = np.nonzero(live)[0]
+    first, last = starts[live], ends[live] - 1
+    # then segments of the stride, only the lists that reach past it (the common terms')
+    longer = np.flatnonzero(head > doubling[-1])
+    count = -(-(head[longer] - doubling[-1]) // stride)
+    if len(longer):
+        rep = np.repeat(longer, count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        lin_first = doubling[-1] + k * stride
+        term = np.concatenate([term, rep])
+        first = np.concatenate([first, lin_first])
+        last = np.concatenate([last, np.minimum(lin_first + stride, head[rep]) - 1])
+    if marks is None or mark_stride <= 0:
+        impacts = vals[lo[term] + last]
+    else:
+        impacts = np.empty(len(last), dtype=vals.dtype)
+        near = last < mark_stride
+        impacts[near] = vals[lo[term[near]] + last[near]]
+        impacts[~near] = marks[slots[term[~near]] + last[~near] // mark_stride]
+    return term, last - first + 1, last, impacts.astype(np.float64) * w[term]
+
+
+def counts_at(
+    vals: np.ndarray,
+    lo: np.ndarray,
+    head: np.ndarray,
+    weights: np.ndarray,
+    threshold: float,
+    segments_: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Per list t, how many of its first ``head[t]`` postings contribute at least ``threshold``
+    (impact x weight; the lists are impact-ordered): a binary search per list, all lists at once,
+    between its segments (:func:`segment_ends`) that end at or above the threshold and the first
+    that ends below it, so inside one segment."""
+    w = np.asarray(weights, dtype=np.float64)
+    term, _, last, contrib = segments_
+    jit = _jit if not _numpy_only and vals.dtype == np.float32 else None
+    if jit is not None:
+        take = np.empty(len(lo), dtype=np.int64)
+        jit.counts_at(
+            _read_only(vals), lo, np.asarray(head, dtype=np.int64), w, float(threshold), term, last, contrib, take
+        )
+        return take
+    a, b = np.zeros(len(head), dtype=np.int64), np.asarray(head, dtype=np.int64).copy()
+    up = contrib >= threshold
+    np.maximum.at(a, term[up], last[up] + 1)
+    np.minimum.at(b, term[~up], last[~up] + 1)
+    active = np.flatnonzero(a < b)
+    while len(active):
+        mid = (a[active] + b[active]) // 2
+        v = vals[lo[active] + mid].astype(np.float64) * w[active]
+        above = v >= threshold
+        a[active[above]] = mid[above] + 1
+        b[active[~above]] = mid[~above]
+        active = active[a[active] < b[active]]
+    return a

@@ -164,6 +164,52 @@ def test_compiled_postings_sums_over_a_base_and_a_delta_are_numpys_bits(compiled
         assert (at < len(r1) and r1[at] == row and s1[at] == want) or (want == 0 and row not in set(r1.tolist()))
 
 
+def _impact_lists(rng: np.random.Generator, lengths: np.ndarray, stride: int) -> tuple[np.ndarray, ...]:
+    """Impact-ordered lists (descending, with runs of ties) and their marks every ``stride``."""
+    starts = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    vals = np.concatenate([np.sort(np.round(rng.random(int(n)), 2).astype(np.float32))[::-1] for n in lengths]).astype(
+        np.float32
+    )
+    marks = np.zeros(int(starts[-1]) // stride + len(lengths) + 1, dtype=np.float32)
+    for t, n in enumerate(lengths):
+        for k in range(-(-int(n) // stride) if n > stride else 0):
+            marks[starts[t] // stride + t + k] = vals[starts[t] + min((k + 1) * stride, int(n)) - 1]
+    return starts, vals, marks
+
+
+@pytest.mark.parametrize("marked", [False, True])
+def test_compiled_score_at_a_time_segments_and_counts_are_numpys(compiled: None, marked: bool) -> None:
+    """The segments a score-at-a-time pass cuts (impact.Postings.partial) and its counts at a
+    threshold: the same from either loops (the segments as a set: the compiled loop writes them
+    list by list), for lists empty, short, at and past the marks' stride, ties included."""
+    rng = np.random.default_rng(11)
+    mark_stride = 8
+    lengths = np.concatenate([[0, 1, 2, 7, 8, 9, 16, 17, 64, 65, 300], rng.integers(0, 200, size=60)])
+    starts, vals, marks = _impact_lists(rng, lengths, mark_stride)
+    ids = rng.permutation(len(lengths))[:50]
+    lo, length = starts[ids], (starts[ids + 1] - starts[ids]).astype(np.int64)
+    slots = lo // mark_stride + ids
+    weights = rng.random(len(ids)) + 0.1
+    for budget, stride in ((40, 8), (500, 16), (2000, 24), (100, 5)):
+        use = marked and stride % mark_stride == 0
+        head = np.minimum(length, budget if not use else budget // mark_stride * mark_stride)
+        args = (vals, marks if use else None, lo, slots, head, weights, stride, mark_stride if use else 0)
+        with kernels.numpy_only():
+            want = kernels.segment_ends(*args)
+        got = kernels.segment_ends(*args)
+        key = lambda seg: sorted(zip(*(a.tolist() for a in seg)))  # noqa: E731
+        assert key(got) == key(want) and len(want[0]) > len(ids), (budget, stride)
+        for threshold in np.quantile(want[3], [0.1, 0.5, 0.9]).tolist() + [float(want[3].max()), 0.0]:
+            with kernels.numpy_only():
+                a = kernels.counts_at(vals, lo, head, weights, threshold, want)
+            b = kernels.counts_at(vals, lo, head, weights, threshold, got)
+            assert np.array_equal(a, b), (budget, stride, threshold)
+            # the count is where each list's contributions fall below the threshold
+            for t in range(len(ids)):
+                contrib = vals[lo[t] : lo[t] + head[t]].astype(np.float64) * weights[t]
+                assert a[t] == int((contrib >= threshold).sum()), t
+
+
 def test_related_search_and_recommend_are_the_same_with_either_loops(compiled: None, real_store) -> None:
     """The public API on the bundled store (real model): every hit's id, score and both sides'
     scores are identical, whichever loops answered."""
