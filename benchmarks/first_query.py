@@ -1,13 +1,14 @@
 """The first `related` (or `search`) after opening a store whose files are not in the page cache (as after a reboot).
 
-    python benchmarks/first_query.py --store STORE [--rounds 3] [--queries 5] [--verb related|search]
+    python benchmarks/first_query.py --store STORE [--rounds 3] [--queries 5] [--verb related|search] [--cold-model]
 
 Each round is a fresh Python process. It drops the live generation's files from the page cache
 (``posix_fadvise(DONTNEED)``: the kernel forgets their clean pages, so every page is read from the
 device again), then times ``paperscope.open(STORE)``, the first ``related`` (k=10, the default
 hybrid ranking) and the next ``--queries`` ``related`` of other papers, each on a paper not asked
 before. With ``--verb search`` the queries are those papers' titles as free text, so the first
-one also loads the store's query model (the derived model files stay in the page cache). Each round uses other papers, spread over the first 100,000 rows. Prints one JSON line
+one also loads the store's query model (the derived model files stay in the page cache, unless
+``--cold-model``). Each round uses other papers, spread over the first 100,000 rows. Prints one JSON line
 per round and the medians. Public API only; run it with ``PYTHONPATH=OTHER/src`` to measure
 another checkout on the same store.
 """
@@ -36,14 +37,18 @@ def drop_page_cache(directory: Path) -> None:
                 os.close(fd)
 
 
-def child(store: Path, ids: list[str], verb: str = "related") -> dict[str, object]:
+def child(store: Path, ids: list[str], verb: str = "related", cold_model: bool = False) -> dict[str, object]:
     """One cold round: open, the first query, then the others."""
     import paperscope
+    from paperscope.embed.artifacts import cache_root
 
     with paperscope.open(store) as ex:
         generation = ex.generation.path
         queries = ids if verb == "related" else [ex.paper(pid).title for pid in ids]
     drop_page_cache(generation)
+    if cold_model:  # the derived query models too, as after a reboot
+        for directory in [cache_root(), *(d for d in cache_root().rglob("*") if d.is_dir())]:
+            drop_page_cache(directory)
     t0 = time.perf_counter()
     ex = paperscope.open(store)
     opened = time.perf_counter() - t0
@@ -63,10 +68,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--queries", type=int, default=5, help="queries after the first, per round")
     ap.add_argument("--verb", choices=("related", "search"), default="related")
+    ap.add_argument(
+        "--cold-model", action="store_true", help="drop the query model's files from the page cache too (search)"
+    )
     ap.add_argument("--child", nargs="*", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
-        print("ROUND " + json.dumps(child(args.store, args.child, args.verb)), flush=True)
+        print("ROUND " + json.dumps(child(args.store, args.child, args.verb, args.cold_model)), flush=True)
         return
     import paperscope
 
@@ -78,7 +86,8 @@ def main() -> None:
     rounds = []
     for r in range(args.rounds):
         mine = ids[r * per_round : (r + 1) * per_round]
-        cmd = [sys.executable, __file__, "--store", str(args.store), "--verb", args.verb, "--child", *mine]
+        cmd = [sys.executable, __file__, "--store", str(args.store), "--verb", args.verb]
+        cmd += ["--cold-model"] * args.cold_model + ["--child", *mine]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
         line = next(x for x in out.stdout.splitlines() if x.startswith("ROUND "))
         rounds.append(json.loads(line.removeprefix("ROUND ")))
