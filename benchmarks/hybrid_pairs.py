@@ -1,7 +1,7 @@
 """Two sets of hybrid candidate settings timed query by query, side by side, on a store's live generation.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 5 python benchmarks/hybrid_pairs.py \\
-        --keep DIR [--queries 200] [--rounds 3] [--old BUDGET,POOL,PROBE,RESCORE[,MARKS]] [--new ...]
+        --keep DIR [--queries 200] [--rounds 3] [--old BUDGET,POOL,PROBE,RESCORE[,MARKS[,TEXT_BUDGET]]] [--new ...]
 
 ``DIR`` holds the generation's query files, as ``benchmarks/related_1m.py --store STORE --keep DIR``
 links them. Both rankers share the open files, the page cache (read whole first) and the compiled
@@ -33,11 +33,12 @@ from related_1m import QUERY_FILES, one_core, query_makers  # noqa: E402
 
 
 def settings(text: str) -> dict[str, float]:
-    """BUDGET,POOL,PROBE,RESCORE[,MARKS]: MARKS 0 places a pass's threshold from the lists
-    themselves, as before round 17, instead of from the stored marks (``impact.MARK_STRIDE``)."""
-    budget, pool, probe, rescore, *marks = text.split(",")
+    """BUDGET,POOL,PROBE,RESCORE[,MARKS[,TEXT_BUDGET]]: MARKS 0 places a pass's threshold from the
+    lists themselves, as before round 17, instead of from the stored marks (``impact.MARK_STRIDE``);
+    TEXT_BUDGET, the postings of a free-text pass, is BUDGET when not given (as before round 17)."""
+    budget, pool, probe, rescore, *rest = text.split(",")
     out = {"budget": int(budget), "pool": int(pool), "probe": float(probe), "rescore": int(rescore)}
-    return out | {"marks": int(marks[0]) if marks else 1}
+    return out | {"marks": int(rest[0]) if rest else 1, "text_budget": int(rest[1]) if len(rest) > 1 else int(budget)}
 
 
 def main() -> None:
@@ -48,7 +49,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--old", type=settings, default=settings("150000,600,0.5,0"))
-    default = f"{impact.BUDGET},{rank.POOL},{rank.HYBRID_PROBE},{rank.RESCORE}"
+    default = f"{impact.BUDGET},{rank.POOL},{rank.HYBRID_PROBE},{rank.RESCORE},1,{rank.TEXT_BUDGET}"
     ap.add_argument("--new", type=settings, default=settings(default))
     args = ap.parse_args()
     one_core()

@@ -1,6 +1,7 @@
 """Warm hybrid ``related`` and ``search`` at 1M papers on one core: latency, agreement with exact scoring, open.
 
     nice -n 5 python benchmarks/related_1m.py [--n 1000000] [--queries 200] [--exact-queries 50] [--budget B]
+        [--text-budget B] [--grid-text-budget B ...]
         [--pool P] [--probe S] [--joint J] [--text-probe T] [--grid B ...] [--grid-pool P ...]
         [--rescore R] [--seed S] [--grid-probe S ...] [--grid-joint J ...] [--grid-text-probe T ...]
         [--grid-rescore R ...] [--grid-expand]
@@ -217,6 +218,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         lex,
         post,
         budget=args.budget,
+        text_budget=args.text_budget,
         pool=args.pool,
         probe=args.probe,
         joint=args.joint,
@@ -274,7 +276,16 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         return {**stats, "queries": len(times)}, tops
 
     # The default settings first, then every combination of the grids' values.
-    default = (args.budget, EXPAND_SEARCH, args.pool, args.probe, args.joint, args.text_probe, args.rescore)
+    default = (
+        args.budget,
+        EXPAND_SEARCH,
+        args.pool,
+        args.probe,
+        args.joint,
+        args.text_probe,
+        args.rescore,
+        args.text_budget,
+    )
     configs = [default] + [
         c
         for c in itertools.product(
@@ -285,18 +296,20 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             dict.fromkeys([args.joint, *args.grid_joint]),
             dict.fromkeys([args.text_probe, *args.grid_text_probe]),
             dict.fromkeys([args.rescore, *args.grid_rescore]),
+            dict.fromkeys([args.text_budget, *args.grid_text_budget]),
         )
         if c != default
     ]
-    Config = tuple[int, bool, int, float, int, float, int]
+    Config = tuple[int, bool, int, float, int, float, int, int]
     runs: dict[str, dict[Config, tuple[dict[str, float], list[list[int]]]]] = {v: {} for v in makers}
-    for budget, search, pool, probe, joint, text_probe, rescore in configs:
+    for budget, search, pool, probe, joint, text_probe, rescore, text_budget in configs:
         rk = Ranker(
             vectors,
             fidx,
             lex,
             post,
             budget=budget,
+            text_budget=text_budget,
             expand_search=search,
             pool=pool,
             probe=probe,
@@ -306,11 +319,13 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             rescore=rescore,
         )
         for verb, qs in queries.items():
-            if verb == "search" and (search != EXPAND_SEARCH or probe != args.probe):
-                continue  # free text is never expanded and probes text_probe's lists: neither changes it
-            if verb == "related" and (text_probe != args.text_probe or joint != args.joint):
+            if verb == "search" and (search != EXPAND_SEARCH or probe != args.probe or budget != args.budget):
+                continue  # free text is never expanded, probes text_probe's lists, reads text_budget postings
+            if verb == "related" and (
+                text_probe != args.text_probe or joint != args.joint or text_budget != args.text_budget
+            ):
                 continue  # a paper query probes ``probe``'s lists and takes no joint candidates
-            runs[verb][(budget, search, pool, probe, joint, text_probe, rescore)] = timed(rk, qs)
+            runs[verb][(budget, search, pool, probe, joint, text_probe, rescore, text_budget)] = timed(rk, qs)
     # The same queries with the numpy loops, in this process: the baseline the compiled ones replace.
     with kernels.numpy_only():
         for verb, qs in queries.items():
@@ -387,12 +402,22 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
         "joint": args.joint,
         "text_probe": args.text_probe,
         "rescore": args.rescore,
+        "text_budget": args.text_budget,
     }
     for verb in makers:
         result[verb] = runs[verb][default][0]
         result[f"{verb}_grid"] = [
-            {"budget": b, "expand_search": e, "pool": p, "probe": s, "joint": j, "text_probe": t, "rescore": x, **stats}
-            for (b, e, p, s, j, t, x), (stats, _) in sorted(runs[verb].items())
+            {
+                "budget": b if verb == "related" else tb,
+                "expand_search": e,
+                "pool": p,
+                "probe": s,
+                "joint": j,
+                "text_probe": t,
+                "rescore": x,
+                **stats,
+            }
+            for (b, e, p, s, j, t, x, tb), (stats, _) in sorted(runs[verb].items())
         ]
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -418,6 +443,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--exact-queries", type=int, default=50, help="exact scoring is slow at 1M: agreement on these")
     ap.add_argument("--budget", type=int, default=None, help="postings per lexical pass (default: impact.BUDGET)")
+    ap.add_argument(
+        "--text-budget", type=int, default=None, help="postings per free-text pass (default: rank.TEXT_BUDGET)"
+    )
     ap.add_argument("--pool", type=int, default=None, help="candidates per side (default: rank.POOL)")
     ap.add_argument(
         "--probe", type=float, default=None, help="share of nprobe hybrid probes (default: rank.HYBRID_PROBE)"
@@ -426,7 +454,8 @@ def main() -> None:
     ap.add_argument(
         "--text-probe", type=float, default=None, help="multiple of nprobe free text probes (rank.TEXT_PROBE)"
     )
-    ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these postings budgets")
+    ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these postings budgets (related)")
+    ap.add_argument("--grid-text-budget", type=int, nargs="*", default=[], help="also measure these (search)")
     ap.add_argument("--grid-pool", type=int, nargs="*", default=[], help="also measure these pool sizes")
     ap.add_argument("--grid-probe", type=float, nargs="*", default=[], help="also measure these probe shares")
     ap.add_argument("--grid-joint", type=int, nargs="*", default=[], help="also measure these joint depths")
@@ -456,6 +485,7 @@ def main() -> None:
     args.probe = rank.HYBRID_PROBE if args.probe is None else args.probe
     args.joint = rank.JOINT if args.joint is None else args.joint
     args.text_probe = rank.TEXT_PROBE if args.text_probe is None else args.text_probe
+    args.text_budget = rank.TEXT_BUDGET if args.text_budget is None else args.text_budget
     args.rescore = getattr(rank, "RESCORE", 0) if args.rescore is None else args.rescore
     if args.child is not None:
         measure(args, args.child)

@@ -79,6 +79,12 @@ HYBRID_PROBE = 0.125
 # index's recall at a fused top 10's depth is lower: at 1M papers 1.0 left 0.11 of the exact fused
 # top 10 outside the pool, 2.0 left 0.04 (with JOINT; tuning half of benchmarks/related_1m.py, round 8).
 TEXT_PROBE = 2.0
+# Postings a free-text query's lexical pass reads (a paper query's: impact.BUDGET). A few words'
+# candidates come mostly from the dense side (TEXT_PROBE, JOINT): at 1M papers `search` agreed
+# with exact scoring at 0.956 / 0.959 / 0.958 / 0.959 with 10,000 / 25,000 / 50,000 / 150,000
+# postings (200 queries; 0.956 / 0.954 / 0.955 / 0.955 on 100 fresh ones) and took 16.0 ms
+# against 20.8 ms median at 25,000 and 150,000 (benchmarks/related_1m.py, round 17).
+TEXT_BUDGET = 25_000
 # For a free-text search the dense side is read to this depth, and the half pool of those rows with
 # the best fused score (their cosine from FAISS with their partial lexical score from the postings
 # read) joins the pool: papers good on both sides but in neither side's top ``pool``, which is
@@ -204,7 +210,8 @@ class Ranker:
 
     ``postings`` are the lexical index's derived arrays (:class:`~paperscope.impact.Postings`,
     memory-mapped from the generation); without them they are derived in memory. ``budget`` is
-    the number of postings one lexical pass may read (:meth:`Postings.candidates`);
+    the number of postings one lexical pass may read (:meth:`Postings.candidates`), ``text_budget``
+    that of a free-text query's hybrid pass (``TEXT_BUDGET``);
     ``expand_search`` whether query expansion searches again or re-ranks the first pool;
     ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
     index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``joint`` how deep
@@ -223,6 +230,7 @@ class Ranker:
         postings: Postings | None = None,
         *,
         budget: int = BUDGET,
+        text_budget: int = TEXT_BUDGET,
         expand_search: bool = EXPAND_SEARCH,
         pool: int = POOL,
         probe: float = HYBRID_PROBE,
@@ -237,6 +245,7 @@ class Ranker:
         self.lex = lex
         self.postings = postings if postings is not None else Postings.build(lex, reference=False)
         self.budget = budget
+        self.text_budget = text_budget
         self.expand_search = expand_search
         if pool < 1 or not 0.0 < probe <= 1.0 or joint < 0 or text_probe <= 0.0 or rescore < 0:
             raise InvalidArgument(
@@ -662,7 +671,8 @@ class Ranker:
             # A free-text query's few words are weak lexical evidence: its dense candidates matter more.
             probe = self.text_probe if q.text else self.probe
             drows, dcos = self.dense_top(q, max(pool, self.joint if q.text else 0), mask, probe, exact=False)
-            lrows, partial, exhaustive = self.postings.partial(q.lexical, mask, self.budget)
+            budget = self.text_budget if q.text else self.budget
+            lrows, partial, exhaustive = self.postings.partial(q.lexical, mask, budget)
             parts.append(drows[:pool])
             parts.append(_best(lrows, partial, pool))
             if len(drows) > pool:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import FakeEmbedder
 
-from paperscope import impact, index, kernels
+from paperscope import impact, index, kernels, rank
 from paperscope.errors import DamagedError, InvalidArgument
 from paperscope.explorer import Explorer
 from paperscope.lexical import CarriedArrays, Carry, LexicalIndex, TermVector, carry_rows, unit_weights
@@ -132,6 +132,34 @@ def test_rescoring_part_of_a_truncated_pool_scores_its_hits_exactly(ex: Explorer
     assert float(np.mean(overlaps)) >= 0.96 and same >= 0.7 * len(rows), (float(np.mean(overlaps)), same)
     with pytest.raises(InvalidArgument, match="rescore"):
         Ranker(base.vectors, base.index, base.lex, base.postings, rescore=-1)
+
+
+def test_a_free_text_pass_reads_its_own_budget(ex: Explorer) -> None:
+    # A few words' hybrid pass reads rank.TEXT_BUDGET postings, a paper query's impact.BUDGET: each
+    # pass asks the postings for its own, and a text query ranks as under a budget of that size.
+    base = ex.ranker
+    ranker = Ranker(base.vectors, base.index, base.lex, base.postings, budget=300, text_budget=77)
+    asked: list[int] = []
+    partial = base.postings.partial
+
+    def recorded(q: TermVector, mask: np.ndarray | None = None, budget: int = impact.BUDGET) -> tuple:
+        asked.append(budget)
+        return partial(q, mask, budget)
+
+    text = Query(base.vectors[4], base.lex.text_vector("low-rank adaptation of language models"), text=True)
+    try:
+        base.postings.partial = recorded  # type: ignore[method-assign]
+        ranker.rank(ex.related_query(4), 10, "hybrid")
+        paper_passes, asked[:] = list(asked), []
+        got = ranker.rank(text, 10, "hybrid")
+        text_passes = list(asked)
+    finally:
+        del base.postings.partial
+    assert paper_passes and set(paper_passes) == {300}
+    assert text_passes == [77]
+    same = Ranker(base.vectors, base.index, base.lex, base.postings, budget=77, text_budget=77).rank(text, 10, "hybrid")
+    assert [(h.row, h.z) for h in got] == [(h.row, h.z) for h in same]
+    assert rank.TEXT_BUDGET < impact.BUDGET
 
 
 def test_a_truncated_pass_reads_the_postings_that_add_the_most(ex: Explorer) -> None:
