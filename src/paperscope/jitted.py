@@ -224,7 +224,8 @@ def segment_ends(
     ``stride``, then ``stride`` long, up to ``head[t]``) written to ``term`` / ``size`` / ``last`` /
     ``contrib``, list by list; returns how many. ``mark_stride`` 0: every impact read from ``vals``.
     Whole strides past the doubling read consecutive marks (a slot counter: a division per segment
-    made this loop twice numpy's time)."""
+    made this loop twice numpy's time). The doubling and the last partial segment write theirs
+    inline, twice: a shared ``inline="always"`` helper took 0.25 ms a call against 0.045 here."""
     top = 1
     while top * 2 <= stride:
         top *= 2
