@@ -193,7 +193,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
 
     from paperscope import impact, index, kernels
     from paperscope.lexical import advise_random
-    from paperscope.rank import EXPAND_SEARCH, Query, Ranker, dense_reference
+    from paperscope.rank import EXPAND_SEARCH, Query, Ranker, default_text_probe, dense_reference
 
     imports = time.perf_counter() - t0
     info = json.loads((tmp / "index.json").read_text())
@@ -209,6 +209,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     n, dim = vectors.shape
     fidx = index.load(tmp / "index.faiss", n, dim, info, mmap=True)  # as VectorIndex opens it
     t_faiss = time.perf_counter() - t0
+    # the ranker's own default for this index's codes (rank.TEXT_PROBE, or TEXT_PROBE_SQ8 for 8-bit lists)
+    args.text_probe = default_text_probe(fidx) if args.text_probe is None else args.text_probe
     t1 = time.perf_counter()
     base = tmp / impact.BASE_FILE  # a generation whose postings are a delta over a base
     lex, post = impact.open_index(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, n, base if base.exists() else None)
@@ -452,7 +454,10 @@ def main() -> None:
     )
     ap.add_argument("--joint", type=int, default=None, help="free text's dense depth for joint candidates (rank.JOINT)")
     ap.add_argument(
-        "--text-probe", type=float, default=None, help="multiple of nprobe free text probes (rank.TEXT_PROBE)"
+        "--text-probe",
+        type=float,
+        default=None,
+        help="multiple of nprobe free text probes (default: rank.default_text_probe)",
     )
     ap.add_argument("--grid", type=int, nargs="*", default=[], help="also measure these postings budgets (related)")
     ap.add_argument("--grid-text-budget", type=int, nargs="*", default=[], help="also measure these (search)")
@@ -484,7 +489,6 @@ def main() -> None:
     args.pool = rank.POOL if args.pool is None else args.pool
     args.probe = rank.HYBRID_PROBE if args.probe is None else args.probe
     args.joint = rank.JOINT if args.joint is None else args.joint
-    args.text_probe = rank.TEXT_PROBE if args.text_probe is None else args.text_probe
     args.text_budget = rank.TEXT_BUDGET if args.text_budget is None else args.text_budget
     args.rescore = getattr(rank, "RESCORE", 0) if args.rescore is None else args.rescore
     if args.child is not None:

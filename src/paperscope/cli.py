@@ -333,7 +333,7 @@ def _lexical_line(data: dict[str, Any]) -> str:
 
 
 def _index_line(ix: dict[str, Any]) -> str:
-    """e.g. 'ivf (IndexIVFScalarQuantizer, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
+    """e.g. 'ivf (IndexIVFPQFastScan, nlist=2000, nprobe=16; recall@10 0.962 on 500 queries; built in 41.2s)'."""
     params = ", ".join(f"{k}={v}" for k, v in (ix.get("params") or {}).items())
     kind = {"IndexFlatIP": "flat"}.get(ix["type"], ix["type"])  # stores written before index types
     details = [ix.get("faiss", "IndexFlatIP") + (f", {params}" if params else "")]

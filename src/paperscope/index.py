@@ -8,24 +8,26 @@ The index type is chosen by size (``choose_type``), or forced by the user:
 - ``flat``: exact ``IndexFlatIP``. One query scans n*d floats; measured here on one core
   (faiss-cpu 1.15.1, 384-d) that is ~0.3 ms at 10k, ~3 ms at 50k, ~6 ms at 100k vectors, so
   flat is used up to ``FLAT_MAX`` (issue 5 wants a warm ``related`` in ≤ 5 ms).
-- ``ivf``: ``IndexIVFScalarQuantizer`` with ~2*sqrt(n) lists (FAISS guidelines: sqrt(n)..16*sqrt(n)),
-  k-means trained on a sample of 40 points per list (just above FAISS's minimum of 39, which
-  keeps training time bounded). The lists hold each vector's residual to its list's centroid in
-  8 bits per dimension (``QT_8bit``): a quarter of the bytes to scan and to read from disk, with
-  scores off by at most 0.0012 (1M generated papers). The rows a search returns are scored
-  again exactly from ``vectors.npy`` (:func:`lossy`, ``rank.Ranker.dense_top``), so the only loss
-  is lists not probed and neighbours pushed past ``REFINE`` by the coding error. Stores built
-  before round 8 hold ``IndexIVFFlat`` (uncompressed lists), kept and updated until their next
-  drift check, which retrains them in the current format.
+- ``ivf``: ~2*sqrt(n) lists (FAISS guidelines: sqrt(n)..16*sqrt(n)), k-means trained on a sample
+  of 40 points per list (just above FAISS's minimum of 39, which keeps training time bounded).
+  The lists hold each vector's residual to its list's centroid in 4 bits per dimension
+  (``IndexIVFPQFastScan``, one sub-quantizer of 16 centroids per dimension, codes ``pq4fs``),
+  which FAISS scans 32 rows at a time in SIMD registers: an eighth of the vectors' bytes. The
+  rows a search returns are scored again exactly from ``vectors.npy`` (:func:`lossy`,
+  :func:`refine_depth`, ``rank.Ranker.dense_top``), so the only loss is lists not probed and
+  neighbours pushed past the rows re-scored by the coding error. From round 8 to round 17 the
+  lists held 8 bits per dimension (``IndexIVFScalarQuantizer``, codes ``sq8``), and before that
+  uncompressed vectors (``IndexIVFFlat``): such indexes are kept and updated until their next
+  drift check, which retrains them in the current format (``codes=`` still builds ``sq8``).
 
   A re-run updates an IVF index in place (:func:`update`: the changed rows removed and added
   again) and keeps its centroids while they still fit the data. Each time the rows changed since
   the last check pass :data:`CHECK_FRACTION` of the index, the updated index is checked
   (:func:`drift_check`): recall@10 at its tuned nprobe against exact search (the build's own
   measurement, on 500 queries: this run's changed rows and seeded random ones), the number of
-  rows against the number it was trained on (:data:`SIZE_FACTOR`), the share of rows whose
-  residual the 8-bit codes' trained range clips (:data:`CLIP_SHARE`) and how unevenly the lists
-  are filled (:data:`IMBALANCE_GROWTH`). When all pass, the centroids are kept, the check is
+  rows against the number it was trained on (:data:`SIZE_FACTOR`), the share of rows coded
+  further than :data:`CODE_ERROR` from themselves (:data:`MISCODED_SHARE`) and how unevenly the
+  lists are filled (:data:`IMBALANCE_GROWTH`). When all pass, the centroids are kept, the check is
   recorded in the manifest (``incremental.checked``) and the count starts again from it;
   otherwise the index is retrained (the block records the failed check as ``drift_check``). The
   row count alone only says when to look: an edited corpus of the same distribution keeps its
@@ -63,6 +65,12 @@ _GT_CHUNK = 16_384
 
 FLAT_MAX = 50_000
 TARGET_RECALL = 0.95
+# A drift check (below) retrains an index whose recall@10 fell below TARGET_RECALL by more than
+# this. Both figures are estimates on 500 stored rows as queries: at 1M papers the same index
+# measured 0.9488-0.9534 on the queries of three checks against 0.9508 at its build (4-bit lists,
+# 256 rows re-scored; 0.9530-0.9576 against 0.9566 with 8-bit lists), so an index tuned just past
+# the target was retrained for the queries drawn, not for drift.
+RECALL_MARGIN = 0.01
 # An IVF index is updated in place of a rebuild; each time this fraction of its rows changed since
 # its last check (or its training), the updated index is checked for drift (drift_check).
 CHECK_FRACTION = 0.10
@@ -76,19 +84,22 @@ CHECK_FRACTION = 0.10
 # factor bounds what a kept index costs a query, to about 1.4 times a fresh build's list scan.
 SIZE_FACTOR = 2.0
 # ... or when more than this share of the checked rows (the run's changed rows and the recall
-# queries) has a residual outside the 8-bit codes' trained range in some dimension: that part is
-# clipped, and the coded score of such a row can be far from its cosine. Rows drawn like the
-# training sample are within it but for outliers: 0.09% after 30% of a generated 40k arXiv corpus
-# was edited, 0.36% after it doubled (static backend); 74% after 5,000 papers of another domain
-# (cooking) were added to it.
-CLIP_SHARE = 0.02
+# queries) is coded further than CODE_ERROR from itself: the norm of the difference between a row's
+# residual and its 4-bit code bounds how far the code's score for any query can be from the
+# row's cosine. A code is a row's nearest centroid per dimension, trained on the sample's
+# residuals: rows drawn like it are coded within 0.2 but for outliers (0.00%, 0.03%, 0.38% of
+# the rows of the 1M static store, a generated 20,000 x 384 and 6,000 x 64 store), rows of
+# clusters the training never saw mostly not (63-100%). (8-bit lists measured the rows their
+# trained range clipped, until round 17.)
+MISCODED_SHARE = 0.02
+CODE_ERROR = 0.2
 # ... or when the lists' imbalance factor (FAISS's: nlist * sum(size^2) / n^2, the codes a query
 # scans relative to equal lists) grew by more than this factor since training: new rows piled into
 # a few lists make the queries that probe them that much slower, whatever the recall. Measured on
 # the same corpora: 1.733 trained, 1.731 after the edits, 1.748 doubled, 6.02 with the other domain.
 IMBALANCE_GROWTH = 1.5
-# At most this many of a run's changed rows are assigned to lists for the clipping measure.
-CLIP_ROWS = 16_384
+# At most this many of a run's changed rows are coded again for the coding measure.
+CHECK_ROWS = 16_384
 RECALL_K = 10
 RECALL_QUERIES = 500
 HNSW_M = 32
@@ -97,14 +108,28 @@ MMAP_BYTES = 64 * 2**20
 HNSW_EF_CONSTRUCTION = 64
 _NPROBE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _EF_STEPS = (16, 32, 64, 128, 256, 512)
-_FAISS_CLASS = {"flat": "IndexFlatIP", "ivf": "IndexIVFScalarQuantizer", "hnsw": "IndexHNSWFlat"}
+# An IVF index's list codes: "pq4fs", 4 bits a dimension read by FAISS's fast scan
+# (IndexIVFPQFastScan, one 16-centroid sub-quantizer per dimension), or "sq8", a byte a dimension
+# (IndexIVFScalarQuantizer, the codes from round 8 to round 17). At 1M papers (256-d static
+# vectors, 2,000 lists, one core; benchmarks/ivf_codes.py, round 18) the two found the same share
+# of a noisy query's exact top 100 among their first 2,000 rows at every nprobe (0.754 / 0.890 /
+# 0.973 at 128 / 256 / 512 lists), in 2.3 / 4.3 / 7.8 ms against 7.0 / 12.8 / 23.3 ms. The file
+# is half the size (143 against 266 MB) but is read whole on open (FAISS maps only plain lists):
+# 0.09-0.10 s against 0.005 s.
+IVF_CODES = ("pq4fs", "sq8")
+CODES = "pq4fs"
 # A lossy index (8-bit codes) is asked for at least this many neighbours, which are then scored
 # exactly: the coding error (at most 0.0012 at 1M papers) reorders neighbours only among near-ties.
 REFINE = 64
+# ... and one with 4-bit fast-scan lists for this many: its scores are coarser, so the exact top 10
+# lies deeper in its order. At 1M papers recall@10 at 128 lists (500 stored rows as queries) was
+# 0.914 / 0.944 / 0.954 / 0.957 re-scoring 64 / 128 / 256 / 512 rows (0.957 for 8-bit lists at 64):
+# 512 keeps the tuned nprobe where 8-bit lists had it, with the same margin over TARGET_RECALL.
+REFINE_PQ4 = 512
 # A lossy index's score for a row and the row's exact cosine differ by less than this, or the index
 # does not hold these vectors (the per-answer check). Far above coding error (at most 0.0012 at 1M
-# papers), and above what clipping a row outside the trained range gives, so it never fires on a
-# sound store; damage to single bytes is ``paperscope verify``'s to find (sha256).
+# papers with 8-bit lists; 0.04-0.08 with 4-bit ones on generated 20,000- and 400-row stores), so it
+# never fires on a sound store; damage to single bytes is ``paperscope verify``'s to find (its digests).
 LOSSY_TOLERANCE = 0.25
 # The 8-bit codes' range per dimension: the training sample's, widened by this share on each side.
 SQ_MARGIN = 0.1
@@ -127,12 +152,18 @@ def ivf_lists(n: int) -> int:
     return max(1, min(int(2 * math.sqrt(n)), n // 39))
 
 
-def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tuple[faiss.Index, dict[str, Any]]:
+def build(
+    vectors: np.ndarray, kind: str | None = None, *, seed: int = 0, codes: str | None = None
+) -> tuple[faiss.Index, dict[str, Any]]:
     """Build the index for ``vectors`` (may be memory-mapped; it is read in chunks).
 
     Returns the index and its manifest block: type, FAISS class, parameters, recall@10
-    against exact search on a sample, and build seconds.
+    against exact search on a sample, and build seconds. ``codes`` chooses an IVF index's list
+    codes (:data:`IVF_CODES`; default :data:`CODES`).
     """
+    codes = CODES if codes is None else codes
+    if codes not in IVF_CODES:
+        raise InvalidArgument(f"IVF codes must be one of {', '.join(IVF_CODES)}, got {codes!r}")
     t0 = time.perf_counter()
     n, dim = vectors.shape
     chosen_by = "user" if check_type(kind) else "size"
@@ -146,22 +177,17 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
     elif kind == "ivf":
         nlist = ivf_lists(n)
         train_rows = np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))
-        quantizer = faiss.IndexFlatIP(dim)
-        idx = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        # Each dimension's code range is the training sample's, widened by SQ_MARGIN of it on both
-        # sides: rows outside the sample (and rows added by later updates) are clipped less often.
-        idx.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
-        idx.sq.rangestat_arg = SQ_MARGIN
+        idx = _ivf(dim, nlist, codes, seed)
         idx.cp.seed = seed
         idx.cp.niter = 10  # FAISS's default 25 mostly refines centroids; recall is tuned via nprobe anyway
         if train_rows.size < 39 * nlist:
             # Only a forced IVF on a tiny corpus gets here (one list); FAISS would print a warning.
             idx.cp.min_points_per_centroid = 1
+        if codes == "pq4fs" and train_rows.size < 39 * 16:
+            idx.pq.cp.min_points_per_centroid = 1  # the same for each dimension's 16 centroids
         idx.train(np.ascontiguousarray(vectors[train_rows], dtype=np.float32))
         _add(idx, vectors)
-        params = {"nlist": nlist, "train_size": int(train_rows.size), "kmeans_iterations": 10, "codes": "sq8"}
+        params = {"nlist": nlist, "train_size": int(train_rows.size), "kmeans_iterations": 10, "codes": codes}
         # What the drift check compares a later update with (SIZE_FACTOR, IMBALANCE_GROWTH).
         trained = {"trained_rows": int(n), "list_imbalance": round(float(idx.invlists.imbalance_factor()), 4)}
     elif kind == "hnsw":
@@ -175,7 +201,7 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
 
     info: dict[str, Any] = {
         "type": kind,
-        "faiss": _FAISS_CLASS[kind],
+        "faiss": type(faiss.downcast_index(idx)).__name__,
         "metric": "inner_product",
         "chosen_by": chosen_by,
         "params": params,
@@ -212,6 +238,26 @@ def build(vectors: np.ndarray, kind: str | None = None, *, seed: int = 0) -> tup
     return idx, info
 
 
+def _ivf(dim: int, nlist: int, codes: str, seed: int) -> faiss.Index:
+    """An untrained IVF index of ``nlist`` lists over a flat inner-product quantizer, its lists in ``codes``."""
+    quantizer = faiss.IndexFlatIP(dim)
+    if codes == "sq8":
+        idx = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        # Each dimension's code range is the training sample's, widened by SQ_MARGIN of it on both
+        # sides: rows outside the sample (and rows added by later updates) are clipped less often.
+        idx.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+        idx.sq.rangestat_arg = SQ_MARGIN
+        return idx
+    # One sub-quantizer per dimension (dim of them, 16 centroids each, k-means per dimension): the
+    # residual coded in 4 bits a dimension, scanned 32 rows at a time in SIMD registers.
+    idx = faiss.IndexIVFPQFastScan(quantizer, dim, nlist, dim, 4, faiss.METRIC_INNER_PRODUCT)
+    idx.by_residual = True
+    idx.pq.cp.seed = seed
+    return idx
+
+
 def can_update(info: dict[str, Any] | None, kind: str | None, n: int) -> bool:
     """Whether the previous index (manifest block ``info``) may be updated rather than rebuilt.
 
@@ -240,6 +286,7 @@ def update(
     old = changed[changed < previous_n].astype(np.int64)
     if len(old):
         idx.remove_ids(old)  # an array of labels: FAISS wraps it in an IDSelectorBatch
+        _clear_vacated(idx)
     for start in range(0, len(changed), _ADD_CHUNK):
         part = changed[start : start + _ADD_CHUNK].astype(np.int64)
         idx.add_with_ids(np.ascontiguousarray(vectors[part], dtype=np.float32), part)
@@ -258,6 +305,35 @@ def update(
     }
     block["update_seconds"] = round(time.perf_counter() - t0, 3)
     return idx, block
+
+
+def _clear_vacated(idx: faiss.Index) -> None:
+    """Zero the slots past the last entry of each 4-bit fast-scan list (no-op for other lists).
+
+    FAISS 1.15's ``BlockInvertedLists.remove_ids`` fills a removed entry's slot with the list's last
+    entry and shrinks the list, but leaves the moved entry's code in the slot it vacated; adding
+    to a list then ORs each new code into the slot past its end (4-bit codes are packed by
+    nibbles into zeroed blocks). Rows added after a removal were coded wrong: in a test of 20,000
+    rows, 25% of the re-added rows found themselves, and at 1M papers 16% (a 1% edit). Each
+    list's last, partly filled block is unpacked, zeroed and packed again (``CodePackerPQ4``):
+    about 2,000 lists at 1M papers.
+    """
+    ivf = faiss.extract_index_ivf(idx)
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    if not isinstance(lists, faiss.BlockInvertedLists):
+        return
+    packer, per_block, size = lists.packer, lists.n_per_block, lists.block_size
+    for i in range(lists.nlist):
+        entries = lists.list_size(i)
+        used = entries % per_block
+        if not used:
+            continue  # no partly filled block: the next entry starts a fresh, zeroed one
+        blocks = entries // per_block + 1
+        last = faiss.rev_swig_ptr(lists.get_codes(i), blocks * size)[(blocks - 1) * size :].reshape(1, size)
+        codes = [packer.unpack_1(last, j) for j in range(used)]
+        last[:] = 0
+        for j, code in enumerate(codes):
+            packer.pack_1(code, j, last)
 
 
 def check_due(info: dict[str, Any]) -> bool:
@@ -280,19 +356,20 @@ def trained_rows(info: dict[str, Any]) -> int:
 def drift_check(idx: faiss.Index, info: dict[str, Any], vectors: np.ndarray, changed: np.ndarray) -> dict[str, Any]:
     """Whether the updated IVF index ``idx`` (block ``info`` from :func:`update`) still fits ``vectors``.
 
-    Measured, cheapest first (an index of the older format, ``IndexIVFFlat``, is retrained as the
-    build makes it now, and a failed size check measures nothing else):
+    Measured, cheapest first (an index of an older format, ``IndexIVFFlat`` or 8-bit lists, is
+    retrained as the build makes it now, and a failed size check measures nothing else):
 
     - ``rows`` against ``trained_rows``: outside a factor of :data:`SIZE_FACTOR`, the lists are
       sized for another corpus;
-    - ``clipped``: the share of the checked rows (this run's ``changed`` rows, at most
-      :data:`CLIP_ROWS` of them, and the recall queries) with a residual outside the 8-bit codes'
-      trained range in some dimension (:data:`CLIP_SHARE`);
+    - ``miscoded``: the share of the checked rows (this run's ``changed`` rows, at most
+      :data:`CHECK_ROWS` of them, and the recall queries) whose 4-bit code lies further than
+      :data:`CODE_ERROR` from the row's residual (:data:`MISCODED_SHARE`);
     - ``list_imbalance`` against the one at training (:data:`IMBALANCE_GROWTH`);
     - ``recall_at_10`` at the tuned nprobe against exact search (:func:`exact_neighbours`,
       :func:`recall`: the build's measurement) on :data:`RECALL_QUERIES` stored rows as queries:
       up to half of them this run's changed rows (evenly spaced), the rest drawn at random with
-      the index's seed; below :data:`TARGET_RECALL`, the build's own acceptance test, it fails.
+      the index's seed; below :data:`TARGET_RECALL` (the build's own acceptance test) by more
+      than :data:`RECALL_MARGIN`, it fails.
 
     Returns the record for the manifest: the figures, ``seconds``, ``decision`` ("kept" or
     "retrain") and the ``reasons`` for a retrain. Deterministic: the same vectors and changed
@@ -303,19 +380,21 @@ def drift_check(idx: faiss.Index, info: dict[str, Any], vectors: np.ndarray, cha
     base = trained_rows(info)
     record: dict[str, Any] = {"rows": int(n), "trained_rows": base, "size_factor": SIZE_FACTOR}
     reasons: list[str] = []
-    if not lossy(idx):
-        reasons.append("format")  # an IndexIVFFlat of a store built before round 8: retrained as sq8
+    if not lossy(idx) or codes_of(info) != CODES:
+        # an IndexIVFFlat of a store built before round 8, or 8-bit lists (rounds 8-17): retrained
+        # as the build makes them now
+        reasons.append("format")
     elif not base / SIZE_FACTOR <= n <= base * SIZE_FACTOR:
         reasons.append("size")
     else:
         changed = np.unique(np.asarray(changed, dtype=np.int64))
         queries = _check_queries(n, changed, int(info.get("seed", 0)))
-        # every changed row up to CLIP_ROWS (evenly spaced above), and the queries
-        spaced = changed[np.unique(np.linspace(0, len(changed) - 1, min(len(changed), CLIP_ROWS)).astype(np.int64))]
-        record["clipped"] = _clipped_share(idx, vectors, np.union1d(spaced, queries))
-        record["clip_share"] = CLIP_SHARE
-        if record["clipped"] > CLIP_SHARE:
-            reasons.append("clipping")
+        # every changed row up to CHECK_ROWS (evenly spaced above), and the queries
+        spaced = changed[np.unique(np.linspace(0, len(changed) - 1, min(len(changed), CHECK_ROWS)).astype(np.int64))]
+        record["miscoded"] = _miscoded_share(idx, vectors, np.union1d(spaced, queries))
+        record["miscoded_share"], record["code_error"] = MISCODED_SHARE, CODE_ERROR
+        if record["miscoded"] > MISCODED_SHARE:
+            reasons.append("coding")
         ivf = faiss.extract_index_ivf(idx)
         imbalance = round(float(ivf.invlists.imbalance_factor()), 4)
         record["list_imbalance"] = imbalance
@@ -331,7 +410,8 @@ def drift_check(idx: faiss.Index, info: dict[str, Any], vectors: np.ndarray, cha
             target_recall=TARGET_RECALL,
             nprobe=int(ivf.nprobe),
         )
-        if record["recall_at_10"] < TARGET_RECALL:
+        record["recall_margin"] = RECALL_MARGIN
+        if record["recall_at_10"] < TARGET_RECALL - RECALL_MARGIN:
             reasons.append("recall")
     record["decision"] = "retrain" if reasons else "kept"
     record["reasons"] = reasons
@@ -360,25 +440,21 @@ def _check_queries(n: int, changed: np.ndarray, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([picked, extra]))
 
 
-def _clipped_share(idx: faiss.Index, vectors: np.ndarray, rows: np.ndarray) -> float:
-    """The share of ``rows`` whose residual to their list's centroid leaves the 8-bit codes'
-    trained range in some dimension (FAISS clamps it there: ``ScalarQuantizer``, ``RS_minmax``)."""
+def _miscoded_share(idx: faiss.Index, vectors: np.ndarray, rows: np.ndarray) -> float:
+    """The share of ``rows`` whose residual to their list's centroid lies further than
+    :data:`CODE_ERROR` from its 4-bit code (an index of 4-bit fast-scan lists)."""
     ivf = faiss.downcast_index(faiss.extract_index_ivf(idx))
-    if not isinstance(ivf, faiss.IndexIVFScalarQuantizer) or not len(rows):
+    if not len(rows):
         return 0.0
-    dim = ivf.d
-    trained = faiss.vector_to_array(ivf.sq.trained)
-    if ivf.sq.qtype != faiss.ScalarQuantizer.QT_8bit or trained.size != 2 * dim:
-        return 0.0
-    lo, hi = trained[:dim], trained[:dim] + trained[dim:]
     centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
-    clipped = 0
+    far = 0
     for start in range(0, len(rows), _ADD_CHUNK):
         x = np.ascontiguousarray(vectors[rows[start : start + _ADD_CHUNK]], dtype=np.float32)
         _, assigned = ivf.quantizer.search(x, 1)
-        residual = x - centroids[assigned[:, 0]] if ivf.by_residual else x
-        clipped += int(((residual < lo) | (residual > hi)).any(axis=1).sum())
-    return round(clipped / len(rows), 4)
+        residual = np.ascontiguousarray(x - centroids[assigned[:, 0]]) if ivf.by_residual else x
+        coded = ivf.pq.decode(ivf.pq.compute_codes(residual))
+        far += int((np.linalg.norm(residual - coded, axis=1) > CODE_ERROR).sum())
+    return round(far / len(rows), 4)
 
 
 def build_flat(vectors: np.ndarray) -> faiss.Index:
@@ -417,13 +493,23 @@ def lossy(idx: faiss.Index) -> bool:
     return ivf is not None and not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
 
 
+def refine_depth(idx: faiss.Index) -> int:
+    """How many rows a search of ``idx`` reads to score exactly: :data:`REFINE_PQ4` for 4-bit
+    fast-scan lists, :data:`REFINE` for 8-bit ones, 0 for an exact index."""
+    if not lossy(idx):
+        return 0
+    fast = isinstance(faiss.downcast_index(faiss.extract_index_ivf(idx)), faiss.IndexIVFPQFastScan)
+    return REFINE_PQ4 if fast else REFINE
+
+
 def refined(idx: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """FAISS's top k per query, as (scores, rows); from a lossy index, the best k of its ``REFINE``
-    (or k) by the exact cosine with ``vectors`` (rows of -1, where fewer were found, stay last)."""
+    """FAISS's top k per query, as (scores, rows); from a lossy index, the best k of its
+    :func:`refine_depth` (or k) by the exact cosine with ``vectors`` (rows of -1, where fewer were
+    found, stay last)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if not lossy(idx):
         return idx.search(queries, k)
-    scores, rows = idx.search(queries, max(k, REFINE))
+    scores, rows = idx.search(queries, max(k, refine_depth(idx)))
     exact = np.einsum("qd,qkd->qk", queries, np.asarray(vectors[np.maximum(rows, 0)], dtype=np.float32))
     exact = np.where(rows >= 0, exact, -np.inf)
     order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
@@ -452,6 +538,13 @@ def configure(idx: faiss.Index, info: dict[str, Any] | None) -> faiss.Index:
     if "efSearch" in params:
         faiss.downcast_index(idx).hnsw.efSearch = int(params["efSearch"])
     return idx
+
+
+def codes_of(info: dict[str, Any] | None) -> str | None:
+    """An IVF block's list codes ("pq4fs", "sq8"; "flat" for the uncoded lists of stores before round 8)."""
+    if kind_of(info) != "ivf":
+        return None
+    return str(((info or {}).get("params") or {}).get("codes", "flat"))
 
 
 def kind_of(info: dict[str, Any] | None) -> str:

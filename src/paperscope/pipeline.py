@@ -488,7 +488,7 @@ def _index_check_line(drift: dict[str, Any], rows: int) -> str:
     figures = [f"{drift['rows']} rows (trained on {drift['trained_rows']})"]
     if "recall_at_10" in drift:
         figures.append(f"recall@10 {drift['recall_at_10']:.3f} on {drift['recall_queries']} queries")
-        figures.append(f"{100 * drift['clipped']:.1f}% of rows clipped")
+        figures.append(f"{100 * drift['miscoded']:.1f}% of rows coded further than {drift['code_error']}")
         figures.append(f"list imbalance {drift['list_imbalance']:.2f}")
     verdict = "kept the centroids" if drift["decision"] == "kept" else f"retrained ({', '.join(drift['reasons'])})"
     return f"index: checked after {rows} rows changed: {'; '.join(figures)}: {verdict} ({drift['seconds']:.1f}s)"

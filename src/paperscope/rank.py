@@ -78,7 +78,13 @@ HYBRID_PROBE = 0.125
 # vector lies farther from the papers it matches than a paper's does from its neighbours, so the
 # index's recall at a fused top 10's depth is lower: at 1M papers 1.0 left 0.11 of the exact fused
 # top 10 outside the pool, 2.0 left 0.04 (with JOINT; tuning half of benchmarks/related_1m.py, round 8).
-TEXT_PROBE = 2.0
+# 4-bit lists (index.CODES "pq4fs") scan faster and order their rows more coarsely: at 1M papers
+# search agreed with exact scoring at 0.953 / 0.963 / 0.971 / 0.977 probing 2 / 2.5 / 3 / 4 times
+# the lists (200 queries; 0.935 / 0.948 / 0.952 / 0.964 on 100 fresh ones) in 10.6-14.4 ms, and
+# with 8-bit lists at 2 times at 0.959 / 0.954 in 18.7-21.4 ms (benchmarks/related_1m.py, round 18).
+TEXT_PROBE = 4.0
+# ... for 8-bit lists (stores written from round 8 to round 17, until their next drift check).
+TEXT_PROBE_SQ8 = 2.0
 # Postings a free-text query's lexical pass reads (a paper query's: impact.BUDGET). A few words'
 # candidates come mostly from the dense side (TEXT_PROBE, JOINT): at 1M papers `search` agreed
 # with exact scoring at 0.956 / 0.959 / 0.958 / 0.959 with 10,000 / 25,000 / 50,000 / 150,000
@@ -205,6 +211,13 @@ def calibrated(mode: str, z: np.ndarray, calibration: dict[str, tuple[float, flo
     return 1.0 / (1.0 + np.exp(-(a + b * np.asarray(z, dtype=np.float64))))
 
 
+def default_text_probe(index: faiss.Index) -> float:
+    """The multiple of dense mode's IVF lists a free-text search probes in this index: ``TEXT_PROBE``,
+    or ``TEXT_PROBE_SQ8`` for 8-bit lists."""
+    sq8 = index_lib.lossy(index) and index_lib.refine_depth(index) == index_lib.REFINE
+    return TEXT_PROBE_SQ8 if sq8 else TEXT_PROBE
+
+
 class Ranker:
     """Ranks paper rows for a Query in one of the MODES, within an optional allowed-rows mask.
 
@@ -216,7 +229,8 @@ class Ranker:
     ``pool`` how many candidates hybrid takes from each side; ``probe`` the share of an IVF
     index's lists hybrid's dense side probes for a paper query (``HYBRID_PROBE``); ``joint`` how deep
     a free-text query's dense side is read for candidates good on both sides (``JOINT``; 0: not); ``text_probe`` the
-    multiple of those lists a free-text search probes (``TEXT_PROBE``); ``rescore`` how many rows of
+    multiple of those lists a free-text search probes (default ``TEXT_PROBE``, ``TEXT_PROBE_SQ8``
+    for an index of 8-bit lists); ``rescore`` how many rows of
     a pool whose lexical pass was cut short are scored exactly on the lexical side (``RESCORE``; 0:
     all); ``dense_reference`` the (mean, std) :func:`dense_reference` recorded when the generation
     was written.
@@ -235,7 +249,7 @@ class Ranker:
         pool: int = POOL,
         probe: float = HYBRID_PROBE,
         joint: int = JOINT,
-        text_probe: float = TEXT_PROBE,
+        text_probe: float | None = None,
         dense_reference: tuple[float, float] | None = None,
         rescore: int = RESCORE,
     ):
@@ -247,6 +261,9 @@ class Ranker:
         self.budget = budget
         self.text_budget = text_budget
         self.expand_search = expand_search
+        self._lossy = index_lib.lossy(index)
+        self._refine = index_lib.refine_depth(index)
+        text_probe = default_text_probe(index) if text_probe is None else text_probe
         if pool < 1 or not 0.0 < probe <= 1.0 or joint < 0 or text_probe <= 0.0 or rescore < 0:
             raise InvalidArgument(
                 f"pool must be >= 1, probe in (0, 1], joint >= 0, text_probe > 0 and rescore >= 0, "
@@ -263,7 +280,6 @@ class Ranker:
         self._reference: Reference | None = None
         # where a memory-mapped IVF index's lists lie, to read them ahead on a cold page cache
         self._lists: index_lib.MappedLists | None | bool = False
-        self._lossy = index_lib.lossy(index)
         self._ivf = faiss.try_extract_index_ivf(index)  # None for flat and HNSW indexes
 
     def reference(self) -> Reference:
@@ -299,7 +315,7 @@ class Ranker:
         Exact with a flat index or a small allowed set; with IVF/HNSW, as good as the index's recall.
         ``probe`` scales an IVF index's ``nprobe`` (< 1: fewer lists, > 1: more). From a lossy
         index (8-bit lists) the found rows are scored again from the vectors (at least
-        ``index.REFINE`` of them), unless ``exact`` is False: hybrid's candidates, which it
+        ``index.refine_depth`` of them), unless ``exact`` is False: hybrid's candidates, which it
         scores exactly itself, keep FAISS's order and scores.
         """
         assert q.dense is not None  # internal: callers check the mode needs a model
@@ -312,7 +328,7 @@ class Ranker:
             scores = np.asarray(self.vectors[rows] @ vec[0], dtype=np.float32)
             return _top(rows, scores, m)
         refine = exact and self._lossy
-        fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16, index_lib.REFINE if refine else 0))
+        fetch = min(self.n, max(m + (len(q.exclude) if mask is not None else 0), 16, self._refine if refine else 0))
         ivf = self._ivf
         while True:
             scores, rows = _search_one(self.index, vec, fetch, probe, self._mapped_lists())

@@ -430,7 +430,7 @@ def test_an_edit_only_rerun_past_the_check_keeps_the_centroids_and_the_idf(tmp_p
     assert check["decision"] == "kept" and check["reasons"] == []
     assert check["recall_at_10"] >= check["target_recall"] == index.TARGET_RECALL
     assert check["recall_queries"] == n and check["changed_queries"] == 50  # at most 500: every row here
-    assert check["clipped"] <= index.CLIP_SHARE and check["rows"] == check["trained_rows"] == n
+    assert check["miscoded"] <= index.MISCODED_SHARE and check["rows"] == check["trained_rows"] == n
     loaded = [index.load(g.file("index.faiss"), n, FakeEmbedder.dimension) for g in (first, gen)]
     a, b = (faiss.extract_index_ivf(i) for i in loaded)  # the centroids trained on the first generation
     assert np.array_equal(a.quantizer.reconstruct_n(0, a.nlist), b.quantizer.reconstruct_n(0, b.nlist))
@@ -489,8 +489,8 @@ def test_compaction_ends_where_a_from_scratch_build_ends(tmp_path: Path) -> None
         assert info["incremental"]["rows_since_check"] <= CHECK_FRACTION * n and report.checks == []
     assert retrained and len(edited) > CHECK_FRACTION * n
     check = info["drift_check"]
-    assert check["decision"] == "retrain" and "clipping" in check["reasons"], check
-    assert check["clipped"] > index.CLIP_SHARE and info["trained_rows"] == n
+    assert check["decision"] == "retrain" and "coding" in check["reasons"], check
+    assert check["miscoded"] > index.MISCODED_SHARE and info["trained_rows"] == n
     idf = gen.manifest["lexical"]["idf_check"]
     assert gen.manifest["lexical"]["derivation"] == "derived" and idf["decision"] == "refreshed"
     assert idf["row_cosine_p1"] < impact.IDF_MIN_COSINE
