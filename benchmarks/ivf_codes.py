@@ -40,16 +40,9 @@ from paperscope import index, rank
 TOP = 100
 
 
-def drop(path: Path) -> None:
-    """Drop a file's pages from the page cache (a cold open)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def main() -> None:
+    from first_query import drop_page_cache  # a sibling script: benchmarks/ is on sys.path
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, required=True)
     ap.add_argument("--queries", type=int, default=100)
@@ -81,13 +74,14 @@ def main() -> None:
             t0 = time.perf_counter()
             built, info = index.build(vectors, "ivf", codes=codes)
             seconds = time.perf_counter() - t0
-            path = Path(scratch) / f"{codes}.faiss"
+            path = Path(scratch) / codes / "index.faiss"
+            path.parent.mkdir()
             index.save(built, path)
             del built
             loads = []
             for cold in (True, False):
                 if cold:
-                    drop(path)
+                    drop_page_cache(path.parent)
                 t0 = time.perf_counter()
                 idx = index.load(path, n, dim, info, mmap=True)
                 loads.append(time.perf_counter() - t0)

@@ -493,13 +493,24 @@ def lossy(idx: faiss.Index) -> bool:
     return ivf is not None and not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
 
 
+def list_codes(idx: faiss.Index) -> str | None:
+    """The codes of a loaded IVF index's lists ("pq4fs", "sq8"; "flat" for ``IndexIVFFlat``), None
+    for an index without lists (what :func:`codes_of` reads from a manifest block)."""
+    ivf = faiss.try_extract_index_ivf(idx)
+    if ivf is None:
+        return None
+    ivf = faiss.downcast_index(ivf)
+    if isinstance(ivf, faiss.IndexIVFPQFastScan):
+        return "pq4fs"
+    return "flat" if isinstance(ivf, faiss.IndexIVFFlat) else "sq8"
+
+
 def refine_depth(idx: faiss.Index) -> int:
     """How many rows a search of ``idx`` reads to score exactly: :data:`REFINE_PQ4` for 4-bit
     fast-scan lists, :data:`REFINE` for 8-bit ones, 0 for an exact index."""
     if not lossy(idx):
         return 0
-    fast = isinstance(faiss.downcast_index(faiss.extract_index_ivf(idx)), faiss.IndexIVFPQFastScan)
-    return REFINE_PQ4 if fast else REFINE
+    return REFINE_PQ4 if list_codes(idx) == "pq4fs" else REFINE
 
 
 def refined(idx: faiss.Index, vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

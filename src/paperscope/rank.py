@@ -214,8 +214,7 @@ def calibrated(mode: str, z: np.ndarray, calibration: dict[str, tuple[float, flo
 def default_text_probe(index: faiss.Index) -> float:
     """The multiple of dense mode's IVF lists a free-text search probes in this index: ``TEXT_PROBE``,
     or ``TEXT_PROBE_SQ8`` for 8-bit lists."""
-    sq8 = index_lib.lossy(index) and index_lib.refine_depth(index) == index_lib.REFINE
-    return TEXT_PROBE_SQ8 if sq8 else TEXT_PROBE
+    return TEXT_PROBE_SQ8 if index_lib.list_codes(index) == "sq8" else TEXT_PROBE
 
 
 class Ranker:
@@ -314,7 +313,7 @@ class Ranker:
 
         Exact with a flat index or a small allowed set; with IVF/HNSW, as good as the index's recall.
         ``probe`` scales an IVF index's ``nprobe`` (< 1: fewer lists, > 1: more). From a lossy
-        index (8-bit lists) the found rows are scored again from the vectors (at least
+        index (coded lists) the found rows are scored again from the vectors (at least
         ``index.refine_depth`` of them), unless ``exact`` is False: hybrid's candidates, which it
         scores exactly itself, keep FAISS's order and scores.
         """
