@@ -4,7 +4,7 @@
         [--text-budget B] [--grid-text-budget B ...]
         [--pool P] [--probe S] [--joint J] [--text-probe T] [--grid B ...] [--grid-pool P ...]
         [--rescore R] [--seed S] [--grid-probe S ...] [--grid-joint J ...] [--grid-text-probe T ...]
-        [--grid-rescore R ...] [--grid-expand]
+        [--grid-rescore R ...] [--grid-expand] [--preload-rounds R]
     nice -n 5 python benchmarks/related_1m.py --store STORE --keep DIR [...]   # a real store's live generation
 
 With ``--store`` the files are those of a store built by ``paperscope index`` (hard-linked into
@@ -328,6 +328,8 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
             ):
                 continue  # a paper query probes ``probe``'s lists and takes no joint candidates
             runs[verb][(budget, search, pool, probe, joint, text_probe, rescore, text_budget)] = timed(rk, qs)
+    if args.preload_rounds:
+        preload_rounds(args.preload_rounds, ranker, vectors, lex, post, queries, timed, result)
     # The same queries with the numpy loops, in this process: the baseline the compiled ones replace.
     with kernels.numpy_only():
         for verb, qs in queries.items():
@@ -424,6 +426,59 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def preload_rounds(
+    rounds: int,
+    ranker: Any,
+    vectors: np.ndarray,
+    lex: Any,
+    post: Any,
+    queries: dict[str, list[Any]],
+    timed: Callable[[Any, list[Any]], tuple[dict[str, float], list[list[int]]]],
+    result: dict[str, object],
+) -> None:
+    """The default settings' queries again, ``rounds`` times each way, alternating: with the query
+    files' pages unmapped from this process first (the first touch of each costs a fault, as in a
+    fresh process), and with them unmapped and then mapped whole up front as ``paperscope serve``
+    does (``Explorer.preload``: ``pagein.populate`` over the same arrays). The page cache holds the
+    files throughout. Medians and p95 over all rounds' queries of each way."""
+    from paperscope import pagein
+    from paperscope.lexical import Vocab, release_pages
+
+    arrays = [vectors, *post.query_arrays()]
+    if isinstance(lex.vocab, Vocab):
+        arrays += [a for a in (lex.vocab.data, lex.vocab.offsets, lex.vocab.order) if a is not None]
+    times: dict[str, dict[str, list[float]]] = {way: {v: [] for v in queries} for way in ("fresh", "preloaded")}
+    populate_s, mapped = [], 0
+    for _ in range(rounds):
+        for way in ("fresh", "preloaded"):
+            release_pages(*arrays)
+            if way == "preloaded":
+                t0 = time.perf_counter()
+                mapped = pagein.populate(*arrays)
+                populate_s.append(time.perf_counter() - t0)
+            for verb, qs in queries.items():
+                for q in qs:
+                    t0 = time.perf_counter()
+                    ranker.rank(q, 10, "hybrid")
+                    times[way][verb].append(time.perf_counter() - t0)
+    result["preload"] = {
+        "rounds": rounds,
+        "mapped_mb": mapped / 1e6,
+        "populate_s": populate_s,
+        **{
+            f"{verb}_{way}": {
+                "median_ms": statistics.median(ts) * 1000,
+                "p95_ms": float(np.percentile(ts, 95)) * 1000,
+                "p99_ms": float(np.percentile(ts, 99)) * 1000,
+                "queries": len(ts),
+            }
+            for way, by_verb in times.items()
+            for verb, ts in by_verb.items()
+        },
+    }
+    result["rss_after_preload_mb"] = vm_mb("VmRSS")
+
+
 def link_store(store: Path, tmp: Path) -> None:
     """Hard-link the live generation's query files into ``tmp``, with its index parameters as index.json."""
     import paperscope
@@ -477,6 +532,12 @@ def main() -> None:
         "--warm-first",
         action="store_true",
         help="time the first query with the files as the page cache holds them (default: dropped first)",
+    )
+    ap.add_argument(
+        "--preload-rounds",
+        type=int,
+        default=0,
+        help="also time the queries this many rounds each with the files' pages unmapped and preloaded",
     )
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -546,6 +607,18 @@ def main() -> None:
             f"| peak RSS of the query process | {res['peak_rss_mb']:.0f} MB (then: {res['rss_anon_mb']:.0f} MB own "
             f"memory, {res['rss_file_mb']:.0f} MB mapped file pages) | same process |"
         )
+        if "preload" in res:
+            pre = res["preload"]
+            for way, said in (("fresh", "pages unmapped first"), ("preloaded", "pages mapped up front")):
+                r2, s2 = pre[f"related_{way}"], pre[f"search_{way}"]
+                print(
+                    f"| {said} ({pre['rounds']} rounds): median / p95 / p99, wall | {r2['median_ms']:.2f} / "
+                    f"{r2['p95_ms']:.2f} / {r2['p99_ms']:.2f} ms | {s2['median_ms']:.2f} / {s2['p95_ms']:.2f} / "
+                    f"{s2['p99_ms']:.2f} ms |"
+                )
+            pops = ", ".join(f"{x:.2f}" for x in pre["populate_s"])
+            print(f"| preload: mapped, time per round | {pre['mapped_mb']:.0f} MB, {pops} s | |")
+            print(f"| RSS after the preloaded rounds | {res['rss_after_preload_mb']:.0f} MB | same process |")
         ex = res["exact_median_ms"]
         print(f"| exact hybrid (the reference), median | {ex['related']:.0f} ms | {ex['search']:.0f} ms |")
         print(

@@ -80,3 +80,17 @@ def torch_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("torch") / "store"
     build(None, store, backend="torch")
     return store
+
+
+def resident_kb(path: Path) -> int | None:
+    """This process's resident kB of the maps of ``path`` (/proc/self/smaps); None off Linux."""
+    smaps = Path("/proc/self/smaps")
+    if not smaps.exists():
+        return None
+    total, inside = 0, False
+    for line in smaps.read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a map's header: address range, perms, ..., path
+            inside = line.endswith(" " + str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total

@@ -715,14 +715,21 @@ def _open_page(path: Path) -> None:
     help="Port to listen on (0: any free port).",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser once ready.")
-def serve(store: Path | None, host: str, port: int, open_browser: bool) -> None:
+@click.option(
+    "--preload/--no-preload",
+    default=True,
+    show_default=True,
+    help="Map the store's query files into memory after start (steadier latency on a large store; "
+    "their pages then count in the server's RSS).",
+)
+def serve(store: Path | None, host: str, port: int, open_browser: bool, preload: bool) -> None:
     """Serve the map page with search, related papers and a basket, and a JSON API (read-only).
 
     Needs the serve extra: pip install "paperscope[serve]". See docs/serve.md for the API.
     """
     from paperscope.serve import serve as run_server  # one line naming the extra when it is missing
 
-    run_server(store, host=host, port=port, open_browser=open_browser)
+    run_server(store, host=host, port=port, open_browser=open_browser, preload=preload)
 
 
 def _presets() -> tuple[str, ...]:

@@ -276,6 +276,17 @@ class Postings:
                     **common,
                 )
 
+    def query_arrays(self) -> list[np.ndarray]:
+        """The arrays a query reads (the forward index, the weights, the postings, their marks and the
+        delta's): what :meth:`paperscope.explorer.Explorer.preload` maps in up front."""
+        arrays = [self.indptr, self.terms, self.unit, self.idf, self.post_starts, self.post_rows, self.post_vals]
+        arrays += [a for a in (self.marks, self.vocab_order) if a is not None]
+        d = self.delta
+        if d is not None:
+            arrays += [d.members, d.to_base, d.starts, d.rows, d.vals]
+            arrays += [d.marks] if d.marks is not None else []
+        return arrays
+
     def term_postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, weights) of one term's postings, impact order (weight descending, ties by row)."""
         d = self.delta

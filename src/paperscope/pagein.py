@@ -7,16 +7,25 @@ the other: 1,200 papers' lexical entries and vectors of a cold 1M store took 0.2
 Faults taken by several threads at once are served by the device together (0.08 s), but with
 the pages in memory the threads only add work. So :func:`take` reads a first block itself and hands
 the rest to threads only when that block was slow (``benchmarks/mapped_reads.py``).
+
+Even with every page in the page cache, a process's first touch of each page of a map costs a
+minor fault (the kernel maps the cached page into the process): a warm ``related`` at 1M papers
+touches pages of the postings and the forward index that no earlier query touched: its p95 was
+15.5-16.9 ms with the maps' pages unmapped first, 10.4-11.8 ms with them mapped up front (round 19,
+``benchmarks/related_1m.py --preload-rounds``). :func:`populate` maps a long-lived process's arrays whole, up front
+(``paperscope serve`` does it after "ready", ``Explorer.preload``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["take"]
+__all__ = ["populate", "take", "touch"]
 
 # Bytes read before deciding. Above this many seconds per byte the pages were being read from the
 # device: with the pages in memory a gather costs 0.1-2 ns per byte here (rows of vectors, single
@@ -57,3 +66,67 @@ def _threads() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="paperscope-pagein")
     return _pool
+
+
+# madvise(2) advice (Linux 5.14+): fault every page of a range in now, reading the file where needed.
+MADV_POPULATE_READ = 22
+PAGE = mmap.PAGESIZE
+
+
+def _mapped(array: np.ndarray) -> bool:
+    """Whether ``array``'s memory is a file map (an ``np.load(..., mmap_mode=...)`` or a view of a map)."""
+    base: object = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base is not None
+
+
+def _ranges(arrays: tuple[np.ndarray, ...]) -> list[tuple[int, int]]:
+    """The page-aligned address ranges of the mapped arrays among ``arrays``, merged where they overlap."""
+    spans = []
+    for a in arrays:
+        if a is None or not a.nbytes or not _mapped(a) or not a.flags.c_contiguous:
+            continue
+        start = a.__array_interface__["data"][0]
+        spans.append((start // PAGE * PAGE, -(-(start + a.nbytes) // PAGE) * PAGE))
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def touch(array: np.ndarray) -> None:
+    """Read one byte of every page of ``array`` (C-contiguous): the portable way to fault its pages in."""
+    flat = array.reshape(-1).view(np.uint8)
+    for lo in range(0, len(flat), 1 << 30):  # a strided view, read a gigabyte of the map at a time
+        int(flat[lo : lo + (1 << 30) : PAGE].max(initial=0))
+
+
+def populate(*arrays: np.ndarray) -> int:
+    """Map every page of the memory-mapped ``arrays`` into this process now; the bytes mapped.
+
+    Arrays in memory are left alone. ``MADV_POPULATE_READ`` does it in the kernel (0.39 s for the
+    7 GB of a 1M store's query files in the page cache here, minutes when they must be read from
+    the device); where the kernel refuses it, one byte of every page is read instead. The pages
+    then count in the process's RSS (they stay the kernel's page cache, shared and reclaimable).
+    Each array must stay referenced until this returns (its map stays open while it is).
+    """
+    ranges = _ranges(arrays)
+    advise = _madvise()
+    for lo, hi in ranges:
+        if advise is None or advise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_POPULATE_READ) != 0:
+            touch(np.frombuffer((ctypes.c_char * (hi - lo)).from_address(lo), dtype=np.uint8))
+    return sum(hi - lo for lo, hi in ranges)
+
+
+def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn

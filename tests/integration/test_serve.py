@@ -439,7 +439,7 @@ def test_cli_serves_then_stops_cleanly_on_ctrl_c(store: Path) -> None:
 
 
 def test_cli_warns_loudly_when_not_on_the_loopback(store: Path) -> None:
-    proc, lines, _ = _start(["--store", str(store), "--host", "0.0.0.0"])
+    proc, lines, _ = _start(["--store", str(store), "--host", "0.0.0.0", "--no-preload"])
     try:
         url = _url(lines)
         assert HTTP.get(f"{url}api/health").status_code == 200
@@ -654,3 +654,39 @@ def test_any_query_parameters_answer_200_or_one_line_422(url: str, params: dict[
     r = HTTP.get(f"{url}/api/search", params=params)
     if r.status_code != 200:
         _check_error(r, 422)
+
+
+def test_each_served_generation_is_preloaded(tmp_path: Path) -> None:
+    """LiveExplorer(preload=True), as `paperscope serve` runs it: every generation it opens is mapped in, in a thread."""
+    from paperscope.serve import LiveExplorer
+
+    fake = FakeEmbedder()
+    store = tmp_path / "s"
+    build(None, store, embedder=fake)
+    live = LiveExplorer(store, embedder=fake, check_interval=0.0, preload=True)
+
+    def preloaded(name: str) -> int:
+        for _ in range(200):
+            if name in live.preloaded:
+                return live.preloaded[name][0]
+            time.sleep(0.05)
+        raise AssertionError(f"generation {name} was not preloaded: {live.preloaded}")
+
+    try:
+        with live.use() as ex:
+            first = ex.generation.name
+            assert preloaded(first) >= ex.index.vectors.nbytes
+        extra = tmp_path / "one.jsonl"
+        extra.write_text(json.dumps({"id": "late-1", "title": "A late paper", "abstract": "late words"}) + "\n")
+        build([extra], store, embedder=fake)
+        with live.use() as ex:
+            assert ex.generation.name != first
+            assert preloaded(ex.generation.name) >= ex.index.vectors.nbytes
+    finally:
+        live.close()
+    off = LiveExplorer(store, embedder=fake)  # off unless asked
+    try:
+        time.sleep(0.2)
+        assert off.preloaded == {}
+    finally:
+        off.close()

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TENSOR_PROGRAMS_V, FakeEmbedder
+from conftest import TENSOR_PROGRAMS_V, FakeEmbedder, resident_kb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paperscope.errors import StoreError, UnknownPaperError
 from paperscope.explorer import Explorer
+from paperscope.lexical import release_pages
 from paperscope.pipeline import build
 
 
@@ -89,3 +90,20 @@ def test_top_level_api_build_then_open(tmp_path: Path, fake: FakeEmbedder) -> No
         ex = paperscope.build([tmp_path / "p.jsonl"], store=tmp_path / "s", embedder=fake)
         assert isinstance(ex, paperscope.Explorer) and len(ex) == 2
     assert paperscope.open(tmp_path / "s", embedder=fake).paper("b").title == "B"
+
+
+def test_preload_maps_the_query_files_and_changes_no_answer(tmp_path: Path, fake: FakeEmbedder) -> None:
+    store = tmp_path / "s"
+    build(None, store, embedder=fake)
+    with Explorer(store, embedder=fake) as ex:
+        vectors = ex.generation.file("vectors.npy")
+        before = [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V, k=10)]
+        release_pages(ex.index.vectors)  # unmapped from this process (the file's pages stay cached)
+        resident = resident_kb(vectors)
+        if resident is None:
+            pytest.skip("needs /proc/self/smaps (Linux)")
+        assert resident == 0
+        mapped = ex.preload()
+        assert mapped >= ex.index.vectors.nbytes + ex.ranker.postings.unit.nbytes
+        assert resident_kb(vectors) >= vectors.stat().st_size // 1024 - 4  # every page, the header's aside
+        assert [h.paper.id for h in ex.related(TENSOR_PROGRAMS_V, k=10)] == before

@@ -131,9 +131,19 @@ class LiveExplorer:
     Every Explorer queries through one :class:`QueryBatcher` (kept across generations of one model).
     """
 
-    def __init__(self, store: str | Path | Store | None = None, *, embedder: Any = None, check_interval: float = 0.25):
+    def __init__(
+        self,
+        store: str | Path | Store | None = None,
+        *,
+        embedder: Any = None,
+        check_interval: float = 0.25,
+        preload: bool = False,
+    ):
         self.store = store if isinstance(store, Store) else Store(store)
         self.check_interval = check_interval
+        # Map each generation's query pages in (Explorer.preload) in a thread once it is open.
+        self.preload = preload
+        self.preloaded: dict[str, tuple[int, float]] = {}  # generation -> (bytes, seconds), once done
         self._embedder = embedder  # a given embedder (tests) is used for every generation
         self.batcher: QueryBatcher | None = None
         self._lock = threading.Lock()  # guards the handle swap and the use counts
@@ -172,7 +182,23 @@ class LiveExplorer:
         first = next(ex.papers(), None)
         if first is not None:
             ex.related(first.id, k=1)  # loads lexical.npz and builds the ranker
+        if self.preload:
+            threading.Thread(target=self._preload, args=(ex,), name="paperscope-preload", daemon=True).start()
         return ex
+
+    def _preload(self, ex: Explorer) -> None:
+        """:meth:`Explorer.preload` off the request path (seconds to minutes at a million papers)."""
+        t0 = time.perf_counter()
+        try:
+            mapped = ex.preload()  # the arrays hold their maps open even if the Explorer is retired meanwhile
+        except Exception as e:  # noqa: BLE001 - queries still work, only their first touches cost more
+            log.warning("paperscope serve: could not preload generation %s (%s)", ex.generation.name, e)
+            return
+        seconds = time.perf_counter() - t0
+        self.preloaded[ex.generation.name] = (mapped, seconds)
+        log.info(
+            "paperscope serve: %.0f MB of generation %s mapped in %.2f s", mapped / 1e6, ex.generation.name, seconds
+        )
 
     def embed_ahead(self, text: str) -> None:
         """Embed a search text now, batched with concurrent requests, for the Explorer's search to use."""
