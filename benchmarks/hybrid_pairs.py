@@ -53,14 +53,15 @@ def main() -> None:
     ap.add_argument("--new", type=settings, default=settings(default))
     args = ap.parse_args()
     one_core()
-    from paperscope import index, kernels
+    from paperscope import index, kernels, overlay
     from paperscope.lexical import advise_random
     from paperscope.rank import Ranker, dense_reference
+    from paperscope.store import read_vectors
 
     tmp = args.keep
     info = json.loads((tmp / "index.json").read_text())
-    vectors = np.load(tmp / "vectors.npy", mmap_mode="r")
-    advise_random(vectors)
+    vectors = read_vectors(tmp)  # vectors.npy, or a base and a delta
+    advise_random(*overlay.parts(vectors))
     n, dim = vectors.shape
     fidx = index.load(tmp / "index.faiss", n, dim, info, mmap=True)
     base = tmp / impact.BASE_FILE

@@ -3,7 +3,7 @@
     python benchmarks/ivf_codes.py --dir DIR [--queries 100] [--noise 0.06] [--multiples 1 2 4]
         [--write DIR2]
 
-DIR holds a generation's ``vectors.npy``: for example the ``--keep`` directory of
+DIR holds a generation's vectors (``vectors.npy``, or a base and a delta): for example the ``--keep`` directory of
 ``benchmarks/related_1m.py --store``. For each of ``index.IVF_CODES`` the script builds the index
 as ``paperscope index`` does (``index.build(vectors, "ivf", codes=...)``: the same seeded k-means
 centroids for both, nprobe tuned to ``index.TARGET_RECALL``) and reports its build time, file
@@ -36,6 +36,7 @@ import faiss
 import numpy as np
 
 from paperscope import index, rank
+from paperscope.store import read_vectors
 
 TOP = 100
 
@@ -50,7 +51,7 @@ def main() -> None:
     ap.add_argument("--multiples", type=float, nargs="*", default=[1.0, 2.0, 4.0])
     ap.add_argument("--write", type=Path, default=None)
     args = ap.parse_args()
-    vectors = np.load(args.dir / "vectors.npy", mmap_mode="r")
+    vectors = read_vectors(args.dir)  # vectors.npy, or a base and a delta
     n, dim = vectors.shape
     rng = np.random.default_rng(7)
     rows = np.sort(rng.choice(n, args.queries, replace=False))

@@ -31,7 +31,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from paperscope import index
+from paperscope import index, overlay
+from paperscope.store import read_vectors
 
 CANDIDATES = 300
 
@@ -44,7 +45,7 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None, help="write DIR with the store's 8-bit index here")
     args = ap.parse_args()
     info = json.loads((args.dir / "index.json").read_text())
-    vectors = np.load(args.dir / "vectors.npy", mmap_mode="r")
+    vectors = read_vectors(args.dir)  # vectors.npy, or a base and a delta
     n, dim = vectors.shape
     loaded = index.load(args.dir / "index.faiss", n, dim, info)
     flat = faiss.downcast_index(loaded)  # keep `loaded`: it owns the C++ object
@@ -112,7 +113,14 @@ def write(src: Path, dst: Path, flat: faiss.Index, vectors: np.ndarray, info: di
     sq8.nprobe = flat.nprobe
     print(f"IVF-SQ8 (store settings) trained and filled in {time.perf_counter() - t0:.1f} s")
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("vectors.npy", "lexical.npz", "lexical-impact.npz", "exact-related.json", "exact-search.json"):
+    for name in (
+        *overlay.LAYERED,
+        "vectors.npy",
+        "lexical.npz",
+        "lexical-impact.npz",
+        "exact-related.json",
+        "exact-search.json",
+    ):
         if (src / name).exists():
             (dst / name).unlink(missing_ok=True)
             (dst / name).hardlink_to(src / name)

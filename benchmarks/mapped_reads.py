@@ -30,15 +30,16 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from paperscope import impact, index, pagein
+from paperscope import impact, index, overlay, pagein
 from paperscope.lexical import advise_random
+from paperscope.store import read_vectors
 
 K = 601
 
 
 def open_mapped(d: Path, faiss_default: bool) -> tuple[faiss.Index, np.ndarray]:
     info = json.loads((d / "index.json").read_text())
-    vectors = np.load(d / "vectors.npy", mmap_mode="r")
+    vectors = read_vectors(d)  # vectors.npy, or a base and a delta
     idx = index.load(d / "index.faiss", *vectors.shape, info, mmap=True)
     if faiss_default:
         faiss.downcast_InvertedLists(faiss.extract_index_ivf(idx).invlists).prefetch_nthread = 32
@@ -82,8 +83,8 @@ def cold(d: Path, how: str, seed: int) -> float:
 
 def gather_rows(d: Path, threaded: bool, seeds: range) -> list[float]:
     """Seconds to gather 1,200 random papers' forward-index entries and vectors, once per seed."""
-    vectors = np.load(d / "vectors.npy", mmap_mode="r")
-    advise_random(vectors)  # as VectorIndex opens it (impact.open_index advises the lexical maps)
+    vectors = read_vectors(d)
+    advise_random(*overlay.parts(vectors))  # as VectorIndex opens it (impact.open_index advises the lexical maps)
     _, post = impact.open_index(d / "lexical.npz", d / impact.DERIVED_FILE, len(vectors))
     take = pagein.take if threaded else (lambda source, i: source[i])
     times = []

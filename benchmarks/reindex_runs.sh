@@ -8,6 +8,8 @@
 # holds a postings delta (round 15) cannot be read by code older than it, so old and new are run
 # in turn, not interleaved. With "merge", impact.DELTA_MAX is set to 0 before the run: the
 # postings are merged whole, as before round 15 (the first such run after deltas writes a new base).
+# With "vectors-ab", each edit run sets overlay.DELTA_MAX to 0 (vectors.npy written whole, as before
+# round 19) and each revert run keeps it (the vectors a base and a delta): the two alternate.
 # Writes DIR/pairs/TAG-{edit,revert}-I.{time,json,err,load}; .time is "wall user sys maxrss_kb".
 set -euo pipefail
 DIR=$(cd "$1" && pwd); CODE=$(cd "$2" && pwd); TAG=$3; ROUNDS=${4:-2}; MODE=${5:-}
@@ -16,6 +18,8 @@ E=$(ls arxiv-*-edit1pct.jsonl.gz | head -1); C=${E%-edit1pct.jsonl.gz}.jsonl.gz
 OUT=$DIR/pairs; mkdir -p "$OUT"
 pre=""; [ "$MODE" = merge ] && pre="import paperscope.impact as i; i.DELTA_MAX = 0.0; "
 run() {  # NAME INPUT
+  local pre=$pre
+  [ "$MODE" = vectors-ab ] && [[ "$1" == *-edit-* ]] && pre="import paperscope.overlay as o; o.DELTA_MAX = 0.0; "
   uptime > "$OUT/$1.load"
   PYTHONPATH=$CODE/src /usr/bin/time -f "%e %U %S %M" -o "$OUT/$1.time" \
     python -c "${pre}import sys; from paperscope.cli import main; sys.argv[0] = 'paperscope'; main()" \

@@ -68,7 +68,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 DRAWS, TITLE_DRAWS, TOPIC_SHARE = 200, 15, 0.4
 # (and lexical-base.npz, the base postings, when lexical-impact.npz holds a delta)
-QUERY_FILES = ("index.faiss", "vectors.npy", "lexical-impact.npz", "lexical.npz", "lexical-base.npz")
+QUERY_FILES = (
+    "index.faiss",
+    "vectors.npy",
+    "lexical-impact.npz",
+    "lexical.npz",
+    "lexical-base.npz",
+    # in place of vectors.npy when the store's vectors are a base and a delta (paperscope.overlay)
+    "vectors-base.npy",
+    "vectors-delta.npy",
+    "vectors-delta-rows.npy",
+)
+VECTOR_FILES = ("vectors.npy", "vectors-base.npy", "vectors-delta.npy", "vectors-delta-rows.npy")
 # The exact ranking is kept to this depth: agreement is on its first 10, "within 20" on all of it.
 EXACT_DEPTH = 20
 # What the cached exact top 10s were computed with; change it when rank_exact's fusion changes.
@@ -191,21 +202,22 @@ def measure(args: argparse.Namespace, tmp: Path) -> None:
     import faiss  # noqa: F401
     from first_query import drop_page_cache
 
-    from paperscope import impact, index, kernels
+    from paperscope import impact, index, kernels, overlay
     from paperscope.lexical import advise_random
     from paperscope.rank import EXPAND_SEARCH, Query, Ranker, default_text_probe, dense_reference
+    from paperscope.store import read_vectors
 
     imports = time.perf_counter() - t0
     info = json.loads((tmp / "index.json").read_text())
     # What `paperscope index` records in the manifest when it writes the generation (Explorer passes it).
-    dense_ref = dense_reference(np.load(tmp / "vectors.npy", mmap_mode="r"))
+    dense_ref = dense_reference(read_vectors(tmp))
     if not args.warm_first:
         # The first query after open with nothing of the files in the page cache, as after a reboot
         # or on a machine short of memory.
         drop_page_cache(tmp)
     t0 = time.perf_counter()
-    vectors = np.load(tmp / "vectors.npy", mmap_mode="r")
-    advise_random(vectors)  # as VectorIndex opens it
+    vectors = read_vectors(tmp)  # vectors.npy, or a base and a delta
+    advise_random(*overlay.parts(vectors))  # as VectorIndex opens it
     n, dim = vectors.shape
     fidx = index.load(tmp / "index.faiss", n, dim, info, mmap=True)  # as VectorIndex opens it
     t_faiss = time.perf_counter() - t0
@@ -441,10 +453,10 @@ def preload_rounds(
     fresh process), and with them unmapped and then mapped whole up front as ``paperscope serve``
     does (``Explorer.preload``: ``pagein.populate`` over the same arrays). The page cache holds the
     files throughout. Medians and p95 over all rounds' queries of each way."""
-    from paperscope import pagein
+    from paperscope import overlay, pagein
     from paperscope.lexical import Vocab, release_pages
 
-    arrays = [vectors, *post.query_arrays()]
+    arrays = [*overlay.parts(vectors), *post.query_arrays()]
     if isinstance(lex.vocab, Vocab):
         arrays += [a for a in (lex.vocab.data, lex.vocab.offsets, lex.vocab.order) if a is not None]
     times: dict[str, dict[str, list[float]]] = {way: {v: [] for v in queries} for way in ("fresh", "preloaded")}
@@ -486,7 +498,7 @@ def link_store(store: Path, tmp: Path) -> None:
 
     with paperscope.open(store) as ex:
         gen = ex.generation
-        for name in ("vectors.npy", "index.faiss", "lexical.npz", impact.DERIVED_FILE, impact.BASE_FILE):
+        for name in ("index.faiss", "lexical.npz", impact.DERIVED_FILE, impact.BASE_FILE, *VECTOR_FILES):
             if not (tmp / name).exists() and name in gen.manifest["files"]:
                 os.link(gen.file(name), tmp / name)
         (tmp / "index.json").write_text(json.dumps(gen.manifest["index"]))

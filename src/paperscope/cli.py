@@ -320,6 +320,16 @@ def _print_hits(hits: list[Hit], as_json: bool, header: str, as_jsonl: bool = Fa
         click.echo(f"  ({shown(note)})")
 
 
+def _vectors_line(data: dict[str, Any]) -> str:
+    """e.g. 'the base written by g000012 and a delta of 9,780 rows' (paperscope.overlay), or 'written whole'."""
+    rows = (data.get("vectors") or {}).get("delta_rows")
+    files = data.get("files", {})
+    meta = files.get("vectors-base.npy") or files.get("vectors.npy") or {}
+    if rows is not None:
+        return f"the base written by {meta.get('written_by', '?')} and a delta of {rows:,} rows"
+    return "those of " + meta["written_by"] if meta.get("written_by") else "written whole"
+
+
 def _lexical_line(data: dict[str, Any]) -> str:
     """e.g. 'tfidf-sublinear-cosine; postings: the base written by g000012 and a delta of 9,780 rows'."""
     lex = data["lexical"]
@@ -541,6 +551,7 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
             f"{data['model']['name']} (backend {(data['model'].get('lock') or {}).get('backend', 'custom')}, "
             f"fingerprint {data['model']['fingerprint']}, dim {data['model']['dimension']})",
         ),
+        ("vectors", _vectors_line(data)),
         ("index", _index_line(data["index"])),
         *([("lexical", _lexical_line(data))] if data.get("lexical") else []),
         (

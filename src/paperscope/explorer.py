@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from paperscope import impact, pagein
+from paperscope import impact, overlay, pagein
 from paperscope import lexical as lexical_mod
 from paperscope.embed.base import Embedder
 from paperscope.errors import DamagedError, InvalidArgument, PaperscopeError, StoreError
@@ -184,7 +184,7 @@ class Explorer:
         vocabulary (about 5 GB at a million papers: they then count in this process's RSS) are
         mapped; from the device, when they are not cached, this reads them (minutes at 1M).
         """
-        arrays = [self.index.vectors, *self.ranker.postings.query_arrays()]
+        arrays = [*overlay.parts(self.index.vectors), *self.ranker.postings.query_arrays()]
         vocab = self.lexical.vocab
         if isinstance(vocab, lexical_mod.Vocab):
             arrays += [a for a in (vocab.data, vocab.offsets, vocab.order) if a is not None]
@@ -515,7 +515,11 @@ class Explorer:
             titles.append(title)
             texts.append(paper_text(title, abstract))
             hashes.append(chash)
-        return ids, titles, texts, hashes, np.asarray(self.index.vectors)
+        vectors = np.asarray(self.index.vectors)  # the memory map itself, or a copy of a base and a delta
+        if vectors is not self.index.vectors and not isinstance(self.index.vectors, np.ndarray):
+            # a copy: the pages of the base it was read from need not stay in this process (peak RSS at 1M)
+            lexical_mod.release_pages(*overlay.parts(self.index.vectors))
+        return ids, titles, texts, hashes, vectors
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""

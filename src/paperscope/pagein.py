@@ -74,7 +74,7 @@ PAGE = mmap.PAGESIZE
 
 
 def _mapped(array: np.ndarray) -> bool:
-    """Whether ``array``'s memory is a file map (an ``np.load(..., mmap_mode=...)`` or a view of a map)."""
+    """Whether ``array``'s memory is a file map (a memory-mapped ``.npy`` or a view of one)."""
     base: object = array
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "base", None)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, impact, index, inputs, lexical, rank
+from paperscope import __version__, impact, index, inputs, lexical, overlay, rank
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
@@ -56,6 +56,7 @@ from paperscope.store import (
     now,
     paper_from_row,
     paper_values,
+    read_vectors,
     sqlite_uri,
 )
 from paperscope.terminal import dumps, shown
@@ -304,13 +305,15 @@ def _build_locked(
             if derived.idf_check is not None:
                 report.checks.append(_idf_check_line(derived.idf_check))
             index_info = _write_index(tmp, base, change, index_type, report)
-            dense_ref = _dense_reference(tmp / "vectors.npy")
+            dense_ref = _dense_reference(tmp, change)
             report.seconds = time.perf_counter() - t0
             manifest = _manifest(prev, model, artifact, index_info, files, report)
             _hash_left(files, inputs_record)
             manifest["input_files"] = inputs_record
             if dense_ref is not None:
                 manifest["reference"] = {"dense": list(dense_ref)}
+            if change.delta_rows is not None:  # the vectors are a base and a delta of these rows
+                manifest["vectors"] = {"delta_rows": change.delta_rows}
             # "derived", "merged" (carried idf), "delta" (over the base postings) or "linked"
             manifest["lexical"]["derivation"] = derived.how
             if derived.delta_rows is not None:  # the postings: the base's and a delta of these rows
@@ -462,7 +465,7 @@ def _write_index(
         # Same vectors in the same rows: the previous index (and its measured recall) still holds.
         os.link(prev.file("index.faiss"), tmp / "index.faiss")
         return {**(prev_index or {}), "type": index.kind_of(prev_index), "linked_from": prev.name}
-    vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    vectors = read_vectors(tmp, change.n, change.dim)
     if prev is not None and not change.renumbered and index.can_update(prev_index, index_type, change.n):
         built, index_info = index.update(
             prev.file("index.faiss"), prev_index, vectors, change.changed, change.previous_n
@@ -504,10 +507,10 @@ def _idf_check_line(check: dict[str, Any]) -> str:
     )
 
 
-def _dense_reference(path: Path) -> tuple[float, float] | None:
+def _dense_reference(tmp: Path, change: VectorChange) -> tuple[float, float] | None:
     """The dense half of the score reference (``rank.dense_reference``), for the manifest: a reader
     then need not read its sample of vectors at the first query (0.16-0.19 s on a cold 1M store)."""
-    vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+    vectors = read_vectors(tmp, change.n, change.dim)
     return rank.dense_reference(vectors) if len(vectors) >= 2 else None
 
 
@@ -1025,9 +1028,12 @@ class VectorChange:
     """
 
     n: int
+    dim: int
     previous_n: int
     changed: np.ndarray
     renumbered: bool
+    # rows of the delta over a shared base (paperscope.overlay), when the vectors were written so
+    delta_rows: int | None = None
 
     @property
     def identical(self) -> bool:
@@ -1086,10 +1092,16 @@ def _write_vectors(
         ).fetchone()
         is not None
     )
-    change = VectorChange(n, previous_n, changed, renumbered)
+    change = VectorChange(n, dim, previous_n, changed, renumbered)
     if use_old and change.identical:
-        os.link(prev.file("vectors.npy"), path)
+        for name in (path.name, *overlay.LAYERED):  # the previous file, or its base and delta
+            if prev.file(name).exists():
+                os.link(prev.file(name), path.parent / name)
         return change
+    if use_old and not renumbered:
+        layered = _write_delta(con, path, prev, old_vectors, source, changed, staging, fingerprint, dim)
+        if layered is not None:
+            return replace(change, delta_rows=layered)
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
     for start in range(0, n, _VECTOR_CHUNK):
         stop = min(n, start + _VECTOR_CHUNK)
@@ -1103,15 +1115,55 @@ def _write_vectors(
             out[start:stop][have] = old_vectors[src[have]]
         missing = start + np.flatnonzero(~have)
         if len(missing):
-            hashes = _hashes_of(con, missing)
-            staged = staging.get(fingerprint, hashes, dim)
-            for row, h in zip(missing.tolist(), hashes):
-                if h not in staged:
-                    raise StoreError(f"internal: no vector for row {row} (hash {h[:12]}); re-run paperscope index")
-                out[row] = staged[h]
+            out[missing] = _staged(con, staging, fingerprint, dim, missing)
     out.flush()
     del out
     return change
+
+
+def _write_delta(
+    con: sqlite3.Connection,
+    path: Path,
+    prev: Generation,
+    old_vectors: Any,
+    source: np.ndarray,
+    changed: np.ndarray,
+    staging: Any,
+    fingerprint: str,
+    dim: int,
+) -> int | None:
+    """The vectors as the previous base (linked as ``vectors-base.npy``) and a delta of every row written since it
+    (:mod:`paperscope.overlay`); the delta's rows, or None (nothing written) when they would pass
+    ``overlay.DELTA_MAX`` of the papers: then the whole file is written, a new base."""
+    n = len(source)
+    before = old_vectors.rows if isinstance(old_vectors, overlay.LayeredVectors) else np.zeros(0, dtype=np.int64)
+    rows = np.union1d(before, changed).astype(np.int64)
+    if len(rows) > overlay.DELTA_MAX * n:
+        return None
+    delta = np.empty((len(rows), dim), dtype=np.float32)
+    if len(rows):
+        src = source[rows]
+        have = src >= 0
+        delta[have] = old_vectors[src[have]]  # a previous row's vector (the delta's own, or the same text's)
+        if not have.all():
+            delta[~have] = _staged(con, staging, fingerprint, dim, rows[~have])
+    base = prev.file(overlay.BASE_FILE)  # the previous base, or the previous file: the base from now on
+    os.link(base if base.exists() else prev.file("vectors.npy"), path.parent / overlay.BASE_FILE)
+    np.save(path.parent / overlay.DELTA_FILE, delta, allow_pickle=False)
+    np.save(path.parent / overlay.DELTA_ROWS_FILE, rows, allow_pickle=False)
+    return len(rows)
+
+
+def _staged(con: sqlite3.Connection, staging: Any, fingerprint: str, dim: int, rows: np.ndarray) -> np.ndarray:
+    """The checkpointed vectors of these rows (found by their content hashes), in their order."""
+    hashes = _hashes_of(con, rows)
+    staged = staging.get(fingerprint, hashes, dim)
+    out = np.empty((len(rows), dim), dtype=np.float32)
+    for i, (row, h) in enumerate(zip(rows.tolist(), hashes, strict=True)):
+        if h not in staged:
+            raise StoreError(f"internal: no vector for row {row} (hash {h[:12]}); re-run paperscope index")
+        out[i] = staged[h]
+    return out
 
 
 def _hashes_of(con: sqlite3.Connection, rows: np.ndarray) -> list[str]:

@@ -252,8 +252,9 @@ class Ranker:
         dense_reference: tuple[float, float] | None = None,
         rescore: int = RESCORE,
     ):
-        # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call
-        self.vectors = np.asarray(vectors)
+        # a plain array over the same memory: np.memmap's indexing costs ~0.2 ms a call (a base with
+        # a delta of rows, overlay.LayeredVectors, is kept as it is: an array of it is a copy)
+        self.vectors = np.asarray(vectors) if isinstance(vectors, np.ndarray) else vectors
         self.index = index
         self.lex = lex
         self.postings = postings if postings is not None else Postings.build(lex, reference=False)

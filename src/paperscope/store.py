@@ -8,7 +8,10 @@ Layout::
       staging.sqlite             vectors embedded by an unfinished build (the checkpoint)
       generations/g000007/       one complete, immutable generation:
         papers.sqlite            papers and metadata; papers.row is the vector row
-        vectors.npy              float32 (n, dim), L2-normalised, never pickled
+        vectors.npy              float32 (n, dim), L2-normalised, never pickled; or instead:
+        vectors-base.npy         a hard link to the last full vectors.npy (fewer rows, maybe), with
+        vectors-delta.npy        the vectors of the rows written since it,
+        vectors-delta-rows.npy   and those rows, ascending (paperscope.overlay)
         index.faiss              FAISS index over vectors.npy, labels = rows
         lexical.npz              term counts per row for TF-IDF (CSR arrays, never pickled)
         lexical-impact.npz       derived from lexical.npz: weights, impact-ordered postings (memory-mapped),
@@ -49,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from paperscope import overlay
 from paperscope.errors import DamagedError, StoreError, StoreLockedError
 from paperscope.files import STORE_DIGEST, file_digest, fsync_dir, fsync_file, recorded_digest, write_atomic
 from paperscope.paper import Paper
@@ -60,7 +64,12 @@ SCHEMA_VERSION = 1
 HOME_ENV = "PAPERSCOPE_HOME"
 FILES = ("papers.sqlite", "vectors.npy", "index.faiss", "lexical.npz", "lexical-impact.npz")
 # Files a generation may have; each with the previous generation's names it may be a hard link to.
-OPTIONAL_FILES = {"lexical-base.npz": ("lexical-base.npz", "lexical-impact.npz")}
+OPTIONAL_FILES = {
+    "lexical-base.npz": ("lexical-base.npz", "lexical-impact.npz"),
+    overlay.BASE_FILE: (overlay.BASE_FILE, "vectors.npy"),
+    overlay.DELTA_FILE: (overlay.DELTA_FILE,),
+    overlay.DELTA_ROWS_FILE: (overlay.DELTA_ROWS_FILE,),
+}
 # Readers may still hold the previous generation open; anything older is deleted.
 KEEP_GENERATIONS = 2
 
@@ -182,16 +191,11 @@ class Generation:
         return con
 
     def load_vectors(self, mmap: bool = True) -> np.ndarray:
-        """vectors.npy, checked for dtype, shape and dimension before anything uses it."""
-        path = self.file("vectors.npy")
-        try:
-            vectors = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except Exception as e:  # noqa: BLE001 - a damaged header raises OSError, ValueError, SyntaxError, TokenError
-            raise DamagedError(path, f"damaged ({e})") from None
+        """The generation's vectors, checked for dtype, shape and dimension before anything uses it:
+        ``vectors.npy``, or with a delta (:mod:`paperscope.overlay`) a :class:`~paperscope.overlay.LayeredVectors`
+        over it (``mmap=False``: always one array in memory)."""
         n, dim = self.manifest["counts"]["papers"], self.manifest["model"]["dimension"]
-        if vectors.dtype != np.float32 or vectors.shape != (n, dim):
-            raise DamagedError(path, f"expected float32 {(n, dim)}, found {vectors.dtype} {vectors.shape}")
-        return vectors
+        return read_vectors(self.path, n, dim, mmap=mmap)
 
     def check(self, *, hash_limit: int | None = None) -> None:
         """The cheap integrity checks of every open (see :mod:`paperscope.verify`); StoreError if damaged."""
@@ -325,7 +329,11 @@ class Store:
         """
         files: dict[str, dict[str, Any]] = {}
         written = []
-        names = [*FILES, *(f for f in OPTIONAL_FILES if (tmp / f).exists())]
+        layered = (tmp / overlay.BASE_FILE).exists()
+        names = [
+            *(f for f in FILES if not (layered and f == "vectors.npy")),
+            *(f for f in OPTIONAL_FILES if (tmp / f).exists()),
+        ]
         for f in names:
             carried = None
             for source in OPTIONAL_FILES.get(f, (f,)):
@@ -482,6 +490,52 @@ class Staging:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - a damaged header raises OSError, ValueError, SyntaxError, TokenError
+        raise DamagedError(path, f"damaged ({e})") from None
+
+
+def read_vectors(directory: Path, n: int | None = None, dim: int | None = None, *, mmap: bool = True) -> np.ndarray:
+    """The ``(n, dim)`` float32 vectors of the generation files in ``directory``: ``vectors.npy``,
+    or a base and a delta (:mod:`paperscope.overlay`), checked (shapes, dtypes, the delta's rows
+    ascending and covering every row past the base's) before anything uses them. ``n`` and ``dim``
+    (the manifest's) default to what the files say (benchmarks reading a generation's files)."""
+    layered = (directory / overlay.BASE_FILE).exists()
+    path = directory / (overlay.BASE_FILE if layered else "vectors.npy")
+    base = _load_npy(path, mmap)
+    rows_path = directory / overlay.DELTA_ROWS_FILE
+    if layered and n is None:
+        rows = _load_npy(rows_path, mmap=False)
+        n = max(base.shape[0], int(rows[-1]) + 1 if len(rows) else 0)
+    n = base.shape[0] if n is None else n
+    dim = (base.shape[1] if base.ndim == 2 else -1) if dim is None else dim
+    expect = "at most " if layered else ""
+    if base.dtype != np.float32 or base.ndim != 2 or base.shape[1] != dim or base.shape[0] > n:
+        raise DamagedError(path, f"expected float32 {expect}{(n, dim)}, found {base.dtype} {base.shape}")
+    if not layered:
+        if base.shape[0] != n:
+            raise DamagedError(path, f"expected float32 {(n, dim)}, found {base.dtype} {base.shape}")
+        return base
+    rows = _load_npy(rows_path, mmap=False)  # small (at most overlay.DELTA_MAX of the rows): read whole
+    delta = _load_npy(directory / overlay.DELTA_FILE, mmap)
+    ok = (
+        rows.dtype == np.int64
+        and rows.ndim == 1
+        and (len(rows) == 0 or (int(rows[0]) >= 0 and int(rows[-1]) < n and bool(np.all(np.diff(rows) > 0))))
+        and int(np.count_nonzero(rows >= base.shape[0])) == n - base.shape[0]
+    )
+    if not ok:
+        raise DamagedError(rows_path, f"damaged (not ascending rows below {n} covering rows {base.shape[0]} on)")
+    if delta.dtype != np.float32 or delta.shape != (len(rows), dim):
+        raise DamagedError(
+            directory / overlay.DELTA_FILE, f"expected float32 {(len(rows), dim)}, found {delta.dtype} {delta.shape}"
+        )
+    vectors = overlay.LayeredVectors(base, delta, rows, n)
+    return np.asarray(vectors) if not mmap else vectors  # type: ignore[return-value]
 
 
 def _carried_meta(path: Path, name: str, prev: Generation | None) -> dict[str, Any] | None:

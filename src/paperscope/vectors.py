@@ -7,7 +7,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from paperscope import index
+from paperscope import index, overlay
 from paperscope.errors import DamagedError
 from paperscope.lexical import advise_random
 from paperscope.store import Generation
@@ -26,7 +26,7 @@ class VectorIndex:
         self.dimension = dimension
         self.vectors: np.ndarray = generation.load_vectors()
         # Queries read a few hundred scattered rows: no read-ahead on a cold page (see advise_random).
-        advise_random(self.vectors)
+        advise_random(*overlay.parts(self.vectors))
         self.faiss: faiss.Index = index.load(
             generation.file("index.faiss"), n, dimension, generation.manifest.get("index"), mmap=True
         )

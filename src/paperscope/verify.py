@@ -86,7 +86,8 @@ def check_files(gen_dir: Path, manifest: dict[str, Any], *, hash_limit: int | No
     (default :data:`OPEN_HASH_LIMIT`). Raises StoreError naming the first damaged file."""
     hash_limit = OPEN_HASH_LIMIT if hash_limit is None else hash_limit
     files: dict[str, dict[str, Any]] = manifest["files"]
-    for name in ("papers.sqlite", "vectors.npy", "index.faiss"):
+    vectors = "vectors-base.npy" if "vectors-base.npy" in files else "vectors.npy"  # paperscope.overlay
+    for name in ("papers.sqlite", vectors, "index.faiss"):
         if name not in files:
             raise DamagedError(gen_dir / "manifest.json", f"damaged (no entry for {name})")
     total = 0

@@ -102,6 +102,7 @@ def test_kill_9_inside_an_incremental_rerun_leaves_a_whole_store(tmp_path: Path,
     build([corpus(tmp_path / "b.jsonl", EDITED)], fresh, embedder=FakeEmbedder())
     got, want = Store(store).require_current(), Store(fresh).require_current()
     assert got.manifest["lexical"]["derivation"] == "delta"  # the postings of the edited rows only
+    assert got.manifest["vectors"] == {"delta_rows": len(EDITED)}  # and the vectors: a base and a delta
     assert np.array_equal(got.load_vectors(mmap=False), want.load_vectors(mmap=False))
     with np.load(got.file("lexical.npz")) as a, np.load(want.file("lexical.npz")) as b:
         assert all(np.array_equal(a[k], b[k]) for k in b.files)

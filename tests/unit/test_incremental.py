@@ -341,6 +341,12 @@ def test_one_percent_edit_embeds_and_tokenises_only_the_edited_rows(tmp_path: Pa
     got, want = lexical_arrays(tmp_path / "s"), lexical_arrays(tmp_path / "f")
     assert all(np.array_equal(got[k], want[k]) for k in LEX_KEYS)
     assert np.array_equal(vectors(tmp_path / "s"), vectors(tmp_path / "f"))
+    # the vectors: the first generation's file, linked as the base, and a delta of the 4 edited rows
+    gens = sorted((tmp_path / "s" / "generations").glob("g*"))
+    assert inode(gens[-1] / "vectors-base.npy") == inode(gens[0] / "vectors.npy")
+    assert not (gens[-1] / "vectors.npy").exists()  # a paperscope from before deltas refuses the generation
+    assert Store(tmp_path / "s").require_current().manifest["vectors"] == {"delta_rows": 4}
+    assert "vectors-base.npy" in report.carried
     assert (report.entries_read, report.entries_unchanged) == (4, n - 4)
     assert papers(tmp_path / "s", "a.jsonl") == papers(tmp_path / "f", "b.jsonl")
     assert verify(Store(tmp_path / "s")).ok
