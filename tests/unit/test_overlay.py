@@ -115,3 +115,21 @@ def test_a_damaged_delta_is_named(tmp_path: Path) -> None:
         Explorer(store, embedder=fake)
     found = verify(Store(store))
     assert not found.ok and [Path(f.path).name for f in found.damaged] == [overlay.DELTA_ROWS_FILE]
+
+
+def test_prune_over_a_delta_writes_the_vectors_whole(tmp_path: Path) -> None:
+    """--prune renumbers rows, which no delta can follow: the vectors are written whole, as a fresh build's."""
+    fake = FakeEmbedder()
+    src, store = tmp_path / "a.jsonl", tmp_path / "s"
+    build([write(src, corpus(120, set()))], store, embedder=fake)
+    build([write(src, corpus(120, {4, 7}))], store, embedder=fake)
+    assert Store(store).require_current().manifest["vectors"] == {"delta_rows": 2}
+    kept = [r for r in corpus(120, {4, 7}) if r["id"] not in {"p0", "p50"}]
+    report = build([write(src, kept)], store, embedder=fake, prune=True)
+    assert report.removed == 2
+    gen = Store(store).require_current()
+    assert "vectors" not in gen.manifest and gen.file("vectors.npy").exists()
+    assert not any(gen.file(f).exists() for f in overlay.LAYERED)
+    build([write(tmp_path / "f.jsonl", kept)], tmp_path / "f", embedder=fake)
+    assert np.array_equal(gen.load_vectors(mmap=False), Store(tmp_path / "f").require_current().load_vectors())
+    assert verify(Store(store)).ok
