@@ -177,7 +177,7 @@ class Explorer:
     def preload(self) -> int:
         """Map every page that queries read into this process now; the bytes mapped.
 
-        For a long-lived process (``paperscope serve`` calls it after "ready", in a thread): with
+        For a long-lived process (``paperscope serve`` runs it in a thread for each generation it opens): with
         the files in the page cache, a fresh process still pays a fault on its first touch of each
         page, and at a million papers that lifted the p95 of a warm ``related`` from 10.4-11.8 ms to
         15.5-16.9 ms (round 19, ``benchmarks/related_1m.py --preload-rounds``). The vectors, the forward index, the weights, the postings and the

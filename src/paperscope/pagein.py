@@ -13,7 +13,7 @@ minor fault (the kernel maps the cached page into the process): a warm ``related
 touches pages of the postings and the forward index that no earlier query touched: its p95 was
 15.5-16.9 ms with the maps' pages unmapped first, 10.4-11.8 ms with them mapped up front (round 19,
 ``benchmarks/related_1m.py --preload-rounds``). :func:`populate` maps a long-lived process's arrays whole, up front
-(``paperscope serve`` does it after "ready", ``Explorer.preload``).
+(``Explorer.preload``; ``paperscope serve`` runs it in a thread for each generation it opens).
 """
 
 from __future__ import annotations
