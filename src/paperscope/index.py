@@ -45,18 +45,16 @@ part of the format (they are search-time settings), so the manifest is the recor
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
 import mmap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from paperscope import pagein
 from paperscope.choices import INDEX_TYPES
 from paperscope.errors import DamagedError, InvalidArgument
 
@@ -651,13 +649,13 @@ class MappedLists:
     def __init__(self, quantizer: faiss.Index, address: int, starts: np.ndarray, ends: np.ndarray):
         self.quantizer, self.address, self.starts, self.ends = quantizer, address, starts, ends
         self.cold = True
-        self._madvise = _libc_madvise()
+        self._madvise = pagein.libc_madvise()
 
     @classmethod
     def of(cls, idx: faiss.Index) -> MappedLists | None:
         """For an IVF index whose lists are memory-mapped (``load(..., mmap=True)``); else None."""
         lists = _mapped_lists(idx)
-        if lists is None or _libc_madvise() is None or not hasattr(mmap, "MADV_WILLNEED"):  # Linux
+        if lists is None or pagein.libc_madvise() is None or not hasattr(mmap, "MADV_WILLNEED"):  # Linux
             return None
         address = faiss.rev_swig_ptr(lists.ptr, lists.totsize).__array_interface__["data"][0]
         one = [lists.lists.at(i) for i in range(lists.nlist)]
@@ -680,17 +678,6 @@ class MappedLists:
     def searched(self, seconds: float, nprobe: int) -> None:
         """Record how long a search of ``nprobe`` lists took: slow means the lists were not in memory."""
         self.cold = seconds > self.SLOW_SECONDS_PER_LIST * nprobe
-
-
-@functools.cache
-def _libc_madvise() -> Callable[[int, int, int], int] | None:
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,13 +19,15 @@ touches pages of the postings and the forward index that no earlier query touche
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["populate", "take", "touch"]
+__all__ = ["libc_madvise", "populate", "take", "touch"]
 
 # Bytes read before deciding. Above this many seconds per byte the pages were being read from the
 # device: with the pages in memory a gather costs 0.1-2 ns per byte here (rows of vectors, single
@@ -115,14 +117,17 @@ def populate(*arrays: np.ndarray) -> int:
     Each array must stay referenced until this returns (its map stays open while it is).
     """
     ranges = _ranges(arrays)
-    advise = _madvise()
+    advise = libc_madvise()
     for lo, hi in ranges:
-        if advise is None or advise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_POPULATE_READ) != 0:
+        if advise is None or advise(lo, hi - lo, MADV_POPULATE_READ) != 0:
             touch(np.frombuffer((ctypes.c_char * (hi - lo)).from_address(lo), dtype=np.uint8))
     return sum(hi - lo for lo, hi in ranges)
 
 
-def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+@functools.cache
+def libc_madvise() -> Callable[[int, int, int], int] | None:
+    """libc's ``madvise(addr, length, advice)`` (0 on success), or None where there is none: for
+    advice on part of a map (Python's ``mmap.madvise`` needs the map object and its offsets)."""
     try:
         fn = ctypes.CDLL(None, use_errno=True).madvise
     except (OSError, AttributeError):
