@@ -1,7 +1,7 @@
 #!/bin/bash
 # Re-index runs of one checkout on a big store: the 1% edit in place and its revert, ROUNDS times.
 #
-#   bash benchmarks/reindex_runs.sh DIR CHECKOUT TAG [ROUNDS] [merge]
+#   bash benchmarks/reindex_runs.sh DIR CHECKOUT TAG [ROUNDS] [merge | vectors-ab | papers-ab]
 #
 # As benchmarks/reindex_pairs.sh (DIR holds `store`, arxiv-N.jsonl.gz and arxiv-N-edit1pct.jsonl.gz;
 # CHECKOUT runs with PYTHONPATH=CHECKOUT/src), for one code only: a store whose live generation
@@ -10,6 +10,9 @@
 # postings are merged whole, as before round 15 (the first such run after deltas writes a new base).
 # With "vectors-ab", each edit run sets overlay.DELTA_MAX to 0 (vectors.npy written whole, as before
 # round 19) and each revert run keeps it (the vectors a base and a delta): the two alternate.
+# With "papers-ab", the same for the papers table: each edit run sets layered_papers.DELTA_MAX to 0
+# (papers.sqlite written whole: over a delta, the base copied and the delta applied, then this
+# run's rows, as before round 20) and each revert run keeps it (a delta over the base).
 # Writes DIR/pairs/TAG-{edit,revert}-I.{time,json,err,load}; .time is "wall user sys maxrss_kb".
 set -euo pipefail
 DIR=$(cd "$1" && pwd); CODE=$(cd "$2" && pwd); TAG=$3; ROUNDS=${4:-2}; MODE=${5:-}
@@ -20,6 +23,7 @@ pre=""; [ "$MODE" = merge ] && pre="import paperscope.impact as i; i.DELTA_MAX =
 run() {  # NAME INPUT
   local pre=$pre
   [ "$MODE" = vectors-ab ] && [[ "$1" == *-edit-* ]] && pre="import paperscope.overlay as o; o.DELTA_MAX = 0.0; "
+  [ "$MODE" = papers-ab ] && [[ "$1" == *-edit-* ]] && pre="import paperscope.layered_papers as p; p.DELTA_MAX = 0.0; "
   uptime > "$OUT/$1.load"
   PYTHONPATH=$CODE/src /usr/bin/time -f "%e %U %S %M" -o "$OUT/$1.time" \
     python -c "${pre}import sys; from paperscope.cli import main; sys.argv[0] = 'paperscope'; main()" \

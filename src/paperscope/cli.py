@@ -330,6 +330,13 @@ def _vectors_line(data: dict[str, Any]) -> str:
     return "those of " + meta["written_by"] if meta.get("written_by") else "written whole"
 
 
+def _papers_line(data: dict[str, Any]) -> str:
+    """e.g. 'the base written by g000012 and a delta of 9,780 rows' (paperscope.layered_papers)."""
+    rows = (data.get("papers") or {}).get("delta_rows", 0)
+    base = (data.get("files", {}).get("papers-base.sqlite") or {}).get("written_by")
+    return f"the base written by {base or '?'} and a delta of {rows:,} rows"
+
+
 def _lexical_line(data: dict[str, Any]) -> str:
     """e.g. 'tfidf-sublinear-cosine; postings: the base written by g000012 and a delta of 9,780 rows'."""
     lex = data["lexical"]
@@ -545,7 +552,7 @@ def info(store: Path | None, as_json: bool, as_jsonl: bool) -> None:
     lines = [
         ("store", data["store"]),
         ("generation", f"{data['generation']} (created {data['created_at']})"),
-        ("papers", str(data["counts"]["papers"])),
+        ("papers", str(data["counts"]["papers"]) + (f" ({_papers_line(data)})" if data.get("papers") else "")),
         (
             "model",
             f"{data['model']['name']} (backend {(data['model'].get('lock') or {}).get('backend', 'custom')}, "

@@ -504,7 +504,7 @@ class Explorer:
             progress=progress,
         )
 
-    def map_inputs(self) -> tuple[list[str], list[str], list[str], list[str], np.ndarray]:
+    def map_inputs(self) -> tuple[list[str], list[str], list[str], list[str], np.ndarray | overlay.LayeredVectors]:
         """What :func:`paperscope.map.compute_map` takes, in store order: ids, titles, texts, content hashes, vectors.
 
         Public so benchmarks and notebooks can fit maps with other parameters without a store write.
@@ -515,11 +515,9 @@ class Explorer:
             titles.append(title)
             texts.append(paper_text(title, abstract))
             hashes.append(chash)
-        vectors = np.asarray(self.index.vectors)  # the memory map itself, or a copy of a base and a delta
-        if vectors is not self.index.vectors and not isinstance(self.index.vectors, np.ndarray):
-            # a copy: the pages of the base it was read from need not stay in this process (peak RSS at 1M)
-            lexical_mod.release_pages(*overlay.parts(self.index.vectors))
-        return ids, titles, texts, hashes, vectors
+        # Not copied: the memory map itself, or the base and delta read through LayeredVectors
+        # (np.asarray makes one array of it); compute_map reads it in pieces (1 GB at 1M papers).
+        return ids, titles, texts, hashes, self.index.vectors
 
     def saved_map(self) -> TopicMap | None:
         """The last map saved in the store (possibly of an older generation), or None."""

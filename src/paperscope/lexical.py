@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from paperscope import layered_papers
 from paperscope.errors import DamagedError, StoreError
 from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokenize
 
@@ -631,7 +632,8 @@ def build_for_generation(
     title and abstract are unchanged, so only new or edited papers are tokenised again. The
     comparison is on the text itself, not the model's content hash: a model template that
     leaves out the abstract must not hide an edited abstract from the lexical index. ``con``
-    must have the previous papers table attached as ``old`` whenever ``prev_index`` is given.
+    must have the previous papers table as the view ``old_papers`` whenever ``prev_index`` is given
+    (:func:`paperscope.pipeline` attaches it, whole or layered).
 
     Carried rows never pass through Python one by one: their CSR slices are gathered with numpy
     and their term ids remapped into the merged vocabulary (:func:`carry_rows`), so a re-run with
@@ -651,8 +653,8 @@ def build_for_generation(
         )
         index.save(out)
         return index.n, 0, None
-    join = "LEFT JOIN old.papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
-    if written is not None and old.n == con.execute("SELECT count(*) FROM old.papers").fetchone()[0]:
+    join = "LEFT JOIN old_papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
+    if written is not None and old.n == layered_papers.rows_of(con, "old_papers"):
         mapping = _mapping_of_written(con, written, old.n)
     else:
         mapping = np.array(
@@ -691,14 +693,15 @@ def _mapping_of_written(con: sqlite3.Connection, written: np.ndarray, old_n: int
     Rows past the previous count are new; a written row keeps its previous row when its id,
     title and abstract are the previous row's (its authors or sources changed, say).
     """
-    n = con.execute("SELECT count(*) FROM papers").fetchone()[0]
+    n = layered_papers.rows_of(con)
     mapping = np.arange(n, dtype=np.int64)
     mapping[old_n:] = -1
     for part in _batches(written[written < old_n].tolist()):
+        # Correlated, not a join: a join would materialise a layered table's view (paperscope.layered_papers).
         for (r,) in con.execute(
-            "SELECT p.row FROM papers p LEFT JOIN old.papers o ON o.row = p.row AND o.id = p.id "
-            "AND o.title = p.title AND o.abstract = p.abstract "
-            f"WHERE p.row IN ({','.join('?' * len(part))}) AND o.row IS NULL",
+            f"SELECT p.row FROM papers p WHERE p.row IN ({','.join('?' * len(part))}) AND NOT EXISTS "
+            "(SELECT 1 FROM old_papers o WHERE o.row = p.row AND o.id = p.id "
+            "AND o.title = p.title AND o.abstract = p.abstract)",
             part,
         ):
             mapping[r] = -1

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, impact, index, inputs, lexical, overlay, rank
+from paperscope import __version__, impact, index, inputs, layered_papers, lexical, overlay, rank
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
@@ -275,6 +275,8 @@ def _build_locked(
             con, written = _fill_papers(
                 tmp / "papers.sqlite", prev, files, model.text, prune, report, same, inputs_record["files"]
             )
+            # The papers: a delta of these rows over the base file (paperscope.layered_papers), or whole.
+            papers_delta = layered_papers.delta_rows(con) if layered_papers.is_delta(con) else None
             if _nothing_changed(prev, report, rebuild, index_type):
                 if checked is not None:
                     checked.wait()  # a damaged store is refused, changed or not
@@ -314,6 +316,8 @@ def _build_locked(
                 manifest["reference"] = {"dense": list(dense_ref)}
             if change.delta_rows is not None:  # the vectors are a base and a delta of these rows
                 manifest["vectors"] = {"delta_rows": change.delta_rows}
+            if papers_delta is not None:
+                manifest["papers"] = {"delta_rows": papers_delta}
             # "derived", "merged" (carried idf), "delta" (over the base postings) or "linked"
             manifest["lexical"]["derivation"] = derived.how
             if derived.delta_rows is not None:  # the postings: the base's and a delta of these rows
@@ -718,23 +722,46 @@ def _fill_papers(
     matters only for a record from before file names were kept: its papers keep their sources.
     Entries of ``digests`` (the run's input record) whose sha256 is None get the one the scan read.
     """
-    # Without --prune no row moves: the previous file is copied whole (the kernel copies pages; a
-    # million rows re-inserted and re-indexed took a minute) and only the papers read are written.
-    copied = prev is not None and not prune and _same_schema(prev.file("papers.sqlite"))
-    if copied:
-        shutil.copyfile(prev.file("papers.sqlite"), db)
+    layout = _papers_layout(prev, prune)
+    layered = layout in ("delta-new", "delta-copy")
+    # Without --prune no row moves. The previous rows stay where they are: in the base file that a
+    # delta of the rows written since sits on (paperscope.layered_papers), or in a whole copy of
+    # the previous file (the kernel copies pages; a million rows re-inserted and re-indexed took a
+    # minute) when that delta has grown past layered_papers.DELTA_MAX.
+    if layout in ("delta-copy", "whole-copy"):
+        shutil.copyfile(prev.file("papers.sqlite"), db)  # the previous delta (or whole table) and input record
+    elif layout == "consolidate":
+        shutil.copyfile(prev.file(layered_papers.BASE_FILE), db)  # the delta is applied below
     # A URI with the path percent-encoded: '#', '?' and '%' in a store path are plain characters.
     con = sqlite3.connect(sqlite_uri(db), uri=True, isolation_level=None)  # explicit BEGIN/COMMIT below
     con.execute("PRAGMA journal_mode=OFF")  # a crashed build's file is thrown away anyway
     con.execute("PRAGMA synchronous=OFF")
-    if not copied:
-        con.executescript(PAPERS_DDL)
+    if layout in ("fresh", "delta-new"):
+        con.executescript(layered_papers.delta_ddl(PAPERS_DDL) if layered else PAPERS_DDL)
         con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     con.execute("CREATE TEMP TABLE seen (id TEXT PRIMARY KEY)")
     if prev is not None:
         con.execute("ATTACH DATABASE ? AS old", (sqlite_uri(prev.file("papers.sqlite"), mode="ro"),))
-        if not copied:
-            con.execute("INSERT INTO papers SELECT * FROM old.papers ORDER BY row")
+        # ``old_papers``: the previous generation's rows, whichever way it holds them.
+        if _is_layered(prev):
+            base_uri = sqlite_uri(prev.file(layered_papers.BASE_FILE), mode="ro")
+            layered_papers.attach(con, base_uri, delta="old", base="oldbase", view="old_papers")
+        else:
+            con.execute("CREATE TEMP VIEW old_papers AS SELECT * FROM old.papers")
+        if layout in ("delta-new", "consolidate"):
+            _copy_record(con)  # the previous run's input record (the base file holds an older one)
+        if layout == "consolidate":
+            con.execute(f"INSERT OR REPLACE INTO main.papers SELECT * FROM old.{layered_papers.DELTA_TABLE}")
+        elif layout == "fresh":
+            con.execute("INSERT INTO papers SELECT * FROM old_papers ORDER BY row")
+    if layered:
+        # The previous base, or the previous whole file: the base from now on (a hard link, never written).
+        base = prev.file(layered_papers.BASE_FILE) if layout == "delta-copy" else prev.file("papers.sqlite")
+        os.link(base, db.parent / layered_papers.BASE_FILE)
+        layered_papers.attach(con, sqlite_uri(db.parent / layered_papers.BASE_FILE, mode="ro"))
+    # Where this run's rows go: the delta table, or the whole table.
+    target = f"main.{layered_papers.DELTA_TABLE}" if layered else "main.papers"
+    copied = layout != "fresh"  # the file holds the previous generation's input record
     cols = ", ".join(PAPER_COLUMNS)
     previous = inputs.recorded(con) if prev is not None and not prune else None
     previous_hash = inputs.recorded_line_hash(con) if previous is not None else inputs.LINE_HASH
@@ -767,12 +794,14 @@ def _fill_papers(
         # The reader counts an entry before yielding its paper: entries - 1 is this paper's entry.
         readings = ((read.entries - 1, p) for p in read_papers(files, read))
         ids = [None] * len(current.hashes) if current is not None else []
+    next_row = layered_papers.rows_of(con)  # rows are 0..n-1: a new paper takes the next
     con.execute("BEGIN")
     for batch, (entry, paper) in enumerate(readings, 1):
         if 0 <= entry < len(ids):
             ids[entry] = paper.id
         first_this_run = con.execute("INSERT OR IGNORE INTO seen VALUES (?)", (paper.id,)).rowcount == 1
-        existing = con.execute(f"SELECT {cols} FROM papers WHERE id=?", (paper.id,)).fetchone()
+        found = con.execute(f"SELECT row, {cols} FROM papers WHERE id=?", (paper.id,)).fetchone()
+        existing = found[1:] if found is not None else None
         if existing is not None:
             old = paper_from_row(existing)
             if _is_merge(old, paper, first_this_run):
@@ -798,20 +827,21 @@ def _fill_papers(
             continue  # the stored row already says exactly this: no hash to compute, no page to rewrite
         touched.add(paper.id)
         chash = content_hash(text_of(paper.title, paper.abstract))
+        if found is not None:
+            row = found[0]  # a paper keeps its row (and vector row) while it is in the store
+        else:
+            row, next_row = next_row, next_row + 1
         con.execute(
-            f"INSERT INTO papers (row, {cols}, norm_title, content_hash) "
-            f"VALUES ((SELECT coalesce(max(row), -1) + 1 FROM papers), {', '.join('?' * len(values))}, ?, ?) "
-            f"ON CONFLICT(id) DO UPDATE SET "
-            + ", ".join(f"{c}=excluded.{c}" for c in PAPER_COLUMNS[1:])
-            + ", norm_title=excluded.norm_title, content_hash=excluded.content_hash",
-            (*values, normalise_title(paper.title), chash),
+            f"INSERT OR REPLACE INTO {target} (row, {cols}, norm_title, content_hash) "
+            f"VALUES (?, {', '.join('?' * len(values))}, ?, ?)",
+            (row, *values, normalise_title(paper.title), chash),
         )
         if batch % 10_000 == 0:
             con.execute("COMMIT")
             con.execute("BEGIN")
     con.execute("COMMIT")
     # Skipped papers read now from a file of another name gain that name, as a full parse would.
-    renamed = _add_sources(con, lines.named) if lines is not None else 0
+    renamed = _add_sources(con, lines.named, target) if lines is not None else 0
     if current is not None and (lines is not None or read.entries == len(current.hashes)):
         ends = list(zip(files, current.ends, strict=True))
         same_hash = previous_hash == inputs.LINE_HASH
@@ -825,7 +855,7 @@ def _fill_papers(
         where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         detail = f" ({read.skipped} rows skipped, e.g. {read.skip_examples[0]})" if read.skip_examples else ""
         raise InputError(f"{where}: inputs contain no paper with both a title and an abstract{detail}")
-    report.papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
+    report.papers = layered_papers.rows_of(con)
     if prev is None:
         report.added = n_seen
         return con, None
@@ -838,57 +868,146 @@ def _fill_papers(
         report.kept_not_in_inputs = report.papers - n_seen
     # Only the rows written this run can differ from the previous generation's (without --prune
     # rows never move): compare those, not a million.
-    con.execute("CREATE TEMP TABLE touched (id TEXT PRIMARY KEY)")
-    con.executemany("INSERT INTO touched VALUES (?)", ((i,) for i in sorted(touched)))
-    # CROSS JOIN keeps SQLite's join order as written: the few touched ids drive point lookups. The
-    # planner, with no statistics on the temp table, scanned all papers instead (5.8 s of a 1% edit
-    # at a million papers, against 0.16 s).
-    scope = "papers p" if prune else "temp.touched t CROSS JOIN papers p ON p.id = t.id"
-    cmp_cols = " OR ".join(f"p.{c} IS NOT o.{c}" for c in PAPER_COLUMNS[1:] if c not in ("title", "abstract"))
-    report.added = con.execute(
-        f"SELECT count(*) FROM {scope} WHERE p.id NOT IN (SELECT id FROM old.papers)"
-    ).fetchone()[0]
-    report.changed = con.execute(
-        f"SELECT count(*) FROM {scope} CROSS JOIN old.papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
-    ).fetchone()[0]
-    report.updated = con.execute(
-        f"SELECT count(*) FROM {scope} CROSS JOIN old.papers o ON o.id = p.id "
-        f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
-    ).fetchone()[0]
+    if prune:
+        report.added, report.changed, report.updated = _compare_all(con)
+    else:
+        report.added, report.changed, report.updated, rows = _compare_touched(con, sorted(touched))
     report.updated += renamed
     report.unchanged = report.papers - report.added - report.changed - report.updated
     if prune:
         return con, None
-    rows = [r for (r,) in con.execute(f"SELECT p.row FROM {scope} ORDER BY p.row")]
     return con, np.array(rows, dtype=np.int64)
 
 
-def _add_sources(con: sqlite3.Connection, named: dict[str, list[str]]) -> int:
+# Columns an update may change besides the text (``updated``: same content hash, other metadata).
+_METADATA = tuple(c for c in PAPER_COLUMNS[1:] if c not in ("title", "abstract"))
+
+
+def _compare_all(con: sqlite3.Connection) -> tuple[int, int, int]:
+    """(added, changed, updated) over every paper, against ``old_papers`` (after --prune: whole tables)."""
+    cmp_cols = " OR ".join(f"p.{c} IS NOT o.{c}" for c in _METADATA)
+    added = con.execute("SELECT count(*) FROM papers p WHERE p.id NOT IN (SELECT id FROM old_papers)").fetchone()[0]
+    changed = con.execute(
+        "SELECT count(*) FROM papers p CROSS JOIN old_papers o ON o.id = p.id WHERE p.content_hash != o.content_hash"
+    ).fetchone()[0]
+    updated = con.execute(
+        "SELECT count(*) FROM papers p CROSS JOIN old_papers o ON o.id = p.id "
+        f"WHERE p.content_hash = o.content_hash AND (p.title IS NOT o.title OR {cmp_cols})"
+    ).fetchone()[0]
+    return added, changed, updated
+
+
+def _compare_touched(con: sqlite3.Connection, touched: list[str]) -> tuple[int, int, int, list[int]]:
+    """(added, changed, updated, rows) of the papers this run wrote, against ``old_papers``.
+
+    Read by lists of ids, never by a join: SQLite materialises a layered table's view on the inner
+    side of a join (paperscope.layered_papers), which read every row of it at a million papers."""
+    fields = f"id, row, content_hash, title, {', '.join(_METADATA)}"
+    added = changed = updated = 0
+    rows: list[int] = []
+    for part in _id_batches(touched):
+        marks = ",".join("?" * len(part))
+        now = {r[0]: r[1:] for r in con.execute(f"SELECT {fields} FROM papers WHERE id IN ({marks})", part)}
+        before = {r[0]: r[1:] for r in con.execute(f"SELECT {fields} FROM old_papers WHERE id IN ({marks})", part)}
+        for pid, (row, chash, *rest) in now.items():
+            rows.append(row)
+            was = before.get(pid)
+            if was is None:
+                added += 1
+            elif was[1] != chash:
+                changed += 1
+            elif tuple(was[2:]) != tuple(rest):
+                updated += 1
+    return added, changed, updated, sorted(rows)
+
+
+def _id_batches(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """``values`` in slices of at most ``size`` (SQLite's bound-parameter limit)."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _copy_record(con: sqlite3.Connection) -> None:
+    """The previous generation's input record tables (``old``), in place of the new file's own."""
+    for table in inputs.RECORD_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS main.{table}")
+    found = con.execute(
+        f"SELECT name, sql FROM old.sqlite_master WHERE type = 'table' AND name IN ({','.join('?' * len(inputs.RECORD_TABLES))})",
+        inputs.RECORD_TABLES,
+    ).fetchall()
+    for table, sql in found:
+        con.execute(sql)  # unqualified: created in main
+        con.execute(f"INSERT INTO main.{table} SELECT * FROM old.{table}")
+
+
+def _is_layered(gen: Generation) -> bool:
+    """Whether a generation's papers are a delta over a base file (paperscope.layered_papers)."""
+    return layered_papers.BASE_FILE in gen.manifest.get("files", {})
+
+
+def _papers_layout(prev: Generation | None, prune: bool) -> str:
+    """How the new papers file starts: ``fresh`` (created, the previous rows inserted), ``delta-new``
+    (an empty delta over the previous file as the base), ``delta-copy`` (the previous delta, copied,
+    over the same base), ``consolidate`` (the previous base copied whole and its delta applied) or
+    ``whole-copy`` (the previous whole file copied; only with layered_papers.DELTA_MAX 0)."""
+    if prev is None or prune:
+        return "fresh"  # --prune renumbers rows: every row is written
+    papers = prev.manifest.get("papers") or {}
+    if _is_layered(prev):
+        if not _same_schema(prev.file(layered_papers.BASE_FILE)):
+            return "fresh"
+        n = prev.manifest.get("counts", {}).get("papers", 0)
+        small = papers.get("delta_rows", n + 1) <= layered_papers.DELTA_MAX * n
+        if small and _same_schema(prev.file("papers.sqlite"), delta=True):
+            return "delta-copy"
+        return "consolidate"
+    if not _same_schema(prev.file("papers.sqlite")):
+        return "fresh"
+    return "delta-new" if layered_papers.DELTA_MAX > 0 else "whole-copy"
+
+
+def _add_sources(con: sqlite3.Connection, named: dict[str, list[str]], target: str = "main.papers") -> int:
     """Add each file name to the sources of the papers listed under it, where they lack it; the
-    number of rows changed. Only ``sources`` changes: no vector or lexical row depends on it."""
+    number of rows changed. Only ``sources`` changes: no vector or lexical row depends on it.
+    ``target`` is where rows are written: the whole table, or a layered table's delta."""
     changed = 0
+    layered = target != "main.papers"
     con.execute("CREATE TEMP TABLE IF NOT EXISTS named (id TEXT PRIMARY KEY)")
     for name, ids in named.items():
         con.execute("BEGIN")
         con.execute("DELETE FROM temp.named")
         con.executemany("INSERT OR IGNORE INTO temp.named VALUES (?)", ((i,) for i in ids))
-        # A few distinct lists among a million rows: one UPDATE for each that lacks the name.
-        lists = [
-            s for (s,) in con.execute("SELECT DISTINCT p.sources FROM temp.named n CROSS JOIN papers p ON p.id = n.id")
-        ]
-        for old in lists:
+        # A few distinct lists among a million rows: one UPDATE for each that lacks the name. A
+        # layered table's view is read by the ids (a join would materialise it).
+        distinct = (
+            "SELECT DISTINCT sources FROM papers WHERE id IN (SELECT id FROM temp.named)"
+            if layered
+            else "SELECT DISTINCT p.sources FROM temp.named n CROSS JOIN papers p ON p.id = n.id"
+        )
+        for old in [s for (s,) in con.execute(distinct)]:
             listed = json.loads(old)
-            if name not in listed:
+            if name in listed:
+                continue
+            new = dumps([*listed, name])
+            if layered:
+                columns = ("row", "norm_title", "content_hash", *PAPER_COLUMNS)
+                values = ", ".join("?" if c == "sources" else c for c in columns)
                 changed += con.execute(
-                    "UPDATE papers SET sources = ? WHERE sources = ? AND id IN (SELECT id FROM temp.named)",
-                    (dumps([*listed, name]), old),
+                    f"INSERT OR REPLACE INTO {target} ({', '.join(columns)}) SELECT {values} FROM papers "
+                    "WHERE sources = ? AND id IN (SELECT id FROM temp.named)",
+                    (new, old),
+                ).rowcount
+            else:
+                changed += con.execute(
+                    "UPDATE papers SET sources = ? WHERE sources = ? AND id IN (SELECT id FROM temp.named)", (new, old)
                 ).rowcount
         con.execute("COMMIT")
     return changed
 
 
-def _same_schema(path: Path) -> bool:
-    """Whether the papers file at ``path`` has this paperscope's tables (so it can be copied and updated)."""
+def _same_schema(path: Path, delta: bool = False) -> bool:
+    """Whether the papers file at ``path`` has this paperscope's tables (so it can be copied and updated);
+    with ``delta``, those of a layered table's delta (paperscope.layered_papers)."""
     try:
         con = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True)
         try:
@@ -898,14 +1017,15 @@ def _same_schema(path: Path) -> bool:
             con.close()
     except sqlite3.Error:
         return False
-    return version == SCHEMA_VERSION and _ddl() == {k: v for k, v in sql.items() if k not in inputs.RECORD_TABLES}
+    tables = {k: v for k, v in sql.items() if k not in inputs.RECORD_TABLES}
+    return version == SCHEMA_VERSION and _ddl(delta) == tables
 
 
-def _ddl() -> dict[str, str]:
-    """The schema :data:`PAPERS_DDL` creates, as sqlite_master records it (name -> sql)."""
+def _ddl(delta: bool = False) -> dict[str, str]:
+    """The schema :data:`PAPERS_DDL` creates (or its delta's), as sqlite_master records it (name -> sql)."""
     con = sqlite3.connect(":memory:")
     try:
-        con.executescript(PAPERS_DDL)
+        con.executescript(layered_papers.delta_ddl(PAPERS_DDL) if delta else PAPERS_DDL)
         return dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"))
     finally:
         con.close()
@@ -950,24 +1070,23 @@ def _embed_missing(
     written: np.ndarray | None = None,
 ) -> None:
     """Embed every distinct text that has no vector in the previous generation or the checkpoint."""
-    where = (
-        "WHERE p.content_hash NOT IN (SELECT content_hash FROM old.papers)" if reuse_previous and _has_old(con) else ""
-    )
-    if where and written is not None:
-        # Every row not written this run is a previous row: its text has a vector. Look only at the rest.
-        con.execute("CREATE TEMP TABLE IF NOT EXISTS written_rows (row INTEGER PRIMARY KEY)")
-        con.execute("DELETE FROM temp.written_rows")
-        con.executemany("INSERT INTO temp.written_rows VALUES (?)", ((r,) for r in written.tolist()))
-        where += " AND p.row IN (SELECT row FROM temp.written_rows)"
-    # Only hashes are held in memory; texts are fetched chunk by chunk. Longest first: similar
-    # lengths share a batch (less padding) and the ETA errs on the safe side.
-    hashes = [
-        h
-        for (h,) in con.execute(
-            f"SELECT p.content_hash FROM papers p {where} "
-            "GROUP BY p.content_hash ORDER BY max(length(p.title) + length(p.abstract)) DESC, p.content_hash"
+    if reuse_previous and _has_old(con) and written is not None:
+        hashes = _new_texts(con, written)
+    else:
+        where = (
+            "WHERE p.content_hash NOT IN (SELECT content_hash FROM old_papers)"
+            if reuse_previous and _has_old(con)
+            else ""
         )
-    ]
+        # Only hashes are held in memory; texts are fetched chunk by chunk. Longest first: similar
+        # lengths share a batch (less padding) and the ETA errs on the safe side.
+        hashes = [
+            h
+            for (h,) in con.execute(
+                f"SELECT p.content_hash FROM papers p {where} "
+                "GROUP BY p.content_hash ORDER BY max(length(p.title) + length(p.abstract)) DESC, p.content_hash"
+            )
+        ]
     staged = staging.has(fingerprint)
     report.resumed = sum(1 for h in hashes if h in staged)
     todo = [h for h in hashes if h not in staged]
@@ -1011,6 +1130,33 @@ def _embed_missing(
             f"internal: the embedding engine returned vectors for {report.embedded} of "
             f"{len(todo)} texts; re-run paperscope index to resume"
         )
+
+
+def _new_texts(con: sqlite3.Connection, written: np.ndarray) -> list[str]:
+    """The content hashes of the ``written`` rows that no previous row has, longest text first (then by hash).
+
+    Every row not written this run is a previous row, whose text has a vector: only the written
+    rows are looked at, by lists of rows and of hashes (a layered table's view is scanned whole
+    by an ``IN (SELECT ...)`` or a join; paperscope.layered_papers)."""
+    longest: dict[str, int] = {}
+    for part in _id_batches(written.tolist()):
+        found = con.execute(
+            "SELECT content_hash, length(title) + length(abstract) FROM papers "
+            f"WHERE row IN ({','.join('?' * len(part))})",
+            part,
+        ).fetchall()
+        hashes = sorted({h for h, _ in found})
+        known = {
+            h
+            for (h,) in con.execute(
+                f"SELECT DISTINCT content_hash FROM old_papers WHERE content_hash IN ({','.join('?' * len(hashes))})",
+                hashes,
+            )
+        }
+        for h, size in found:
+            if h not in known:
+                longest[h] = max(size, longest.get(h, 0))
+    return sorted(longest, key=lambda h: (-longest[h], h))
 
 
 def _has_old(con: sqlite3.Connection) -> bool:
@@ -1057,26 +1203,34 @@ def _write_vectors(
     With ``written`` (the only rows that may differ from the previous generation's) every other
     row keeps its own previous vector, and only the written rows are looked up.
     """
-    n = con.execute("SELECT count(*) FROM papers").fetchone()[0]
+    n = layered_papers.rows_of(con)
     old_vectors = prev.load_vectors() if prev is not None else None
     use_old = old_vectors is not None and _has_old(con)
     previous_n = old_vectors.shape[0] if use_old else 0
     source = np.full(n, -1, dtype=np.int64)
     if use_old and written is not None and n >= previous_n:
         source[:previous_n] = np.arange(previous_n)
-        for i in range(0, len(written), 500):
-            part = written[i : i + 500].tolist()
-            for row, src in con.execute(
-                "SELECT p.row, CASE WHEN o.content_hash = p.content_hash THEN o.row ELSE "
-                "(SELECT min(q.row) FROM old.papers q WHERE q.content_hash = p.content_hash) END "
-                f"FROM papers p LEFT JOIN old.papers o ON o.row = p.row WHERE p.row IN ({','.join('?' * len(part))})",
-                part,
-            ):
-                source[row] = -1 if src is None else src
+        for part in _id_batches(written.tolist()):
+            marks = ",".join("?" * len(part))
+            now = dict(con.execute(f"SELECT row, content_hash FROM papers WHERE row IN ({marks})", part))
+            was = dict(con.execute(f"SELECT row, content_hash FROM old_papers WHERE row IN ({marks})", part))
+            # An old row with the same text (any id) provides the vector; min() picks one deterministically.
+            other = sorted({h for r, h in now.items() if was.get(r) != h})
+            first = {}
+            for chunk in _id_batches(other):
+                first.update(
+                    con.execute(
+                        "SELECT content_hash, min(row) FROM old_papers "
+                        f"WHERE content_hash IN ({','.join('?' * len(chunk))}) GROUP BY content_hash",
+                        chunk,
+                    )
+                )
+            for row, h in now.items():
+                source[row] = row if was.get(row) == h else first.get(h, -1)
     elif use_old:
         # An old row with the same text (any id) provides the vector; min() picks one deterministically.
         found = con.execute(
-            "SELECT p.row, min(o.row) FROM papers p JOIN old.papers o ON o.content_hash = p.content_hash GROUP BY p.row"
+            "SELECT p.row, min(o.row) FROM papers p JOIN old_papers o ON o.content_hash = p.content_hash GROUP BY p.row"
         ).fetchall()
         if found:
             pairs = np.array(found, dtype=np.int64)
@@ -1088,7 +1242,7 @@ def _write_vectors(
         n < previous_n
         or written is None
         and con.execute(
-            "SELECT 1 FROM papers p JOIN old.papers o ON o.id = p.id WHERE o.row != p.row LIMIT 1"
+            "SELECT 1 FROM papers p JOIN old_papers o ON o.id = p.id WHERE o.row != p.row LIMIT 1"
         ).fetchone()
         is not None
     )

@@ -385,8 +385,11 @@ def test_metadata_only_change_carries_files_by_hard_link(tmp_path: Path) -> None
     report = build([write(src, rows)], tmp_path / "s", embedder=FakeEmbedder())
     after = Store(tmp_path / "s").require_current()
     assert report.updated == 1 and report.embedded == 0 and report.tokenised == 0
-    assert report.carried == ["index.faiss", "lexical-impact.npz", "lexical.npz", "vectors.npy"]
-    for name in report.carried:
+    # The papers: the previous file as the base, and a delta holding the one row written.
+    carried = ["index.faiss", "lexical-impact.npz", "lexical.npz", "papers-base.sqlite", "vectors.npy"]
+    assert report.carried == carried and after.manifest["papers"] == {"delta_rows": 1}
+    assert inode(after.file("papers-base.sqlite")) == inode(before.file("papers.sqlite"))
+    for name in (n for n in report.carried if n != "papers-base.sqlite"):
         assert inode(after.file(name)) == inode(before.file(name))
         assert after.manifest["files"][name]["xxh3_128"] == before.manifest["files"][name]["xxh3_128"]
     assert report.bytes_written == after.file("papers.sqlite").stat().st_size

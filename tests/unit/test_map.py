@@ -227,3 +227,27 @@ def test_placed_papers_land_among_their_nearest_fitted_papers(exact: bool, monke
     assert (near.weights[:, 0] >= near.weights.max(1) - 1e-6).all()
     twin = project.neighbours(base, base[:5], k=15, seed=0)
     assert (twin.rows[:, 0] == np.arange(5)).all()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50_000])
+def test_joint_features_in_pieces_are_the_whole_expression_bit_for_bit(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The joint space is built a chunk of rows at a time (peak RSS of the 1M map) and reads a base
+    and a delta of vectors (overlay.LayeredVectors) without a copy: the same bytes as the one-shot
+    expression over one array."""
+    from paperscope.map import features
+    from paperscope.overlay import LayeredVectors
+
+    rng = np.random.default_rng(chunk)
+    dense = rng.standard_normal((40, 6)).astype(np.float32)
+    dense[3] = 0.0  # a zero row stays zero (no division by zero)
+    lexical = rng.standard_normal((40, 4)).astype(np.float32)
+    unit = lambda x: (x / np.where((nx := np.linalg.norm(x, axis=1, keepdims=True)) > 0, nx, 1.0)).astype(np.float32)  # noqa: E731
+    whole = unit(np.hstack([unit(dense), 2.0 * lexical]))
+    monkeypatch.setattr(features, "TRANSFORM_CHUNK", chunk)
+    rows = np.array([1, 5, 38, 39], dtype=np.int64)
+    layered = LayeredVectors(dense[:38], dense[rows], rows, 40)
+    for source in (dense, layered):
+        got = features.joint_features(source, lexical, 2.0)
+        assert got.dtype == np.float32 and got.tobytes() == whole.tobytes()

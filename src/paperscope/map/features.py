@@ -11,6 +11,7 @@ themes each a topic with precision and recall above 0.5).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import TruncatedSVD
@@ -53,6 +54,18 @@ def lexical_features(fit_texts: Sequence[str], texts: Sequence[str], dims: int, 
     )
 
 
-def joint_features(dense: np.ndarray, lexical: np.ndarray, lexical_weight: float) -> np.ndarray:
-    """Concatenate unit dense vectors and weighted unit lexical vectors, then normalise again."""
-    return _unit(np.hstack([_unit(np.asarray(dense, dtype=np.float32)), lexical_weight * lexical]))
+def joint_features(dense: Any, lexical: np.ndarray, lexical_weight: float) -> np.ndarray:
+    """Concatenate unit dense vectors and weighted unit lexical vectors, then normalise again.
+
+    ``dense`` is anything whose slices are arrays of rows (an array, a memory map, a
+    :class:`paperscope.overlay.LayeredVectors`): it is read ``TRANSFORM_CHUNK`` rows at a time
+    into the output, each row as the whole-array expression would make it. The whole-array
+    expression held four temporaries of the output's size: 4 GB of the 1M map's peak RSS."""
+    n = len(dense)
+    width = np.asarray(dense[0:1], dtype=np.float32).shape[1] if n else 0
+    out = np.empty((n, width + lexical.shape[1]), dtype=np.float32)
+    for a in range(0, n, TRANSFORM_CHUNK):
+        b = min(n, a + TRANSFORM_CHUNK)
+        part = _unit(np.asarray(dense[a:b], dtype=np.float32))
+        out[a:b] = _unit(np.hstack([part, lexical_weight * lexical[a:b]]))
+    return out

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from paperscope import overlay
 from paperscope.choices import MAP_MAX_FIT
 from paperscope.errors import InvalidArgument
+from paperscope.lexical import release_pages
 from paperscope.map import cluster, features, frames, labels, project
 from paperscope.map.frames import MapView, Members
 from paperscope.map.levels import LEVELS
@@ -179,7 +181,7 @@ def compute_map(
     titles: Sequence[str],
     texts: Sequence[str],
     hashes: Sequence[str],
-    vectors: np.ndarray,
+    vectors: np.ndarray | overlay.LayeredVectors,
     generation: str,
     params: MapParams,
     previous: TopicMap | None = None,
@@ -198,8 +200,8 @@ def compute_map(
     step = step or (lambda name: None)
     t0 = time.perf_counter()
     n = len(ids)
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.shape[0] != n or not (len(titles) == len(texts) == len(hashes) == n):
+    # Not copied: read in pieces by features.joint_features (a memory map, or a base and a delta).
+    if len(vectors) != n or not (len(titles) == len(texts) == len(hashes) == n):
         raise ValueError("compute_map: ids, titles, texts, hashes and vectors must have one entry per paper")
     if n < MIN_PAPERS:
         raise InvalidArgument(f"a map needs at least {MIN_PAPERS} papers, the store has {n}; index more papers first")
@@ -220,6 +222,7 @@ def compute_map(
     step("features")
     lexical = features.lexical_features([texts_arr[i] for i in base_idx], texts_arr, params.lexical_dims, params.seed)
     joint = features.joint_features(vectors, lexical, params.lexical_weight)
+    release_pages(*overlay.parts(vectors))  # read once: a mapped file's pages need not stay in this process
     step("clustering space")
     # One neighbour search serves both projections: placed papers sit among their nearest fitted ones.
     near = (
