@@ -840,6 +840,8 @@ def _fill_papers(
             con.execute("COMMIT")
             con.execute("BEGIN")
     con.execute("COMMIT")
+    if layered:
+        _drop_unchanged(con, sorted(touched))
     # Skipped papers read now from a file of another name gain that name, as a full parse would.
     renamed = _add_sources(con, lines.named, target) if lines is not None else 0
     if current is not None and (lines is not None or read.entries == len(current.hashes)):
@@ -925,6 +927,23 @@ def _id_batches(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
     """``values`` in slices of at most ``size`` (SQLite's bound-parameter limit)."""
     for i in range(0, len(values), size):
         yield values[i : i + size]
+
+
+def _drop_unchanged(con: sqlite3.Connection, touched: list[str]) -> None:
+    """Remove from the delta the rows this run wrote that ended equal to the base's row: a paper
+    read twice (merged under one id) is written on each reading, and an edit undone since the
+    base needs no row in the delta. The view then reads the base's row, the same bytes."""
+    con.execute("BEGIN")
+    for part in _id_batches(touched):
+        marks = ",".join("?" * len(part))
+        now = {
+            r[1]: r for r in con.execute(f"SELECT * FROM main.{layered_papers.DELTA_TABLE} WHERE id IN ({marks})", part)
+        }
+        same = [
+            (r[0],) for r in con.execute(f"SELECT * FROM base.papers WHERE id IN ({marks})", part) if now.get(r[1]) == r
+        ]
+        con.executemany(f"DELETE FROM main.{layered_papers.DELTA_TABLE} WHERE row = ?", same)
+    con.execute("COMMIT")
 
 
 def _copy_record(con: sqlite3.Connection) -> None:

@@ -143,3 +143,20 @@ def test_delta_max_zero_copies_the_whole_file_as_before(tmp_path: Path, monkeypa
         assert "papers" not in gen.manifest and not gen.file(layered_papers.BASE_FILE).exists()
         build([write(tmp_path / f"f{k}" / "a.jsonl", corpus(80, edit))], tmp_path / f"fs{k}", embedder=fake)
         assert table(store) == table(tmp_path / f"fs{k}")
+
+
+def test_a_row_written_back_to_the_base_text_leaves_the_delta(tmp_path: Path) -> None:
+    """An edit undone since the base holds no row in the delta: the view reads the base's row (p9
+    is read twice and merged under one id, as a repeated entry of a snapshot is)."""
+    fake = FakeEmbedder()
+    src, store = tmp_path / "in" / "a.jsonl", tmp_path / "s"
+    rows = corpus(60, {})
+    build([write(src, rows + [rows[9]])], store, embedder=fake)  # p9 twice: merged
+    twice = corpus(60, {5: "x", 9: "y"})
+    build([write(src, twice + [twice[9]])], store, embedder=fake)
+    assert Store(store).require_current().manifest["papers"] == {"delta_rows": 2}
+    report = build([write(src, rows + [rows[9]])], store, embedder=fake)  # both edits undone
+    assert report.changed == 2 and Store(store).require_current().manifest["papers"] == {"delta_rows": 0}
+    build([write(tmp_path / "f" / "a.jsonl", rows + [rows[9]])], tmp_path / "fs", embedder=fake)
+    assert table(store) == table(tmp_path / "fs")
+    assert verify(Store(store)).ok
