@@ -579,9 +579,12 @@ def lexical_reference(lex: LexicalIndex, post: Postings) -> tuple[float, float, 
             lx.append(np.delete(post.score_all(lex.rows_vector([r])), r))
             tx.append(np.delete(post.score_all(lex.title_vector(r)), r))
         else:
-            others = targets[targets != r]
-            lx.append(post.score_rows(lex.rows_vector([r]), others))
-            tx.append(post.score_rows(lex.title_vector(r), others))
+            # The same targets every time (the query's own row dropped after): score_rows then reads
+            # their entries once and scores its copy of them (the same bits) in the 127 calls after.
+            # Scoring "every target but this row" read 1.7M scattered entries per call (2.2 s at 1M).
+            others = targets != r
+            lx.append(post.score_rows(lex.rows_vector([r]), targets)[others])
+            tx.append(post.score_rows(lex.title_vector(r), targets)[others])
     lv, xv = np.concatenate(lx), np.concatenate(tx)
     if not xv.any():
         xv = lv

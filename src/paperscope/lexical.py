@@ -901,7 +901,9 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
         # Few runs (an edit here and there): every old term's use counted once, minus the rows not carried.
         df = _bincount(old.terms, v_old)
         release_pages(old.terms)
-        gone = np.setdiff1d(np.arange(old.n, dtype=np.int64), mapping[carried])
+        still = np.zeros(old.n, dtype=bool)  # a mask, not setdiff1d's sort of a million rows (0.8 s at 1M)
+        still[mapping[carried]] = True
+        gone = np.flatnonzero(~still)
         df -= _bincount(old.terms[_gather(old.indptr, gone)[0]], v_old)
         used_old = df > 0
         del df

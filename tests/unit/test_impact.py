@@ -435,6 +435,23 @@ def test_reference_sampled_over_evenly_spaced_papers_matches_all_papers(
     assert sampled != full and np.allclose(sampled, full, rtol=0.2), (sampled, full)
 
 
+def test_reference_over_sampled_targets_is_each_query_scored_against_the_others(
+    ex: Explorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reference scores every target and drops the query's own row (so the targets' entries are
+    read once and reused): bit for bit the figures of scoring every target but that row."""
+    lex, post = ex.ranker.lex, ex.ranker.postings
+    monkeypatch.setattr(impact, "REFERENCE_TARGETS", 150)
+    got = impact.lexical_reference(lex, post)
+    n = lex.n
+    qrows = np.unique(np.linspace(0, n - 1, min(n, impact.REFERENCE_QUERIES)).astype(np.int64))
+    targets = np.unique(np.linspace(0, n - 1, 150).astype(np.int64))
+    lx = [post.score_rows(lex.rows_vector([r]), targets[targets != r]) for r in qrows.tolist()]
+    tx = [post.score_rows(lex.title_vector(r), targets[targets != r]) for r in qrows.tolist()]
+    lv, xv = np.concatenate(lx), np.concatenate(tx)
+    assert got == (float(lv.mean()), max(float(lv.std()), 1e-6), float(xv.mean()), max(float(xv.std()), 1e-6))
+
+
 def _rows(rng: np.random.Generator, words: list[str], n: int) -> list[tuple[Counter[str], Counter[str]]]:
     out = []
     for _ in range(n):
