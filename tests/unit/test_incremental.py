@@ -4,6 +4,7 @@ tests/integration/test_incremental_crash.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -26,7 +27,7 @@ from paperscope.store import Store
 from paperscope.verify import verify
 
 WORDS = "adam sgd lora μp width depth transfer scaling diffusion attention kernel émile sparse".split()
-LEX_KEYS = ("vocab_utf8", "vocab_offsets", "indptr", "terms", "counts", "title_counts")
+LEX_KEYS = ("vocab_utf8", "vocab_offsets", "indptr", "terms", "counts", "title_counts", "df")
 
 
 def corpus(n: int, edited: set[int] = frozenset(), seed: int = 0) -> list[dict[str, object]]:
@@ -131,10 +132,28 @@ def test_lexical_rows_carried_as_arrays_equal_a_fresh_index(
         ]
         it = iter(fresh)
         new_rows = [old_rows[m] if m >= 0 else next(it) for m in mapping]
-        got = carry_rows(CarriedArrays.of(LexicalIndex.from_counts(old_rows)), mapping, LexicalIndex.from_counts(fresh))
+        old = CarriedArrays.of(LexicalIndex.from_counts(old_rows))
+        if rng.random() < 0.5:  # a file written before the counts were stored: counted from the entries
+            old = dataclasses.replace(old, df=None)
+        got = carry_rows(old, mapping, LexicalIndex.from_counts(fresh))
         want = CarriedArrays.of(LexicalIndex.from_counts(new_rows))
         for key in LEX_KEYS:
             assert np.array_equal(getattr(got, key), getattr(want, key)), key
+
+
+def test_stored_document_frequencies_are_checked_and_carried(tmp_path: Path) -> None:
+    """lexical.npz stores each term's row count; a re-run carries it (no count over every entry), and a
+    file whose counts do not add up to its entries is refused as inconsistent."""
+    src = write(tmp_path / "a.jsonl", corpus(80))
+    build([src], tmp_path / "s", embedder=FakeEmbedder())
+    build([write(src, corpus(82, edited={3, 40}))], tmp_path / "s", embedder=FakeEmbedder())
+    arrays = lexical_arrays(tmp_path / "s")
+    assert np.array_equal(arrays["df"], np.bincount(arrays["terms"], minlength=len(arrays["vocab_offsets"]) - 1))
+    loaded = CarriedArrays.load(Store(tmp_path / "s").require_current().file("lexical.npz"))
+    bad = dataclasses.replace(loaded, df=np.asarray(loaded.df) + (np.arange(len(loaded.df)) == 0))
+    bad.write(tmp_path / "bad.npz")
+    with pytest.raises(StoreError, match="inconsistent lexical index"):
+        CarriedArrays.load(tmp_path / "bad.npz")
 
 
 def test_unchanged_inputs_are_not_parsed_and_a_touch_is_not_a_change(tmp_path: Path) -> None:
