@@ -23,6 +23,8 @@ generation read it by lists of constants or by correlated ``EXISTS``, never by a
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "BASE_FILE",
@@ -30,6 +32,7 @@ __all__ = [
     "DELTA_TABLE",
     "SCHEMAS",
     "attach",
+    "batches",
     "count",
     "delta_ddl",
     "delta_rows",
@@ -44,6 +47,13 @@ DELTA_TABLE = "papers_delta"
 DELTA_MAX = 0.10
 # The databases behind each view a build reads: (delta or whole table's schema, base's schema).
 SCHEMAS = {"papers": ("main", "base"), "old_papers": ("old", "oldbase")}
+
+
+def batches(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """``values`` in slices of at most ``size``: the lists of constants the build reads rows by
+    (SQLite's bound-parameter limit; a view is read by them, never by a join)."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
 
 
 def delta_ddl(papers_ddl: str) -> str:

@@ -24,11 +24,11 @@ import threading
 import zipfile
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
@@ -674,7 +674,7 @@ def build_for_generation(
         return 0, old.n, None
     fresh_rows = np.flatnonzero(mapping < 0)
     texts: dict[int, str] = {}
-    for part in _batches(fresh_rows.tolist()):
+    for part in layered_papers.batches(fresh_rows.tolist()):
         texts.update(
             con.execute(
                 f"SELECT row, title || char(0) || abstract FROM papers WHERE row IN ({','.join('?' * len(part))})",
@@ -688,12 +688,6 @@ def build_for_generation(
     return len(fresh_rows), len(mapping) - len(fresh_rows), Carry(mapping, carried.old_to_new)
 
 
-def _batches(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    """``values`` in slices of at most ``size`` (SQLite's bound-parameter limit)."""
-    for i in range(0, len(values), size):
-        yield values[i : i + size]
-
-
 def _mapping_of_written(con: sqlite3.Connection, written: np.ndarray, old_n: int) -> np.ndarray:
     """Each row's previous row (-1: tokenise it) when only ``written`` rows may have changed.
 
@@ -703,7 +697,7 @@ def _mapping_of_written(con: sqlite3.Connection, written: np.ndarray, old_n: int
     n = layered_papers.rows_of(con)
     mapping = np.arange(n, dtype=np.int64)
     mapping[old_n:] = -1
-    for part in _batches(written[written < old_n].tolist()):
+    for part in layered_papers.batches(written[written < old_n].tolist()):
         # Correlated, not a join: a join would materialise a layered table's view (paperscope.layered_papers).
         for (r,) in con.execute(
             f"SELECT p.row FROM papers p WHERE p.row IN ({','.join('?' * len(part))}) AND NOT EXISTS "

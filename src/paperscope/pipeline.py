@@ -907,7 +907,7 @@ def _compare_touched(con: sqlite3.Connection, touched: list[str]) -> tuple[int, 
     fields = f"id, row, content_hash, title, {', '.join(_METADATA)}"
     added = changed = updated = 0
     rows: list[int] = []
-    for part in _id_batches(touched):
+    for part in layered_papers.batches(touched):
         marks = ",".join("?" * len(part))
         now = {r[0]: r[1:] for r in con.execute(f"SELECT {fields} FROM papers WHERE id IN ({marks})", part)}
         before = {r[0]: r[1:] for r in con.execute(f"SELECT {fields} FROM old_papers WHERE id IN ({marks})", part)}
@@ -923,18 +923,12 @@ def _compare_touched(con: sqlite3.Connection, touched: list[str]) -> tuple[int, 
     return added, changed, updated, sorted(rows)
 
 
-def _id_batches(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    """``values`` in slices of at most ``size`` (SQLite's bound-parameter limit)."""
-    for i in range(0, len(values), size):
-        yield values[i : i + size]
-
-
 def _drop_unchanged(con: sqlite3.Connection, touched: list[str]) -> None:
     """Remove from the delta the rows this run wrote that ended equal to the base's row: a paper
     read twice (merged under one id) is written on each reading, and an edit undone since the
     base needs no row in the delta. The view then reads the base's row, the same bytes."""
     con.execute("BEGIN")
-    for part in _id_batches(touched):
+    for part in layered_papers.batches(touched):
         marks = ",".join("?" * len(part))
         now = {
             r[1]: r for r in con.execute(f"SELECT * FROM main.{layered_papers.DELTA_TABLE} WHERE id IN ({marks})", part)
@@ -1158,7 +1152,7 @@ def _new_texts(con: sqlite3.Connection, written: np.ndarray) -> list[str]:
     rows are looked at, by lists of rows and of hashes (a layered table's view is scanned whole
     by an ``IN (SELECT ...)`` or a join; paperscope.layered_papers)."""
     longest: dict[str, int] = {}
-    for part in _id_batches(written.tolist()):
+    for part in layered_papers.batches(written.tolist()):
         found = con.execute(
             "SELECT content_hash, length(title) + length(abstract) FROM papers "
             f"WHERE row IN ({','.join('?' * len(part))})",
@@ -1229,14 +1223,14 @@ def _write_vectors(
     source = np.full(n, -1, dtype=np.int64)
     if use_old and written is not None and n >= previous_n:
         source[:previous_n] = np.arange(previous_n)
-        for part in _id_batches(written.tolist()):
+        for part in layered_papers.batches(written.tolist()):
             marks = ",".join("?" * len(part))
             now = dict(con.execute(f"SELECT row, content_hash FROM papers WHERE row IN ({marks})", part))
             was = dict(con.execute(f"SELECT row, content_hash FROM old_papers WHERE row IN ({marks})", part))
             # An old row with the same text (any id) provides the vector; min() picks one deterministically.
             other = sorted({h for r, h in now.items() if was.get(r) != h})
             first = {}
-            for chunk in _id_batches(other):
+            for chunk in layered_papers.batches(other):
                 first.update(
                     con.execute(
                         "SELECT content_hash, min(row) FROM old_papers "
