@@ -94,3 +94,39 @@ def resident_kb(path: Path) -> int | None:
         elif inside and line.startswith("Rss:"):
             total += int(line.split()[1])
     return total
+
+
+def live_lexical(store: Path) -> tuple[object, object]:
+    """(LexicalIndex, Postings) of a store's live generation, memory-mapped as a query opens them."""
+    from paperscope import impact
+    from paperscope.store import Store
+
+    gen = Store(store).require_current()
+    return impact.open_index(
+        gen.file("lexical.npz"),
+        gen.file(impact.DERIVED_FILE),
+        gen.manifest["counts"]["papers"],
+        gen.file(impact.BASE_FILE) if impact.BASE_FILE in gen.manifest["files"] else None,
+        impact.forward_files(gen.path, gen.manifest["files"]),
+    )
+
+
+def whole_lexical(store: Path) -> dict[str, np.ndarray]:
+    """The live generation's lexical.npz arrays as a from-scratch build writes them: its rows written
+    whole when they are a base and a delta (paperscope.layered_lexical)."""
+    from paperscope.store import Store
+
+    gen = Store(store).require_current()
+    with np.load(gen.file("lexical.npz"), allow_pickle=False) as z:
+        out = {k: z[k] for k in ("vocab_utf8", "vocab_offsets", "df", "tokenizer_version")}
+        if "indptr" in z:
+            return {**out, **{k: z[k] for k in ("indptr", "terms", "counts", "title_counts")}}
+    lex, _ = live_lexical(store)
+    whole = lex.whole()  # type: ignore[attr-defined]
+    return {
+        **out,
+        "indptr": whole.indptr,
+        "terms": whole.terms,
+        "counts": whole.counts,
+        "title_counts": whole.title_counts,
+    }

@@ -26,6 +26,7 @@ import paperscope.impact  # noqa: E402
 import paperscope.index  # noqa: E402
 import paperscope.inputs  # noqa: E402
 import paperscope.lexical  # noqa: E402
+import paperscope.lexical_delta  # noqa: E402
 import paperscope.snapshots  # noqa: E402
 import paperscope.store  # noqa: E402
 from paperscope.pipeline import build  # noqa: E402
@@ -63,17 +64,17 @@ def main() -> None:
     if point == "lines-parsing":  # the changed input lines copied to scratch files, being parsed
         before(paperscope.inputs, "read_papers", marker)
     elif point == "vectors-written":
-        before(paperscope.lexical, "build_for_generation", marker)
-    elif point == "lexical-half-written":
-        inner = paperscope.lexical.CarriedArrays.write
+        before(paperscope.lexical_delta, "write", marker)
+    elif point == "lexical-half-written":  # the forward delta's lexical.npz (paperscope.lexical_delta)
+        inner = paperscope.lexical_delta.write_rows
 
-        def half(self: Any, path: Path) -> None:
-            inner(self, path)
+        def half(path: Path, arrays: dict[str, Any]) -> None:
+            inner(path, arrays)
             with open(path, "r+b") as fh:  # as if killed while the file was being written
                 fh.truncate(path.stat().st_size // 2)
             stop_here(marker)
 
-        paperscope.lexical.CarriedArrays.write = half  # type: ignore[method-assign]
+        paperscope.lexical_delta.write_rows = half
     elif point == "postings-delta-saved":  # lexical-impact.npz written as a delta, the base not yet linked
         after(paperscope.impact.Postings, "save", marker)
     elif point == "index-updated":

@@ -338,7 +338,8 @@ def _papers_line(data: dict[str, Any]) -> str:
 
 
 def _lexical_line(data: dict[str, Any]) -> str:
-    """e.g. 'tfidf-sublinear-cosine; postings: the base written by g000012 and a delta of 9,780 rows'."""
+    """e.g. 'tfidf-sublinear-cosine; postings: the base written by g000012 and a delta of 9,780 rows;
+    term rows: the base written by g000012 and a delta of 9,780' (the forward index: paperscope.layered_lexical)."""
     lex = data["lexical"]
     rows = lex.get("delta_rows")
     base = (data.get("files", {}).get("lexical-base.npz") or {}).get("written_by")
@@ -346,7 +347,14 @@ def _lexical_line(data: dict[str, Any]) -> str:
         postings = f"the base written by {base} and a delta of {rows:,} rows"
     else:
         postings = "written whole" if lex.get("derivation") != "linked" else "those of the previous generation"
-    return f"{lex.get('scoring', 'tf-idf')}; postings: {postings}"
+    forward = lex.get("forward_rows")
+    written_by = (data.get("files", {}).get("lexical-forward.npz") or {}).get("written_by")
+    rows_line = (
+        f"; term rows: the base written by {written_by or '?'} and a delta of {forward:,}"
+        if forward is not None
+        else ""
+    )
+    return f"{lex.get('scoring', 'tf-idf')}; postings: {postings}{rows_line}"
 
 
 def _index_line(ix: dict[str, Any]) -> str:

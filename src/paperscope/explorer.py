@@ -98,6 +98,7 @@ class Explorer:
                 self.generation.file(impact.DERIVED_FILE),
                 self._n,
                 self.generation.file(impact.BASE_FILE) if impact.BASE_FILE in files else None,
+                impact.forward_files(self.generation.file("lexical.npz").parent, files),
             )
             if self._lexical.version != lexical_mod.TOKENIZER_VERSION:  # re-tokenised at the first query
                 self._lexical = self._postings = None

@@ -37,8 +37,10 @@ them, shared by every generation since), and ``lexical-impact.npz`` holds only t
 rows tokenised since (the *delta*, impact-ordered, at most ``DELTA_MAX`` of the rows) with the map
 from this vocabulary's term ids to the base's. A query reads both: a base posting of a row in the
 delta is skipped (its row was re-tokenised; its own postings are in the delta). At the idf check, or
-past ``DELTA_MAX``, the delta is merged into the base's lists (:func:`rebase`): a new base. Weights and the forward index are
-written whole every generation as before.
+past ``DELTA_MAX``, the delta is merged into the base's lists (:func:`rebase`): a new base. While the
+postings are a delta, the forward index and its weights are one too (:mod:`paperscope.layered_lexical`,
+written by :mod:`paperscope.lexical_delta`; ``unit`` then holds the forward delta's weights only, in a
+file of ``LAYERED_FORMAT_VERSION``); whenever the postings are written whole, so are they.
 """
 
 from __future__ import annotations
@@ -47,14 +49,16 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from paperscope import kernels
+from paperscope import kernels, layered_lexical
 from paperscope.errors import DamagedError
+from paperscope.layered_lexical import FORWARD_FILE, LayeredRows
 from paperscope.lexical import (
     Carry,
     LexicalIndex,
@@ -80,6 +84,7 @@ __all__ = [
     "lexical_reference",
     "merge",
     "mmap_npz",
+    "forward_files",
     "open_index",
     "rebase",
 ]
@@ -91,6 +96,9 @@ BASE_FILE = "lexical-base.npz"
 FORMAT_VERSION = 1
 # A derived file holding a delta over a base (format 1 readers refuse it as damaged, not misread).
 DELTA_FORMAT_VERSION = 2
+# A delta whose forward index is a delta too (paperscope.layered_lexical): ``unit`` holds the weights
+# of the forward delta's entries only.
+LAYERED_FORMAT_VERSION = 3
 # Rows in the delta (tokenised since the base was written) above this share of the papers: the
 # next re-run merges them into a new base instead (a query reads every posting of the delta's
 # terms that the budget allows beside the base's; measured at 1M papers: docs/performance.md).
@@ -178,7 +186,7 @@ class Postings:
     n: int
     indptr: np.ndarray  # forward index: row r's entries are indptr[r]:indptr[r + 1] of terms / unit
     terms: np.ndarray
-    unit: np.ndarray  # float32 unit-row TF-IDF weight of every entry
+    unit: np.ndarray  # float32 unit-row TF-IDF weight of every entry (with ``layers``: of the forward delta's)
     idf: np.ndarray
     post_starts: np.ndarray  # int64, len vocab + 1
     post_rows: np.ndarray  # int32, impact order within a term
@@ -192,7 +200,11 @@ class Postings:
     delta: Delta | None = None
     # _marks of the post_* lists (the base's, with a delta); None in a file written before them
     marks: np.ndarray | None = None
+    # the forward index as a base and a delta (paperscope.layered_lexical): indptr, terms and unit
+    # above are then empty
+    layers: LayeredRows | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+    _base_scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     # ---- building ------------------------------------------------------------------------
     @classmethod
@@ -261,7 +273,13 @@ class Postings:
                     **common,
                 )
             else:
-                meta = np.array([DELTA_FORMAT_VERSION, self.n, len(self.terms), len(self.idf)], dtype=np.int64)
+                # with its forward index layered, ``unit`` is the forward delta's (paperscope.layered_lexical)
+                fmt, entries = (
+                    (DELTA_FORMAT_VERSION, len(self.terms))
+                    if self.layers is None
+                    else (LAYERED_FORMAT_VERSION, len(self.unit))
+                )
+                meta = np.array([fmt, self.n, entries, len(self.idf)], dtype=np.int64)
                 base = np.array([d.base_n, len(self.post_rows), len(self.post_starts) - 1], dtype=np.int64)
                 np.savez(
                     fh,
@@ -281,6 +299,7 @@ class Postings:
         delta's): what :meth:`paperscope.explorer.Explorer.preload` maps in up front."""
         arrays = [self.indptr, self.terms, self.unit, self.idf, self.post_starts, self.post_rows, self.post_vals]
         arrays += [a for a in (self.marks, self.vocab_order) if a is not None]
+        arrays += self.layers.arrays() if self.layers is not None else []
         d = self.delta
         if d is not None:
             arrays += [d.members, d.to_base, d.starts, d.rows, d.vals]
@@ -324,24 +343,25 @@ class Postings:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows) or not query.nnz:
             return np.zeros(len(rows), dtype=np.float64)
-        # The query over the whole vocabulary and a filter of its terms (per-thread scratch arrays,
-        # cleared after): one lookup per entry instead of a binary search.
-        dense, bits = self._query_scratch()
-        dense[query.ids] = query.values
-        kernels.mark(bits, query.ids)
-        try:
-            return kernels.score_rows(self.indptr, self.terms, self.unit, rows, dense, bits, self._scratch)
-        finally:
-            dense[query.ids] = 0.0
-            kernels.mark(bits, query.ids, on=False)
-
-    def _query_scratch(self) -> tuple[np.ndarray, np.ndarray]:
-        vocab = len(self.idf)
-        dense = getattr(self._scratch, "q", None)
-        if dense is None or len(dense) != vocab:
-            dense = self._scratch.q = np.zeros(vocab, dtype=np.float64)
-            self._scratch.bits = kernels.query_filter()
-        return dense, self._scratch.bits
+        L = self.layers
+        if L is None:
+            forward = (self.indptr, self.terms, self.unit)
+            return _score_part(forward, len(self.idf), rows, query.ids, query.values, self._scratch)
+        # Rows of the delta from its arrays; the others from the base's, with the query in the base's term ids.
+        at = L.pos[rows]
+        in_delta = at >= 0
+        out = np.empty(len(rows), dtype=np.float64)
+        if in_delta.any():
+            part = (L.indptr, L.terms, L.unit)
+            delta_rows = at[in_delta].astype(np.int64)
+            out[in_delta] = _score_part(part, len(self.idf), delta_rows, query.ids, query.values, self._scratch)
+        if not in_delta.all():
+            ids = L.to_base[query.ids]
+            has = ids >= 0
+            part = (L.base_indptr, L.base_terms, L.base_unit)
+            base_rows = rows[~in_delta]
+            out[~in_delta] = _score_part(part, L.base_vocab, base_rows, ids[has], query.values[has], self._base_scratch)
+        return out
 
     def _row_scratch(self) -> tuple[np.ndarray, np.ndarray]:
         acc = getattr(self._scratch, "acc", None)
@@ -422,6 +442,32 @@ class Postings:
             keep = mask[uniq]
             uniq, sums = uniq[keep], sums[keep]
         return uniq.astype(np.int64), sums, exhaustive
+
+
+def _score_part(
+    forward: tuple[np.ndarray, np.ndarray, np.ndarray],
+    vocab: int,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    values: np.ndarray,
+    scratch: threading.local,
+) -> np.ndarray:
+    """Each row's dot product with the query (``ids`` into the term ids of the forward index's
+    (indptr, terms, unit), of a vocabulary of ``vocab`` terms; ``values``): the query over that vocabulary and a filter of its terms, in the
+    thread's ``scratch`` arrays (cleared after), so one lookup per entry instead of a binary search."""
+    indptr, terms, unit = forward
+    dense = getattr(scratch, "q", None)
+    if dense is None or len(dense) != vocab:
+        dense = scratch.q = np.zeros(vocab, dtype=np.float64)
+        scratch.bits = kernels.query_filter()
+    bits = scratch.bits
+    dense[ids] = values
+    kernels.mark(bits, ids)
+    try:
+        return kernels.score_rows(indptr, terms, unit, rows, dense, bits, scratch)
+    finally:
+        dense[ids] = 0.0
+        kernels.mark(bits, ids, on=False)
 
 
 def _marks(starts: np.ndarray, vals: np.ndarray) -> np.ndarray:
@@ -600,6 +646,7 @@ class Derived:
     how: str
     idf_check: dict[str, Any] | None = None
     delta_rows: int | None = None  # with "delta": the rows whose postings the delta holds
+    forward_rows: int | None = None  # the rows of a forward index held as a delta (paperscope.layered_lexical)
 
 
 def derive(
@@ -801,9 +848,16 @@ def _starts_and_check(
 
 
 def _carried_idf(lex: LexicalIndex, old_idf: np.ndarray, o2n: np.ndarray, f_terms: np.ndarray) -> np.ndarray:
+    return carried_idf(lex.vocab, lex.n, lex.phrase_weight, old_idf, o2n, f_terms)
+
+
+def carried_idf(
+    vocab_terms: Sequence[str], n: int, phrase_weight: float, old_idf: np.ndarray, o2n: np.ndarray, f_terms: np.ndarray
+) -> np.ndarray:
     """The idf carried for every term still used, from this generation's counts for a new term
-    (``f_terms``: the term of every entry of the rows tokenised afresh)."""
-    vocab, n = len(lex.vocab), lex.n
+    (``f_terms``: the term of every entry of the rows tokenised afresh; ``vocab_terms`` this
+    generation's vocabulary, of ``n`` papers)."""
+    vocab = len(vocab_terms)
     idf = np.empty(vocab, dtype=np.float32)
     kept = o2n >= 0
     idf[o2n[kept]] = old_idf[kept]
@@ -813,8 +867,8 @@ def _carried_idf(lex: LexicalIndex, old_idf: np.ndarray, o2n: np.ndarray, f_term
     if len(new_ids):
         df = np.bincount(f_terms, minlength=vocab)[new_ids].astype(np.float64)
         fresh_idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-        if lex.phrase_weight != 1.0:
-            fresh_idf[[" " in lex.vocab[int(t)] for t in new_ids]] *= lex.phrase_weight
+        if phrase_weight != 1.0:
+            fresh_idf[[" " in vocab_terms[int(t)] for t in new_ids]] *= phrase_weight
         idf[new_ids] = fresh_idf.astype(np.float32)
     return idf
 
@@ -866,7 +920,7 @@ def rebase(
         if int(d["meta"][0]) == DELTA_FORMAT_VERSION and prev_base is not None:
             b = mmap_npz(prev_base)
             base = (b["post_starts"], b["post_rows"], b["post_vals"])
-            before = _delta_of(d)
+            before = delta_of(d)
     except (OSError, KeyError, ValueError, IndexError):
         return None, None
     lex = LexicalIndex.open(lexical_path, len(carry.mapping))
@@ -889,7 +943,7 @@ def rebase(
     if before is not None and base is not None and same_rows:
         members = np.union1d(before.members, fresh)
         m_terms, m_rows, m_unit = _entries_of(members, indptr, terms, unit)
-        to_base = _to_base(before.to_base, o2n, vocab)
+        to_base = map_to_base(before.to_base, o2n, vocab)
         base_o2n = np.full(len(base[0]) - 1, -1, dtype=np.int64)
         has = np.flatnonzero(to_base >= 0)
         base_o2n[to_base[has]] = has
@@ -907,7 +961,7 @@ def rebase(
     return post, check
 
 
-def _delta_of(d: dict[str, np.ndarray]) -> Delta:
+def delta_of(d: dict[str, np.ndarray]) -> Delta:
     """The delta a derived file of ``DELTA_FORMAT_VERSION`` holds (its memory-mapped arrays)."""
     return Delta(
         int(d["base_meta"][0]),
@@ -932,7 +986,7 @@ def _entries_of(
     return e_terms[order], e_rows[order], e_unit[order]
 
 
-def _to_base(prev_to_base: np.ndarray, o2n: np.ndarray, vocab: int) -> np.ndarray:
+def map_to_base(prev_to_base: np.ndarray, o2n: np.ndarray, vocab: int) -> np.ndarray:
     """Each term id of this generation's vocabulary in the base's (-1: not there), through the
     previous generation's ids (``o2n``) and their base ids (``prev_to_base``)."""
     to_base = np.full(vocab, -1, dtype=np.int32)
@@ -962,10 +1016,10 @@ def delta(
         if fmt == FORMAT_VERSION:
             base_path, base, before = prev_derived, d, None
         elif fmt == DELTA_FORMAT_VERSION and prev_base is not None:
-            base_path, base, before = prev_base, mmap_npz(prev_base), _delta_of(d)
+            base_path, base, before = prev_base, mmap_npz(prev_base), delta_of(d)
         else:
             return None
-        if _stored_marks(base, "marks", base["post_starts"], Path(base_path)) is None:
+        if stored_marks(base, "marks", base["post_starts"], Path(base_path)) is None:
             return None  # a base written before the marks: this run writes a new one, with them
         old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
         base_starts, base_rows, base_vals = base["post_starts"], base["post_rows"], base["post_vals"]
@@ -1000,7 +1054,7 @@ def delta(
     # This vocabulary's term ids in the base's: through the previous generation's ids.
     prev_to_base = before.to_base if before is not None else np.arange(len(old_idf), dtype=np.int32)
     post = Postings(n, indptr, terms, unit, idf, base_starts, base_rows, base_vals)
-    post.delta = Delta(base_n, members.astype(np.int32), _to_base(prev_to_base, o2n, vocab), starts, m_rows, m_unit)
+    post.delta = Delta(base_n, members.astype(np.int32), map_to_base(prev_to_base, o2n, vocab), starts, m_rows, m_unit)
     post.vocab_order = np.zeros(0, dtype=np.int32)
     post.idf_basis = (basis_n, since)
     lex.attach_weights(unit, idf)
@@ -1079,27 +1133,39 @@ def _open_previous(prev_lexical: Path, prev_derived: Path) -> Postings | None:
 
 
 def open_index(
-    lexical_path: Path, derived_path: Path, n: int, base_path: Path | None = None
+    lexical_path: Path,
+    derived_path: Path,
+    n: int,
+    base_path: Path | None = None,
+    forward: tuple[Path, Path] | None = None,
 ) -> tuple[LexicalIndex, Postings]:
     """The lexical index and its postings for queries, both memory-mapped: O(1) work on open.
 
     ``base_path`` is the generation's base postings file (``BASE_FILE``), read when the derived
-    file holds a delta. The build checked the arrays; the checks here are those that cost nothing
-    (lengths, format, rows); ``paperscope verify`` checks every byte against the manifest.
+    file holds a delta; ``forward`` its forward base files (:mod:`paperscope.layered_lexical`),
+    read when ``lexical.npz`` holds a delta of rows. The build checked the arrays; the checks here
+    are those that cost nothing (lengths, format, rows); ``paperscope verify`` checks every byte
+    against the manifest.
     """
     d = mmap_npz(derived_path)
-    lex = LexicalIndex.open(lexical_path, n)
+    z = mmap_npz(lexical_path)
+    layered = "forward_meta" in z
+    lex = open_layered(z, d, lexical_path, derived_path, n, forward) if layered else LexicalIndex.open(lexical_path, n)
     meta = d.get("meta")
-    is_delta = meta is not None and meta.shape == (4,) and int(meta[0]) == DELTA_FORMAT_VERSION
+    is_delta = (
+        meta is not None and meta.shape == (4,) and int(meta[0]) in (DELTA_FORMAT_VERSION, LAYERED_FORMAT_VERSION)
+    )
     need = ("idf", "unit", "reference", "vocab_order")
     need += _DELTA_KEYS if is_delta else ("post_starts", "post_rows", "post_vals")
+    entries = len(lex.layers.terms) if lex.layers is not None else len(lex.terms)
     ok = (
         meta is not None
         and all(k in d for k in need)
         and meta.shape == (4,)
-        and int(meta[0]) in (FORMAT_VERSION, DELTA_FORMAT_VERSION)
+        and int(meta[0]) == (LAYERED_FORMAT_VERSION if layered else int(meta[0]))
+        and int(meta[0]) in ((LAYERED_FORMAT_VERSION,) if layered else (FORMAT_VERSION, DELTA_FORMAT_VERSION))
         and int(meta[1]) == n
-        and int(meta[2]) == len(lex.terms) == len(d["unit"])
+        and int(meta[2]) == entries == len(d["unit"])
         and int(meta[3]) == len(lex.vocab) == len(d["idf"])
         and d["reference"].shape in ((0,), (4,))
         and len(d["vocab_order"]) in (0, len(d["idf"]))
@@ -1116,8 +1182,8 @@ def open_index(
             and len(d["delta_members"]) <= n
         )
     if not ok:
-        raise DamagedError(derived_path, f"damaged (does not match lexical.npz: {n} rows, {len(lex.terms)} entries)")
-    lex.attach_weights(d["unit"], d["idf"])
+        raise DamagedError(derived_path, f"damaged (does not match lexical.npz: {n} rows, {entries} entries)")
+    lex.attach_weights(d["unit"] if lex.layers is None else None, d["idf"])
     if len(d["vocab_order"]):
         assert isinstance(lex.vocab, Vocab)
         lex.vocab.order = d["vocab_order"]
@@ -1129,14 +1195,85 @@ def open_index(
     else:
         post_arrays, delta_part, base_marks = _open_base(d, base_path, derived_path)
     # Queries read scattered rows and postings: no read-ahead on a cold page (see advise_random).
-    advise_random(*d.values(), *post_arrays, lex.indptr, lex.terms, lex.title_counts)
+    forward_arrays = lex.layers.arrays() if lex.layers is not None else [lex.indptr, lex.terms, lex.title_counts]
+    advise_random(*d.values(), *post_arrays, *forward_arrays)
     post = Postings(n, lex.indptr, lex.terms, d["unit"], d["idf"], *post_arrays, reference)  # type: ignore[arg-type]
+    post.layers = lex.layers
     post.delta = delta_part
-    post.marks = _stored_marks(d, "marks", post.post_starts, derived_path) if delta_part is None else base_marks
+    post.marks = stored_marks(d, "marks", post.post_starts, derived_path) if delta_part is None else base_marks
     return lex, post
 
 
-def _stored_marks(d: dict[str, np.ndarray], key: str, starts: np.ndarray, path: Path) -> np.ndarray | None:
+def forward_files(directory: Path, files: dict[str, Any]) -> tuple[Path, Path] | None:
+    """A generation's forward base files (:mod:`paperscope.layered_lexical`), None when it has none
+    (``files``: its manifest's record of them)."""
+    names = (layered_lexical.FORWARD_FILE, layered_lexical.FORWARD_UNIT_FILE)
+    return (directory / names[0], directory / names[1]) if all(f in files for f in names) else None
+
+
+def open_layered(
+    z: dict[str, np.ndarray],
+    d: dict[str, np.ndarray],
+    lexical_path: Path,
+    derived_path: Path,
+    n: int,
+    forward: tuple[Path, Path] | None,
+) -> LexicalIndex:
+    """A ``lexical.npz`` holding a delta of rows (``z``), with its forward base: O(1) checks, as
+    :meth:`LexicalIndex.open` makes them."""
+    need = ("vocab_utf8", "vocab_offsets", "tokenizer_version", *layered_lexical.KEYS)
+    if not all(k in z for k in need):
+        raise DamagedError(lexical_path, "damaged (not a lexical index of this version)")
+    # (files beside it when not named: the generation's own)
+    fpath, upath = forward or (
+        lexical_path.parent / FORWARD_FILE,
+        lexical_path.parent / layered_lexical.FORWARD_UNIT_FILE,
+    )
+    if not fpath.is_file() or not upath.is_file():
+        raise DamagedError(lexical_path, f"damaged (holds a delta of rows, and the generation has no {FORWARD_FILE})")
+    try:
+        fz, fu = mmap_npz(fpath), mmap_npz(upath)
+        b_ip, b_terms = fz["indptr"], fz["terms"]
+        base_ok = len(b_ip) == int(z["forward_meta"][1]) + 1 and int(b_ip[-1]) == len(b_terms) == len(
+            fz["counts"]
+        ) == len(fz["title_counts"]) == len(fu["unit"])
+        base = (b_ip, b_terms, fz["counts"], fz["title_counts"], fu["unit"], len(fz["vocab_offsets"]) - 1)
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        raise DamagedError(fpath, f"damaged ({type(e).__name__}: {e})") from None
+    if not base_ok:
+        raise DamagedError(fpath, f"damaged (does not match the base {lexical_path.name} records)")
+    meta, ip, rows = z["forward_meta"], z["delta_indptr"], z["delta_rows"]
+    vocab = len(z["vocab_offsets"]) - 1
+    ok = (
+        meta.shape == (2,)
+        and int(meta[0]) == n
+        and int(meta[1]) <= n
+        and len(z["forward_to_base"]) == vocab
+        and len(ip) == len(rows) + 1
+        and (not len(rows) or (int(rows[0]) >= 0 and int(rows[-1]) < n))
+        and n - int(meta[1]) <= len(rows)
+        and int(ip[-1]) == len(z["delta_terms"]) == len(z["delta_counts"]) == len(z["delta_titles"]) == len(d["unit"])
+    )
+    if not ok:
+        raise DamagedError(lexical_path, f"inconsistent lexical index (rows {int(meta[0])}, expected {n})")
+    b_ip, b_terms, b_counts, b_titles, b_unit, b_vocab = base
+    layers = LayeredRows(
+        n, b_ip, b_terms, b_counts, b_titles, b_unit, b_vocab, z["forward_to_base"], rows, ip,
+        z["delta_terms"], z["delta_counts"], z["delta_titles"], d["unit"],
+    )  # fmt: skip
+    empty = np.zeros(0, dtype=np.int32)
+    return LexicalIndex(
+        Vocab(z["vocab_utf8"], z["vocab_offsets"]),
+        np.zeros(1, dtype=np.int64),
+        empty,
+        empty,
+        empty,
+        version=int(z["tokenizer_version"]),
+        layers=layers,
+    )
+
+
+def stored_marks(d: dict[str, np.ndarray], key: str, starts: np.ndarray, path: Path) -> np.ndarray | None:
     """The file's :func:`_marks` of the lists at ``starts``; None when it has none (written before
     them) or they were written for another ``MARK_STRIDE`` (the lists are read instead)."""
     marks, stride = d.get(key), d.get("mark_stride")
@@ -1172,5 +1309,5 @@ def _open_base(
     if not ok:
         raise DamagedError(base_path, f"damaged (does not match the base {derived_path.name} records)")
     part = Delta(base_n, d["delta_members"], d["delta_to_base"], d["delta_starts"], d["delta_rows"], d["delta_vals"])
-    part.marks = _stored_marks(d, "delta_marks", part.starts, derived_path)
-    return arrays, part, _stored_marks(base, "marks", arrays[0], base_path)
+    part.marks = stored_marks(d, "delta_marks", part.starts, derived_path)
+    return arrays, part, stored_marks(base, "marks", arrays[0], base_path)

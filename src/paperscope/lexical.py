@@ -34,6 +34,7 @@ import numpy as np
 
 from paperscope import layered_papers
 from paperscope.errors import DamagedError, StoreError
+from paperscope.layered_lexical import Entries, LayeredRows
 from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokenize
 
 __all__ = [
@@ -266,6 +267,9 @@ class LexicalIndex:
     title_boost: float = TITLE_BOOST
     phrase_weight: float = PHRASE_WEIGHT
     version: int = TOKENIZER_VERSION  # the tokenizer that made these counts
+    # Set when the rows are a base and a delta (paperscope.layered_lexical): the CSR arrays above are
+    # then empty, and every row is read through it.
+    layers: LayeredRows | None = None
     _term_id: dict[str, int] = field(default_factory=dict, repr=False)
     _unit: np.ndarray | None = field(default=None, repr=False)
     _idf: np.ndarray | None = field(default=None, repr=False)
@@ -288,16 +292,47 @@ class LexicalIndex:
 
     @property
     def n(self) -> int:
-        return len(self.indptr) - 1
+        return self.layers.n if self.layers is not None else len(self.indptr) - 1
+
+    def entries(self, rows: Sequence[int] | np.ndarray, *, unit: bool = True) -> Entries:
+        """The stored entries of ``rows`` (in that order): sizes, terms, counts, title counts, unit
+        weights (empty when not ``unit``, which spares an index without weights deriving them)."""
+        if self.layers is not None:
+            return self.layers.gather(np.asarray(rows, dtype=np.int64))
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        ip = np.asarray(self.indptr)
+        pos, sizes = _gather(ip, rows)
+        assert self.title_counts is not None
+        return Entries(
+            sizes,
+            np.asarray(self.terms[pos], dtype=np.int32),
+            np.asarray(self.counts[pos], dtype=np.int32),
+            np.asarray(self.title_counts[pos], dtype=np.int32),
+            np.asarray(self.unit()[pos], dtype=np.float32) if unit else np.zeros(0, dtype=np.float32),
+        )
+
+    def whole(self) -> LexicalIndex:
+        """This index with its rows in one set of CSR arrays (itself unless layered; a copy of every
+        row then: for whole-index scoring, which a query of a layered store never does)."""
+        if self.layers is None:
+            return self
+        e = self.layers.gather(np.arange(self.n, dtype=np.int64))
+        indptr = np.concatenate(([0], np.cumsum(e.sizes))).astype(np.int64)
+        out = LexicalIndex(
+            self.vocab, indptr, e.terms, e.counts, e.titles, self.title_boost, self.phrase_weight, self.version
+        )
+        out.attach_weights(e.unit, self.idf())
+        return out
 
     def with_weights(self, *, title_boost: float | None = None, phrase_weight: float | None = None) -> LexicalIndex:
         """The same counts weighted with other constants (used to tune them on the tuning half)."""
+        base = self.whole()
         return LexicalIndex(
-            self.vocab,
-            self.indptr,
-            self.terms,
-            self.counts,
-            self.title_counts,
+            base.vocab,
+            base.indptr,
+            base.terms,
+            base.counts,
+            base.title_counts,
             self.title_boost if title_boost is None else title_boost,
             self.phrase_weight if phrase_weight is None else phrase_weight,
             self.version,
@@ -349,11 +384,10 @@ class LexicalIndex:
 
     def row_counts(self, row: int) -> tuple[Counter[str], Counter[str]]:
         """The stored (all, title) term counts of one row (to carry unchanged papers into a new generation)."""
-        lo, hi = self.indptr[row], self.indptr[row + 1]
-        names = [self.vocab[t] for t in self.terms[lo:hi].tolist()]
-        assert self.title_counts is not None
-        titles = {t: c for t, c in zip(names, self.title_counts[lo:hi].tolist()) if c}
-        return Counter(dict(zip(names, self.counts[lo:hi].tolist()))), Counter(titles)
+        e = self.entries([row], unit=False)
+        names = [self.vocab[t] for t in e.terms.tolist()]
+        titles = {t: c for t, c in zip(names, e.titles.tolist()) if c}
+        return Counter(dict(zip(names, e.counts.tolist()))), Counter(titles)
 
     def save(self, path: Path) -> None:
         data, offsets = _encode_vocab(self.vocab)
@@ -429,8 +463,9 @@ class LexicalIndex:
             version=int(z["tokenizer_version"]),
         )
 
-    def attach_weights(self, unit: np.ndarray, idf: np.ndarray) -> None:
-        """Use precomputed weights (the derived file's) instead of deriving them from the counts."""
+    def attach_weights(self, unit: np.ndarray | None, idf: np.ndarray) -> None:
+        """Use precomputed weights (the derived file's) instead of deriving them from the counts
+        (``unit`` None for a layered index: its rows carry their own)."""
         self._unit, self._idf = unit, idf
 
     # ---- weights -------------------------------------------------------------------------------
@@ -443,6 +478,8 @@ class LexicalIndex:
     def idf(self) -> np.ndarray:
         """Smoothed idf of every vocabulary term, bigrams scaled by ``phrase_weight``."""
         if self._idf is None:
+            if self.layers is not None:
+                raise ValueError("a layered lexical index has its weights attached when opened")
             df = np.bincount(self.terms, minlength=len(self.vocab)).astype(np.float64)
             idf = np.log((1.0 + self.n) / (1.0 + df)) + 1.0
             if self.phrase_weight != 1.0:
@@ -453,6 +490,8 @@ class LexicalIndex:
 
     def weights(self) -> np.ndarray:
         """Unnormalised TF-IDF weight of every stored (paper, term) entry, parallel to ``terms``."""
+        if self.layers is not None:
+            return self.whole().weights()
         assert self.title_counts is not None
         tf = self.counts.astype(np.float32) + np.float32(self.title_boost) * self.title_counts.astype(np.float32)
         return ((1.0 + np.log(np.maximum(tf, 1e-12))) * self.idf()[self.terms]).astype(np.float32)
@@ -460,6 +499,8 @@ class LexicalIndex:
     def unit(self) -> np.ndarray:
         """TF-IDF weights with each paper's row scaled to unit length: row dot products are cosines."""
         if self._unit is None:
+            if self.layers is not None:
+                return self.whole().unit()
             assert self.title_counts is not None
             self._unit = unit_weights(
                 np.asarray(self.indptr), self.terms, self.counts, self.title_counts, self.idf(), self.title_boost
@@ -489,11 +530,10 @@ class LexicalIndex:
 
     def title_vector(self, row: int) -> TermVector:
         """The query :meth:`text_vector` makes of this paper's title, from the stored title counts."""
-        assert self.title_counts is not None
-        lo, hi = self.indptr[row], self.indptr[row + 1]
-        tc = self.title_counts[lo:hi]
+        e = self.entries([row], unit=False)
+        tc = e.titles
         keep = tc > 0
-        ids = self.terms[lo:hi][keep].astype(np.int64)
+        ids = e.terms[keep].astype(np.int64)
         if not len(ids):
             return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         w = (1.0 + np.log(tc[keep].astype(np.float64))) * self.idf()[ids]
@@ -502,13 +542,12 @@ class LexicalIndex:
 
     def rows_vector(self, positive: list[int], negative: list[int] = (), beta: float = 0.5) -> TermVector:
         """Rocchio query from paper rows: mean of positive unit rows minus ``beta`` x mean of negative ones."""
-        u = self.unit()
         ids, vals = [], []
         for rows, scale in ((list(positive), 1.0), (list(negative), -beta)):
-            for r in rows:
-                lo, hi = self.indptr[r], self.indptr[r + 1]
-                ids.append(self.terms[lo:hi].astype(np.int64))
-                vals.append(u[lo:hi].astype(np.float64) * (scale / len(rows)))
+            if rows:
+                e = self.entries(rows)
+                ids.append(e.terms.astype(np.int64))
+                vals.append(e.unit.astype(np.float64) * (scale / len(rows)))
         if not ids:
             return TermVector(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
         uniq, inverse = np.unique(np.concatenate(ids), return_inverse=True)
@@ -518,6 +557,8 @@ class LexicalIndex:
 
     def _postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(term start offsets, rows, entry positions) grouped by term: the inverted index, built once."""
+        if self.layers is not None:
+            return self.whole()._postings()
         if self._post is None:
             order = np.argsort(self.terms, kind="stable")
             starts = np.searchsorted(self.terms[order], np.arange(len(self.vocab) + 1)).astype(np.int64)
@@ -528,6 +569,8 @@ class LexicalIndex:
         """Sum of data x query weight over the query's terms, reading only their postings."""
         if not query.nnz:
             return np.zeros(self.n, dtype=np.float64)
+        if self.layers is not None:
+            return self.whole()._score(data, query)
         starts, rows, pos = self._postings()
         lo, hi = starts[query.ids], starts[query.ids + 1]
         lengths = hi - lo
@@ -537,30 +580,29 @@ class LexicalIndex:
 
     def score_text(self, query: TermVector) -> np.ndarray:
         """Cosine of every paper with a text query vector (from :meth:`text_vector`)."""
-        return self._score(self.unit(), query)
+        whole = self.whole()
+        return whole._score(whole.unit(), query)
 
     def score_vector(self, query: TermVector) -> np.ndarray:
         """Cosine-style score of every paper against a vector built from paper rows."""
-        return self._score(self.unit(), query)
+        return self.score_text(query)
 
     def score_rows(self, query: TermVector, rows: np.ndarray, *, text: bool = False) -> np.ndarray:
         """The scores of :meth:`score_text` / :meth:`score_vector` for just these rows."""
-        data = self.unit()
         q = dict(zip(query.ids.tolist(), query.values.tolist()))
         out = np.zeros(len(rows), dtype=np.float64)
         for i, r in enumerate(rows):
-            lo, hi = self.indptr[r], self.indptr[r + 1]
-            w = [q.get(t, 0.0) for t in self.terms[lo:hi].tolist()]
-            out[i] = float(np.dot(data[lo:hi].astype(np.float64), w)) if w else 0.0
+            e = self.entries([int(r)])
+            w = [q.get(t, 0.0) for t in e.terms.tolist()]
+            out[i] = float(np.dot(e.unit.astype(np.float64), w)) if w else 0.0
         return out
 
     def shared_terms(self, query: TermVector, row: int, n: int = 5, *, text_query: bool = False) -> list[str]:
         """The terms that contribute most to ``row``'s lexical score against ``query``."""
-        data = self.unit()
-        lo, hi = self.indptr[row], self.indptr[row + 1]
-        terms = self.terms[lo:hi]
+        e = self.entries([row])
+        terms = e.terms
         q = dict(zip(query.ids.tolist(), query.values.tolist()))
-        contrib = data[lo:hi] * np.array([q.get(int(t), 0.0) for t in terms], dtype=np.float32)
+        contrib = e.unit * np.array([q.get(int(t), 0.0) for t in terms], dtype=np.float32)
         order = np.argsort(-contrib, kind="stable")
         return [self.vocab[terms[i]] for i in order[:n] if contrib[i] > 0]
 
@@ -662,7 +704,7 @@ def build_for_generation(
         return index.n, 0, None
     join = "LEFT JOIN old_papers o ON o.id = p.id AND o.title = p.title AND o.abstract = p.abstract"
     if written is not None and old.n == layered_papers.rows_of(con, "old_papers"):
-        mapping = _mapping_of_written(con, written, old.n)
+        mapping = mapping_of_written(con, written, old.n)
     else:
         mapping = np.array(
             [r if r is not None else -1 for (r,) in con.execute(f"SELECT o.row FROM papers p {join} ORDER BY p.row")],
@@ -673,22 +715,27 @@ def build_for_generation(
         os.link(prev_index, out)  # every row as before: the previous file itself, not a copy of it
         return 0, old.n, None
     fresh_rows = np.flatnonzero(mapping < 0)
-    texts: dict[int, str] = {}
-    for part in layered_papers.batches(fresh_rows.tolist()):
-        texts.update(
-            con.execute(
-                f"SELECT row, title || char(0) || abstract FROM papers WHERE row IN ({','.join('?' * len(part))})",
-                part,
-            )
-        )
-    fresh = LexicalIndex.from_counts(paper_counts(*texts[int(r)].split("\0", 1)) for r in fresh_rows)
+    fresh = tokenise_rows(con, fresh_rows)
     carried = carry_rows(old, mapping, fresh)
     carried.write(out)
     assert carried.old_to_new is not None
     return len(fresh_rows), len(mapping) - len(fresh_rows), Carry(mapping, carried.old_to_new)
 
 
-def _mapping_of_written(con: sqlite3.Connection, written: np.ndarray, old_n: int) -> np.ndarray:
+def tokenise_rows(con: sqlite3.Connection, rows: np.ndarray) -> LexicalIndex:
+    """An index of just these rows of the papers table (in this order), tokenised afresh."""
+    texts: dict[int, str] = {}
+    for part in layered_papers.batches(np.asarray(rows).tolist()):
+        texts.update(
+            con.execute(
+                f"SELECT row, title || char(0) || abstract FROM papers WHERE row IN ({','.join('?' * len(part))})",
+                part,
+            )
+        )
+    return LexicalIndex.from_counts(paper_counts(*texts[int(r)].split("\0", 1)) for r in rows)
+
+
+def mapping_of_written(con: sqlite3.Connection, written: np.ndarray, old_n: int) -> np.ndarray:
     """Each row's previous row (-1: tokenise it) when only ``written`` rows may have changed.
 
     Rows past the previous count are new; a written row keeps its previous row when its id,
@@ -924,20 +971,7 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
         used_old = np.zeros(v_old, dtype=bool)
         for start in range(0, len(carried), _CARRY_ROWS):
             used_old[old.terms[_gather(old.indptr, mapping[carried[start : start + _CARRY_ROWS]])[0]]] = True
-    view = _BytesVocab(old)
-    fresh_bytes = [t.encode("utf-8", "surrogatepass") for t in fresh.vocab]
-    at = _positions(old, fresh_bytes)
-    found = np.array([a < v_old and view[a] == t for a, t in zip(at.tolist(), fresh_bytes)], dtype=bool)
-    used_old[at[found]] = True
-    insert_at = at[~found]  # non-decreasing: the fresh vocabulary is sorted
-    new_terms = [t for t, f in zip(fresh_bytes, found.tolist()) if not f]
-    # A kept old term's new id: kept old terms before it, plus new terms inserted at or before it.
-    kept_before = np.concatenate(([0], np.cumsum(used_old))).astype(np.int64)
-    old_to_new = np.where(used_old, kept_before[:-1] + np.searchsorted(insert_at, np.arange(v_old), side="right"), -1)
-    fresh_map = np.empty(len(fresh_bytes), dtype=np.int64)
-    fresh_map[found] = old_to_new[at[found]]
-    fresh_map[~found] = kept_before[insert_at] + np.arange(len(insert_at))
-    data, offsets = _splice_vocab(old.vocab_utf8, old.vocab_offsets, used_old, insert_at, new_terms)
+    data, offsets, old_to_new, fresh_map = merge_vocab(old, used_old, fresh)
     # Rows in their new order: lengths first, then every entry placed by one gather per source.
     lengths = np.zeros(n, dtype=np.int64)
     lengths[carried], lengths[fresh_rows] = old_len, fresh_len
@@ -995,6 +1029,30 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
     else:
         new_df = _bincount(terms, len(offsets) - 1)
     return CarriedArrays(data, offsets, indptr, terms, counts, titles, old_to_new, new_df)
+
+
+def merge_vocab(
+    old: CarriedArrays, used_old: np.ndarray, fresh: LexicalIndex
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(UTF-8 bytes, offsets, each old term's id in it or -1, each fresh term's id in it) of the
+    merged vocabulary: the old terms ``used_old`` marks (modified: a fresh term found among the old
+    ones is used) and the fresh index's terms, sorted as ``sorted()`` sorts them as text."""
+    v_old = len(old.vocab_offsets) - 1
+    view = _BytesVocab(old)
+    fresh_bytes = [t.encode("utf-8", "surrogatepass") for t in fresh.vocab]
+    at = _positions(old, fresh_bytes)
+    found = np.array([a < v_old and view[a] == t for a, t in zip(at.tolist(), fresh_bytes)], dtype=bool)
+    used_old[at[found]] = True
+    insert_at = at[~found]  # non-decreasing: the fresh vocabulary is sorted
+    new_terms = [t for t, f in zip(fresh_bytes, found.tolist()) if not f]
+    # A kept old term's new id: kept old terms before it, plus new terms inserted at or before it.
+    kept_before = np.concatenate(([0], np.cumsum(used_old))).astype(np.int64)
+    old_to_new = np.where(used_old, kept_before[:-1] + np.searchsorted(insert_at, np.arange(v_old), side="right"), -1)
+    fresh_map = np.empty(len(fresh_bytes), dtype=np.int64)
+    fresh_map[found] = old_to_new[at[found]]
+    fresh_map[~found] = kept_before[insert_at] + np.arange(len(insert_at))
+    data, offsets = _splice_vocab(old.vocab_utf8, old.vocab_offsets, used_old, insert_at, new_terms)
+    return data, offsets, old_to_new, fresh_map
 
 
 # Bytes of each term compared as a fixed-width prefix when fresh terms are looked up (longer ties bisected).

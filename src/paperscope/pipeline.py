@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import __version__, impact, index, inputs, layered_papers, lexical, overlay, rank
+from paperscope import __version__, impact, index, inputs, layered_papers, lexical, lexical_delta, overlay, rank
 from paperscope.choices import CHUNK_SIZE, DEFAULT_ENGINE
 from paperscope.corpus import ReadReport, bundled_corpus, expand, normalise_title, read_papers, title_id
 from paperscope.corpus.records import merge
@@ -290,19 +290,7 @@ def _build_locked(
             change = _embed_and_write_vectors(
                 st, con, tmp, base, model, embed_chunks, chunk_size, progress, report, written
             )
-            report.tokenised, _, carry = lexical.build_for_generation(
-                con, tmp / "lexical.npz", base.file("lexical.npz") if base is not None else None, written
-            )
-            derived = impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
-                tmp / "lexical.npz",
-                tmp / impact.DERIVED_FILE,
-                (base.file("lexical.npz"), base.file(impact.DERIVED_FILE)) if base is not None else None,
-                carry,
-                previous_base=base.file(impact.BASE_FILE)
-                if base is not None and impact.BASE_FILE in base.manifest.get("files", {})
-                else None,
-                base_out=tmp / impact.BASE_FILE,
-            )
+            report.tokenised, derived = _write_lexical(con, tmp, base, written)
             con.close()
             if derived.idf_check is not None:
                 report.checks.append(_idf_check_line(derived.idf_check))
@@ -322,6 +310,8 @@ def _build_locked(
             manifest["lexical"]["derivation"] = derived.how
             if derived.delta_rows is not None:  # the postings: the base's and a delta of these rows
                 manifest["lexical"]["delta_rows"] = derived.delta_rows
+            if derived.forward_rows is not None:  # the forward index: the base's rows and these
+                manifest["lexical"]["forward_rows"] = derived.forward_rows
             if derived.idf_check is not None:  # "kept" (merged) or "refreshed" (derived), and the figures
                 manifest["lexical"]["idf_check"] = derived.idf_check
             if checked is not None:
@@ -655,6 +645,32 @@ def _recorded_paths(prev: Generation) -> list[Any] | None:
     recorded = prev.manifest.get("input_files")
     files = recorded.get("files") if isinstance(recorded, dict) else None
     return [e.get("path") for e in files if isinstance(e, dict)] if isinstance(files, list) else None
+
+
+def _write_lexical(
+    con: sqlite3.Connection, tmp: Path, base: Generation | None, written: np.ndarray | None
+) -> tuple[int, impact.Derived]:
+    """Write the lexical files (term counts, weights and postings); (rows tokenised, how the
+    derived file was written). A small edit keeps the forward index a base and a delta
+    (:mod:`paperscope.lexical_delta`); otherwise the files are carried and written whole."""
+    prev = lexical_delta.Previous.of(base.file("lexical.npz").parent, base.manifest.get("files", {})) if base else None
+    done = lexical_delta.write(con, tmp, prev, written) if prev is not None else None
+    if done is not None:
+        return done
+    if prev is None:
+        tokenised, _, carry = lexical.build_for_generation(con, tmp / "lexical.npz", None, written)
+        return tokenised, impact.derive(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, None, carry)
+    with lexical_delta.whole_previous(prev, tmp) as (prev_lexical, prev_derived):
+        tokenised, _, carry = lexical.build_for_generation(con, tmp / "lexical.npz", prev_lexical, written)
+        derived = impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
+            tmp / "lexical.npz",
+            tmp / impact.DERIVED_FILE,
+            (prev_lexical, prev_derived),
+            carry,
+            previous_base=prev.base,
+            base_out=tmp / impact.BASE_FILE,
+        )
+    return tokenised, derived
 
 
 def _current_format(prev: Generation) -> bool:

@@ -20,6 +20,8 @@ Layout::
                                  or the postings of the rows changed since lexical-base.npz was written
         lexical-base.npz         only beside such a delta: the base postings, a hard link to the
                                  lexical-impact.npz that wrote them (shared by the generations since)
+        lexical-forward.npz,     only when lexical.npz holds a delta of rows: hard links to the
+        lexical-forward-unit.npz lexical.npz and lexical-impact.npz that wrote the forward index whole
         manifest.json            written last: versions, model, counts, a digest per file
                                  (``xxh3_128``; ``sha256`` in stores written before round 14),
                                  and the size, mtime and sha256 of every input (``input_files``)
@@ -54,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from paperscope import layered_papers, overlay
+from paperscope import layered_lexical, layered_papers, overlay
 from paperscope.errors import DamagedError, StoreError, StoreLockedError
 from paperscope.files import STORE_DIGEST, file_digest, fsync_dir, fsync_file, recorded_digest, write_atomic
 from paperscope.paper import Paper
@@ -72,6 +74,8 @@ OPTIONAL_FILES = {
     overlay.DELTA_FILE: (overlay.DELTA_FILE,),
     overlay.DELTA_ROWS_FILE: (overlay.DELTA_ROWS_FILE,),
     layered_papers.BASE_FILE: (layered_papers.BASE_FILE, "papers.sqlite"),
+    layered_lexical.FORWARD_FILE: (layered_lexical.FORWARD_FILE, "lexical.npz"),
+    layered_lexical.FORWARD_UNIT_FILE: (layered_lexical.FORWARD_UNIT_FILE, "lexical-impact.npz"),
 }
 # Readers may still hold the previous generation open; anything older is deleted.
 KEEP_GENERATIONS = 2

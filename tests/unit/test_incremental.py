@@ -15,9 +15,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, whole_lexical
 
-from paperscope import impact, index
+from paperscope import impact, index, layered_lexical
 from paperscope.errors import InputError, StoreError
 from paperscope.explorer import Explorer
 from paperscope.index import CHECK_FRACTION
@@ -64,9 +64,8 @@ def write(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def lexical_arrays(store: Path) -> dict[str, np.ndarray]:
-    gen = Store(store).require_current()
-    with np.load(gen.file("lexical.npz"), allow_pickle=False) as z:
-        return {k: z[k] for k in LEX_KEYS}
+    arrays = whole_lexical(store)
+    return {k: arrays[k] for k in LEX_KEYS}
 
 
 def vectors(store: Path) -> np.ndarray:
@@ -147,6 +146,11 @@ def test_stored_document_frequencies_are_checked_and_carried(tmp_path: Path) -> 
     src = write(tmp_path / "a.jsonl", corpus(80))
     build([src], tmp_path / "s", embedder=FakeEmbedder())
     build([write(src, corpus(82, edited={3, 40}))], tmp_path / "s", embedder=FakeEmbedder())
+    arrays = lexical_arrays(tmp_path / "s")  # carried by the forward delta (paperscope.layered_lexical)
+    assert np.array_equal(arrays["df"], np.bincount(arrays["terms"], minlength=len(arrays["vocab_offsets"]) - 1))
+    with pytest.MonkeyPatch.context() as mp:  # and by a run that writes the rows whole
+        mp.setattr(layered_lexical, "ENABLED", False)
+        build([write(src, corpus(83, edited={3, 41}))], tmp_path / "s", embedder=FakeEmbedder())
     arrays = lexical_arrays(tmp_path / "s")
     assert np.array_equal(arrays["df"], np.bincount(arrays["terms"], minlength=len(arrays["vocab_offsets"]) - 1))
     loaded = CarriedArrays.load(Store(tmp_path / "s").require_current().file("lexical.npz"))
