@@ -1,7 +1,7 @@
 #!/bin/bash
 # Re-index runs of one checkout on a big store: the 1% edit in place and its revert, ROUNDS times.
 #
-#   bash benchmarks/reindex_runs.sh DIR CHECKOUT TAG [ROUNDS] [merge | vectors-ab | papers-ab]
+#   bash benchmarks/reindex_runs.sh DIR CHECKOUT TAG [ROUNDS] [merge | vectors-ab | papers-ab | rows-whole]
 #
 # As benchmarks/reindex_pairs.sh (DIR holds `store`, arxiv-N.jsonl.gz and arxiv-N-edit1pct.jsonl.gz;
 # CHECKOUT runs with PYTHONPATH=CHECKOUT/src), for one code only: a store whose live generation
@@ -13,6 +13,8 @@
 # With "papers-ab", the same for the papers table: each edit run sets layered_papers.DELTA_MAX to 0
 # (papers.sqlite written whole: over a delta, the base copied and the delta applied, then this
 # run's rows, as before round 20) and each revert run keeps it (a delta over the base).
+# With "rows-whole", layered_lexical.ENABLED is False in every run: the lexical forward index is
+# written whole, as before round 21 (a run over a layered one writes it whole from it first).
 # Writes DIR/pairs/TAG-{edit,revert}-I.{time,json,err,load}; .time is "wall user sys maxrss_kb".
 set -euo pipefail
 DIR=$(cd "$1" && pwd); CODE=$(cd "$2" && pwd); TAG=$3; ROUNDS=${4:-2}; MODE=${5:-}
@@ -20,6 +22,7 @@ cd "$DIR"
 E=$(ls arxiv-*-edit1pct.jsonl.gz | head -1); C=${E%-edit1pct.jsonl.gz}.jsonl.gz
 OUT=$DIR/pairs; mkdir -p "$OUT"
 pre=""; [ "$MODE" = merge ] && pre="import paperscope.impact as i; i.DELTA_MAX = 0.0; "
+[ "$MODE" = rows-whole ] && pre="import paperscope.layered_lexical as l; l.ENABLED = False; "
 run() {  # NAME INPUT
   local pre=$pre
   [ "$MODE" = vectors-ab ] && [[ "$1" == *-edit-* ]] && pre="import paperscope.overlay as o; o.DELTA_MAX = 0.0; "

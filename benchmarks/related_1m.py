@@ -78,6 +78,9 @@ QUERY_FILES = (
     "vectors-base.npy",
     "vectors-delta.npy",
     "vectors-delta-rows.npy",
+    # beside lexical.npz when its rows are a base and a delta (paperscope.layered_lexical)
+    "lexical-forward.npz",
+    "lexical-forward-unit.npz",
 )
 VECTOR_FILES = ("vectors.npy", "vectors-base.npy", "vectors-delta.npy", "vectors-delta-rows.npy")
 # The exact ranking is kept to this depth: agreement is on its first 10, "within 20" on all of it.
