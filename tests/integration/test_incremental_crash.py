@@ -108,3 +108,28 @@ def test_kill_9_inside_an_incremental_rerun_leaves_a_whole_store(tmp_path: Path,
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in b)
     assert [[h.paper.id for h in reader.related(f"p{i}", k=5)] for i in (0, 2, 50, 199, 333, 399)] == before_answers
     reader.close()
+
+
+def test_kill_9_while_layered_rows_are_written_whole_leaves_a_whole_store(tmp_path: Path) -> None:
+    """A run that writes the lexical rows whole over layered ones (the idf check fell due) first
+    copies them whole into a scratch directory inside the generation it builds: killed there, the
+    live generation (layered rows) answers as before, verifies, and the next run cleans up and
+    builds on it."""
+    store, src = tmp_path / "s", tmp_path / "a.jsonl"
+    build([corpus(src, set())], store, embedder=FakeEmbedder(), index_type="ivf")
+    build([corpus(src, EDITED)], store, embedder=FakeEmbedder(), index_type="ivf")
+    live = Store(store).require_current()
+    assert live.manifest["lexical"]["forward_rows"] == len(EDITED)  # the rows are a base and a delta
+    before_answers = answers(store)
+    kill_at(store, corpus(src, EDITED | {7, 8}), "rows-written-whole", tmp_path / "marker")
+    assert (store / "CURRENT").read_text().strip() == live.name
+    found = verify(Store(store))
+    assert found.ok, [(f.path, f.detail) for f in found.damaged]
+    assert answers(store) == before_answers
+    report = build([src], store, embedder=FakeEmbedder(), index_type="ivf")
+    assert report.changed == 2 and verify(Store(store)).ok
+    assert not list((store / "generations").glob(".tmp-*"))
+    fresh = tmp_path / "f"
+    build([corpus(tmp_path / "b.jsonl", EDITED | {7, 8})], fresh, embedder=FakeEmbedder())
+    a, b = whole_lexical(store), whole_lexical(fresh)
+    assert all(np.array_equal(a[k], b[k]) for k in b)
