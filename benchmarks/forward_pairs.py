@@ -4,8 +4,9 @@
 
 STORE's live generation must hold its lexical rows as a base and a delta (``paperscope.layered_lexical``:
 a store re-indexed after a small edit). In one process, on one thread, with the query files mapped up
-front (``Explorer.preload``): the rows as the store holds them, and the same rows written whole in
-memory (``LexicalIndex.whole``, a few GB at a million papers). Each query (a random paper's
+front (``Explorer.preload``): the rows as the store holds them, and the same rows written whole
+(``LexicalIndex.whole``) to ``.npy`` files in a scratch directory beside the store and memory-mapped
+from there, as a store's own files are (3.4 GB at a million papers; removed after). Each query (a random paper's
 ``related`` query, and a ``search`` made of its title terms and its vector) is asked of both, in
 alternating order, ``--rounds`` times; the answers must be identical. Prints the median and p95 of
 each and the median per-query ratio (layered / whole).
@@ -16,17 +17,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import statistics
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from paperscope import kernels  # noqa: E402
+from paperscope import kernels, pagein  # noqa: E402
 from paperscope.explorer import Explorer  # noqa: E402
+from paperscope.lexical import LexicalIndex  # noqa: E402
 from paperscope.rank import Query  # noqa: E402
 
 
@@ -45,13 +50,25 @@ def main() -> None:
     if lex_layered.layers is None:
         raise SystemExit(f"{args.store}: the live generation's lexical rows are written whole, not layered")
     t0 = time.perf_counter()
-    lex_whole = lex_layered.whole()
-    print(f"rows written whole in memory: {time.perf_counter() - t0:.1f} s")
+    whole = lex_layered.whole()
+    scratch = Path(tempfile.mkdtemp(prefix=".forward-pairs-", dir=Path(args.store).resolve().parent))
+    try:
+        mapped = {}
+        for name, array in (("indptr", whole.indptr), ("terms", whole.terms), ("unit", whole.unit())):
+            np.save(scratch / f"{name}.npy", array)
+            mapped[name] = np.load(scratch / f"{name}.npy", mmap_mode="r")
+    finally:
+        shutil.rmtree(scratch)  # the maps stay valid
+    del whole
+    lex_whole = LexicalIndex(lex_layered.vocab, mapped["indptr"], mapped["terms"], *[np.zeros(0, np.int32)] * 2)
+    lex_whole.attach_weights(mapped["unit"], lex_layered.idf())
+    pagein.populate(*mapped.values())
+    print(f"rows written whole and mapped: {time.perf_counter() - t0:.1f} s")
     post_whole = dataclasses.replace(
         post_layered,
-        indptr=lex_whole.indptr,
-        terms=lex_whole.terms,
-        unit=lex_whole.unit(),
+        indptr=mapped["indptr"],
+        terms=mapped["terms"],
+        unit=mapped["unit"],
         layers=None,
         _scratch=threading.local(),
         _base_scratch=threading.local(),

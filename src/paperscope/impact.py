@@ -348,20 +348,31 @@ class Postings:
             forward = (self.indptr, self.terms, self.unit)
             return _score_part(forward, len(self.idf), rows, query.ids, query.values, self._scratch)
         # Rows of the delta from its arrays; the others from the base's, with the query in the base's term ids.
-        at = L.pos[rows]
+        at = L.delta_positions(rows)
         in_delta = at >= 0
+        delta_rows = at[in_delta].astype(np.int64)
+        base = (L.base_indptr, L.base_terms, L.base_unit)
+        if not len(delta_rows):  # most calls: the delta holds a few % of the rows
+            return _score_part(base, L.base_vocab, rows, *self._base_query(query), self._base_scratch)
         out = np.empty(len(rows), dtype=np.float64)
-        if in_delta.any():
-            part = (L.indptr, L.terms, L.unit)
-            delta_rows = at[in_delta].astype(np.int64)
-            out[in_delta] = _score_part(part, len(self.idf), delta_rows, query.ids, query.values, self._scratch)
-        if not in_delta.all():
-            ids = L.to_base[query.ids]
-            has = ids >= 0
-            part = (L.base_indptr, L.base_terms, L.base_unit)
+        mine = (L.indptr, L.terms, L.unit)
+        out[in_delta] = _score_part(mine, len(self.idf), delta_rows, query.ids, query.values, self._scratch)
+        if len(delta_rows) < len(rows):
             base_rows = rows[~in_delta]
-            out[~in_delta] = _score_part(part, L.base_vocab, base_rows, ids[has], query.values[has], self._base_scratch)
+            out[~in_delta] = _score_part(base, L.base_vocab, base_rows, *self._base_query(query), self._base_scratch)
         return out
+
+    def _base_query(self, query: TermVector) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, values) of ``query``'s terms that the forward base has, in its term ids; the last
+        query's kept per thread (a query scores its pool several times)."""
+        last = getattr(self._base_scratch, "query", None)
+        if last is not None and last[0] is query.ids and last[1] is query.values:
+            return last[2], last[3]
+        assert self.layers is not None
+        ids = self.layers.to_base[query.ids]
+        has = ids >= 0
+        self._base_scratch.query = (query.ids, query.values, ids[has], query.values[has])
+        return ids[has], query.values[has]
 
     def _row_scratch(self) -> tuple[np.ndarray, np.ndarray]:
         acc = getattr(self._scratch, "acc", None)

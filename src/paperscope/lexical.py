@@ -34,7 +34,7 @@ import numpy as np
 
 from paperscope import layered_papers
 from paperscope.errors import DamagedError, StoreError
-from paperscope.layered_lexical import Entries, LayeredRows
+from paperscope.layered_lexical import FIELDS, Entries, LayeredRows
 from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokenize
 
 __all__ = [
@@ -294,22 +294,23 @@ class LexicalIndex:
     def n(self) -> int:
         return self.layers.n if self.layers is not None else len(self.indptr) - 1
 
-    def entries(self, rows: Sequence[int] | np.ndarray, *, unit: bool = True) -> Entries:
-        """The stored entries of ``rows`` (in that order): sizes, terms, counts, title counts, unit
-        weights (empty when not ``unit``, which spares an index without weights deriving them)."""
+    def entries(self, rows: Sequence[int] | np.ndarray, fields: tuple[str, ...] = FIELDS) -> Entries:
+        """The stored entries of ``rows`` (in that order): sizes, then of ``fields`` (terms, counts,
+        titles, unit; the others empty) each entry's value. Without "unit" an index without
+        weights does not derive them."""
         if self.layers is not None:
-            return self.layers.gather(np.asarray(rows, dtype=np.int64))
+            return self.layers.gather(np.asarray(rows, dtype=np.int64), fields)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        ip = np.asarray(self.indptr)
-        pos, sizes = _gather(ip, rows)
-        assert self.title_counts is not None
-        return Entries(
-            sizes,
-            np.asarray(self.terms[pos], dtype=np.int32),
-            np.asarray(self.counts[pos], dtype=np.int32),
-            np.asarray(self.title_counts[pos], dtype=np.int32),
-            np.asarray(self.unit()[pos], dtype=np.float32) if unit else np.zeros(0, dtype=np.float32),
-        )
+        pos, sizes = _gather(np.asarray(self.indptr), rows)
+        source = {"terms": self.terms, "counts": self.counts, "titles": self.title_counts}
+        out = {}
+        for name in FIELDS:
+            if name not in fields:
+                out[name] = np.zeros(0, dtype=np.float32 if name == "unit" else np.int32)
+            else:
+                array = self.unit() if name == "unit" else source[name]
+                out[name] = np.asarray(array[pos], dtype=np.float32 if name == "unit" else np.int32)
+        return Entries(sizes, **out)
 
     def whole(self) -> LexicalIndex:
         """This index with its rows in one set of CSR arrays (itself unless layered; a copy of every
@@ -384,7 +385,7 @@ class LexicalIndex:
 
     def row_counts(self, row: int) -> tuple[Counter[str], Counter[str]]:
         """The stored (all, title) term counts of one row (to carry unchanged papers into a new generation)."""
-        e = self.entries([row], unit=False)
+        e = self.entries([row], ("terms", "counts", "titles"))
         names = [self.vocab[t] for t in e.terms.tolist()]
         titles = {t: c for t, c in zip(names, e.titles.tolist()) if c}
         return Counter(dict(zip(names, e.counts.tolist()))), Counter(titles)
@@ -530,7 +531,7 @@ class LexicalIndex:
 
     def title_vector(self, row: int) -> TermVector:
         """The query :meth:`text_vector` makes of this paper's title, from the stored title counts."""
-        e = self.entries([row], unit=False)
+        e = self.entries([row], ("terms", "titles"))
         tc = e.titles
         keep = tc > 0
         ids = e.terms[keep].astype(np.int64)
@@ -545,7 +546,7 @@ class LexicalIndex:
         ids, vals = [], []
         for rows, scale in ((list(positive), 1.0), (list(negative), -beta)):
             if rows:
-                e = self.entries(rows)
+                e = self.entries(rows, ("terms", "unit"))
                 ids.append(e.terms.astype(np.int64))
                 vals.append(e.unit.astype(np.float64) * (scale / len(rows)))
         if not ids:
@@ -592,14 +593,14 @@ class LexicalIndex:
         q = dict(zip(query.ids.tolist(), query.values.tolist()))
         out = np.zeros(len(rows), dtype=np.float64)
         for i, r in enumerate(rows):
-            e = self.entries([int(r)])
+            e = self.entries([int(r)], ("terms", "unit"))
             w = [q.get(t, 0.0) for t in e.terms.tolist()]
             out[i] = float(np.dot(e.unit.astype(np.float64), w)) if w else 0.0
         return out
 
     def shared_terms(self, query: TermVector, row: int, n: int = 5, *, text_query: bool = False) -> list[str]:
         """The terms that contribute most to ``row``'s lexical score against ``query``."""
-        e = self.entries([row])
+        e = self.entries([row], ("terms", "unit"))
         terms = e.terms
         q = dict(zip(query.ids.tolist(), query.values.tolist()))
         contrib = e.unit * np.array([q.get(int(t), 0.0) for t in terms], dtype=np.float32)

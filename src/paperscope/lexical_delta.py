@@ -111,7 +111,7 @@ def write(
     old = CarriedArrays(z["vocab_utf8"], z["vocab_offsets"], *(np.zeros(1, np.int64), *[np.zeros(0, np.int32)] * 3))
     df = np.asarray(z["df"], dtype=np.int64)
     gone = fresh[fresh < old_n]
-    df -= np.bincount(prev_rows.gather(gone).terms, minlength=len(df))
+    df -= np.bincount(prev_rows.gather(gone, ("terms",)).terms, minlength=len(df))
     data, offsets, o2n, fresh_map = lexical.merge_vocab(old, df > 0, fresh_lex)
     vocab = len(offsets) - 1
     new_df = np.zeros(vocab, dtype=np.int64)
@@ -151,7 +151,7 @@ def write(
     lex = LexicalIndex(vocab_terms, np.zeros(1, np.int64), *[np.zeros(0, np.int32)] * 3, layers=rows)
     lex.attach_weights(None, idf)
     # The postings delta: every entry of the rows tokenised since the postings base, impact order per term.
-    e = rows.gather(members)
+    e = rows.gather(members, ("terms", "unit"))
     e_rows = np.repeat(members, e.sizes).astype(np.int32)
     order = np.lexsort((e_rows, np.uint32(0xFFFFFFFF) - e.unit.view(np.uint32), e.terms))
     starts = np.zeros(vocab + 1, dtype=np.int64)
