@@ -5,17 +5,15 @@
 At POINT the child writes MARKER and sleeps; the parent (tests/integration/test_incremental_crash.py)
 then sends SIGKILL. The points wrap public functions of the steps a re-run takes after the live
 generation was verified: parsing the changed input lines, writing vectors.npy, carrying the lexical rows,
-writing the postings delta, writing layered lexical rows whole (a scratch copy), updating the IVF index,
+writing the postings delta, writing layered lexical rows whole, updating the IVF index,
 hashing and linking at commit, the rename of the finished generation, the swap of CURRENT.
 POINT "none" runs the build to its end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +75,9 @@ def main() -> None:
             stop_here(marker)
 
         paperscope.lexical_delta.write_rows = half
-    elif point == "rows-written-whole":  # the idf check due over layered rows: their scratch copy written
+    elif point == "rows-written-whole":  # the idf check due over layered rows: lexical.npz written whole from them
         paperscope.impact.IDF_CHECK = 0.0
-        inner_whole = paperscope.lexical_delta.whole_previous
-
-        @contextlib.contextmanager
-        def stopped(prev: Any, tmp: Path) -> Iterator[Any]:
-            with inner_whole(prev, tmp) as paths:
-                stop_here(marker)
-                yield paths
-
-        paperscope.lexical_delta.whole_previous = stopped
+        before(paperscope.impact, "rebase", marker)
     elif point == "postings-delta-saved":  # lexical-impact.npz written as a delta, the base not yet linked
         after(paperscope.impact.Postings, "save", marker)
     elif point == "index-updated":

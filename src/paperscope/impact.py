@@ -668,6 +668,7 @@ def derive(
     *,
     previous_base: Path | None = None,
     base_out: Path | None = None,
+    previous_rows: LayeredRows | None = None,
 ) -> Derived:
     """Write ``lexical-impact.npz`` for ``lexical.npz`` (see the module docstring); returns how.
 
@@ -705,7 +706,7 @@ def derive(
             if previous_base is None:
                 post, check = merge(prev_lexical, prev_derived, lexical_path, carry)
             else:
-                post, check = rebase(prev_lexical, prev_derived, lexical_path, carry, previous_base)
+                post, check = rebase(prev_lexical, prev_derived, lexical_path, carry, previous_base, previous_rows)
             if post is not None:
                 post.save(out)
                 return Derived("merged", check)
@@ -887,23 +888,33 @@ def carried_idf(
 def _carried_unit(
     lex: LexicalIndex,
     old_unit: np.ndarray,
-    old_indptr: np.ndarray,
+    old_indptr: np.ndarray | None,
     mapping: np.ndarray,
     fresh: np.ndarray,
     idf: np.ndarray,
     f_pos: np.ndarray,
     f_terms: np.ndarray,
+    layered: LayeredRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(unit weights of every entry, the fresh rows' CSR offsets, their weights): carried rows'
-    copied (runs of consecutive rows are slices), the fresh rows' (entries ``f_pos``) computed."""
+    copied (runs of consecutive rows are slices; a block of rows at a time through ``layered``
+    when the previous rows are a base and a delta), the fresh rows' (entries ``f_pos``) computed."""
     indptr = np.asarray(lex.indptr)
     carried = np.flatnonzero(mapping >= 0)
     unit = np.empty(len(lex.terms), dtype=np.float32)
-    released = PageReleaser(old_unit)
-    for first, last in runs_of(carried, mapping[carried]):
-        a, b = int(old_indptr[mapping[first]]), int(old_indptr[mapping[last] + 1])
-        unit[int(indptr[first]) : int(indptr[first]) + b - a] = old_unit[a:b]
-        released.read(4 * (b - a))  # read once: do not keep the previous file resident (peak RSS)
+    if layered is not None:
+        released = PageReleaser(layered.base_unit)
+        for start in range(0, len(carried), 65_536):
+            block = carried[start : start + 65_536]
+            part = layered.gather(mapping[block], ("unit",)).unit
+            unit[kernels.segments(indptr[block], np.diff(indptr)[block])] = part
+            released.read(part.nbytes)
+    else:
+        released = PageReleaser(old_unit)
+        for first, last in runs_of(carried, mapping[carried]):
+            a, b = int(old_indptr[mapping[first]]), int(old_indptr[mapping[last] + 1])
+            unit[int(indptr[first]) : int(indptr[first]) + b - a] = old_unit[a:b]
+            released.read(4 * (b - a))  # read once: do not keep the previous file resident (peak RSS)
     f_indptr = np.concatenate(([0], np.cumsum(np.diff(indptr)[fresh])))
     f_unit = unit_weights(
         f_indptr, f_terms, np.asarray(lex.counts)[f_pos], np.asarray(lex.title_counts)[f_pos], idf, lex.title_boost
@@ -913,7 +924,12 @@ def _carried_unit(
 
 
 def rebase(
-    prev_lexical: Path, prev_derived: Path, lexical_path: Path, carry: Carry, prev_base: Path | None = None
+    prev_lexical: Path,
+    prev_derived: Path,
+    lexical_path: Path,
+    carry: Carry,
+    prev_base: Path | None = None,
+    prev_rows: LayeredRows | None = None,
 ) -> tuple[Postings | None, dict[str, Any] | None]:
     """As :func:`merge` (the carried idf, the idf check when due), when the previous derived file
     holds a delta over ``prev_base``: a new base. The weights are carried and computed as there;
@@ -924,11 +940,12 @@ def rebase(
         d = mmap_npz(prev_derived)
         old_idf, old_unit, basis = d["idf"], d["unit"], d["idf_basis"]
         old_n = int(d["meta"][1])
-        old_indptr = mmap_npz(prev_lexical)["indptr"]
-        if len(d["vocab_order"]) or len(old_indptr) != old_n + 1:
+        # previous rows as a base and a delta: read through prev_rows (its weights too)
+        old_indptr = mmap_npz(prev_lexical)["indptr"] if prev_rows is None else None
+        if len(d["vocab_order"]) or (old_indptr is not None and len(old_indptr) != old_n + 1):
             return None, None
         before, base = None, None
-        if int(d["meta"][0]) == DELTA_FORMAT_VERSION and prev_base is not None:
+        if int(d["meta"][0]) in (DELTA_FORMAT_VERSION, LAYERED_FORMAT_VERSION) and prev_base is not None:
             b = mmap_npz(prev_base)
             base = (b["post_starts"], b["post_rows"], b["post_vals"])
             before = delta_of(d)
@@ -949,7 +966,7 @@ def rebase(
     starts, check, since = _starts_and_check(lex, idf, since, basis_n)
     if starts is None:
         return None, check
-    unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos])
+    unit, _, _ = _carried_unit(lex, old_unit, old_indptr, mapping, fresh, idf, f_pos, terms[f_pos], prev_rows)
     same_rows = n >= old_n and bool(np.array_equal(mapping[carried], carried))
     if before is not None and base is not None and same_rows:
         members = np.union1d(before.members, fresh)

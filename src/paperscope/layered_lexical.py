@@ -22,13 +22,12 @@ A paperscope from before this finds no ``indptr`` in ``lexical.npz`` and refuses
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ENABLED", "FORWARD_FILE", "FORWARD_UNIT_FILE", "KEYS", "Entries", "LayeredRows", "whole_rows"]
+__all__ = ["ENABLED", "FIELDS", "FORWARD_FILE", "FORWARD_UNIT_FILE", "KEYS", "Entries", "LayeredRows"]
 
 FORWARD_FILE = "lexical-forward.npz"
 FORWARD_UNIT_FILE = "lexical-forward-unit.npz"
@@ -161,11 +160,3 @@ class LayeredRows:
             self.terms,
             self.unit,
         ]
-
-
-def whole_rows(
-    rows: LayeredRows, block: int = 65_536, fields: tuple[str, ...] = ("terms", "counts", "titles", "unit")
-) -> Iterator[tuple[int, Entries]]:
-    """The forward index written whole, a block of rows at a time: (first row, :class:`Entries` of ``fields``)."""
-    for start in range(0, rows.n, block):
-        yield start, rows.gather(np.arange(start, min(rows.n, start + block), dtype=np.int64), fields)

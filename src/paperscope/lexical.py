@@ -667,8 +667,15 @@ class Carry:
     old_to_new: np.ndarray
 
 
+_EMPTY = (np.zeros(0, np.int32),) * 3
+
+
 def build_for_generation(
-    con: sqlite3.Connection, out: Path, prev_index: Path | None, written: np.ndarray | None = None
+    con: sqlite3.Connection,
+    out: Path,
+    prev_index: Path | None,
+    written: np.ndarray | None = None,
+    layered: LayeredRows | None = None,
 ) -> tuple[int, int, Carry | None]:
     """Write ``lexical.npz`` for the papers table in ``con`` (row order).
 
@@ -677,6 +684,8 @@ def build_for_generation(
 
     ``written``, when given, holds the only rows that may differ from the previous generation's
     row of the same number (the build wrote them; no row moved): the rest are carried unasked.
+    ``layered``: the previous rows, when that ``lexical.npz`` holds them as a base and a delta
+    (:mod:`paperscope.layered_lexical`); they are carried from it, and never linked.
 
     Term counts are carried over from the previous generation's index for every paper whose
     title and abstract are unchanged, so only new or edited papers are tokenised again. The
@@ -691,7 +700,10 @@ def build_for_generation(
     from-scratch build would write, array for array (same vocabulary, ids and order).
     """
     old: CarriedArrays | None = None
-    if prev_index is not None and prev_index.is_file():
+    if layered is not None and prev_index is not None:  # its rows are a base and a delta: read through ``layered``
+        z = mmap_npz(prev_index)
+        old = CarriedArrays(z["vocab_utf8"], z["vocab_offsets"], np.zeros(layered.n + 1, np.int64), *_EMPTY, df=z["df"])
+    elif prev_index is not None and prev_index.is_file():
         try:
             old = CarriedArrays.load(prev_index)
         except StoreError:
@@ -712,12 +724,12 @@ def build_for_generation(
             dtype=np.int64,
         )
         mapping[mapping >= old.n] = -1
-    if len(mapping) == old.n and np.array_equal(mapping, np.arange(old.n)):
+    if layered is None and len(mapping) == old.n and np.array_equal(mapping, np.arange(old.n)):
         os.link(prev_index, out)  # every row as before: the previous file itself, not a copy of it
         return 0, old.n, None
     fresh_rows = np.flatnonzero(mapping < 0)
     fresh = tokenise_rows(con, fresh_rows)
-    carried = carry_rows(old, mapping, fresh)
+    carried = carry_rows(old, mapping, fresh, layered)
     carried.write(out)
     assert carried.old_to_new is not None
     return len(fresh_rows), len(mapping) - len(fresh_rows), Carry(mapping, carried.old_to_new)
@@ -934,39 +946,52 @@ def _bincount(values: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> CarriedArrays:
+def carry_rows(
+    old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex, layered: LayeredRows | None = None
+) -> CarriedArrays:
     """The index whose row ``r`` is old row ``mapping[r]`` (where >= 0) or the next row of ``fresh``.
 
     Arrays only: old rows are gathered by position, old term ids remapped through the merged,
     sorted vocabulary (terms no row uses any more are dropped, as a fresh build never has them),
     and the fresh rows' ids mapped into it. UTF-8 bytes compare in code point order, so the
     merged vocabulary is sorted exactly as ``sorted()`` sorts the terms as text.
+
+    With ``layered`` the old rows are a base and a delta (:mod:`paperscope.layered_lexical`; ``old``
+    then gives the vocabulary and document frequencies only): they are gathered through it.
     """
     n = len(mapping)
     carried = np.flatnonzero(mapping >= 0)
     fresh_rows = np.flatnonzero(mapping < 0)
     if len(fresh_rows) != fresh.n:
         raise ValueError(f"{len(fresh_rows)} rows to fill, {fresh.n} fresh rows given")
-    old_len = old.indptr[mapping[carried] + 1] - old.indptr[mapping[carried]]
+    if layered is not None:
+        old_n, old_len = layered.n, layered.sizes(mapping[carried])
+    else:
+        old_n, old_len = old.n, old.indptr[mapping[carried] + 1] - old.indptr[mapping[carried]]
     fresh_pos, fresh_len = _gather(fresh.indptr, np.arange(fresh.n, dtype=np.int64))
     # Old terms still used by a carried row; each fresh term looked up in the old vocabulary by bisection
     # (the fresh vocabulary is that of the edited rows only: this loop is over their distinct terms).
     v_old = len(old.vocab_offsets) - 1
     runs: list[tuple[int, int]] | None = runs_of(carried, mapping[carried])
-    if len(runs) > max(1, len(carried) // _RUNS_PER_ROW):
+    if layered is not None or len(runs) > max(1, len(carried) // _RUNS_PER_ROW):
         runs = None  # so many runs that gathering by position beats a Python loop over them
     df = None
-    if runs is not None:
+    if layered is not None and old.df is None:
+        raise ValueError("layered rows carry their document frequencies")
+    if runs is not None or layered is not None:
         # Few runs (an edit here and there): every old term's use (stored, else counted), minus the rows not carried.
         if old.df is not None:
             df = np.asarray(old.df, dtype=np.int64)  # a copy: the stored int32 counts, widened
         else:
             df = _bincount(old.terms, v_old)
             release_pages(old.terms)
-        still = np.zeros(old.n, dtype=bool)  # a mask, not setdiff1d's sort of a million rows (0.8 s at 1M)
+        still = np.zeros(old_n, dtype=bool)  # a mask, not setdiff1d's sort of a million rows (0.8 s at 1M)
         still[mapping[carried]] = True
         gone = np.flatnonzero(~still)
-        df -= _bincount(old.terms[_gather(old.indptr, gone)[0]], v_old)
+        gone_terms = (
+            layered.gather(gone, ("terms",)).terms if layered is not None else old.terms[_gather(old.indptr, gone)[0]]
+        )
+        df -= _bincount(gone_terms, v_old)
         used_old = df > 0
     else:
         used_old = np.zeros(v_old, dtype=bool)
@@ -1012,10 +1037,17 @@ def carry_rows(old: CarriedArrays, mapping: np.ndarray, fresh: LexicalIndex) -> 
     else:
         # Carried rows a block at a time: whole-array int64 positions (source and destination) and their
         # temporaries were most of a 1M-paper re-run's 9.2 GB peak; the result is the same.
+        base = (layered.base_terms, layered.base_counts, layered.base_titles) if layered is not None else ()
+        released = PageReleaser(*base)
         for start in range(0, len(carried), _CARRY_ROWS):
             block = carried[start : start + _CARRY_ROWS]
-            src, _ = _gather(old.indptr, mapping[block])
             dst, _ = _gather(indptr, block)
+            if layered is not None:
+                e = layered.gather(mapping[block], ("terms", "counts", "titles"))
+                terms[dst], counts[dst], titles[dst] = old_to_new[e.terms], e.counts, e.titles
+                released.read(12 * len(dst))
+                continue
+            src, _ = _gather(old.indptr, mapping[block])
             terms[dst] = old_to_new[old.terms[src]]
             counts[dst], titles[dst] = old.counts[src], old.title_counts[src]
             release_pages(old.terms)

@@ -5,8 +5,8 @@ written (with this vocabulary and its document frequencies), and the postings of
 tokenised since the postings base, as :func:`paperscope.impact.delta` writes them. It applies
 when :func:`paperscope.impact.delta` would: no row renumbered or removed, the idf check not due,
 the postings delta under ``impact.DELTA_MAX`` of the rows. Otherwise the pipeline writes the
-files whole as before, from the previous generation's rows written whole first when they were a
-base and a delta (:func:`whole_previous`), so that every other path is unchanged.
+files whole as before, carrying the previous rows through :func:`previous_rows` when they were a
+base and a delta (``lexical.carry_rows`` and ``impact.rebase`` gather them a block at a time).
 
 Every array a query reads is the one a whole write gives (the same terms, weights and postings:
 ``tests/unit/test_layered_lexical.py`` checks it array for array and query for query).
@@ -14,12 +14,8 @@ Every array a query reads is the one a whole write gives (the same terms, weight
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import tempfile
-import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +24,9 @@ import numpy as np
 from paperscope import impact, layered_lexical, layered_papers, lexical
 from paperscope.errors import StoreError
 from paperscope.layered_lexical import FORWARD_FILE, FORWARD_UNIT_FILE, LayeredRows
-from paperscope.lexical import TOKENIZER_VERSION, CarriedArrays, LexicalIndex, PageReleaser, Vocab, mmap_npz
+from paperscope.lexical import TOKENIZER_VERSION, CarriedArrays, LexicalIndex, Vocab, mmap_npz
 
-__all__ = ["Previous", "whole_previous", "write", "write_rows"]
+__all__ = ["Previous", "previous_rows", "write", "write_rows"]
 
 
 @dataclass(frozen=True)
@@ -234,67 +230,10 @@ def _rows_of(z: dict[str, np.ndarray], d: dict[str, np.ndarray], prev: Previous,
     )  # fmt: skip
 
 
-@contextlib.contextmanager
-def whole_previous(prev: Previous, tmp: Path) -> Iterator[tuple[Path, Path]]:
-    """The previous generation's (``lexical.npz``, derived file) with its forward index whole: its
-    own files, or, when they hold a delta of rows, copies written whole into a scratch directory
-    in ``tmp`` (removed after), so that a re-run that writes the files whole reads them as before.
-
-    The copies are written a block of rows at a time, one array after another, the base's pages
-    dropped as they are read: no whole array is held (at a million papers the four arrays are
-    3.4 GB; holding them took the run's peak RSS to 7.4 GB).
-    """
+def previous_rows(prev: Previous) -> LayeredRows | None:
+    """The previous generation's rows when they are a base and a delta (None when written whole):
+    what a run that writes them whole carries them from."""
     z = mmap_npz(prev.lexical)
     if "forward_meta" not in z:
-        yield prev.lexical, prev.derived
-        return
-    d = mmap_npz(prev.derived)
-    n = int(z["forward_meta"][0])
-    rows = _rows_of(z, d, prev, n, True)
-    released = PageReleaser(rows.base_indptr, rows.base_terms, rows.base_counts, rows.base_titles, rows.base_unit)
-
-    def column(name: str) -> Iterator[np.ndarray]:
-        for _, block in layered_lexical.whole_rows(rows, fields=(name,)):
-            part = getattr(block, name)
-            released.read(part.nbytes)
-            yield part
-
-    entries = rows.entries
-    with tempfile.TemporaryDirectory(dir=tmp, prefix=".whole-previous-") as scratch:
-        lexical_path, derived_path = Path(scratch) / "lexical.npz", Path(scratch) / impact.DERIVED_FILE
-        indptr = np.concatenate(([0], np.cumsum(rows.sizes(np.arange(n, dtype=np.int64))))).astype(np.int64)
-        whole = {k: z[k] for k in ("vocab_utf8", "vocab_offsets", "df", "tokenizer_version")}
-        _write_npz_streamed(
-            lexical_path,
-            {
-                **whole,
-                "indptr": indptr,
-                "terms": (np.dtype(np.int32), entries, column("terms")),
-                "counts": (np.dtype(np.int32), entries, column("counts")),
-                "title_counts": (np.dtype(np.int32), entries, column("titles")),
-            },
-        )
-        meta = np.asarray(d["meta"]).copy()
-        meta[0], meta[2] = impact.DELTA_FORMAT_VERSION, entries
-        _write_npz_streamed(derived_path, {**d, "meta": meta, "unit": (np.dtype(np.float32), entries, column("unit"))})
-        yield lexical_path, derived_path
-
-
-def _write_npz_streamed(path: Path, arrays: dict[str, np.ndarray | tuple[np.dtype, int, Iterator[np.ndarray]]]) -> None:
-    """An uncompressed ``.npz`` as ``np.savez`` writes it; a member given as (dtype, length, blocks)
-    is a 1-d array written block by block (the blocks must add up to that length)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, value in arrays.items():
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                if isinstance(value, tuple):
-                    dtype, length, blocks = value
-                    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
-                    np.lib.format.write_array_header_1_0(fh, header)
-                    written = 0
-                    for block in blocks:
-                        fh.write(np.ascontiguousarray(block, dtype=dtype).data)
-                        written += len(block)
-                    if written != length:
-                        raise ValueError(f"internal: {name}: {written} values written, {length} expected")
-                else:
-                    np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
+        return None
+    return _rows_of(z, mmap_npz(prev.derived), prev, int(z["forward_meta"][0]), True)

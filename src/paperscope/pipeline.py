@@ -660,16 +660,17 @@ def _write_lexical(
     if prev is None:
         tokenised, _, carry = lexical.build_for_generation(con, tmp / "lexical.npz", None, written)
         return tokenised, impact.derive(tmp / "lexical.npz", tmp / impact.DERIVED_FILE, None, carry)
-    with lexical_delta.whole_previous(prev, tmp) as (prev_lexical, prev_derived):
-        tokenised, _, carry = lexical.build_for_generation(con, tmp / "lexical.npz", prev_lexical, written)
-        derived = impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
-            tmp / "lexical.npz",
-            tmp / impact.DERIVED_FILE,
-            (prev_lexical, prev_derived),
-            carry,
-            previous_base=prev.base,
-            base_out=tmp / impact.BASE_FILE,
-        )
+    rows = lexical_delta.previous_rows(prev)  # None: the previous rows are written whole
+    tokenised, _, carry = lexical.build_for_generation(con, tmp / "lexical.npz", prev.lexical, written, rows)
+    derived = impact.derive(  # weights and postings, mmapped on open; linked when lexical.npz was
+        tmp / "lexical.npz",
+        tmp / impact.DERIVED_FILE,
+        (prev.lexical, prev.derived),
+        carry,
+        previous_base=prev.base,
+        base_out=tmp / impact.BASE_FILE,
+        previous_rows=rows,
+    )
     return tokenised, derived
 
 

@@ -111,10 +111,9 @@ def test_kill_9_inside_an_incremental_rerun_leaves_a_whole_store(tmp_path: Path,
 
 
 def test_kill_9_while_layered_rows_are_written_whole_leaves_a_whole_store(tmp_path: Path) -> None:
-    """A run that writes the lexical rows whole over layered ones (the idf check fell due) first
-    copies them whole into a scratch directory inside the generation it builds: killed there, the
-    live generation (layered rows) answers as before, verifies, and the next run cleans up and
-    builds on it."""
+    """A run that writes the lexical rows whole over layered ones (the idf check fell due), killed
+    once lexical.npz is written whole from them: the live generation (layered rows) answers as
+    before, verifies, and the next run cleans up and builds on it."""
     store, src = tmp_path / "s", tmp_path / "a.jsonl"
     build([corpus(src, set())], store, embedder=FakeEmbedder(), index_type="ivf")
     build([corpus(src, EDITED)], store, embedder=FakeEmbedder(), index_type="ivf")

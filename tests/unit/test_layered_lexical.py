@@ -25,11 +25,18 @@ FORWARD = (layered_lexical.FORWARD_FILE, layered_lexical.FORWARD_UNIT_FILE)
 
 def corpus(n: int, edited: dict[int, int]) -> list[dict[str, object]]:
     """Paper i: a few shared words and its own; an edit replaces its abstract with words no paper
-    used before (new terms) and drops its own (terms no row uses any more)."""
+    used before (new terms) and drops its own (terms no row uses any more); an edit marked -1 takes
+    the next paper's abstract (the same words in other rows: the idf stays where it was)."""
+
+    def plain(i: int) -> str:
+        return f"shared topic{i % 7} words about model{i % 11} and own{i} term{i % 13}"
+
     rows = []
     for i in range(n):
-        abstract = f"shared topic{i % 7} words about model{i % 11} and own{i} term{i % 13}"
-        if i in edited:
+        abstract = plain(i)
+        if i in edited and edited[i] < 0:
+            abstract = plain(i + 1)
+        elif i in edited:
             abstract = f"shared topic{i % 7} rewritten novel{edited[i]} fresh{i}x{edited[i]} about model{i % 5}"
         rows.append(
             {
@@ -95,8 +102,12 @@ def test_small_edits_keep_the_forward_index_a_delta_with_the_answers_of_one_writ
     n = 200
     # (edited texts, papers): forward delta 3, 9 (5 new papers), 9 (dates only), 10, whole (the idf check), 2
     steps = [({1, 2, 3}, n), ({50, 2}, n + 5), (set(), n + 5), ({9}, n + 5), (set(range(60, 80)), n + 5), ({10}, n + 6)]
-    forward_rows = [3, 9, 9, 10, None, 2]
-    how = ["delta", "delta", "linked", "delta", "derived", "delta"]  # the check finds the idf drifted
+    # then 26 papers take their neighbours' abstracts: the check keeps the idf, the rows are carried
+    # whole from layered ones; then a delta again
+    steps += [(set(range(100, 126)), n + 6), ({12}, n + 6)]
+    forward_rows = [3, 9, 9, 10, None, 2, None, 1]
+    # the first check finds the idf drifted (novel words), the second keeps it
+    how = ["delta", "delta", "linked", "delta", "derived", "delta", "merged", "delta"]
     stores = {"layered": tmp_path / "layered", "whole": tmp_path / "whole"}
     fake = FakeEmbedder()
     for name, store in stores.items():
@@ -104,7 +115,7 @@ def test_small_edits_keep_the_forward_index_a_delta_with_the_answers_of_one_writ
     edited: dict[int, int] = {}
     first = Store(stores["layered"]).require_current().file("lexical.npz").stat().st_ino
     for k, (texts, size) in enumerate(steps):
-        edited.update(dict.fromkeys(texts, k))
+        edited.update(dict.fromkeys(texts, -1 if k == 6 else k))
         rows = corpus(size, edited)
         if k == 2:
             for r in rows[7:9]:
