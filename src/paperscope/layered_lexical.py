@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ENABLED", "FIELDS", "FORWARD_FILE", "FORWARD_UNIT_FILE", "KEYS", "Entries", "LayeredRows"]
+__all__ = ["ENABLED", "FIELDS", "FORWARD_FILE", "FORWARD_UNIT_FILE", "KEYS", "Entries", "LayeredRows", "ranges"]
 
 FORWARD_FILE = "lexical-forward.npz"
 FORWARD_UNIT_FILE = "lexical-forward-unit.npz"
@@ -50,7 +50,7 @@ class Entries(NamedTuple):
     unit: np.ndarray
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
     lengths = np.asarray(lengths, dtype=np.int64)
     total = int(lengths.sum())
@@ -98,13 +98,6 @@ class LayeredRows:
     def base_n(self) -> int:
         return len(self.base_indptr) - 1
 
-    @property
-    def entries(self) -> int:
-        """Entries of every row: the base's, less those of its rows in the delta, plus the delta's."""
-        old = self.rows[self.rows < self.base_n]
-        replaced = int((self.base_indptr[old + 1] - self.base_indptr[old]).sum())
-        return int(self.base_indptr[-1]) - replaced + int(self.indptr[-1])
-
     def delta_positions(self, rows: np.ndarray) -> np.ndarray:
         """Each row's place in the delta, -1 for a row read from the base."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -133,7 +126,7 @@ class LayeredRows:
         """The entries of ``rows`` (any order, repeats allowed), row after row, terms in this
         vocabulary's ids; of ``fields`` only (the others empty)."""
         d, lo, sizes = self._bounds(np.asarray(rows, dtype=np.int64).reshape(-1))
-        idx = _ranges(lo, sizes)
+        idx = ranges(lo, sizes)
         in_delta = np.repeat(d, sizes)
         di, bi = idx[in_delta], idx[~in_delta]
         out = {}

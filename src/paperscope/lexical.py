@@ -34,7 +34,7 @@ import numpy as np
 
 from paperscope import layered_papers
 from paperscope.errors import DamagedError, StoreError
-from paperscope.layered_lexical import FIELDS, Entries, LayeredRows
+from paperscope.layered_lexical import FIELDS, Entries, LayeredRows, ranges
 from paperscope.text import TOKENIZER_VERSION, paper_text, ranking_terms, tokenize
 
 __all__ = [
@@ -843,19 +843,10 @@ class CarriedArrays:
         )
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` without a Python loop."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if not len(lengths):
-        return np.zeros(0, dtype=np.int64)
-    before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    return np.repeat(np.asarray(starts, dtype=np.int64) - before, lengths) + np.arange(int(lengths.sum()))
-
-
 def _gather(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions of the CSR entries of ``rows``, in row order; entries per row) with no per-row Python."""
     lengths = indptr[rows + 1] - indptr[rows]
-    return _ranges(indptr[rows], lengths), lengths
+    return ranges(indptr[rows], lengths), lengths
 
 
 # Above this many dropped plus inserted terms the vocabulary is spliced by one gather of every byte.
@@ -916,7 +907,7 @@ def _splice_vocab_gathered(
     source = np.concatenate((data, np.frombuffer(b"".join(new_terms), dtype=np.uint8)))
     merged_off = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=merged_off[1:])
-    return source[_ranges(starts, sizes)].astype(np.uint8), merged_off
+    return source[ranges(starts, sizes)].astype(np.uint8), merged_off
 
 
 # Carried rows moved per block (bounds the int64 position arrays to about 130 MB at 200 terms a row).
