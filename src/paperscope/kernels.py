@@ -2,7 +2,7 @@
 
 Two loops dominate a hybrid query at a million papers (cProfile, round 10): scoring the candidate
 pool exactly from the forward index (:func:`score_rows`: about 1,200 rows of about 170 entries, a
-few times a query) and summing the postings the lexical pass reads (:func:`accumulate`: 150,000
+few times a query) and summing the postings the lexical pass reads (:func:`accumulate_sums`: 150,000
 postings). In numpy each is a chain of gathers and temporaries (8.8 and 5.2 ms a query); compiled,
 each reads its entries once. Two more place a pass's score-at-a-time threshold
 (:func:`segment_ends`, :func:`counts_at`: 1.4 ms a `related` query in numpy, 0.8 ms compiled,
@@ -37,7 +37,6 @@ import numpy as np
 from paperscope import pagein
 
 __all__ = [
-    "accumulate",
     "accumulate_sums",
     "counts_at",
     "load",
@@ -46,6 +45,7 @@ __all__ = [
     "numpy_only",
     "query_filter",
     "ready",
+    "row_marks",
     "score_rows",
     "segment_ends",
     "segments",
@@ -65,6 +65,7 @@ GATHER_MAX = 1 << 22
 _jit: ModuleType | None = None
 _numpy_only = False  # numpy_only()
 _lock = threading.Lock()
+_scratch = threading.local()  # each thread's buffers for accumulate_sums
 _loader: threading.Thread | None = None
 
 
@@ -131,22 +132,12 @@ def _warm(jitted: ModuleType) -> None:
     offsets, g_terms, g_unit = np.array([0, 2], dtype=np.int64), np.zeros(2, np.int32), np.zeros(2, np.float32)
     jitted.gather(indptr, terms, unit, np.zeros(1, np.int64), offsets, g_terms, g_unit)
     jitted.score_gathered(offsets, g_terms, g_unit, np.zeros(1), np.ones(1, np.uint64))
-    jitted.accumulate_parts(
-        post_rows,
-        unit,
-        np.zeros(1, np.int64),
-        np.ones(1, np.int64),
-        post_rows,
-        unit,
-        np.zeros(1, np.int64),
-        np.ones(1, np.int64),
-        np.ones(1, np.float32),
-        np.zeros(1, np.bool_),
-        np.zeros(1, np.float32),
-        np.zeros(1, np.bool_),
-        np.zeros(2, np.int32),
-    )
-    jitted.collect(np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(1, np.bool_), np.zeros(1, np.float32))
+    one_row = np.zeros(1, np.int64)
+    jitted.accumulate_sorted(
+        post_rows, unit, one_row, np.ones(1, np.int64), post_rows, unit, one_row, np.ones(1, np.int64),
+        np.ones(1, np.float32), np.zeros(1, np.bool_), np.ones(1, np.bool_), np.zeros(1, np.float32), row_marks(1),
+        np.zeros(2, np.int32), np.zeros(2, np.float32), np.zeros(2, np.int64), np.zeros(2, np.float32),
+    )  # fmt: skip
     one, w = np.zeros(1, np.int64), np.ones(1)
     out = (np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4))
     jitted.segment_ends(unit, unit, one, one, np.ones(1, np.int64), w, 1, 0, *out)
@@ -273,35 +264,6 @@ def _score_rows_numpy(
     return np.where(counts > 0, sums, 0.0)
 
 
-def accumulate(
-    post_rows: np.ndarray,
-    post_vals: np.ndarray,
-    lo: np.ndarray,
-    take: np.ndarray,
-    weights: np.ndarray,
-    acc: np.ndarray,
-    seen: np.ndarray,
-) -> np.ndarray:
-    """The rows met, ascending, after adding ``post_vals[j] * weights[t]`` (float32) into
-    ``acc[post_rows[j]]`` for the first ``take[t]`` postings from ``lo[t]`` of each term t, in that
-    order, and marking each row met in ``seen``."""
-    jit = _jit if not _numpy_only and _compiled_types(None, post_rows, post_vals) else None
-    if jit is not None:
-        met = np.empty(int(take.sum()), dtype=np.int32)
-        rows, vals = _read_only(post_rows), _read_only(post_vals)
-        none = np.zeros(0, dtype=np.int64)
-        m = jit.accumulate_parts(
-            rows, vals, lo, take, rows[:0], vals[:0], none, none, weights, np.zeros(0, np.bool_), acc, seen, met
-        )
-        # sorting the rows met costs less than finding them in ``seen`` (0.3 against 0.7 ms at 1M rows)
-        return np.sort(met[:m]).astype(np.int64)
-    idx = segments(lo, take)
-    rows = post_rows[idx]
-    np.add.at(acc, rows, post_vals[idx] * np.repeat(weights, take))
-    seen[rows] = True
-    return np.flatnonzero(seen)
-
-
 def accumulate_sums(
     lists: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     delta: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None,
@@ -309,15 +271,19 @@ def accumulate_sums(
     skip: np.ndarray | None,
     acc: np.ndarray,
     seen: np.ndarray,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(rows met ascending, their sums): :func:`accumulate` over ``lists`` (post_rows, post_vals,
-    lo, take) leaving out the postings of rows marked in ``skip``, then over ``delta`` (the same
-    four, for the same terms and weights), with ``acc`` and ``seen`` cleared after (also when
-    interrupted). A row's sum takes its postings in the order ``accumulate`` reads them."""
+    """(rows met ascending, their sums): ``post_vals[j] * weights[t]`` (float32) added per row over
+    the first ``take[t]`` postings from ``lo[t]`` of each term t of ``lists`` (post_rows, post_vals,
+    lo, take), in that order, leaving out the postings of rows marked in ``skip``, then over
+    ``delta`` (the same four, for the same terms and weights); only the rows ``allowed`` marks (a
+    bool per row; None: all). ``acc`` (float32, one per row) and ``seen`` (:func:`row_marks`) are
+    scratch, left cleared (also when interrupted)."""
     rows_, vals_, lo, take = lists
     # No delta: empty lists for every term (the compiled loop reads the weights of len(d_lo) terms).
     d_rows, d_vals, d_lo, d_take = delta if delta is not None else (rows_[:0], vals_[:0], lo[:0], take[:0])
     skip = skip if skip is not None else np.zeros(0, dtype=np.bool_)
+    every = np.zeros(0, dtype=np.bool_)
     jit = (
         _jit
         if not _numpy_only and _compiled_types(None, rows_, vals_) and _compiled_types(None, d_rows, d_vals)
@@ -325,16 +291,13 @@ def accumulate_sums(
     )
     try:
         if jit is not None:
-            met = np.empty(int(take.sum()) + int(d_take.sum()), dtype=np.int32)
-            m = jit.accumulate_parts(
+            b_rows, b_vals, uniq, sums = _sum_buffers(int(take.sum()) + int(d_take.sum()))
+            m = jit.accumulate_sorted(
                 _read_only(rows_), _read_only(vals_), lo, take, _read_only(d_rows), _read_only(d_vals), d_lo,
-                d_take, weights, skip, acc, seen, met,
+                d_take, weights, skip, every if allowed is None else allowed, acc, seen, b_rows, b_vals, uniq, sums,
             )  # fmt: skip
-            # numpy's sort of the rows met (vectorised) is several times numba's
-            uniq = np.sort(met[:m]).astype(np.int64)
-            sums = np.empty(m, dtype=np.float32)
-            jit.collect(uniq, acc, seen, sums)
-            return uniq, sums
+            return uniq[:m].copy(), sums[:m].copy()
+        met = []
         parts = [(rows_, vals_, lo, take, skip)] + ([(d_rows, d_vals, d_lo, d_take, None)] if delta is not None else [])
         for part_rows, part_vals, part_lo, part_take, part_skip in parts:
             idx = segments(part_lo, part_take)
@@ -344,16 +307,36 @@ def accumulate_sums(
                 keep = ~part_skip[np.minimum(rows, len(part_skip) - 1)] | (rows >= len(part_skip))
                 rows, contrib = rows[keep], contrib[keep]
             np.add.at(acc, rows, contrib)
-            seen[rows] = True
-        uniq = np.flatnonzero(seen)
+            met.append(rows)
+        uniq = np.unique(np.concatenate(met)).astype(np.int64) if met else np.zeros(0, dtype=np.int64)
         sums = acc[uniq]
         acc[uniq] = 0.0
-        seen[uniq] = False
+        if allowed is not None:
+            keep = allowed[uniq]
+            uniq, sums = uniq[keep], sums[keep]
         return uniq, sums
     except BaseException:  # interrupted half way: the next query must start from zeros
         acc[:] = 0.0
-        seen[:] = False
+        seen[:] = 0
         raise
+
+
+def _sum_buffers(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The thread's scratch of :func:`accumulate_sums` for ``size`` postings (grown when too small):
+    fresh arrays of 150,000 postings cost more in page faults than the loop that fills them."""
+    buffers = getattr(_scratch, "sums", None)
+    if buffers is None or len(buffers[0]) < size:
+        capacity = max(size, 2 * len(buffers[0]) if buffers is not None else 0, 1 << 16)
+        buffers = _scratch.sums = (
+            np.empty(capacity, np.int32), np.empty(capacity, np.float32),
+            np.empty(capacity, np.int64), np.empty(capacity, np.float32),
+        )  # fmt: skip
+    return buffers
+
+
+def row_marks(n: int) -> np.ndarray:
+    """The cleared ``seen`` scratch of :func:`accumulate_sums` for n rows: a bit per row."""
+    return np.zeros((n + 63) // 64, dtype=np.uint64)
 
 
 def segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ gives the same hits whichever answered."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -88,7 +89,8 @@ def test_a_cold_head_hands_the_rest_to_the_numpy_path_with_the_same_result(
 
 def test_compiled_postings_sums_are_numpys_bits(compiled: None) -> None:
     rng = np.random.default_rng(7)
-    n, postings = 5000, 60_000
+    # rows past one bucket of the compiled loop (2**15 rows): sums added bucket by bucket
+    n, postings = 70_000, 60_000
     post_rows = rng.integers(0, n, size=postings).astype(np.int32)
     post_vals = rng.random(postings).astype(np.float32)
     starts = np.sort(rng.choice(postings, size=80, replace=False))
@@ -97,17 +99,17 @@ def test_compiled_postings_sums_are_numpys_bits(compiled: None) -> None:
     weights = rng.random(80).astype(np.float32)
     out = []
     for numpy in (False, True):
-        acc, seen = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=bool)
+        acc, seen = np.zeros(n, dtype=np.float32), kernels.row_marks(n)
         if numpy:
             with kernels.numpy_only():
-                met = kernels.accumulate(post_rows, post_vals, lo, take, weights, acc, seen)
+                got = kernels.accumulate_sums((post_rows, post_vals, lo, take), None, weights, None, acc, seen)
         else:
-            met = kernels.accumulate(post_rows, post_vals, lo, take, weights, acc, seen)
-        out.append((met, acc, seen))
-    (m1, a1, s1), (m2, a2, s2) = out
-    assert np.array_equal(m1, m2) and np.array_equal(m1, np.flatnonzero(s1))
-    assert np.array_equal(a1, a2) and np.array_equal(s1, s2)
-    assert (np.diff(m1) > 0).all()
+            got = kernels.accumulate_sums((post_rows, post_vals, lo, take), None, weights, None, acc, seen)
+        assert not acc.any() and not seen.any()  # cleared for the next query
+        out.append(got)
+    (m1, s1), (m2, s2) = out
+    assert np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    assert np.array_equal(m1, np.unique(post_rows[kernels.segments(lo, take)]))
     # float32, in the order the postings were read: the same as one sequential sum per row
     row = int(m1[np.argmax(np.bincount(post_rows[kernels.segments(lo, take)], minlength=n)[m1])])
     want = np.float32(0.0)
@@ -115,7 +117,7 @@ def test_compiled_postings_sums_are_numpys_bits(compiled: None) -> None:
         for j in range(lo[t], lo[t] + take[t]):
             if post_rows[j] == row:
                 want = np.float32(want + post_vals[j] * weights[t])
-    assert a1[row] == want
+    assert s1[np.searchsorted(m1, row)] == want
 
 
 @pytest.mark.parametrize("with_delta", [False, True])
@@ -139,7 +141,7 @@ def test_compiled_postings_sums_over_a_base_and_a_delta_are_numpys_bits(compiled
     delta = (d_rows, d_vals, d_lo, d_take) if with_delta else None
     out = []
     for numpy in (False, True):
-        acc, seen = np.zeros(n, dtype=np.float32), np.zeros(n, dtype=bool)
+        acc, seen = np.zeros(n, dtype=np.float32), kernels.row_marks(n)
         if numpy:
             with kernels.numpy_only():
                 got = kernels.accumulate_sums((post_rows, post_vals, lo, take), delta, weights, skip, acc, seen)
@@ -162,6 +164,15 @@ def test_compiled_postings_sums_over_a_base_and_a_delta_are_numpys_bits(compiled
                         want = np.float32(want + d_vals[j] * weights[t])
         at = np.searchsorted(r1, row)
         assert (at < len(r1) and r1[at] == row and s1[at] == want) or (want == 0 and row not in set(r1.tolist()))
+
+    # Only the allowed rows come back, with the same sums, either way.
+    allowed = rng.random(n) < 0.7
+    for numpy in (False, True):
+        acc, seen = np.zeros(n, dtype=np.float32), kernels.row_marks(n)
+        with kernels.numpy_only() if numpy else contextlib.nullcontext():
+            r3, s3 = kernels.accumulate_sums((post_rows, post_vals, lo, take), delta, weights, skip, acc, seen, allowed)
+        assert not acc.any() and not seen.any()
+        assert np.array_equal(r3, r1[allowed[r1]]) and np.array_equal(s3, s1[allowed[r1]])
 
 
 def _impact_lists(rng: np.random.Generator, lengths: np.ndarray, stride: int) -> tuple[np.ndarray, ...]:
