@@ -65,6 +65,7 @@ GATHER_MAX = 1 << 22
 _jit: ModuleType | None = None
 _numpy_only = False  # numpy_only()
 _lock = threading.Lock()
+_starting = threading.Lock()  # load_in_background's
 _scratch = threading.local()  # each thread's buffers for accumulate_sums
 _loader: threading.Thread | None = None
 
@@ -104,7 +105,9 @@ def load_in_background() -> None:
     A daemon thread, so a one-query command exits without waiting for it.
     """
     global _loader
-    with _lock:
+    # Not under _lock: load() holds that while it imports (half a second), and a query calling this
+    # after each answer would wait for it (queries 12 on of a fresh process, 8 ms each in all).
+    with _starting:
         if _jit is not None or _loader is not None:
             return
         _loader = threading.Thread(target=load, name="paperscope-kernels", daemon=True)
@@ -297,7 +300,7 @@ def accumulate_sums(
                 d_take, weights, skip, every if allowed is None else allowed, acc, seen, b_rows, b_vals, uniq, sums,
             )  # fmt: skip
             return uniq[:m].copy(), sums[:m].copy()
-        met = []
+        met = np.zeros(len(acc), dtype=np.bool_)  # (np.unique of 150,000 rows: 13 ms)
         parts = [(rows_, vals_, lo, take, skip)] + ([(d_rows, d_vals, d_lo, d_take, None)] if delta is not None else [])
         for part_rows, part_vals, part_lo, part_take, part_skip in parts:
             idx = segments(part_lo, part_take)
@@ -307,8 +310,8 @@ def accumulate_sums(
                 keep = ~part_skip[np.minimum(rows, len(part_skip) - 1)] | (rows >= len(part_skip))
                 rows, contrib = rows[keep], contrib[keep]
             np.add.at(acc, rows, contrib)
-            met.append(rows)
-        uniq = np.unique(np.concatenate(met)).astype(np.int64) if met else np.zeros(0, dtype=np.int64)
+            met[rows] = True
+        uniq = np.flatnonzero(met)
         sums = acc[uniq]
         acc[uniq] = 0.0
         if allowed is not None:

@@ -266,6 +266,19 @@ def test_background_load_leaves_one_command_free_to_exit() -> None:
     assert slow.returncode == 0 and slow.stdout.strip() == "True", slow.stderr
 
 
+def test_asking_again_for_the_background_load_does_not_wait_for_it() -> None:
+    """A ranker asks after every answer; while the loops load (numba's import takes half a second),
+    those calls return at once instead of waiting for the load to finish."""
+    code = (
+        "import time; from paperscope import kernels; kernels.load_in_background()\n"
+        "time.sleep(0.05)  # the loader thread is importing numba by now\n"
+        "kernels.load_in_background(); print(kernels.ready())\n"
+        "kernels.load(); print(kernels.ready())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["False", "True"], out.stderr
+
+
 def test_a_large_store_loads_the_compiled_loops_after_its_first_queries(real_store) -> None:
     """Not during the first ``COMPILED_AFTER - 1`` queries (a command asking one never pays for it),
     then in the background, without an error (the bundled store stands in for a large one)."""
