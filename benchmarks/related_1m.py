@@ -189,8 +189,8 @@ def query_makers(vectors: np.ndarray, lex: Any, rng: np.random.Generator) -> dic
         return Query(dense=np.array(vectors[r], dtype=np.float32), lexical=lex.rows_vector([r]), exclude=frozenset([r]))
 
     def search_q(r: int) -> Query:
-        lo, hi = int(lex.indptr[r]), int(lex.indptr[r + 1])
-        titled = np.asarray(lex.terms[lo:hi])[np.asarray(lex.title_counts[lo:hi]) > 0]
+        e = lex.entries([r], ("terms", "titles"))  # (a layered index's own rows are only its delta)
+        titled = e.terms[e.titles > 0]
         words = " ".join(lex.vocab[int(t)] for t in titled[: 3 + r % 4])
         noisy = np.array(vectors[r], dtype=np.float32) + rng.standard_normal(dim).astype(np.float32) * 0.035
         return Query(dense=noisy / np.linalg.norm(noisy), lexical=lex.text_vector(words), text=True)
@@ -497,11 +497,12 @@ def preload_rounds(
 def link_store(store: Path, tmp: Path) -> None:
     """Hard-link the live generation's query files into ``tmp``, with its index parameters as index.json."""
     import paperscope
-    from paperscope import impact
+    from paperscope import impact, layered_lexical
 
+    forward = (layered_lexical.FORWARD_FILE, layered_lexical.FORWARD_UNIT_FILE)
     with paperscope.open(store) as ex:
         gen = ex.generation
-        for name in ("index.faiss", "lexical.npz", impact.DERIVED_FILE, impact.BASE_FILE, *VECTOR_FILES):
+        for name in ("index.faiss", "lexical.npz", impact.DERIVED_FILE, impact.BASE_FILE, *VECTOR_FILES, *forward):
             if not (tmp / name).exists() and name in gen.manifest["files"]:
                 os.link(gen.file(name), tmp / name)
         (tmp / "index.json").write_text(json.dumps(gen.manifest["index"]))
