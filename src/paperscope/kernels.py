@@ -66,7 +66,7 @@ _jit: ModuleType | None = None
 _numpy_only = False  # numpy_only()
 _lock = threading.Lock()
 _starting = threading.Lock()  # load_in_background's
-_scratch = threading.local()  # each thread's buffers for accumulate_sums
+_scratch = threading.local()  # each thread's buffers for accumulate_sums and segment_ends
 _loader: threading.Thread | None = None
 
 
@@ -222,19 +222,22 @@ def score_rows(
     # as much as scoring them (1.7 and 1.0 ms a query at 100,000 papers), and query expansion
     # scores the first pass's pool again: that second call reads the copy (same values, same
     # order: the same bits). The copy's buffers are the thread's own, reused.
-    g_terms, g_unit = _gather_buffers(cache, int(offsets[-1]))
+    g_terms, g_unit = _buffers(cache, "gather_buffers", int(offsets[-1]), (np.int32, np.float32))
     jit.gather(indptr, terms, unit, rows, offsets, g_terms, g_unit)
     cache.gathered = (rows.copy(), offsets, g_terms, g_unit)
     return jit.score_gathered(offsets, g_terms, g_unit, dense, bits)
 
 
-def _gather_buffers(cache: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Views of ``size`` entries on the thread's gather buffers (grown when too small)."""
-    buffers = getattr(cache, "gather_buffers", None)
+def _buffers(cache: Any, name: str, size: int, dtypes: tuple[type, ...]) -> tuple[np.ndarray, ...]:
+    """Views of ``size`` elements on the thread's buffers ``name`` in ``cache``, one per dtype (grown,
+    to at least twice, when too small): fresh arrays of a query's size cost more in page faults
+    than the loops that fill them."""
+    buffers = getattr(cache, name, None)
     if buffers is None or len(buffers[0]) < size:
         capacity = max(size, 2 * len(buffers[0]) if buffers is not None else 0, 1 << 16)
-        buffers = cache.gather_buffers = (np.empty(capacity, np.int32), np.empty(capacity, np.float32))
-    return buffers[0][:size], buffers[1][:size]
+        buffers = tuple(np.empty(capacity, dtype) for dtype in dtypes)
+        setattr(cache, name, buffers)
+    return tuple(buf[:size] for buf in buffers)
 
 
 def _score_rows_numpy(
@@ -294,7 +297,8 @@ def accumulate_sums(
     )
     try:
         if jit is not None:
-            b_rows, b_vals, uniq, sums = _sum_buffers(int(take.sum()) + int(d_take.sum()))
+            size = int(take.sum()) + int(d_take.sum())
+            b_rows, b_vals, uniq, sums = _buffers(_scratch, "sums", size, (np.int32, np.float32, np.int64, np.float32))
             m = jit.accumulate_sorted(
                 _read_only(rows_), _read_only(vals_), lo, take, _read_only(d_rows), _read_only(d_vals), d_lo,
                 d_take, weights, skip, every if allowed is None else allowed, acc, seen, b_rows, b_vals, uniq, sums,
@@ -324,19 +328,6 @@ def accumulate_sums(
         raise
 
 
-def _sum_buffers(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The thread's scratch of :func:`accumulate_sums` for ``size`` postings (grown when too small):
-    fresh arrays of 150,000 postings cost more in page faults than the loop that fills them."""
-    buffers = getattr(_scratch, "sums", None)
-    if buffers is None or len(buffers[0]) < size:
-        capacity = max(size, 2 * len(buffers[0]) if buffers is not None else 0, 1 << 16)
-        buffers = _scratch.sums = (
-            np.empty(capacity, np.int32), np.empty(capacity, np.float32),
-            np.empty(capacity, np.int64), np.empty(capacity, np.float32),
-        )  # fmt: skip
-    return buffers
-
-
 def row_marks(n: int) -> np.ndarray:
     """The cleared ``seen`` scratch of :func:`accumulate_sums` for n rows: a bit per row."""
     return np.zeros((n + 63) // 64, dtype=np.uint64)
@@ -349,23 +340,6 @@ def segments(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     shift = lo - np.concatenate(([0], np.cumsum(counts)[:-1]))
     return np.repeat(shift, counts) + np.arange(total, dtype=np.int64)
-
-
-_segments_scratch = threading.local()
-
-
-def _segment_buffers(part: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The thread's output buffers of :func:`segment_ends` for ``part`` (one per part of a pass:
-    its segments are used after the next part's are cut), grown when too small: fresh arrays of a
-    pass's size cost more in page faults than the compiled loop that fills them."""
-    held = getattr(_segments_scratch, "buffers", None)
-    if held is None:
-        held = _segments_scratch.buffers = {}
-    ints, floats = held.get(part, (np.zeros((3, 0), np.int64), np.zeros(0)))
-    if len(floats) < size:
-        capacity = max(size, 2 * len(floats), 1 << 14)
-        ints, floats = held[part] = (np.empty((3, capacity), np.int64), np.empty(capacity))
-    return ints, floats
 
 
 def segment_ends(
@@ -393,13 +367,14 @@ def segment_ends(
     if jit is not None:
         top = 1 << (int(stride).bit_length() - 1)
         bound = (top.bit_length() + 2) * len(lo) + int(np.maximum(head - top, 0).sum()) // stride
-        ints, floats = _segment_buffers(part, bound)
+        # one set of buffers per part of a pass: its segments are used after the next part's are cut
+        term, size, last, contrib = _buffers(_scratch, f"segments{part}", bound, (np.int64, np.int64, np.int64, float))
         m = marks if marks is not None and mark_stride > 0 else vals[:0]
         k = jit.segment_ends(
             _read_only(vals), _read_only(m), lo, slots, head, w, int(stride), int(mark_stride) if len(m) else 0,
-            ints[0], ints[1], ints[2], floats,
+            term, size, last, contrib,
         )  # fmt: skip
-        return ints[0][:k], ints[1][:k], ints[2][:k], floats[:k]
+        return term[:k], size[:k], last[:k], contrib[:k]
     # segment ends: doubling up to the stride (a short list, a rare term's, is cut finely at its
     # head, where its contributions fall fastest), then every stride up to the head
     doubling = (1 << np.arange(int(stride).bit_length())).astype(np.int64)
